@@ -1,0 +1,189 @@
+// kvcache::Manager: the API an inference engine links to store and find KV-cache
+// bytes in pools of shared memory that many processes use at once.
+//
+// Thread-safe: one Manager may be shared by any number of threads, and any number of
+// processes may each have their own Manager on the same pools. A pool's whole state
+// (bytes, allocation bitmap, entry index, counters, lock) lives in its shared-memory
+// segment; the SQLite catalog only records which pools exist and their history.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "kvcache/status.h"
+#include "kvcache/types.h"
+
+namespace kvcache {
+
+class PoolHandle;  // a mapped segment; private to core
+class Catalog;
+
+// Where a Manager keeps its files and names its segments.
+struct ManagerOptions {
+  // Catalog and snapshots live here. Empty: $CORTEX_HOME, else ~/.cortex.
+  std::string home;
+  // Segment names are <shm_prefix><pool>. Empty: $CORTEX_SHM_PREFIX, else "cortex_kv_".
+  std::string shm_prefix;
+};
+
+// Resolves the defaults above from the environment.
+ManagerOptions ResolveOptions(ManagerOptions options);
+
+// A pinned entry: its bytes stay valid and unchanged, and the entry is never evicted
+// or freed, until the view is released or destroyed. Move-only. A replacement or delete
+// of the id while a view is held frees the old bytes only when the last view goes.
+class EntryView {
+ public:
+  EntryView() = default;
+  EntryView(EntryView&& other) noexcept;
+  EntryView& operator=(EntryView&& other) noexcept;
+  EntryView(const EntryView&) = delete;
+  EntryView& operator=(const EntryView&) = delete;
+  ~EntryView();
+
+  bool valid() const { return pool_ != nullptr; }
+  const EntryInfo& info() const { return info_; }
+  // The payload, mapped straight from the pool. REQUIRES: valid().
+  std::span<const std::byte> data() const;
+  std::vector<uint32_t> prefix_tokens() const;
+  // Releases the pin now (the destructor does it otherwise).
+  void Release();
+
+ private:
+  friend class PoolHandle;
+  std::shared_ptr<PoolHandle> pool_;
+  uint32_t lease_ = 0;
+  EntryInfo info_;
+  const std::byte* extent_ = nullptr;  // payload, then prefix tokens, then metadata
+};
+
+// Space reserved for a put whose bytes the caller writes in place (zero copy).
+// Nothing is visible to readers until Commit(); destroying an uncommitted
+// reservation frees its space.
+class PutReservation {
+ public:
+  PutReservation() = default;
+  PutReservation(PutReservation&& other) noexcept;
+  PutReservation& operator=(PutReservation&& other) noexcept;
+  PutReservation(const PutReservation&) = delete;
+  PutReservation& operator=(const PutReservation&) = delete;
+  ~PutReservation();
+
+  bool valid() const { return pool_ != nullptr; }
+  // Where the payload goes. REQUIRES: valid().
+  std::span<std::byte> data() const { return {extent_, size_}; }
+  // Publishes the entry atomically: readers see the old entry or this one, whole.
+  Status Commit();
+  // Frees the space without publishing.
+  void Abort();
+
+ private:
+  friend class PoolHandle;
+  std::shared_ptr<PoolHandle> pool_;
+  uint32_t slot_ = 0;
+  uint64_t generation_ = 0;
+  std::byte* extent_ = nullptr;
+  size_t size_ = 0;
+};
+
+// Statistics to give an entry instead of fresh ones (used by restore).
+struct EntryStats {
+  double created = 0;
+  double last_accessed = 0;
+  uint64_t access_count = 0;
+};
+
+class Manager {
+ public:
+  explicit Manager(ManagerOptions options = {});
+  ~Manager();
+  Manager(const Manager&) = delete;
+  Manager& operator=(const Manager&) = delete;
+
+  const ManagerOptions& options() const { return options_; }
+  std::string ShmName(std::string_view pool) const;
+  // $home/kv_persist/<pool>.cache
+  std::string DefaultSnapshotPath(std::string_view pool) const;
+
+  // ---- pool lifecycle ----
+  // Creates the segment (memory reserved up front) and the catalog record.
+  // AlreadyExists if either exists; the existing pool is left alone.
+  Status CreatePool(const PoolConfig& config);
+  // Creates the segment of a pool whose segment is gone (after a reboot, or never made
+  // on this machine), and records `config` in the catalog (replacing its record).
+  // AlreadyExists if the segment exists. Used by restore.
+  Status LoadPool(const PoolConfig& config);
+  // Removes the segment and the catalog record. NotFound if neither exists.
+  Status DestroyPool(std::string_view pool);
+  // Records `pid` as attached until it detaches or exits.
+  Status Attach(std::string_view pool, pid_t pid);
+  Status Detach(std::string_view pool, pid_t pid);
+  // Names of the pools in the catalog, sorted.
+  Result<std::vector<std::string>> ListPools();
+  Result<PoolConfig> GetConfig(std::string_view pool);
+
+  // ---- entries ----
+  // Stores `data` under `seq`, replacing any entry with that id. Evicts by policy when
+  // the pool is full; NoSpace when nothing evictable frees enough or the entry is larger
+  // than the pool.
+  Status Put(std::string_view pool, uint64_t seq, std::span<const std::byte> data,
+             uint64_t token_count, const PutOptions& options = {});
+  Result<PutReservation> Reserve(std::string_view pool, uint64_t seq, size_t size,
+                                 uint64_t token_count, const PutOptions& options = {},
+                                 const std::optional<EntryStats>& stats = std::nullopt);
+  // Copies the bytes out. Counts a hit, or a miss (NotFound).
+  Result<std::vector<std::byte>> Get(std::string_view pool, uint64_t seq);
+  // Copies the bytes into `out` (resized). Counts a hit or a miss.
+  Status GetInto(std::string_view pool, uint64_t seq, std::vector<std::byte>& out);
+  // Zero copy: pins the entry. Counts a hit or a miss.
+  Result<EntryView> View(std::string_view pool, uint64_t seq);
+  // Metadata only; counts nothing and pins nothing.
+  Result<EntryInfo> Stat(std::string_view pool, uint64_t seq);
+  // Entries whose prefix hash equals PrefixHash(tokens), with their bytes pinned.
+  Result<std::vector<EntryView>> GetByPrefix(std::string_view pool,
+                                              std::span<const uint32_t> tokens);
+  // Entries whose prefix hash is `hash` (16 hex chars); metadata only.
+  Result<std::vector<EntryInfo>> FindByPrefixHash(std::string_view pool, std::string_view hash);
+  // The entry whose prefix tokens share the longest prefix with `tokens`
+  // (whole blocks of config.prefix_block_tokens, then verified token by token).
+  // NotFound when no entry shares even one block.
+  Result<PrefixMatch> LongestPrefix(std::string_view pool, std::span<const uint32_t> tokens);
+  Status Remove(std::string_view pool, uint64_t seq);
+  // Removes every entry (pinned ones are freed when released). Returns how many.
+  Result<uint64_t> Clear(std::string_view pool);
+  // Evicts max(1, floor(n * percent / 100)) of the n > 0 entries by policy.
+  // Returns how many were evicted. percent must be in (0, 100].
+  Result<uint64_t> Evict(std::string_view pool, double percent);
+  // Metadata of every entry, in id order.
+  Result<std::vector<EntryInfo>> Entries(std::string_view pool);
+  // Pins every entry at one instant: a consistent view while puts go on.
+  Result<std::vector<EntryView>> PinAll(std::string_view pool);
+
+  // ---- observation ----
+  Result<PoolStats> Stats(std::string_view pool);
+  // Every pool in the catalog; pools without a live segment have loaded == false.
+  Result<std::vector<PoolStats>> StatsAll();
+  // Recovers dead processes, then verifies every invariant of the segment.
+  Result<HealthReport> Health(std::string_view pool);
+
+  // The catalog (opened on first use), for the persistence code and the CLI.
+  Result<Catalog*> catalog();
+
+  // Opens (maps) the pool's segment, cached per Manager. For callers inside core.
+  Result<std::shared_ptr<PoolHandle>> Open(std::string_view pool);
+
+ private:
+  struct Impl;
+  ManagerOptions options_;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace kvcache

@@ -1,0 +1,42 @@
+// Text and JSON renderings shared by the cortex CLI and kvcachefs, so a command and
+// the matching file print the same thing.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "kvcache/types.h"
+
+namespace kvcache {
+
+// The seed's table:
+// POOL                 SIZE         USED         ENTRIES    HIT RATE   POLICY
+// llama-cache          16.0G        0.0%         0          0.0%       lru
+// Pools that are not loaded show "-" for USED/ENTRIES/HIT RATE and "(not loaded)".
+std::string FormatStatusTable(const std::vector<PoolStats>& pools);
+// The seed's health report ("Health check for 'x':", "  Status: HEALTHY", ...).
+std::string FormatHealth(const HealthReport& report);
+// SEQ ID  TOKENS  SIZE  ACCESSES  PRIORITY  LAST ACCESS
+std::string FormatEntries(const std::vector<EntryInfo>& entries);
+// The pool's config, one "key: value" per line.
+std::string FormatConfig(const PoolConfig& config);
+
+std::string StatsToJson(const PoolStats& stats);
+std::string StatsListToJson(const std::vector<PoolStats>& pools);
+std::string HealthToJson(const HealthReport& report);
+std::string EntriesToJson(const std::vector<EntryInfo>& entries);
+
+// Prometheus text exposition of every pool: kvcache_bytes_used{pool="x"} ...
+std::string FormatMetrics(const std::vector<PoolStats>& pools);
+
+// Result messages, identical on the CLI and in control files.
+std::string CreatedMessage(const PoolConfig& config);  // Created cache pool 'x' (16.00 GB, policy=lru)
+std::string EvictedMessage(std::string_view pool, uint64_t count);   // Evicted N entries from 'x'
+std::string RestoredMessage(std::string_view pool, uint64_t count);  // Restored N entries to 'x'
+std::string PersistedMessage(std::string_view pool, uint64_t count, std::string_view path);
+
+// Parses an eviction request as written to the evict control file or given to
+// --percent: "25", "25%", "12.5" -> percent in (0, 100]; InvalidArgument otherwise.
+Result<double> ParsePercent(std::string_view text);
+
+}  // namespace kvcache

@@ -1,0 +1,60 @@
+// Persist and restore: versioned binary snapshots of a pool (docs/formats.md).
+// A snapshot is written streaming to a temp file in the target directory, fsynced and
+// renamed, so a crash never leaves a half snapshot in place of a good one. Restore
+// validates the whole file before it changes anything.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "kvcache/manager.h"
+#include "kvcache/status.h"
+
+namespace kvcache {
+
+// Called now and then with bytes done and bytes in all (for a progress bar).
+using ProgressFn = std::function<void(uint64_t done, uint64_t total)>;
+
+struct PersistOptions {
+  std::string path;  // empty: Manager::DefaultSnapshotPath(pool)
+  ProgressFn progress;
+};
+
+struct PersistResult {
+  std::string path;
+  uint64_t entries = 0;
+  uint64_t bytes = 0;  // payload bytes written
+};
+
+// Writes a consistent snapshot of the live pool (puts and gets go on meanwhile) and
+// records its manifest in the catalog's entries table. The file is created 0600.
+Result<PersistResult> PersistPool(Manager& manager, std::string_view pool,
+                                  const PersistOptions& options = {});
+
+struct RestoreOptions {
+  std::string path;    // empty: Manager::DefaultSnapshotPath(pool)
+  bool merge = false;  // keep the live pool's other entries instead of replacing them
+  ProgressFn progress;
+};
+
+struct RestoreResult {
+  std::string path;
+  uint64_t entries = 0;
+  uint64_t bytes = 0;
+  bool created_pool = false;  // the pool did not exist (or had no segment) and was made
+  bool replaced = false;      // a live pool's previous entries were dropped
+};
+
+// Validates the file, then restores it into `pool`: creates the pool from the
+// snapshot's config when it has no segment; otherwise replaces its entries (or merges).
+Result<RestoreResult> RestorePool(Manager& manager, std::string_view pool,
+                                  const RestoreOptions& options = {});
+
+// Restores every catalog pool whose segment is gone and which has a snapshot at its
+// default path (kvcachefs -o restore). Pools that fail are reported in the statuses.
+std::vector<std::pair<std::string, Result<RestoreResult>>> RestoreMissingPools(Manager& manager);
+
+}  // namespace kvcache

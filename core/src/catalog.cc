@@ -1,0 +1,480 @@
+#include "kvcache/catalog.h"
+
+#include <SQLiteCpp/SQLiteCpp.h>
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <exception>
+#include <functional>
+#include <iterator>
+#include <thread>
+
+#include "kvcache/types.h"
+
+namespace kvcache {
+namespace {
+
+constexpr int kBusyTimeoutMs = 5000;
+
+// Migration i takes the schema from version i to i + 1. Each runs inside the
+// IMMEDIATE transaction that also bumps user_version, so a crash or a second process
+// opening at the same time never sees a half-migrated catalog. IF NOT EXISTS lets a
+// catalog written by the seed's implementation (user_version 0, same tables) upgrade.
+void MigrateTo1(SQLite::Database& db) {
+  db.exec(
+      "CREATE TABLE IF NOT EXISTS pools ("
+      "  name TEXT PRIMARY KEY, config TEXT, shm_name TEXT,"
+      "  created_at REAL, last_modified REAL);"
+      "CREATE TABLE IF NOT EXISTS entries ("
+      "  pool_name TEXT, sequence_id INTEGER, prefix_hash TEXT,"
+      "  created_at REAL, last_accessed REAL, access_count INTEGER, token_count INTEGER,"
+      "  size_bytes INTEGER, \"offset\" INTEGER, priority INTEGER, metadata TEXT,"
+      "  PRIMARY KEY (pool_name, sequence_id));"
+      "CREATE TABLE IF NOT EXISTS stats ("
+      "  pool_name TEXT PRIMARY KEY, hits INTEGER DEFAULT 0, misses INTEGER DEFAULT 0,"
+      "  evictions INTEGER DEFAULT 0, updated_at REAL);"
+      "CREATE TABLE IF NOT EXISTS attachments ("
+      "  id INTEGER PRIMARY KEY, pool_name TEXT, pid INTEGER,"
+      "  attached_at REAL, detached_at REAL);"
+      "CREATE INDEX IF NOT EXISTS attachments_by_pool_pid ON attachments (pool_name, pid);");
+}
+
+using Migration = void (*)(SQLite::Database&);
+constexpr Migration kMigrations[] = {&MigrateTo1};
+static_assert(std::size(kMigrations) == Catalog::kSchemaVersion,
+              "one migration per schema version");
+
+double Now() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+int UserVersion(SQLite::Database& db) {
+  SQLite::Statement q(db, "PRAGMA user_version");
+  q.executeStep();
+  return q.getColumn(0).getInt();
+}
+
+Code CodeForSqlite(int primary) {
+  switch (primary) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+      return Code::kBusy;
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+      return Code::kCorruption;
+    case SQLITE_FULL:
+      return Code::kNoSpace;
+    default:
+      return Code::kIOError;
+  }
+}
+
+// Creates the missing directories of `dir`, each 0700 (chmod'ed so the umask cannot
+// loosen or tighten it). Existing directories are left as they are.
+Status MakeDirs(const std::string& dir) {
+  if (dir.empty()) return Status::Ok();
+  std::string partial;
+  size_t pos = 0;
+  while (pos <= dir.size()) {
+    size_t slash = dir.find('/', pos);
+    if (slash == std::string::npos) slash = dir.size();
+    partial = dir.substr(0, slash);
+    pos = slash + 1;
+    if (partial.empty()) continue;  // leading '/'
+    if (mkdir(partial.c_str(), 0700) == 0) {
+      if (chmod(partial.c_str(), 0700) != 0) {
+        return ErrnoToStatus(errno, "chmod " + partial);
+      }
+    } else if (errno != EEXIST) {
+      return ErrnoToStatus(errno, "mkdir " + partial);
+    }
+  }
+  struct stat st;
+  if (stat(dir.c_str(), &st) != 0) return ErrnoToStatus(errno, "stat " + dir);
+  if (!S_ISDIR(st.st_mode)) return Status::IOError(dir + " is not a directory");
+  return Status::Ok();
+}
+
+// Creates the database file 0600 before SQLite does: SQLite would create it with
+// 0644 & ~umask. SQLite gives the -wal and -shm files the main file's mode.
+Status CreateFilePrivate(const std::string& path) {
+  int fd = open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    if (errno == EEXIST) return Status::Ok();
+    return ErrnoToStatus(errno, "create catalog " + path);
+  }
+  Status s;
+  if (fchmod(fd, 0600) != 0) s = ErrnoToStatus(errno, "chmod catalog " + path);
+  close(fd);
+  return s;
+}
+
+std::string OrEmpty(const SQLite::Column& c) { return c.isNull() ? std::string() : c.getString(); }
+
+}  // namespace
+
+struct Catalog::Impl {
+  explicit Impl(const std::string& path)
+      : db(path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE, kBusyTimeoutMs) {}
+
+  std::mutex mu;
+  SQLite::Database db;  // guarded by mu: one connection, used by one thread at a time
+  int schema_version = 0;
+};
+
+namespace {
+
+Status FromException(const std::string& path, std::string_view what, const std::exception& e) {
+  Code code = Code::kIOError;
+  if (auto* se = dynamic_cast<const SQLite::Exception*>(&e)) {
+    code = CodeForSqlite(se->getErrorCode());
+  }
+  return Status(code, "catalog " + path + ": " + std::string(what) + ": " + e.what());
+}
+
+// Runs `fn` on the connection under the mutex, turning exceptions into a Status.
+template <typename R>
+R Run(const std::string& path, std::mutex& mu, std::string_view what,
+      const std::function<R()>& fn) {
+  std::lock_guard<std::mutex> lock(mu);
+  try {
+    return fn();
+  } catch (const std::exception& e) {
+    return FromException(path, what, e);
+  }
+}
+
+}  // namespace
+
+Catalog::Catalog(std::string path, std::unique_ptr<Impl> impl)
+    : path_(std::move(path)), impl_(std::move(impl)) {}
+
+Catalog::~Catalog() = default;
+
+int Catalog::schema_version() const { return impl_->schema_version; }
+
+namespace {
+
+// Puts a connection in WAL mode and brings its schema to kSchemaVersion; returns the
+// version found. `step` names what was being done, for the error message.
+int SetUp(SQLite::Database& db, const char** step) {
+  // journal_mode answers with the mode in force; a filesystem without shared-memory
+  // support keeps the rollback journal, which is still correct, only slower.
+  *step = "set WAL mode";
+  {
+    SQLite::Statement q(db, "PRAGMA journal_mode=WAL");
+    q.executeStep();
+  }
+  *step = "set synchronous mode";
+  db.exec("PRAGMA synchronous=NORMAL");
+  *step = "read schema version";
+  int version = UserVersion(db);
+  if (version >= Catalog::kSchemaVersion) return version;
+  *step = "migrate schema";
+  SQLite::Transaction txn(db, SQLite::TransactionBehavior::IMMEDIATE);
+  version = UserVersion(db);  // another process may have migrated meanwhile
+  if (version >= Catalog::kSchemaVersion) return version;
+  for (int v = version; v < Catalog::kSchemaVersion; ++v) kMigrations[v](db);
+  db.exec("PRAGMA user_version = " + std::to_string(Catalog::kSchemaVersion));
+  txn.commit();
+  return Catalog::kSchemaVersion;
+}
+
+bool IsBusy(const std::exception& e) {
+  auto* se = dynamic_cast<const SQLite::Exception*>(&e);
+  return se != nullptr && CodeForSqlite(se->getErrorCode()) == Code::kBusy;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Catalog>> Catalog::Open(const std::string& path) {
+  if (path.empty()) return Status::InvalidArgument("catalog path is empty");
+  size_t slash = path.rfind('/');
+  if (slash != std::string::npos) KVC_RETURN_IF_ERROR(MakeDirs(path.substr(0, slash)));
+  KVC_RETURN_IF_ERROR(CreateFilePrivate(path));
+
+  // Switching a new file to WAL takes an exclusive lock, and SQLite reports that
+  // conflict (and some during WAL recovery) as SQLITE_BUSY without calling the busy
+  // handler. Processes opening a fresh catalog at once hit it, so Open retries for as
+  // long as the busy timeout would have waited.
+  using Clock = std::chrono::steady_clock;
+  const Clock::time_point deadline = Clock::now() + std::chrono::milliseconds(kBusyTimeoutMs);
+  for (int attempt = 0;; ++attempt) {
+    const char* step = "open";
+    try {
+      auto impl = std::make_unique<Impl>(path);
+      int version = SetUp(impl->db, &step);
+      if (version > kSchemaVersion) {
+        return Status::NotSupported("catalog " + path + ": schema version " +
+                                    std::to_string(version) + " is newer than supported (" +
+                                    std::to_string(kSchemaVersion) + ")");
+      }
+      impl->schema_version = version;
+      return std::unique_ptr<Catalog>(new Catalog(path, std::move(impl)));
+    } catch (const std::exception& e) {
+      if (!IsBusy(e) || Clock::now() >= deadline) return FromException(path, step, e);
+    }
+    // Back off a little more each time, with jitter so racing processes spread out.
+    std::this_thread::sleep_for(std::chrono::microseconds(
+        (1000 << std::min(attempt, 5)) + (static_cast<unsigned>(getpid()) * 7919u) % 1000));
+  }
+}
+
+Status Catalog::InsertPool(const PoolRecord& r) {
+  KVC_RETURN_IF_ERROR(ValidatePoolName(r.name));
+  return Run<Status>(path_, impl_->mu, "insert pool", [&]() -> Status {
+    SQLite::Statement q(impl_->db,
+                        "INSERT INTO pools (name, config, shm_name, created_at, last_modified)"
+                        " VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING");
+    q.bind(1, r.name);
+    q.bind(2, r.config_json);
+    q.bind(3, r.shm_name);
+    q.bind(4, r.created_at);
+    q.bind(5, r.last_modified);
+    if (q.exec() == 0) return Status::AlreadyExists("pool '" + r.name + "' already exists");
+    return Status::Ok();
+  });
+}
+
+Status Catalog::UpdatePool(const PoolRecord& r) {
+  return Run<Status>(path_, impl_->mu, "update pool", [&]() -> Status {
+    SQLite::Statement q(impl_->db,
+                        "UPDATE pools SET config = ?, shm_name = ?, created_at = ?,"
+                        " last_modified = ? WHERE name = ?");
+    q.bind(1, r.config_json);
+    q.bind(2, r.shm_name);
+    q.bind(3, r.created_at);
+    q.bind(4, r.last_modified);
+    q.bind(5, r.name);
+    if (q.exec() == 0) return Status::NotFound("pool '" + r.name + "' not found");
+    return Status::Ok();
+  });
+}
+
+namespace {
+
+PoolRecord ReadPool(SQLite::Statement& q) {
+  PoolRecord r;
+  r.name = OrEmpty(q.getColumn(0));
+  r.config_json = OrEmpty(q.getColumn(1));
+  r.shm_name = OrEmpty(q.getColumn(2));
+  r.created_at = q.getColumn(3).getDouble();
+  r.last_modified = q.getColumn(4).getDouble();
+  return r;
+}
+
+}  // namespace
+
+Result<PoolRecord> Catalog::GetPool(std::string_view name) {
+  std::string key(name);
+  return Run<Result<PoolRecord>>(path_, impl_->mu, "get pool", [&]() -> Result<PoolRecord> {
+    SQLite::Statement q(impl_->db,
+                        "SELECT name, config, shm_name, created_at, last_modified"
+                        " FROM pools WHERE name = ?");
+    q.bind(1, key);
+    if (!q.executeStep()) return Status::NotFound("pool '" + key + "' not found");
+    return ReadPool(q);
+  });
+}
+
+Result<std::vector<PoolRecord>> Catalog::ListPools() {
+  using R = Result<std::vector<PoolRecord>>;
+  return Run<R>(path_, impl_->mu, "list pools", [&]() -> R {
+    SQLite::Statement q(impl_->db,
+                        "SELECT name, config, shm_name, created_at, last_modified"
+                        " FROM pools ORDER BY name");
+    std::vector<PoolRecord> out;
+    while (q.executeStep()) out.push_back(ReadPool(q));
+    return out;
+  });
+}
+
+Status Catalog::DeletePool(std::string_view name) {
+  std::string key(name);
+  return Run<Status>(path_, impl_->mu, "delete pool", [&]() -> Status {
+    SQLite::Transaction txn(impl_->db, SQLite::TransactionBehavior::IMMEDIATE);
+    SQLite::Statement del(impl_->db, "DELETE FROM pools WHERE name = ?");
+    del.bind(1, key);
+    if (del.exec() == 0) return Status::NotFound("pool '" + key + "' not found");
+    for (const char* sql :
+         {"DELETE FROM entries WHERE pool_name = ?", "DELETE FROM stats WHERE pool_name = ?",
+          "DELETE FROM attachments WHERE pool_name = ?"}) {
+      SQLite::Statement q(impl_->db, sql);
+      q.bind(1, key);
+      q.exec();
+    }
+    txn.commit();
+    return Status::Ok();
+  });
+}
+
+Status Catalog::ReplaceEntries(std::string_view pool, const std::vector<EntryRecord>& entries) {
+  std::string key(pool);
+  for (const EntryRecord& e : entries) {
+    if (!e.pool_name.empty() && e.pool_name != key) {
+      return Status::InvalidArgument("entry " + std::to_string(e.sequence_id) +
+                                     " belongs to pool '" + e.pool_name + "', not '" + key + "'");
+    }
+  }
+  return Run<Status>(path_, impl_->mu, "replace entries", [&]() -> Status {
+    SQLite::Transaction txn(impl_->db, SQLite::TransactionBehavior::IMMEDIATE);
+    SQLite::Statement del(impl_->db, "DELETE FROM entries WHERE pool_name = ?");
+    del.bind(1, key);
+    del.exec();
+    // OR IGNORE plus a change count detects a repeated id without relying on the
+    // exception's message; the transaction is then rolled back whole.
+    SQLite::Statement ins(impl_->db,
+                          "INSERT OR IGNORE INTO entries (pool_name, sequence_id, prefix_hash,"
+                          " created_at, last_accessed, access_count, token_count, size_bytes,"
+                          " \"offset\", priority, metadata)"
+                          " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    for (const EntryRecord& e : entries) {
+      ins.reset();
+      ins.bind(1, key);
+      ins.bind(2, static_cast<int64_t>(e.sequence_id));
+      ins.bind(3, e.prefix_hash);
+      ins.bind(4, e.created_at);
+      ins.bind(5, e.last_accessed);
+      ins.bind(6, static_cast<int64_t>(e.access_count));
+      ins.bind(7, static_cast<int64_t>(e.token_count));
+      ins.bind(8, static_cast<int64_t>(e.size_bytes));
+      ins.bind(9, static_cast<int64_t>(e.offset));
+      ins.bind(10, e.priority);
+      ins.bind(11, e.metadata);
+      if (ins.exec() == 0) {
+        return Status::InvalidArgument("duplicate sequence id " + std::to_string(e.sequence_id) +
+                                       " for pool '" + key + "'");  // txn's destructor rolls back
+      }
+    }
+    txn.commit();
+    return Status::Ok();
+  });
+}
+
+Result<std::vector<EntryRecord>> Catalog::GetEntries(std::string_view pool) {
+  std::string key(pool);
+  using R = Result<std::vector<EntryRecord>>;
+  return Run<R>(path_, impl_->mu, "get entries", [&]() -> R {
+    SQLite::Statement q(impl_->db,
+                        "SELECT sequence_id, prefix_hash, created_at, last_accessed,"
+                        " access_count, token_count, size_bytes, \"offset\", priority, metadata"
+                        " FROM entries WHERE pool_name = ? ORDER BY sequence_id");
+    q.bind(1, key);
+    std::vector<EntryRecord> out;
+    while (q.executeStep()) {
+      EntryRecord e;
+      e.pool_name = key;
+      e.sequence_id = q.getColumn(0).getInt64();
+      e.prefix_hash = OrEmpty(q.getColumn(1));
+      e.created_at = q.getColumn(2).getDouble();
+      e.last_accessed = q.getColumn(3).getDouble();
+      e.access_count = q.getColumn(4).getInt64();
+      e.token_count = q.getColumn(5).getInt64();
+      e.size_bytes = q.getColumn(6).getInt64();
+      e.offset = q.getColumn(7).getInt64();
+      e.priority = q.getColumn(8).getInt();
+      e.metadata = OrEmpty(q.getColumn(9));
+      out.push_back(std::move(e));
+    }
+    return out;
+  });
+}
+
+Status Catalog::AddStats(std::string_view pool, int64_t hits, int64_t misses, int64_t evictions) {
+  std::string key(pool);
+  return Run<Status>(path_, impl_->mu, "add stats", [&]() -> Status {
+    SQLite::Statement q(impl_->db,
+                        "INSERT INTO stats (pool_name, hits, misses, evictions, updated_at)"
+                        " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (pool_name) DO UPDATE SET"
+                        " hits = hits + ?2, misses = misses + ?3, evictions = evictions + ?4,"
+                        " updated_at = ?5");
+    q.bind(1, key);
+    q.bind(2, hits);
+    q.bind(3, misses);
+    q.bind(4, evictions);
+    q.bind(5, Now());
+    q.exec();
+    return Status::Ok();
+  });
+}
+
+Result<StatsRecord> Catalog::GetStats(std::string_view pool) {
+  std::string key(pool);
+  return Run<Result<StatsRecord>>(path_, impl_->mu, "get stats", [&]() -> Result<StatsRecord> {
+    SQLite::Statement q(impl_->db,
+                        "SELECT hits, misses, evictions, updated_at FROM stats"
+                        " WHERE pool_name = ?");
+    q.bind(1, key);
+    StatsRecord r;
+    r.pool_name = key;
+    if (q.executeStep()) {
+      r.hits = q.getColumn(0).getInt64();
+      r.misses = q.getColumn(1).getInt64();
+      r.evictions = q.getColumn(2).getInt64();
+      r.updated_at = q.getColumn(3).getDouble();
+    }
+    return r;
+  });
+}
+
+Status Catalog::RecordAttach(std::string_view pool, int32_t pid, double when) {
+  std::string key(pool);
+  return Run<Status>(path_, impl_->mu, "record attach", [&]() -> Status {
+    SQLite::Statement q(impl_->db,
+                        "INSERT INTO attachments (pool_name, pid, attached_at, detached_at)"
+                        " VALUES (?, ?, ?, NULL)");
+    q.bind(1, key);
+    q.bind(2, pid);
+    q.bind(3, when);
+    q.exec();
+    return Status::Ok();
+  });
+}
+
+Status Catalog::RecordDetach(std::string_view pool, int32_t pid, double when) {
+  std::string key(pool);
+  return Run<Status>(path_, impl_->mu, "record detach", [&]() -> Status {
+    // An open attachment has detached_at NULL (or 0, as older writers stored it).
+    SQLite::Statement q(impl_->db,
+                        "UPDATE attachments SET detached_at = ?1 WHERE id = ("
+                        " SELECT id FROM attachments WHERE pool_name = ?2 AND pid = ?3"
+                        " AND (detached_at IS NULL OR detached_at = 0)"
+                        " ORDER BY attached_at DESC, id DESC LIMIT 1)");
+    q.bind(1, when);
+    q.bind(2, key);
+    q.bind(3, pid);
+    if (q.exec() == 0) {
+      return Status::NotFound("process " + std::to_string(pid) + " is not attached to pool '" +
+                              key + "'");
+    }
+    return Status::Ok();
+  });
+}
+
+Result<std::vector<AttachmentRecord>> Catalog::ListAttachments(std::string_view pool) {
+  std::string key(pool);
+  using R = Result<std::vector<AttachmentRecord>>;
+  return Run<R>(path_, impl_->mu, "list attachments", [&]() -> R {
+    SQLite::Statement q(impl_->db,
+                        "SELECT pid, attached_at, detached_at FROM attachments"
+                        " WHERE pool_name = ? ORDER BY attached_at DESC, id DESC");
+    q.bind(1, key);
+    std::vector<AttachmentRecord> out;
+    while (q.executeStep()) {
+      AttachmentRecord a;
+      a.pool_name = key;
+      a.pid = q.getColumn(0).getInt();
+      a.attached_at = q.getColumn(1).getDouble();
+      a.detached_at = q.getColumn(2).getDouble();  // NULL reads as 0: still attached
+      out.push_back(a);
+    }
+    return out;
+  });
+}
+
+}  // namespace kvcache

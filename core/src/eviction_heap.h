@@ -1,0 +1,54 @@
+// The eviction order of a pool: a binary min-heap of slot indexes, in the segment,
+// keyed by the pool's policy. The top is the next victim. O(log n) per push, remove,
+// update and pop; each slot records its heap position.
+//
+//   LRU       oldest access first                 (access_tick)
+//   LFU       fewest accesses, ties oldest access (access_count, access_tick)
+//   FIFO      oldest creation first               (create_tick)
+//   PRIORITY  lowest priority, ties oldest access (priority, access_tick)
+//
+// Not synchronized: the caller holds the pool lock.
+#pragma once
+
+#include <cstdint>
+
+#include "kvcache/types.h"
+#include "segment_format.h"
+
+namespace kvcache {
+
+class EvictionHeap {
+ public:
+  EvictionHeap(Policy policy, uint32_t* heap, uint32_t* size, seg::Slot* slots)
+      : policy_(policy), heap_(heap), size_(size), slots_(slots) {}
+
+  uint32_t size() const { return *size_; }
+  bool empty() const { return *size_ == 0; }
+  uint32_t at(uint32_t pos) const { return heap_[pos]; }
+  // REQUIRES: !empty()
+  uint32_t Top() const { return heap_[0]; }
+
+  void Push(uint32_t slot);
+  void Remove(uint32_t slot);
+  // Restores the order after the slot's key changed.
+  void Update(uint32_t slot);
+  // True when a's key orders before b's (a is evicted first).
+  bool Before(uint32_t a, uint32_t b) const;
+  // Checks the heap property and positions; false on the first violation.
+  bool Verify() const;
+
+ private:
+  void SiftUp(uint32_t pos);
+  void SiftDown(uint32_t pos);
+  void Place(uint32_t pos, uint32_t slot) {
+    heap_[pos] = slot;
+    slots_[slot].heap_pos = pos;
+  }
+
+  Policy policy_;
+  uint32_t* heap_;
+  uint32_t* size_;
+  seg::Slot* slots_;
+};
+
+}  // namespace kvcache

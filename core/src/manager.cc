@@ -1,0 +1,354 @@
+#include "kvcache/manager.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <shared_mutex>
+
+#include "clock.h"
+#include "kvcache/catalog.h"
+#include "kvcache/prefix.h"
+#include "pool_handle.h"
+
+namespace kvcache {
+
+ManagerOptions ResolveOptions(ManagerOptions options) {
+  if (options.home.empty()) {
+    if (const char* env = std::getenv("CORTEX_HOME"); env != nullptr && *env != '\0') {
+      options.home = env;
+    } else {
+      const char* home = std::getenv("HOME");
+      options.home = std::string(home != nullptr && *home != '\0' ? home : "/root") + "/.cortex";
+    }
+  }
+  if (options.shm_prefix.empty()) {
+    const char* env = std::getenv("CORTEX_SHM_PREFIX");
+    options.shm_prefix = env != nullptr && *env != '\0' ? env : "cortex_kv_";
+  }
+  return options;
+}
+
+struct Manager::Impl {
+  std::shared_mutex mu;  // guards pools
+  std::map<std::string, std::shared_ptr<PoolHandle>, std::less<>> pools;
+  std::mutex catalog_mu;  // guards catalog
+  std::unique_ptr<Catalog> catalog;
+};
+
+namespace {
+
+Status MakeDirs(const std::string& dir) {
+  std::string partial;
+  for (size_t pos = 0; pos != std::string::npos;) {
+    pos = dir.find('/', pos + 1);
+    partial = dir.substr(0, pos);
+    if (partial.empty()) continue;
+    if (mkdir(partial.c_str(), 0700) != 0 && errno != EEXIST) {
+      return ErrnoToStatus(errno, "mkdir " + partial);
+    }
+  }
+  return Status::Ok();
+}
+
+Status PoolNotFound(std::string_view pool) {
+  return Status::NotFound("pool '" + std::string(pool) + "' not found");
+}
+
+}  // namespace
+
+Manager::Manager(ManagerOptions options)
+    : options_(ResolveOptions(std::move(options))), impl_(std::make_unique<Impl>()) {}
+
+Manager::~Manager() = default;
+
+std::string Manager::ShmName(std::string_view pool) const {
+  return options_.shm_prefix + std::string(pool);
+}
+
+std::string Manager::DefaultSnapshotPath(std::string_view pool) const {
+  return options_.home + "/kv_persist/" + std::string(pool) + ".cache";
+}
+
+namespace {
+
+std::string ShmPath(const std::string& shm_name) { return "/dev/shm/" + shm_name; }
+
+std::string DiskPath(const ManagerOptions& o, std::string_view pool) {
+  return o.home + "/kv_disk/" + std::string(pool) + ".pool";
+}
+
+}  // namespace
+
+Result<Catalog*> Manager::catalog() {
+  std::lock_guard<std::mutex> lock(impl_->catalog_mu);
+  if (impl_->catalog == nullptr) {
+    KVC_ASSIGN_OR_RETURN(impl_->catalog, Catalog::Open(options_.home + "/kv_cache.db"));
+  }
+  return impl_->catalog.get();
+}
+
+Result<std::shared_ptr<PoolHandle>> Manager::Open(std::string_view pool) {
+  {
+    std::shared_lock<std::shared_mutex> lock(impl_->mu);
+    auto it = impl_->pools.find(pool);
+    if (it != impl_->pools.end() && !it->second->destroyed()) return it->second;
+  }
+  KVC_RETURN_IF_ERROR(ValidatePoolName(pool));
+  Result<std::shared_ptr<PoolHandle>> opened = PoolHandle::Open(ShmPath(ShmName(pool)));
+  if (!opened.ok() && opened.status().code() == Code::kNotFound) {
+    opened = PoolHandle::Open(DiskPath(options_, pool));
+  }
+  if (!opened.ok()) {
+    if (opened.status().code() != Code::kNotFound) return opened.status();
+    Result<Catalog*> cat = catalog();
+    if (cat.ok() && (*cat)->GetPool(pool).ok()) {
+      return Status::NotFound("pool '" + std::string(pool) +
+                              "' is not loaded (its memory is gone, e.g. after a reboot); "
+                              "restore it with: cortex cache restore " + std::string(pool));
+    }
+    return PoolNotFound(pool);
+  }
+  if ((*opened)->name() != pool) {
+    return Status::Corruption("segment for pool '" + std::string(pool) + "' names pool '" +
+                              (*opened)->name() + "'");
+  }
+  std::unique_lock<std::shared_mutex> lock(impl_->mu);
+  impl_->pools[std::string(pool)] = *opened;
+  return opened;
+}
+
+Status Manager::LoadPool(const PoolConfig& config) {
+  KVC_RETURN_IF_ERROR(config.Validate());
+  if (config.tier == Tier::kGpu) {
+    return Status::NotSupported("tier 'gpu' needs GPU support, which this build does not have");
+  }
+  KVC_ASSIGN_OR_RETURN(Catalog * cat, catalog());
+  std::string path = ShmPath(ShmName(config.name));
+  if (config.tier == Tier::kDisk) {
+    KVC_RETURN_IF_ERROR(MakeDirs(options_.home + "/kv_disk"));
+    path = DiskPath(options_, config.name);
+  }
+  if (access(ShmPath(ShmName(config.name)).c_str(), F_OK) == 0 ||
+      access(DiskPath(options_, config.name).c_str(), F_OK) == 0) {
+    return Status::AlreadyExists("pool '" + config.name + "' already exists");
+  }
+  Result<std::shared_ptr<PoolHandle>> created = PoolHandle::Create(path, config);
+  if (!created.ok()) {
+    if (created.status().code() == Code::kAlreadyExists) {
+      return Status::AlreadyExists("pool '" + config.name + "' already exists");
+    }
+    return created.status();
+  }
+  double now = NowSeconds();
+  PoolRecord record{config.name, config.ToJson(), ShmName(config.name), now, now};
+  Status s = cat->InsertPool(record);
+  if (s.code() == Code::kAlreadyExists) {
+    Result<PoolRecord> old = cat->GetPool(config.name);
+    if (old.ok()) record.created_at = old->created_at;
+    s = cat->UpdatePool(record);
+  }
+  if (!s.ok()) {
+    (*created)->MarkDestroyed();
+    unlink(path.c_str());
+    return s;
+  }
+  std::unique_lock<std::shared_mutex> lock(impl_->mu);
+  impl_->pools[config.name] = *created;
+  return Status::Ok();
+}
+
+Status Manager::CreatePool(const PoolConfig& config) {
+  KVC_RETURN_IF_ERROR(config.Validate());
+  KVC_ASSIGN_OR_RETURN(Catalog * cat, catalog());
+  if (cat->GetPool(config.name).ok()) {
+    return Status::AlreadyExists("pool '" + config.name + "' already exists");
+  }
+  return LoadPool(config);
+}
+
+Status Manager::DestroyPool(std::string_view pool) {
+  KVC_RETURN_IF_ERROR(ValidatePoolName(pool));
+  bool found = false;
+  for (const std::string& path : {ShmPath(ShmName(pool)), DiskPath(options_, pool)}) {
+    Result<std::shared_ptr<PoolHandle>> handle = PoolHandle::Open(path);
+    if (handle.ok()) (*handle)->MarkDestroyed();
+    if (unlink(path.c_str()) == 0) {
+      found = true;
+    } else if (errno != ENOENT) {
+      return ErrnoToStatus(errno, "remove " + path);
+    }
+  }
+  {
+    std::unique_lock<std::shared_mutex> lock(impl_->mu);
+    if (auto it = impl_->pools.find(pool); it != impl_->pools.end()) impl_->pools.erase(it);
+  }
+  KVC_ASSIGN_OR_RETURN(Catalog * cat, catalog());
+  Status s = cat->DeletePool(pool);
+  if (s.ok()) found = true;
+  if (!s.ok() && s.code() != Code::kNotFound) return s;
+  return found ? Status::Ok() : PoolNotFound(pool);
+}
+
+Status Manager::Attach(std::string_view pool, pid_t pid) {
+  KVC_ASSIGN_OR_RETURN(auto handle, Open(pool));
+  KVC_RETURN_IF_ERROR(handle->Attach(pid));
+  KVC_ASSIGN_OR_RETURN(Catalog * cat, catalog());
+  return cat->RecordAttach(pool, pid, NowSeconds());
+}
+
+Status Manager::Detach(std::string_view pool, pid_t pid) {
+  KVC_ASSIGN_OR_RETURN(auto handle, Open(pool));
+  KVC_RETURN_IF_ERROR(handle->Detach(pid));
+  KVC_ASSIGN_OR_RETURN(Catalog * cat, catalog());
+  Status s = cat->RecordDetach(pool, pid, NowSeconds());
+  return s.code() == Code::kNotFound ? Status::Ok() : s;
+}
+
+Result<std::vector<std::string>> Manager::ListPools() {
+  KVC_ASSIGN_OR_RETURN(Catalog * cat, catalog());
+  KVC_ASSIGN_OR_RETURN(std::vector<PoolRecord> records, cat->ListPools());
+  std::vector<std::string> names;
+  names.reserve(records.size());
+  for (const PoolRecord& r : records) names.push_back(r.name);
+  return names;
+}
+
+Result<PoolConfig> Manager::GetConfig(std::string_view pool) {
+  KVC_RETURN_IF_ERROR(ValidatePoolName(pool));
+  KVC_ASSIGN_OR_RETURN(Catalog * cat, catalog());
+  Result<PoolRecord> record = cat->GetPool(pool);
+  if (record.ok()) return PoolConfig::FromJson(record->config_json);
+  KVC_ASSIGN_OR_RETURN(auto handle, Open(pool));
+  return handle->Stats().config;
+}
+
+Status Manager::Put(std::string_view pool, uint64_t seq, std::span<const std::byte> data,
+                    uint64_t token_count, const PutOptions& options) {
+  KVC_ASSIGN_OR_RETURN(PutReservation r, Reserve(pool, seq, data.size(), token_count, options));
+  if (!data.empty()) std::memcpy(r.data().data(), data.data(), data.size());
+  return r.Commit();
+}
+
+Result<PutReservation> Manager::Reserve(std::string_view pool, uint64_t seq, size_t size,
+                                        uint64_t token_count, const PutOptions& options,
+                                        const std::optional<EntryStats>& stats) {
+  if (!options.metadata.empty() && !nlohmann::json::accept(options.metadata)) {
+    return Status::InvalidArgument("metadata is not valid JSON: " + options.metadata.substr(0, 80));
+  }
+  KVC_ASSIGN_OR_RETURN(auto handle, Open(pool));
+  return handle->Reserve(seq, size, token_count, options, stats);
+}
+
+Result<std::vector<std::byte>> Manager::Get(std::string_view pool, uint64_t seq) {
+  std::vector<std::byte> out;
+  KVC_RETURN_IF_ERROR(GetInto(pool, seq, out));
+  return out;
+}
+
+Status Manager::GetInto(std::string_view pool, uint64_t seq, std::vector<std::byte>& out) {
+  KVC_ASSIGN_OR_RETURN(auto handle, Open(pool));
+  return handle->GetInto(seq, out);
+}
+
+Result<EntryView> Manager::View(std::string_view pool, uint64_t seq) {
+  KVC_ASSIGN_OR_RETURN(auto handle, Open(pool));
+  return handle->View(seq);
+}
+
+Result<EntryInfo> Manager::Stat(std::string_view pool, uint64_t seq) {
+  KVC_ASSIGN_OR_RETURN(auto handle, Open(pool));
+  return handle->Stat(seq);
+}
+
+Result<std::vector<EntryView>> Manager::GetByPrefix(std::string_view pool,
+                                                     std::span<const uint32_t> tokens) {
+  KVC_ASSIGN_OR_RETURN(auto handle, Open(pool));
+  return handle->ViewByPrefix(PrefixHashValue(tokens));
+}
+
+Result<std::vector<EntryInfo>> Manager::FindByPrefixHash(std::string_view pool,
+                                                          std::string_view hash) {
+  KVC_ASSIGN_OR_RETURN(uint64_t value, ParsePrefixHash(hash));
+  KVC_ASSIGN_OR_RETURN(auto handle, Open(pool));
+  return handle->InfoByPrefix(value);
+}
+
+Result<PrefixMatch> Manager::LongestPrefix(std::string_view pool,
+                                           std::span<const uint32_t> tokens) {
+  KVC_ASSIGN_OR_RETURN(auto handle, Open(pool));
+  return handle->LongestPrefix(tokens);
+}
+
+Status Manager::Remove(std::string_view pool, uint64_t seq) {
+  KVC_ASSIGN_OR_RETURN(auto handle, Open(pool));
+  return handle->Remove(seq);
+}
+
+Result<uint64_t> Manager::Clear(std::string_view pool) {
+  KVC_ASSIGN_OR_RETURN(auto handle, Open(pool));
+  return handle->Clear();
+}
+
+Result<uint64_t> Manager::Evict(std::string_view pool, double percent) {
+  KVC_ASSIGN_OR_RETURN(auto handle, Open(pool));
+  return handle->Evict(percent);
+}
+
+Result<std::vector<EntryInfo>> Manager::Entries(std::string_view pool) {
+  KVC_ASSIGN_OR_RETURN(auto handle, Open(pool));
+  return handle->Entries();
+}
+
+Result<std::vector<EntryView>> Manager::PinAll(std::string_view pool) {
+  KVC_ASSIGN_OR_RETURN(auto handle, Open(pool));
+  return handle->PinAll();
+}
+
+Result<PoolStats> Manager::Stats(std::string_view pool) {
+  Result<std::shared_ptr<PoolHandle>> handle = Open(pool);
+  if (handle.ok()) {
+    PoolStats st = (*handle)->Stats();
+    st.shm_name = ShmName(pool);
+    if (Result<PoolConfig> config = GetConfig(pool); config.ok()) st.config.mode = config->mode;
+    return st;
+  }
+  if (handle.status().code() != Code::kNotFound) return handle.status();
+  // Known to the catalog but without a segment: report it as not loaded.
+  KVC_ASSIGN_OR_RETURN(Catalog * cat, catalog());
+  Result<PoolRecord> record = cat->GetPool(pool);
+  if (!record.ok()) return handle.status();
+  PoolStats st;
+  KVC_ASSIGN_OR_RETURN(st.config, PoolConfig::FromJson(record->config_json));
+  st.shm_name = record->shm_name;
+  st.loaded = false;
+  st.size = st.config.size_bytes;
+  st.created = record->created_at;
+  st.modified = record->last_modified;
+  return st;
+}
+
+Result<std::vector<PoolStats>> Manager::StatsAll() {
+  KVC_ASSIGN_OR_RETURN(std::vector<std::string> names, ListPools());
+  std::vector<PoolStats> out;
+  out.reserve(names.size());
+  for (const std::string& name : names) {
+    KVC_ASSIGN_OR_RETURN(PoolStats st, Stats(name));
+    out.push_back(std::move(st));
+  }
+  return out;
+}
+
+Result<HealthReport> Manager::Health(std::string_view pool) {
+  KVC_ASSIGN_OR_RETURN(auto handle, Open(pool));
+  HealthReport report = handle->Health();
+  report.stats.shm_name = ShmName(pool);
+  return report;
+}
+
+}  // namespace kvcache

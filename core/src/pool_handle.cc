@@ -1,0 +1,1091 @@
+#include "pool_handle.h"
+
+#include <pthread.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <mutex>
+#include <new>
+#include <random>
+#include <unordered_map>
+
+#include "clock.h"
+#include "kvcache/prefix.h"
+#include "kvcache/size.h"
+#include "pool_lock.h"
+
+namespace kvcache {
+namespace {
+
+using seg::kNil;
+
+constexpr size_t kMaxMetadataBytes = 64 * 1024;
+
+// This process's identity, cached; a forked child recomputes its own.
+struct SelfId {
+  pid_t pid;
+  uint64_t start_time;
+};
+std::atomic<pid_t> g_self_pid{0};
+uint64_t g_self_start = 0;
+
+SelfId Self() {
+  static std::once_flag once;
+  std::call_once(once, [] { pthread_atfork(nullptr, nullptr, [] { g_self_pid = 0; }); });
+  pid_t pid = g_self_pid.load(std::memory_order_acquire);
+  if (pid == 0) {
+    pid = getpid();
+    g_self_start = ProcessStartTime(pid);
+    g_self_pid.store(pid, std::memory_order_release);
+  }
+  return {pid, g_self_start};
+}
+
+template <typename T>
+T* At(std::byte* base, uint64_t offset) {
+  return reinterpret_cast<T*>(base + offset);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- lifecycle
+
+PoolHandle::PoolHandle(MappedSegment segment, std::string path)
+    : segment_(std::move(segment)), path_(std::move(path)) {}
+
+Result<std::shared_ptr<PoolHandle>> PoolHandle::Create(const std::string& path,
+                                                       const PoolConfig& config) {
+  seg::Layout l = seg::ComputeLayout(config.size_bytes, config.block_size, config.max_sequences);
+  if (l.block_count == 0) {
+    return Status::InvalidArgument("pool size " + std::to_string(config.size_bytes) +
+                                   " is smaller than one block");
+  }
+  Status init_status;
+  auto init = [&](std::byte* base) {
+    auto* h = new (base) seg::Header{};
+    h->size = l.block_count * l.block_size;
+    h->used = 0;
+    h->free = h->size;
+    h->block_count = l.block_count;
+    h->created = h->modified = NowSeconds();
+    h->policy = static_cast<uint8_t>(config.policy);
+    h->header_size = seg::kHeaderSize;
+    h->block_size = static_cast<uint32_t>(l.block_size);
+    h->segment_size = l.segment_size;
+    h->process_offset = l.process_offset;
+    h->process_capacity = seg::kProcessCapacity;
+    h->lease_capacity = l.lease_capacity;
+    h->lease_offset = l.lease_offset;
+    h->bitmap_offset = l.bitmap_offset;
+    h->bitmap_bytes = l.bitmap_bytes;
+    h->slot_offset = l.slot_offset;
+    h->slot_capacity = l.slot_capacity;
+    h->max_sequences = config.max_sequences;
+    h->id_bucket_offset = l.id_bucket_offset;
+    h->id_bucket_count = l.id_bucket_count;
+    h->prefix_bucket_count = l.prefix_bucket_count;
+    h->prefix_bucket_offset = l.prefix_bucket_offset;
+    h->chain_bucket_offset = l.chain_bucket_offset;
+    h->chain_bucket_count = l.id_bucket_count;
+    h->heap_offset = l.heap_offset;
+    h->data_offset = l.data_offset;
+    h->tier = static_cast<uint32_t>(config.tier);
+    h->prefix_block_tokens = config.prefix_block_tokens;
+    h->instance_id = std::random_device{}() | (uint64_t{std::random_device{}()} << 32);
+    std::snprintf(h->name, sizeof(h->name), "%s", config.name.c_str());
+    init_status = InitPoolMutex(&h->lock);
+
+    auto* leases = At<seg::Lease>(base, l.lease_offset);
+    for (uint32_t i = 0; i < l.lease_capacity; ++i) {
+      leases[i] = seg::Lease{kNil, kNil, i + 1 < l.lease_capacity ? i + 1 : kNil, 0};
+    }
+    h->free_lease_head = 0;
+    BitmapAllocator(At<uint64_t>(base, l.bitmap_offset), l.block_count).Reset();
+    auto* slots = At<seg::Slot>(base, l.slot_offset);
+    for (uint32_t i = 0; i < l.slot_capacity; ++i) {
+      slots[i] = seg::Slot{};
+      slots[i].id_next = i + 1 < l.slot_capacity ? i + 1 : kNil;
+      slots[i].heap_pos = slots[i].prefix_next = slots[i].prefix_prev = kNil;
+      slots[i].chain_next = slots[i].chain_prev = kNil;
+      slots[i].owner = kNil;
+    }
+    h->free_slot_head = 0;
+    std::memset(base + l.id_bucket_offset, 0xFF, l.id_bucket_count * sizeof(uint32_t));
+    std::memset(base + l.prefix_bucket_offset, 0xFF, l.prefix_bucket_count * sizeof(uint32_t));
+    std::memset(base + l.chain_bucket_offset, 0xFF, l.id_bucket_count * sizeof(uint32_t));
+    h->version = seg::kFormatVersion;
+    std::atomic_ref<uint32_t>(h->magic).store(seg::kMagic, std::memory_order_release);
+  };
+  KVC_ASSIGN_OR_RETURN(MappedSegment segment,
+                       MappedSegment::Create(path, l.segment_size, config.mode, init));
+  KVC_RETURN_IF_ERROR(init_status);
+  std::shared_ptr<PoolHandle> pool(new PoolHandle(std::move(segment), path));
+  KVC_RETURN_IF_ERROR(pool->ValidateAndBind());
+  return pool;
+}
+
+Result<std::shared_ptr<PoolHandle>> PoolHandle::Open(const std::string& path) {
+  KVC_ASSIGN_OR_RETURN(MappedSegment segment, MappedSegment::Open(path));
+  std::shared_ptr<PoolHandle> pool(new PoolHandle(std::move(segment), path));
+  KVC_RETURN_IF_ERROR(pool->ValidateAndBind());
+  return pool;
+}
+
+Status PoolHandle::ValidateAndBind() {
+  auto bad = [&](const std::string& why) {
+    return Status::Corruption("segment " + path_ + " is not a usable pool: " + why);
+  };
+  if (segment_.size() < seg::kHeaderSize) return bad("smaller than a header");
+  auto* h = reinterpret_cast<seg::Header*>(segment_.base());
+  uint32_t magic = std::atomic_ref<uint32_t>(h->magic).load(std::memory_order_acquire);
+  if (magic != seg::kMagic) return bad("bad magic");
+  if (h->version != seg::kFormatVersion) {
+    return bad("format version " + std::to_string(h->version) + ", expected " +
+               std::to_string(seg::kFormatVersion));
+  }
+  if (h->header_size != seg::kHeaderSize) return bad("bad header size");
+  if (h->policy > static_cast<uint8_t>(Policy::kPriority)) return bad("bad policy");
+  uint32_t bs = h->block_size;
+  if (bs < 512 || (bs & (bs - 1)) != 0) return bad("bad block size");
+  if (h->max_sequences == 0 || h->max_sequences > (1u << 24)) return bad("bad max_sequences");
+  seg::Layout l = seg::ComputeLayout(h->block_count * bs, bs, h->max_sequences);
+  if (l.segment_size != h->segment_size || l.segment_size != segment_.size() ||
+      l.data_offset != h->data_offset || l.slot_capacity != h->slot_capacity ||
+      l.lease_capacity != h->lease_capacity || l.bitmap_offset != h->bitmap_offset ||
+      l.slot_offset != h->slot_offset || l.heap_offset != h->heap_offset ||
+      l.id_bucket_offset != h->id_bucket_offset || l.lease_offset != h->lease_offset ||
+      l.process_offset != h->process_offset || l.id_bucket_count != h->id_bucket_count ||
+      l.prefix_bucket_offset != h->prefix_bucket_offset ||
+      l.prefix_bucket_count != h->prefix_bucket_count ||
+      l.chain_bucket_offset != h->chain_bucket_offset ||
+      l.id_bucket_count != h->chain_bucket_count || h->prefix_block_tokens == 0 ||
+      h->process_capacity != seg::kProcessCapacity || h->size != h->block_count * bs) {
+    return bad("layout does not match its size (" + std::to_string(segment_.size()) + " bytes)");
+  }
+  if (std::memchr(h->name, '\0', sizeof(h->name)) == nullptr) return bad("unterminated name");
+
+  std::byte* base = segment_.base();
+  header_ = h;
+  name_ = h->name;
+  policy_ = static_cast<Policy>(h->policy);
+  leases_ = At<seg::Lease>(base, h->lease_offset);
+  slots_ = At<seg::Slot>(base, h->slot_offset);
+  id_buckets_ = At<uint32_t>(base, h->id_bucket_offset);
+  prefix_buckets_ = At<uint32_t>(base, h->prefix_bucket_offset);
+  chain_buckets_ = At<uint32_t>(base, h->chain_bucket_offset);
+  data_ = base + h->data_offset;
+  processes_.emplace(At<seg::ProcessSlot>(base, h->process_offset), h->process_capacity);
+  bitmap_.emplace(At<uint64_t>(base, h->bitmap_offset), h->block_count);
+  heap_.emplace(policy_, At<uint32_t>(base, h->heap_offset), &h->heap_size, slots_);
+  return Status::Ok();
+}
+
+bool PoolHandle::destroyed() const {
+  return std::atomic_ref<uint32_t>(header_->destroyed).load(std::memory_order_acquire) != 0;
+}
+
+void PoolHandle::MarkDestroyed() {
+  std::atomic_ref<uint32_t>(header_->destroyed).store(1, std::memory_order_release);
+}
+
+PoolHandle::Locked::Locked(PoolHandle& pool) : pool_(pool) {
+  Result<LockOutcome> r = LockPoolMutex(&pool.header_->lock);
+  if (!r.ok()) {
+    status_ = r.status();
+    return;
+  }
+  if (*r == LockOutcome::kOwnerDied) {
+    // The holder died mid-update: whatever it left half done is rebuilt from the
+    // slot table, the one structure whose every change is a single state store.
+    pool.processes_->ReapDead();
+    pool.header_->recoveries++;
+    pool.RebuildLocked();
+    MarkConsistent(&pool.header_->lock);
+  }
+  pool.header_->lock_owner_pid = static_cast<uint32_t>(Self().pid);
+}
+
+PoolHandle::Locked::~Locked() {
+  if (!status_.ok()) return;
+  pool_.header_->lock_owner_pid = 0;
+  UnlockPoolMutex(&pool_.header_->lock);
+}
+
+// ---------------------------------------------------------------- index helpers
+
+uint32_t PoolHandle::FindLocked(uint64_t seq) const {
+  for (uint32_t i = id_buckets_[seg::BucketOf(seq, header_->id_bucket_count)]; i != kNil;
+       i = slots_[i].id_next) {
+    if (slots_[i].sequence_id == seq && slots_[i].state == seg::kLive) return i;
+  }
+  return kNil;
+}
+
+void PoolHandle::LinkLocked(uint32_t i) {
+  seg::Slot& s = slots_[i];
+  uint32_t& head = id_buckets_[seg::BucketOf(s.sequence_id, header_->id_bucket_count)];
+  s.id_next = head;
+  head = i;
+  s.prefix_prev = s.prefix_next = kNil;
+  if (s.prefix_len > 0) {
+    uint32_t& phead = prefix_buckets_[seg::BucketOf(s.prefix_hash, header_->prefix_bucket_count)];
+    s.prefix_next = phead;
+    if (phead != kNil) slots_[phead].prefix_prev = i;
+    phead = i;
+  }
+  s.chain_prev = s.chain_next = kNil;
+  if (s.chain_blocks > 0) {
+    uint32_t& chead = chain_buckets_[seg::BucketOf(s.chain_hash, header_->chain_bucket_count)];
+    s.chain_next = chead;
+    if (chead != kNil) slots_[chead].chain_prev = i;
+    chead = i;
+  }
+  s.state = seg::kLive;
+  heap_->Push(i);
+  header_->entry_count++;
+}
+
+void PoolHandle::UnpublishLocked(uint32_t i) {
+  seg::Slot& s = slots_[i];
+  for (uint32_t* link = &id_buckets_[seg::BucketOf(s.sequence_id, header_->id_bucket_count)];
+       *link != kNil; link = &slots_[*link].id_next) {
+    if (*link == i) {
+      *link = s.id_next;
+      break;
+    }
+  }
+  if (s.prefix_len > 0) {
+    if (s.prefix_prev != kNil) {
+      slots_[s.prefix_prev].prefix_next = s.prefix_next;
+    } else {
+      prefix_buckets_[seg::BucketOf(s.prefix_hash, header_->prefix_bucket_count)] = s.prefix_next;
+    }
+    if (s.prefix_next != kNil) slots_[s.prefix_next].prefix_prev = s.prefix_prev;
+  }
+  if (s.chain_blocks > 0) {
+    if (s.chain_prev != kNil) {
+      slots_[s.chain_prev].chain_next = s.chain_next;
+    } else {
+      chain_buckets_[seg::BucketOf(s.chain_hash, header_->chain_bucket_count)] = s.chain_next;
+    }
+    if (s.chain_next != kNil) slots_[s.chain_next].chain_prev = s.chain_prev;
+  }
+  s.id_next = s.prefix_next = s.prefix_prev = s.chain_next = s.chain_prev = kNil;
+  heap_->Remove(i);
+  header_->entry_count--;
+  header_->modified = NowSeconds();
+  if (s.pins > 0) {
+    s.state = seg::kRetired;
+  } else {
+    FreeSlotLocked(i);
+  }
+}
+
+void PoolHandle::FreeSlotLocked(uint32_t i) {
+  seg::Slot& s = slots_[i];
+  // Readers validating a copy see the generation change before the bytes are reused.
+  AtomicGeneration(s).store(0, std::memory_order_release);
+  s.state = seg::kFree;
+  if (s.extent_blocks > 0) {
+    bitmap_->Free(s.first_block, s.extent_blocks);
+    uint64_t bytes = s.extent_blocks * header_->block_size;
+    header_->used -= bytes;
+    header_->free += bytes;
+  }
+  s.extent_blocks = 0;
+  s.pins = 0;
+  s.owner = kNil;
+  s.heap_pos = kNil;
+  s.id_next = header_->free_slot_head;
+  header_->free_slot_head = i;
+}
+
+uint32_t PoolHandle::AllocSlotLocked() {
+  uint32_t i = header_->free_slot_head;
+  if (i == kNil) return kNil;
+  header_->free_slot_head = slots_[i].id_next;
+  slots_[i].id_next = kNil;
+  return i;
+}
+
+void PoolHandle::TouchLocked(uint32_t i) {
+  seg::Slot& s = slots_[i];
+  s.access_count++;
+  s.last_accessed = NowSeconds();
+  s.access_tick = NextTickLocked();
+  heap_->Update(i);
+}
+
+EntryInfo PoolHandle::InfoLocked(uint32_t i) const {
+  const seg::Slot& s = slots_[i];
+  EntryInfo e;
+  e.sequence_id = s.sequence_id;
+  e.size_bytes = s.size_bytes;
+  e.token_count = s.token_count;
+  if (s.prefix_len > 0) e.prefix_hash = PrefixHashToHex(s.prefix_hash);
+  e.prefix_length = s.prefix_len;
+  e.priority = s.priority;
+  e.created = s.created;
+  e.last_accessed = s.last_accessed;
+  e.access_count = s.access_count;
+  e.generation = s.generation;
+  e.offset = s.first_block * header_->block_size;
+  if (s.metadata_len > 0) {
+    const char* meta =
+        reinterpret_cast<const char*>(Extent(s) + s.size_bytes + 4 * uint64_t{s.prefix_len});
+    e.metadata.assign(meta, s.metadata_len);
+  }
+  return e;
+}
+
+// ---------------------------------------------------------------- processes
+
+uint32_t PoolHandle::MyProcessLocked() {
+  SelfId self = Self();
+  if (self.pid == my_pid_ && my_process_ != kNil && processes_->at(my_process_).pid == self.pid) {
+    return my_process_;
+  }
+  uint32_t idx = processes_->FindOrAdd(self.pid, self.start_time);
+  if (idx == kNil && RecoverDeadLocked() > 0) idx = processes_->FindOrAdd(self.pid, self.start_time);
+  my_pid_ = self.pid;
+  my_process_ = idx;
+  return idx;
+}
+
+uint64_t PoolHandle::RecoverDeadLocked() {
+  std::vector<uint32_t> dead = processes_->ReapDead();
+  if (dead.empty()) return 0;
+  header_->recoveries += dead.size();
+  RebuildLocked();
+  return dead.size();
+}
+
+void PoolHandle::SetAttachedLocked(uint32_t n) {
+  std::memcpy(header_->attached, &n, sizeof(n));
+}
+
+Result<uint32_t> PoolHandle::AcquireLeaseLocked(uint32_t slot) {
+  uint32_t me = MyProcessLocked();
+  if (me == kNil) return Status::Busy("process table of pool '" + name_ + "' is full");
+  uint32_t l = header_->free_lease_head;
+  if (l == kNil && RecoverDeadLocked() > 0) l = header_->free_lease_head;
+  if (l == kNil) return Status::Busy("pool '" + name_ + "' has too many pinned entries");
+  header_->free_lease_head = leases_[l].next;
+  leases_[l] = seg::Lease{slot, me, kNil, 0};
+  slots_[slot].pins++;
+  header_->live_pins++;
+  return l;
+}
+
+void PoolHandle::ReleaseLeaseLocked(uint32_t l) {
+  uint32_t slot = leases_[l].slot;
+  if (slot == kNil) return;
+  leases_[l].slot = kNil;
+  leases_[l].next = header_->free_lease_head;
+  header_->free_lease_head = l;
+  header_->live_pins--;
+  seg::Slot& s = slots_[slot];
+  if (s.pins > 0 && --s.pins == 0 && s.state == seg::kRetired) FreeSlotLocked(slot);
+}
+
+void PoolHandle::ReleaseLease(uint32_t lease) {
+  Locked lk(*this);
+  if (!lk.status().ok() || lease >= header_->lease_capacity) return;
+  ReleaseLeaseLocked(lease);
+}
+
+// ---------------------------------------------------------------- eviction
+
+bool PoolHandle::EvictOneLocked() {
+  std::vector<uint32_t> pinned;
+  bool evicted = false;
+  while (!heap_->empty()) {
+    uint32_t victim = heap_->Top();
+    if (slots_[victim].pins > 0) {
+      heap_->Remove(victim);
+      pinned.push_back(victim);
+      continue;
+    }
+    UnpublishLocked(victim);
+    header_->evictions++;
+    evicted = true;
+    break;
+  }
+  for (uint32_t s : pinned) heap_->Push(s);
+  return evicted;
+}
+
+uint64_t PoolHandle::AllocateExtentLocked(uint64_t blocks) {
+  uint64_t need = blocks * header_->block_size;
+  bool recovered = false;
+  for (;;) {
+    if (header_->free >= need) {
+      uint64_t first = bitmap_->Allocate(blocks, header_->alloc_cursor);
+      if (first != BitmapAllocator::kNone) {
+        header_->alloc_cursor = first + blocks;
+        header_->used += need;
+        header_->free -= need;
+        return first;
+      }
+    }
+    // Space held by dead processes goes back before live entries are evicted; the
+    // scan reads /proc, so it runs at most every 100 ms.
+    if (!recovered && NowSeconds() - header_->last_reap >= 0.1) {
+      header_->last_reap = NowSeconds();
+      recovered = RecoverDeadLocked() > 0;
+      if (recovered) continue;
+    }
+    if (EvictOneLocked()) continue;
+    if (!recovered && RecoverDeadLocked() > 0) {
+      recovered = true;
+      continue;
+    }
+    return BitmapAllocator::kNone;
+  }
+}
+
+// ---------------------------------------------------------------- puts
+
+Result<PutReservation> PoolHandle::Reserve(uint64_t seq, size_t size, uint64_t token_count,
+                                           const PutOptions& options,
+                                           const std::optional<EntryStats>& stats) {
+  if (options.metadata.size() > kMaxMetadataBytes) {
+    return Status::InvalidArgument("metadata of " + std::to_string(options.metadata.size()) +
+                                   " bytes exceeds the limit of 65536");
+  }
+  if (options.prefix_tokens.size() > (1u << 24)) {
+    return Status::InvalidArgument("prefix of " + std::to_string(options.prefix_tokens.size()) +
+                                   " tokens exceeds the limit of 16777216");
+  }
+  uint32_t prefix_len = static_cast<uint32_t>(options.prefix_tokens.size());
+  uint64_t total = uint64_t{size} + 4 * uint64_t{prefix_len} + options.metadata.size();
+  uint64_t bs = header_->block_size;
+  uint64_t blocks = (total + bs - 1) / bs;
+  if (blocks > header_->block_count) {
+    return Status::NoSpace("entry of " + FormatSizeLong(total) + " is larger than pool '" +
+                           name_ + "' (" + FormatSizeLong(header_->size) + ")");
+  }
+  uint64_t prefix_hash = prefix_len > 0 ? PrefixHashValue(options.prefix_tokens) : 0;
+  uint32_t block_tokens = header_->prefix_block_tokens;
+  uint32_t chain_blocks = prefix_len / block_tokens;
+  uint64_t chain_hash = 0;
+  for (uint32_t b = 0; b < chain_blocks; ++b) {
+    chain_hash = ChainHash(chain_hash, std::span<const uint32_t>(options.prefix_tokens)
+                                           .subspan(uint64_t{b} * block_tokens, block_tokens));
+  }
+  PutReservation r;
+  {
+    Locked lk(*this);
+    KVC_RETURN_IF_ERROR(lk.status());
+    uint32_t me = MyProcessLocked();
+    if (me == kNil) return Status::Busy("process table of pool '" + name_ + "' is full");
+    uint32_t i = AllocSlotLocked();
+    if (i == kNil && RecoverDeadLocked() > 0) i = AllocSlotLocked();
+    if (i == kNil) return Status::Busy("pool '" + name_ + "' has too many puts in flight");
+    seg::Slot& s = slots_[i];
+    // Claimed before anything can rebuild the pool (eviction may reap dead processes).
+    s.extent_blocks = 0;
+    s.owner = me;
+    s.state = seg::kWriting;
+    uint64_t first = 0;
+    if (blocks > 0) {
+      first = AllocateExtentLocked(blocks);
+      if (first == BitmapAllocator::kNone) {
+        FreeSlotLocked(i);
+        return Status::NoSpace("pool '" + name_ + "' is full: " + FormatSizeLong(blocks * bs) +
+                               " needed, " + FormatSizeLong(header_->free) +
+                               " free and nothing more can be evicted");
+      }
+    }
+    double now = NowSeconds();
+    s.sequence_id = seq;
+    s.first_block = first;
+    s.extent_blocks = blocks;
+    s.size_bytes = size;
+    s.token_count = token_count;
+    s.prefix_hash = prefix_hash;
+    s.prefix_len = prefix_len;
+    s.chain_hash = chain_hash;
+    s.chain_blocks = chain_blocks;
+    s.metadata_len = static_cast<uint32_t>(options.metadata.size());
+    s.priority = options.priority;
+    s.created = stats ? stats->created : now;
+    s.last_accessed = stats ? stats->last_accessed : now;
+    s.access_count = stats ? stats->access_count : 0;
+    s.pins = 0;
+    s.owner = me;
+    s.heap_pos = s.prefix_next = s.prefix_prev = s.chain_next = s.chain_prev = kNil;
+    uint64_t gen = NextGenerationLocked();
+    AtomicGeneration(s).store(gen, std::memory_order_relaxed);
+    s.state = seg::kWriting;
+    r.pool_ = shared_from_this();
+    r.slot_ = i;
+    r.generation_ = gen;
+    r.extent_ = Extent(s);
+    r.size_ = size;
+  }
+  // The slot is ours until Commit: fill the tail (tokens, metadata) without the lock.
+  std::byte* tail = r.extent_ + size;
+  for (uint32_t t = 0; t < prefix_len; ++t) {
+    uint32_t v = options.prefix_tokens[t];  // little-endian host (segment_format.h)
+    std::memcpy(tail + 4 * uint64_t{t}, &v, 4);
+  }
+  if (!options.metadata.empty()) {
+    std::memcpy(tail + 4 * uint64_t{prefix_len}, options.metadata.data(), options.metadata.size());
+  }
+  return r;
+}
+
+Status PoolHandle::Commit(uint32_t i, uint64_t generation) {
+  Locked lk(*this);
+  KVC_RETURN_IF_ERROR(lk.status());
+  seg::Slot& s = slots_[i];
+  if (s.state != seg::kWriting || s.generation != generation) {
+    return Status::Busy("reservation in pool '" + name_ + "' was lost");
+  }
+  uint32_t old = FindLocked(s.sequence_id);
+  if (old != kNil) UnpublishLocked(old);
+  if (header_->entry_count >= header_->max_sequences && !EvictOneLocked()) {
+    FreeSlotLocked(i);
+    return Status::NoSpace("pool '" + name_ + "' holds its maximum of " +
+                           std::to_string(header_->max_sequences) +
+                           " entries and none can be evicted");
+  }
+  s.create_tick = s.access_tick = NextTickLocked();
+  s.owner = kNil;
+  LinkLocked(i);
+  header_->puts++;
+  header_->modified = NowSeconds();
+  return Status::Ok();
+}
+
+void PoolHandle::Abort(uint32_t i, uint64_t generation) {
+  Locked lk(*this);
+  if (!lk.status().ok()) return;
+  if (slots_[i].state == seg::kWriting && slots_[i].generation == generation) FreeSlotLocked(i);
+}
+
+// ---------------------------------------------------------------- gets
+
+Status PoolHandle::GetInto(uint64_t seq, std::vector<std::byte>& out) {
+  for (int attempt = 0;; ++attempt) {
+    uint32_t i;
+    uint64_t gen;
+    const std::byte* src;
+    size_t size;
+    {
+      Locked lk(*this);
+      KVC_RETURN_IF_ERROR(lk.status());
+      i = FindLocked(seq);
+      if (i == kNil) {
+        if (attempt == 0) header_->misses++;
+        return Status::NotFound("sequence " + std::to_string(seq) + " not found in pool '" +
+                                name_ + "'");
+      }
+      if (attempt == 0) {
+        header_->hits++;
+        TouchLocked(i);
+      }
+      gen = slots_[i].generation;
+      src = Extent(slots_[i]);
+      size = slots_[i].size_bytes;
+    }
+    out.resize(size);
+    if (size > 0) std::memcpy(out.data(), src, size);
+    // The copy is good only if the slot still holds the same generation: freeing a
+    // slot zeroes its generation before its blocks can be reused.
+    std::atomic_thread_fence(std::memory_order_acquire);
+    if (AtomicGeneration(slots_[i]).load(std::memory_order_relaxed) == gen) return Status::Ok();
+  }
+}
+
+Result<EntryView> PoolHandle::View(uint64_t seq) {
+  EntryView v;
+  {
+    Locked lk(*this);
+    KVC_RETURN_IF_ERROR(lk.status());
+    uint32_t i = FindLocked(seq);
+    if (i == kNil) {
+      header_->misses++;
+      return Status::NotFound("sequence " + std::to_string(seq) + " not found in pool '" + name_ +
+                              "'");
+    }
+    header_->hits++;
+    TouchLocked(i);
+    KVC_ASSIGN_OR_RETURN(uint32_t lease, AcquireLeaseLocked(i));
+    v.lease_ = lease;
+    v.info_ = InfoLocked(i);
+    v.extent_ = Extent(slots_[i]);
+  }
+  v.pool_ = shared_from_this();
+  return v;
+}
+
+Result<EntryInfo> PoolHandle::Stat(uint64_t seq) {
+  Locked lk(*this);
+  KVC_RETURN_IF_ERROR(lk.status());
+  uint32_t i = FindLocked(seq);
+  if (i == kNil) {
+    return Status::NotFound("sequence " + std::to_string(seq) + " not found in pool '" + name_ +
+                            "'");
+  }
+  return InfoLocked(i);
+}
+
+Result<std::vector<EntryView>> PoolHandle::ViewByPrefix(uint64_t prefix_hash) {
+  struct Pinned {
+    uint32_t lease;
+    EntryInfo info;
+    const std::byte* extent;
+  };
+  std::vector<Pinned> pinned;
+  Status failure;
+  {
+    Locked lk(*this);
+    KVC_RETURN_IF_ERROR(lk.status());
+    for (uint32_t i = prefix_buckets_[seg::BucketOf(prefix_hash, header_->prefix_bucket_count)];
+         i != kNil; i = slots_[i].prefix_next) {
+      if (slots_[i].prefix_hash != prefix_hash || slots_[i].state != seg::kLive) continue;
+      Result<uint32_t> lease = AcquireLeaseLocked(i);
+      if (!lease.ok()) {
+        failure = lease.status();
+        for (const Pinned& p : pinned) ReleaseLeaseLocked(p.lease);
+        pinned.clear();
+        break;
+      }
+      header_->hits++;
+      TouchLocked(i);
+      pinned.push_back({*lease, InfoLocked(i), Extent(slots_[i])});
+    }
+    if (failure.ok() && pinned.empty()) header_->misses++;
+  }
+  KVC_RETURN_IF_ERROR(failure);
+  std::vector<EntryView> views(pinned.size());
+  auto self = shared_from_this();
+  for (size_t k = 0; k < pinned.size(); ++k) {
+    views[k].pool_ = self;
+    views[k].lease_ = pinned[k].lease;
+    views[k].info_ = std::move(pinned[k].info);
+    views[k].extent_ = pinned[k].extent;
+  }
+  std::sort(views.begin(), views.end(), [](const EntryView& a, const EntryView& b) {
+    return a.info().sequence_id < b.info().sequence_id;
+  });
+  return views;
+}
+
+std::vector<EntryInfo> PoolHandle::InfoByPrefix(uint64_t prefix_hash) {
+  std::vector<EntryInfo> out;
+  {
+    Locked lk(*this);
+    if (!lk.status().ok()) return out;
+    for (uint32_t i = prefix_buckets_[seg::BucketOf(prefix_hash, header_->prefix_bucket_count)];
+         i != kNil; i = slots_[i].prefix_next) {
+      if (slots_[i].prefix_hash == prefix_hash && slots_[i].state == seg::kLive) {
+        out.push_back(InfoLocked(i));
+      }
+    }
+  }
+  std::sort(out.begin(), out.end(),
+            [](const EntryInfo& a, const EntryInfo& b) { return a.sequence_id < b.sequence_id; });
+  return out;
+}
+
+Result<PrefixMatch> PoolHandle::LongestPrefix(std::span<const uint32_t> tokens) {
+  const uint32_t bt = header_->prefix_block_tokens;  // fixed at creation
+  std::vector<uint64_t> chain(tokens.size() / bt);
+  uint64_t h = 0;
+  for (size_t b = 0; b < chain.size(); ++b) chain[b] = h = ChainHash(h, tokens.subspan(b * bt, bt));
+  // Longest first: the first entry whose whole prefix blocks hash like the query's
+  // first k blocks, confirmed token by token outside the lock (hashes can collide).
+  for (size_t k = chain.size(); k > 0; --k) {
+    uint32_t found = kNil;
+    uint32_t lease = kNil;
+    const std::byte* extent = nullptr;
+    uint64_t size = 0;
+    uint32_t prefix_len = 0;
+    {
+      Locked lk(*this);
+      KVC_RETURN_IF_ERROR(lk.status());
+      for (; k > 0 && found == kNil; --k) {
+        uint64_t want = chain[k - 1];
+        for (uint32_t i = chain_buckets_[seg::BucketOf(want, header_->chain_bucket_count)];
+             i != kNil; i = slots_[i].chain_next) {
+          const seg::Slot& s = slots_[i];
+          if (s.chain_hash == want && s.chain_blocks == k && s.state == seg::kLive) {
+            found = i;
+            break;
+          }
+        }
+        if (found != kNil) break;
+      }
+      if (found == kNil) {
+        header_->misses++;
+        return Status::NotFound("no entry in pool '" + name_ + "' shares a prefix block of " +
+                                std::to_string(bt) + " tokens with the query");
+      }
+      KVC_ASSIGN_OR_RETURN(lease, AcquireLeaseLocked(found));
+      extent = Extent(slots_[found]);
+      size = slots_[found].size_bytes;
+      prefix_len = slots_[found].prefix_len;
+    }
+    const std::byte* stored = extent + size;
+    uint64_t limit = std::min<uint64_t>(prefix_len, tokens.size());
+    uint64_t matched = 0;
+    while (matched < limit && std::memcmp(stored + 4 * matched, &tokens[matched], 4) == 0) {
+      ++matched;
+    }
+    Locked lk(*this);
+    KVC_RETURN_IF_ERROR(lk.status());
+    bool confirmed = matched >= k * bt && slots_[found].state == seg::kLive;
+    if (confirmed) {
+      header_->hits++;
+      TouchLocked(found);
+    }
+    PrefixMatch match{InfoLocked(found), matched};
+    ReleaseLeaseLocked(lease);
+    if (confirmed) return match;
+  }
+  Locked lk(*this);
+  KVC_RETURN_IF_ERROR(lk.status());
+  header_->misses++;
+  return Status::NotFound("no entry in pool '" + name_ + "' shares a prefix block of " +
+                          std::to_string(bt) + " tokens with the query");
+}
+
+// ---------------------------------------------------------------- removal
+
+Status PoolHandle::Remove(uint64_t seq) {
+  Locked lk(*this);
+  KVC_RETURN_IF_ERROR(lk.status());
+  uint32_t i = FindLocked(seq);
+  if (i == kNil) {
+    return Status::NotFound("sequence " + std::to_string(seq) + " not found in pool '" + name_ +
+                            "'");
+  }
+  UnpublishLocked(i);
+  return Status::Ok();
+}
+
+uint64_t PoolHandle::Clear() {
+  Locked lk(*this);
+  if (!lk.status().ok()) return 0;
+  uint64_t n = 0;
+  for (uint32_t i = 0; i < header_->slot_capacity; ++i) {
+    if (slots_[i].state == seg::kLive) {
+      UnpublishLocked(i);
+      ++n;
+    }
+  }
+  return n;
+}
+
+Result<uint64_t> PoolHandle::Evict(double percent) {
+  if (!(percent > 0 && percent <= 100)) {
+    return Status::InvalidArgument("eviction percent must be in (0, 100], got " +
+                                   std::to_string(percent));
+  }
+  Locked lk(*this);
+  KVC_RETURN_IF_ERROR(lk.status());
+  uint64_t n = header_->entry_count;
+  if (n == 0) return uint64_t{0};
+  uint64_t want = std::max<uint64_t>(
+      1, static_cast<uint64_t>(std::floor(static_cast<double>(n) * percent / 100.0)));
+  uint64_t evicted = 0;
+  bool recovered = false;
+  while (evicted < want) {
+    if (EvictOneLocked()) {
+      ++evicted;
+    } else if (!recovered) {
+      recovered = true;  // pins of dead processes may be all that is in the way
+      if (RecoverDeadLocked() == 0) break;
+    } else {
+      break;
+    }
+  }
+  return evicted;
+}
+
+// ---------------------------------------------------------------- listing
+
+std::vector<EntryInfo> PoolHandle::Entries() {
+  std::vector<EntryInfo> out;
+  {
+    Locked lk(*this);
+    if (!lk.status().ok()) return out;
+    out.reserve(header_->entry_count);
+    for (uint32_t i = 0; i < header_->slot_capacity; ++i) {
+      if (slots_[i].state == seg::kLive) out.push_back(InfoLocked(i));
+    }
+  }
+  std::sort(out.begin(), out.end(),
+            [](const EntryInfo& a, const EntryInfo& b) { return a.sequence_id < b.sequence_id; });
+  return out;
+}
+
+Result<std::vector<EntryView>> PoolHandle::PinAll() {
+  struct Pinned {
+    uint32_t lease;
+    EntryInfo info;
+    const std::byte* extent;
+  };
+  std::vector<Pinned> pinned;
+  {
+    Locked lk(*this);
+    KVC_RETURN_IF_ERROR(lk.status());
+    pinned.reserve(header_->entry_count);
+    for (uint32_t i = 0; i < header_->slot_capacity; ++i) {
+      if (slots_[i].state != seg::kLive) continue;
+      Result<uint32_t> lease = AcquireLeaseLocked(i);
+      if (!lease.ok()) {
+        for (const Pinned& p : pinned) ReleaseLeaseLocked(p.lease);
+        return lease.status();
+      }
+      pinned.push_back({*lease, InfoLocked(i), Extent(slots_[i])});
+    }
+  }
+  std::vector<EntryView> views(pinned.size());
+  auto self = shared_from_this();
+  for (size_t k = 0; k < pinned.size(); ++k) {
+    views[k].pool_ = self;
+    views[k].lease_ = pinned[k].lease;
+    views[k].info_ = std::move(pinned[k].info);
+    views[k].extent_ = pinned[k].extent;
+  }
+  std::sort(views.begin(), views.end(), [](const EntryView& a, const EntryView& b) {
+    return a.info().sequence_id < b.info().sequence_id;
+  });
+  return views;
+}
+
+// ---------------------------------------------------------------- stats, processes
+
+PoolStats PoolHandle::Stats() {
+  PoolStats st;
+  Locked lk(*this);
+  if (!lk.status().ok()) return st;
+  RecoverDeadLocked();
+  SetAttachedLocked(processes_->CountAttached());
+  const seg::Header& h = *header_;
+  st.config.name = name_;
+  st.config.size_bytes = h.size;
+  st.config.policy = policy_;
+  st.config.tier = static_cast<Tier>(h.tier);
+  st.config.max_sequences = h.max_sequences;
+  st.config.block_size = h.block_size;
+  st.config.prefix_block_tokens = h.prefix_block_tokens;
+  st.loaded = true;
+  st.size = h.size;
+  st.used = h.used;
+  st.free = h.free;
+  st.block_count = h.block_count;
+  st.entry_count = h.entry_count;
+  st.hits = h.hits;
+  st.misses = h.misses;
+  st.evictions = h.evictions;
+  st.puts = h.puts;
+  st.created = h.created;
+  st.modified = h.modified;
+  std::memcpy(&st.attached, h.attached, sizeof(st.attached));
+  st.segment_bytes = h.segment_size;
+  return st;
+}
+
+Status PoolHandle::Attach(pid_t pid) {
+  uint64_t start = ProcessStartTime(pid);
+  if (pid <= 0 || start == 0) {
+    return Status::NotFound("no running process with pid " + std::to_string(pid));
+  }
+  Locked lk(*this);
+  KVC_RETURN_IF_ERROR(lk.status());
+  RecoverDeadLocked();
+  uint32_t idx = processes_->FindOrAdd(pid, start);
+  if (idx == kNil) return Status::Busy("process table of pool '" + name_ + "' is full");
+  seg::ProcessSlot& p = processes_->at(idx);
+  if (p.attach_refs++ == 0) p.attached_at = NowSeconds();
+  SetAttachedLocked(processes_->CountAttached());
+  return Status::Ok();
+}
+
+Status PoolHandle::Detach(pid_t pid) {
+  Locked lk(*this);
+  KVC_RETURN_IF_ERROR(lk.status());
+  RecoverDeadLocked();
+  uint32_t idx = processes_->Find(pid);
+  if (idx == kNil || processes_->at(idx).attach_refs == 0) {
+    return Status::NotFound("process " + std::to_string(pid) + " is not attached to pool '" +
+                            name_ + "'");
+  }
+  seg::ProcessSlot& p = processes_->at(idx);
+  if (--p.attach_refs == 0) p.attached_at = 0;
+  SetAttachedLocked(processes_->CountAttached());
+  return Status::Ok();
+}
+
+// ---------------------------------------------------------------- recovery
+
+void PoolHandle::RebuildLocked() {
+  seg::Header& h = *header_;
+  const uint32_t cap = h.slot_capacity;
+  // Slots: drop unpublished writes of dead processes and anything out of bounds.
+  for (uint32_t i = 0; i < cap; ++i) {
+    seg::Slot& s = slots_[i];
+    s.pins = 0;
+    if (s.state == seg::kFree) continue;
+    bool bad_owner = s.state == seg::kWriting &&
+                     (s.owner >= h.process_capacity || processes_->at(s.owner).pid == 0);
+    bool out_of_bounds = s.first_block > h.block_count ||
+                         s.extent_blocks > h.block_count - s.first_block ||
+                         s.state > seg::kRetired;
+    if (bad_owner || out_of_bounds) s.state = seg::kFree;
+  }
+  // Leases: keep those of live processes on pinnable slots.
+  h.free_lease_head = kNil;
+  h.live_pins = 0;
+  for (uint32_t l = h.lease_capacity; l-- > 0;) {
+    seg::Lease& lease = leases_[l];
+    bool keep = lease.slot < cap && lease.process < h.process_capacity &&
+                processes_->at(lease.process).pid != 0 &&
+                (slots_[lease.slot].state == seg::kLive ||
+                 slots_[lease.slot].state == seg::kRetired);
+    if (keep) {
+      slots_[lease.slot].pins++;
+      h.live_pins++;
+    } else {
+      lease = seg::Lease{kNil, kNil, h.free_lease_head, 0};
+      h.free_lease_head = l;
+    }
+  }
+  // One live slot per id: the newest generation wins.
+  std::unordered_map<uint64_t, uint32_t> newest;
+  for (uint32_t i = 0; i < cap; ++i) {
+    seg::Slot& s = slots_[i];
+    if (s.state == seg::kRetired && s.pins == 0) s.state = seg::kFree;
+    if (s.state != seg::kLive) continue;
+    auto [it, inserted] = newest.emplace(s.sequence_id, i);
+    if (!inserted) {
+      uint32_t other = it->second;
+      uint32_t loser = slots_[other].generation > s.generation ? i : other;
+      if (loser == other) it->second = i;
+      slots_[loser].state = slots_[loser].pins > 0 ? seg::kRetired : seg::kFree;
+    }
+  }
+  // Bitmap and byte counters from the extents still owned.
+  bitmap_->Reset();
+  h.used = 0;
+  for (uint32_t i = 0; i < cap; ++i) {
+    seg::Slot& s = slots_[i];
+    if (s.state == seg::kFree || s.extent_blocks == 0) continue;
+    if (!bitmap_->AllClear(s.first_block, s.extent_blocks)) {
+      s.state = seg::kFree;  // overlaps an extent already claimed: cannot be trusted
+      continue;
+    }
+    bitmap_->Mark(s.first_block, s.extent_blocks);
+    h.used += s.extent_blocks * h.block_size;
+  }
+  h.free = h.size - h.used;
+  // Indexes, heap and free list.
+  std::memset(id_buckets_, 0xFF, h.id_bucket_count * sizeof(uint32_t));
+  std::memset(prefix_buckets_, 0xFF, h.prefix_bucket_count * sizeof(uint32_t));
+  std::memset(chain_buckets_, 0xFF, h.chain_bucket_count * sizeof(uint32_t));
+  h.heap_size = 0;
+  h.entry_count = 0;
+  h.free_slot_head = kNil;
+  for (uint32_t i = cap; i-- > 0;) {
+    seg::Slot& s = slots_[i];
+    s.heap_pos = kNil;
+    if (s.state == seg::kFree) {
+      AtomicGeneration(s).store(0, std::memory_order_release);
+      s.extent_blocks = 0;
+      s.owner = kNil;
+      s.id_next = h.free_slot_head;
+      h.free_slot_head = i;
+    } else if (s.state == seg::kLive) {
+      LinkLocked(i);
+    } else {
+      s.id_next = s.prefix_next = s.prefix_prev = s.chain_next = s.chain_prev = kNil;
+    }
+  }
+  SetAttachedLocked(processes_->CountAttached());
+}
+
+// ---------------------------------------------------------------- handles
+
+EntryView::EntryView(EntryView&& other) noexcept
+    : pool_(std::move(other.pool_)),
+      lease_(other.lease_),
+      info_(std::move(other.info_)),
+      extent_(other.extent_) {
+  other.pool_ = nullptr;
+}
+
+EntryView& EntryView::operator=(EntryView&& other) noexcept {
+  if (this != &other) {
+    Release();
+    pool_ = std::move(other.pool_);
+    other.pool_ = nullptr;
+    lease_ = other.lease_;
+    info_ = std::move(other.info_);
+    extent_ = other.extent_;
+  }
+  return *this;
+}
+
+EntryView::~EntryView() { Release(); }
+
+std::span<const std::byte> EntryView::data() const { return {extent_, info_.size_bytes}; }
+
+std::vector<uint32_t> EntryView::prefix_tokens() const {
+  std::vector<uint32_t> tokens(info_.prefix_length);
+  if (!tokens.empty()) {
+    std::memcpy(tokens.data(), extent_ + info_.size_bytes, tokens.size() * sizeof(uint32_t));
+  }
+  return tokens;
+}
+
+void EntryView::Release() {
+  if (pool_ == nullptr) return;
+  pool_->ReleaseLease(lease_);
+  pool_.reset();
+}
+
+PutReservation::PutReservation(PutReservation&& other) noexcept
+    : pool_(std::move(other.pool_)),
+      slot_(other.slot_),
+      generation_(other.generation_),
+      extent_(other.extent_),
+      size_(other.size_) {
+  other.pool_ = nullptr;
+}
+
+PutReservation& PutReservation::operator=(PutReservation&& other) noexcept {
+  if (this != &other) {
+    Abort();
+    pool_ = std::move(other.pool_);
+    other.pool_ = nullptr;
+    slot_ = other.slot_;
+    generation_ = other.generation_;
+    extent_ = other.extent_;
+    size_ = other.size_;
+  }
+  return *this;
+}
+
+PutReservation::~PutReservation() { Abort(); }
+
+Status PutReservation::Commit() {
+  if (pool_ == nullptr) return Status::InvalidArgument("reservation already used");
+  Status s = pool_->Commit(slot_, generation_);
+  pool_.reset();
+  return s;
+}
+
+void PutReservation::Abort() {
+  if (pool_ == nullptr) return;
+  pool_->Abort(slot_, generation_);
+  pool_.reset();
+}
+
+}  // namespace kvcache

@@ -1,0 +1,142 @@
+// PoolHandle: one process's mapping of a pool segment and every operation on it.
+//
+// Concurrency contract (DESIGN section 4):
+// - The robust process-shared mutex in the header guards all metadata. It is held
+//   for O(1)/O(log n) work only, never across a payload copy or a blocking syscall.
+// - Payload bytes are copied outside the lock. A copy-out read is validated by the
+//   slot's generation afterwards and retried if the entry changed meanwhile; a view
+//   pins its slot with a lease, so the bytes cannot be freed or reused under it.
+// - A put reserves a slot and extent (WRITING), fills them outside the lock, then
+//   publishes under the lock: readers see the old entry or the whole new one.
+// - A process that dies at any instruction is recovered: its lock by EOWNERDEAD and a
+//   rebuild of the derived metadata from the slot table; its leases and unpublished
+//   slots when anyone notices it is gone (allocation failure, health, attach, stats).
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "bitmap_allocator.h"
+#include "eviction_heap.h"
+#include "kvcache/manager.h"
+#include "process_table.h"
+#include "segment_format.h"
+#include "shm_segment.h"
+
+namespace kvcache {
+
+class PoolHandle : public std::enable_shared_from_this<PoolHandle> {
+ public:
+  // Creates the segment at `path` for `config`. AlreadyExists if it exists.
+  static Result<std::shared_ptr<PoolHandle>> Create(const std::string& path,
+                                                    const PoolConfig& config);
+  // Maps and validates an existing segment (Corruption for a bad magic, version,
+  // size or layout).
+  static Result<std::shared_ptr<PoolHandle>> Open(const std::string& path);
+
+  const std::string& name() const { return name_; }
+  const std::string& path() const { return path_; }
+  Policy policy() const { return policy_; }
+  // True once the pool was destroyed (by any process): reopen by name.
+  bool destroyed() const;
+  // Marks the segment destroyed for every process mapping it.
+  void MarkDestroyed();
+
+  Result<PutReservation> Reserve(uint64_t seq, size_t size, uint64_t token_count,
+                                 const PutOptions& options,
+                                 const std::optional<EntryStats>& stats);
+  Status Commit(uint32_t slot, uint64_t generation);
+  void Abort(uint32_t slot, uint64_t generation);
+
+  Status GetInto(uint64_t seq, std::vector<std::byte>& out);
+  Result<EntryView> View(uint64_t seq);
+  void ReleaseLease(uint32_t lease);
+  Result<EntryInfo> Stat(uint64_t seq);
+  Result<std::vector<EntryView>> ViewByPrefix(uint64_t prefix_hash);
+  std::vector<EntryInfo> InfoByPrefix(uint64_t prefix_hash);
+  // See Manager::LongestPrefix.
+  Result<PrefixMatch> LongestPrefix(std::span<const uint32_t> tokens);
+  Status Remove(uint64_t seq);
+  uint64_t Clear();
+  Result<uint64_t> Evict(double percent);
+  std::vector<EntryInfo> Entries();
+  Result<std::vector<EntryView>> PinAll();
+
+  PoolStats Stats();
+  HealthReport Health();
+  Status Attach(pid_t pid);
+  Status Detach(pid_t pid);
+
+ private:
+  friend class PoolHealthChecker;
+  PoolHandle(MappedSegment segment, std::string path);
+  Status ValidateAndBind();
+
+  // RAII holder of the pool lock; repairs the pool if the last holder died.
+  class Locked {
+   public:
+    explicit Locked(PoolHandle& pool);
+    ~Locked();
+    Locked(const Locked&) = delete;
+    Locked& operator=(const Locked&) = delete;
+    const Status& status() const { return status_; }
+
+   private:
+    PoolHandle& pool_;
+    Status status_;
+  };
+
+  // ---- everything below REQUIRES the pool lock ----
+  uint32_t FindLocked(uint64_t seq) const;
+  void TouchLocked(uint32_t slot);
+  EntryInfo InfoLocked(uint32_t slot) const;
+  uint32_t MyProcessLocked();
+  Result<uint32_t> AcquireLeaseLocked(uint32_t slot);
+  void ReleaseLeaseLocked(uint32_t lease);
+  uint32_t AllocSlotLocked();
+  // Unindexes a LIVE slot; frees it now, or retires it until its last pin goes.
+  void UnpublishLocked(uint32_t slot);
+  void FreeSlotLocked(uint32_t slot);
+  void LinkLocked(uint32_t slot);
+  // Evicts the policy's next unpinned victim; false when there is none.
+  bool EvictOneLocked();
+  uint64_t AllocateExtentLocked(uint64_t blocks);
+  // Reaps dead processes; when any died, rebuilds. Returns how many were reaped.
+  uint64_t RecoverDeadLocked();
+  // Rebuilds every derived structure from the slot and lease tables.
+  void RebuildLocked();
+  void SetAttachedLocked(uint32_t n);
+  uint64_t NextTickLocked() { return ++header_->tick; }
+  uint64_t NextGenerationLocked() { return ++header_->generation; }
+
+  std::byte* Extent(const seg::Slot& s) const {
+    return data_ + s.first_block * header_->block_size;
+  }
+
+  MappedSegment segment_;
+  std::string path_;
+  std::string name_;
+  Policy policy_ = Policy::kLru;
+  seg::Header* header_ = nullptr;
+  seg::Lease* leases_ = nullptr;
+  seg::Slot* slots_ = nullptr;
+  uint32_t* id_buckets_ = nullptr;
+  uint32_t* prefix_buckets_ = nullptr;
+  uint32_t* chain_buckets_ = nullptr;
+  std::byte* data_ = nullptr;
+  std::optional<ProcessTable> processes_;
+  std::optional<BitmapAllocator> bitmap_;
+  std::optional<EvictionHeap> heap_;
+  // This process's row in the process table, cached with the pid it was made for
+  // (a forked child gets its own). Under the pool lock.
+  pid_t my_pid_ = 0;
+  uint32_t my_process_ = seg::kNil;
+};
+
+}  // namespace kvcache

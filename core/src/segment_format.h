@@ -1,0 +1,215 @@
+// The pool segment, format version 2: every byte of shared state a pool has.
+// docs/formats.md is the reference. Bump kFormatVersion when any layout here changes.
+//
+//   [Header 4 KiB][process table][lease table][bitmap][entry slots][id buckets]
+//   [prefix buckets][chain buckets][eviction heap][data region]
+//
+// Every region starts on a 4 KiB boundary; the data region on a block boundary too.
+// All fields are little-endian (the only byte order this is built for; see the
+// static_assert below) and hold offsets or indexes, never pointers.
+#pragma once
+
+#include <pthread.h>
+
+#include <atomic>
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+
+namespace kvcache::seg {
+
+static_assert(std::endian::native == std::endian::little, "segment format is little-endian");
+
+inline constexpr uint32_t kMagic = 0x4B564341;  // "KVCA" read as a little-endian u32
+inline constexpr uint32_t kFormatVersion = 2;
+inline constexpr uint64_t kHeaderSize = 4096;
+inline constexpr uint64_t kRegionAlign = 4096;
+inline constexpr uint32_t kNil = 0xFFFFFFFFu;
+inline constexpr uint32_t kProcessCapacity = 256;
+
+// Slot states. A slot is FREE, WRITING (reserved by a put that has not published),
+// LIVE (published and indexed) or RETIRED (unindexed but still pinned by readers).
+enum SlotState : uint32_t { kFree = 0, kWriting = 1, kLive = 2, kRetired = 3 };
+
+// The first 128 bytes are the seed's header table, at the seed's offsets.
+struct Header {
+  uint32_t magic;          // @0
+  uint32_t version;        // @4
+  uint64_t size;           // @8   data region bytes
+  uint64_t used;           // @16  bytes of allocated blocks
+  uint64_t free;           // @24
+  uint64_t block_count;    // @32
+  uint64_t entry_count;    // @40  live entries
+  uint64_t hits;           // @48
+  uint64_t misses;         // @56
+  double created;          // @64  unix seconds
+  double modified;         // @72
+  uint8_t policy;          // @80  Policy
+  uint8_t attached[4];     // @81  u32, unaligned: copy it, never take its address
+  uint8_t reserved0[43];   // @85
+  // ---- extension (offset 128) ----
+  uint32_t header_size;        // @128
+  uint32_t block_size;         // @132
+  uint64_t segment_size;       // @136 whole mapping
+  uint64_t process_offset;     // @144
+  uint32_t process_capacity;   // @152
+  uint32_t lease_capacity;     // @156
+  uint64_t lease_offset;       // @160
+  uint64_t bitmap_offset;      // @168
+  uint64_t bitmap_bytes;       // @176
+  uint64_t slot_offset;        // @184
+  uint32_t slot_capacity;      // @192
+  uint32_t max_sequences;      // @196
+  uint64_t id_bucket_offset;   // @200
+  uint32_t id_bucket_count;    // @208 power of two
+  uint32_t prefix_bucket_count;  // @212 power of two
+  uint64_t prefix_bucket_offset;  // @216
+  uint64_t heap_offset;        // @224
+  uint64_t data_offset;        // @232
+  uint64_t evictions;          // @240
+  uint64_t puts;               // @248
+  uint64_t generation;         // @256 last generation handed out
+  uint64_t tick;               // @264 logical clock ordering accesses and creations
+  uint32_t heap_size;          // @272
+  uint32_t free_slot_head;     // @276
+  uint32_t free_lease_head;    // @280
+  uint32_t tier;               // @284 Tier
+  uint32_t destroyed;          // @288 set (atomically) before the segment is unlinked
+  uint32_t lock_owner_pid;     // @292 pid holding the lock, 0 when free (diagnostic)
+  uint64_t alloc_cursor;       // @296 next-fit hint (block index)
+  uint32_t prefix_block_tokens;  // @304
+  uint32_t live_pins;          // @308 leases held
+  uint64_t recoveries;         // @312 dead processes cleaned up
+  uint64_t instance_id;        // @320 random per creation: tells a recreated pool apart
+  uint64_t chain_bucket_offset;  // @328 longest-prefix index (chain hash -> slot)
+  uint32_t chain_bucket_count;   // @336 power of two
+  uint32_t reserved_pad;       // @340
+  double last_reap;            // @344 unix seconds of the last scan for dead processes
+  uint8_t reserved1[32];       // @352
+  pthread_mutex_t lock;        // @384 robust, process-shared; guards all metadata
+  uint8_t reserved2[64 - sizeof(pthread_mutex_t)];  // @384 + 40
+  char name[136];              // @448 pool name, NUL-terminated
+  uint8_t reserved3[kHeaderSize - 584];  // @584
+};
+
+static_assert(std::is_standard_layout_v<Header>);
+static_assert(sizeof(pthread_mutex_t) <= 64);
+static_assert(sizeof(Header) == kHeaderSize);
+static_assert(offsetof(Header, magic) == 0);
+static_assert(offsetof(Header, version) == 4);
+static_assert(offsetof(Header, size) == 8);
+static_assert(offsetof(Header, used) == 16);
+static_assert(offsetof(Header, free) == 24);
+static_assert(offsetof(Header, block_count) == 32);
+static_assert(offsetof(Header, entry_count) == 40);
+static_assert(offsetof(Header, hits) == 48);
+static_assert(offsetof(Header, misses) == 56);
+static_assert(offsetof(Header, created) == 64);
+static_assert(offsetof(Header, modified) == 72);
+static_assert(offsetof(Header, policy) == 80);
+static_assert(offsetof(Header, attached) == 81);
+static_assert(offsetof(Header, header_size) == 128);
+static_assert(offsetof(Header, heap_size) == 272);
+static_assert(offsetof(Header, instance_id) == 320);
+static_assert(offsetof(Header, chain_bucket_offset) == 328);
+static_assert(offsetof(Header, last_reap) == 344);
+static_assert(offsetof(Header, lock) == 384);
+static_assert(offsetof(Header, name) == 448);
+
+// One process that has used the pool. Guarded by the pool lock.
+struct ProcessSlot {
+  int32_t pid;           // 0: free
+  uint32_t attach_refs;  // explicit attaches not yet detached
+  uint64_t start_time;   // /proc/<pid>/stat starttime: tells a reused pid apart
+  double attached_at;    // unix seconds of the first attach, 0 if never attached
+  uint64_t reserved;
+};
+static_assert(std::is_standard_layout_v<ProcessSlot>);
+static_assert(sizeof(ProcessSlot) == 32);
+static_assert(offsetof(ProcessSlot, start_time) == 8);
+
+// A pin on a slot held by a process. Guarded by the pool lock.
+struct Lease {
+  uint32_t slot;     // kNil: free (then `next` links the free list)
+  uint32_t process;  // ProcessSlot index of the holder
+  uint32_t next;
+  uint32_t reserved;
+};
+static_assert(sizeof(Lease) == 16);
+
+// One entry. Guarded by the pool lock, except `generation`, which readers load
+// without it to validate a copy made outside the lock.
+struct Slot {
+  uint64_t sequence_id;      // @0
+  uint64_t generation;       // @8   0 while FREE; atomic (see AtomicGeneration)
+  uint64_t first_block;      // @16
+  uint64_t extent_blocks;    // @24
+  uint64_t size_bytes;       // @32  payload bytes
+  uint64_t token_count;      // @40
+  uint64_t prefix_hash;      // @48  valid when prefix_len > 0
+  double created;            // @56
+  double last_accessed;      // @64
+  uint64_t access_count;     // @72
+  uint64_t access_tick;      // @80  LRU order
+  uint64_t create_tick;      // @88  FIFO order
+  uint32_t prefix_len;       // @96  tokens stored after the payload
+  uint32_t metadata_len;     // @100 bytes stored after the tokens
+  int32_t priority;          // @104
+  uint32_t state;            // @108 SlotState
+  uint32_t pins;             // @112
+  uint32_t owner;            // @116 ProcessSlot of the writer while WRITING
+  uint32_t id_next;          // @120 id bucket chain; free-list link when FREE
+  uint32_t heap_pos;         // @124 index in the eviction heap, kNil if absent
+  uint32_t prefix_next;      // @128 prefix bucket chain (doubly linked)
+  uint32_t prefix_prev;      // @132
+  uint64_t chain_hash;       // @136 ChainHash of the whole blocks of the prefix, 0 if none
+  uint32_t chain_next;       // @144 chain bucket chain (doubly linked)
+  uint32_t chain_prev;       // @148
+  uint32_t chain_blocks;     // @152 whole prefix blocks hashed into chain_hash
+  uint32_t reserved;         // @156
+};
+static_assert(std::is_standard_layout_v<Slot>);
+static_assert(sizeof(Slot) == 160);
+static_assert(offsetof(Slot, generation) == 8);
+static_assert(offsetof(Slot, prefix_len) == 96);
+static_assert(offsetof(Slot, state) == 108);
+static_assert(offsetof(Slot, prefix_prev) == 132);
+static_assert(offsetof(Slot, chain_hash) == 136);
+static_assert(offsetof(Slot, chain_blocks) == 152);
+
+inline std::atomic_ref<uint64_t> AtomicGeneration(Slot& slot) {
+  static_assert(std::atomic_ref<uint64_t>::is_always_lock_free);
+  return std::atomic_ref<uint64_t>(slot.generation);
+}
+
+// The region sizes of a segment, derived from its configuration.
+struct Layout {
+  uint64_t block_size = 0;
+  uint64_t block_count = 0;
+  uint32_t slot_capacity = 0;
+  uint32_t lease_capacity = 0;
+  uint32_t id_bucket_count = 0;
+  uint32_t prefix_bucket_count = 0;
+  uint64_t process_offset = 0;
+  uint64_t lease_offset = 0;
+  uint64_t bitmap_offset = 0;
+  uint64_t bitmap_bytes = 0;
+  uint64_t slot_offset = 0;
+  uint64_t id_bucket_offset = 0;
+  uint64_t prefix_bucket_offset = 0;
+  uint64_t chain_bucket_offset = 0;
+  uint64_t heap_offset = 0;
+  uint64_t data_offset = 0;
+  uint64_t segment_size = 0;
+};
+
+// Bucket of `key` in a table of `count` (a power of two) buckets.
+inline uint32_t BucketOf(uint64_t key, uint32_t count) {
+  return static_cast<uint32_t>((key * 0x9E3779B97F4A7C15ull) >> 32) & (count - 1);
+}
+
+// REQUIRES: block_size a power of two >= 512, max_sequences >= 1.
+Layout ComputeLayout(uint64_t data_bytes, uint64_t block_size, uint32_t max_sequences);
+
+}  // namespace kvcache::seg

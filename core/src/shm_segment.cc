@@ -1,0 +1,103 @@
+#include "shm_segment.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <random>
+#include <utility>
+
+#include "kvcache/size.h"
+
+namespace kvcache {
+
+MappedSegment::MappedSegment(MappedSegment&& other) noexcept
+    : base_(std::exchange(other.base_, nullptr)), size_(std::exchange(other.size_, 0)) {}
+
+MappedSegment& MappedSegment::operator=(MappedSegment&& other) noexcept {
+  if (this != &other) {
+    if (base_ != nullptr) munmap(base_, size_);
+    base_ = std::exchange(other.base_, nullptr);
+    size_ = std::exchange(other.size_, 0);
+  }
+  return *this;
+}
+
+MappedSegment::~MappedSegment() {
+  if (base_ != nullptr) munmap(base_, size_);
+}
+
+namespace {
+
+std::string DirOf(const std::string& path) {
+  size_t slash = path.rfind('/');
+  return slash == std::string::npos ? "." : path.substr(0, slash);
+}
+
+Status NoRoom(const std::string& path, uint64_t size) {
+  struct statvfs vfs {};
+  uint64_t avail = 0;
+  if (statvfs(DirOf(path).c_str(), &vfs) == 0) avail = uint64_t{vfs.f_bavail} * vfs.f_frsize;
+  return Status::NoSpace("cannot reserve " + FormatSizeLong(size) + " for " + path + ": only " +
+                         FormatSizeLong(avail) + " available in " + DirOf(path));
+}
+
+}  // namespace
+
+Result<MappedSegment> MappedSegment::Create(const std::string& path, uint64_t size, mode_t mode,
+                                            const std::function<void(std::byte*)>& init) {
+  if (access(path.c_str(), F_OK) == 0) return Status::AlreadyExists(path + " already exists");
+  std::random_device rd;
+  std::string tmp = DirOf(path) + "/.kvc-creating-" + std::to_string(getpid()) + "-" +
+                    std::to_string(rd());
+  int fd = open(tmp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+  if (fd < 0) return ErrnoToStatus(errno, "create " + tmp);
+  auto fail = [&](Status s) {
+    close(fd);
+    unlink(tmp.c_str());
+    return s;
+  };
+  if (fchmod(fd, mode) != 0) return fail(ErrnoToStatus(errno, "chmod " + tmp));
+  if (int err = posix_fallocate(fd, 0, static_cast<off_t>(size)); err != 0) {
+    return fail(err == ENOSPC ? NoRoom(path, size) : ErrnoToStatus(err, "reserve " + path));
+  }
+  void* base = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (base == MAP_FAILED) return fail(ErrnoToStatus(errno, "mmap " + path));
+  MappedSegment seg(static_cast<std::byte*>(base), size);
+  init(seg.base_);
+  if (renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, path.c_str(), RENAME_NOREPLACE) != 0) {
+    int err = errno;
+    Status s = err == EEXIST ? Status::AlreadyExists(path + " already exists")
+                             : ErrnoToStatus(err, "publish " + path);
+    return fail(s);
+  }
+  close(fd);
+  return seg;
+}
+
+Result<MappedSegment> MappedSegment::Open(const std::string& path) {
+  int fd = open(path.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) return ErrnoToStatus(errno, "open " + path);
+  struct stat st {};
+  if (fstat(fd, &st) != 0) {
+    int err = errno;
+    close(fd);
+    return ErrnoToStatus(err, "stat " + path);
+  }
+  uint64_t size = static_cast<uint64_t>(st.st_size);
+  if (size == 0) {
+    close(fd);
+    return Status::Corruption(path + " is empty");
+  }
+  void* base = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  int err = errno;
+  close(fd);
+  if (base == MAP_FAILED) return ErrnoToStatus(err, "mmap " + path);
+  return MappedSegment(static_cast<std::byte*>(base), size);
+}
+
+}  // namespace kvcache

@@ -1,0 +1,44 @@
+// A pool segment as a mapped file: /dev/shm/<name> for cpu pools (POSIX shared
+// memory), or a regular file for disk pools. Either way its memory is reserved at
+// creation, so a later write never dies of SIGBUS.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "kvcache/status.h"
+
+namespace kvcache {
+
+class MappedSegment {
+ public:
+  MappedSegment() = default;
+  MappedSegment(MappedSegment&& other) noexcept;
+  MappedSegment& operator=(MappedSegment&& other) noexcept;
+  MappedSegment(const MappedSegment&) = delete;
+  MappedSegment& operator=(const MappedSegment&) = delete;
+  ~MappedSegment();
+
+  // Creates `path` with `size` bytes reserved and mapped, runs `init` on the mapping,
+  // and only then makes it visible under `path` (a rename that never replaces), so
+  // no process ever maps a half-initialized segment. AlreadyExists if `path` exists;
+  // NoSpace (naming the pool and sizes) when the filesystem cannot hold it.
+  static Result<MappedSegment> Create(const std::string& path, uint64_t size, mode_t mode,
+                                      const std::function<void(std::byte*)>& init);
+  // Maps an existing segment. NotFound if `path` does not exist.
+  static Result<MappedSegment> Open(const std::string& path);
+
+  std::byte* base() const { return base_; }
+  uint64_t size() const { return size_; }
+
+ private:
+  MappedSegment(std::byte* base, uint64_t size) : base_(base), size_(size) {}
+  std::byte* base_ = nullptr;
+  uint64_t size_ = 0;
+};
+
+}  // namespace kvcache

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages kvcachefs needs to build, test and run.
+set -euo pipefail
+pkgs=(cmake ninja-build g++ pkg-config libfuse3-dev fuse3 libsqlitecpp-dev libsqlite3-dev
+      libcli11-dev libfmt-dev libgtest-dev libgmock-dev libbenchmark-dev libssl-dev
+      libxxhash-dev nlohmann-json3-dev attr)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
+fi

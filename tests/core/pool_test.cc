@@ -1,0 +1,467 @@
+// Manager behaviour on one pool, in one process: lifecycle, header fields, puts and
+// gets, pins, prefixes, eviction under pressure, health and corruption.
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <thread>
+
+#include "kvcache/catalog.h"
+#include "kvcache/manager.h"
+#include "kvcache/prefix.h"
+#include "support/test_env.h"
+
+namespace kvcache {
+namespace {
+
+using testing::Pattern;
+constexpr uint64_t kMiB = 1024 * 1024;
+
+class PoolTest : public testing::IsolatedTest {
+ protected:
+  std::string SegmentPath(const std::string& pool) {
+    return "/dev/shm/" + manager().ShmName(pool);
+  }
+  // Reads `n` raw bytes of the segment at `offset`.
+  std::vector<std::byte> RawBytes(const std::string& pool, size_t offset, size_t n) {
+    std::vector<std::byte> out(n);
+    int fd = open(SegmentPath(pool).c_str(), O_RDONLY);
+    EXPECT_GE(fd, 0);
+    EXPECT_EQ(pread(fd, out.data(), n, static_cast<off_t>(offset)), static_cast<ssize_t>(n));
+    close(fd);
+    return out;
+  }
+  template <typename T>
+  T RawField(const std::string& pool, size_t offset) {
+    T v;
+    auto bytes = RawBytes(pool, offset, sizeof(T));
+    std::memcpy(&v, bytes.data(), sizeof(T));
+    return v;
+  }
+  void ExpectHealthy(const std::string& pool) {
+    auto h = manager().Health(pool);
+    ASSERT_TRUE(h.ok()) << h.status().ToString();
+    EXPECT_TRUE(h->healthy);
+    for (const auto& p : h->problems) ADD_FAILURE() << p;
+  }
+};
+
+TEST_F(PoolTest, CreateWritesSeedHeaderAtSeedOffsets) {
+  CreatePool("hdr", 64 * kMiB, Policy::kLfu);
+  EXPECT_EQ(RawField<uint32_t>("hdr", 0), 0x4B564341u);
+  EXPECT_EQ(RawField<uint32_t>("hdr", 4), 2u);
+  EXPECT_EQ(RawField<uint64_t>("hdr", 8), 64 * kMiB);
+  EXPECT_EQ(RawField<uint64_t>("hdr", 16), 0u);
+  EXPECT_EQ(RawField<uint64_t>("hdr", 24), 64 * kMiB);
+  EXPECT_EQ(RawField<uint64_t>("hdr", 32), 64 * kMiB / 4096);
+  EXPECT_EQ(RawField<uint8_t>("hdr", 80), 1u);  // lfu
+  double created = RawField<double>("hdr", 64);
+  EXPECT_NEAR(created, static_cast<double>(time(nullptr)), 5.0);
+
+  ASSERT_TRUE(manager().Put("hdr", 1, Pattern(1, 5000), 10).ok());
+  EXPECT_EQ(RawField<uint64_t>("hdr", 16), 8192u);  // two 4 KiB blocks
+  EXPECT_EQ(RawField<uint64_t>("hdr", 40), 1u);
+  ASSERT_TRUE(manager().Get("hdr", 1).ok());
+  EXPECT_FALSE(manager().Get("hdr", 2).ok());
+  EXPECT_EQ(RawField<uint64_t>("hdr", 48), 1u);  // hits
+  EXPECT_EQ(RawField<uint64_t>("hdr", 56), 1u);  // misses
+  ASSERT_TRUE(manager().Attach("hdr", getpid()).ok());
+  EXPECT_EQ(RawField<uint32_t>("hdr", 81), 1u);
+}
+
+TEST_F(PoolTest, CreateExistingFailsAndKeepsThePool) {
+  CreatePool("dup", 8 * kMiB);
+  ASSERT_TRUE(manager().Put("dup", 5, Pattern(5, 100), 1).ok());
+  PoolConfig c{.name = "dup", .size_bytes = 16 * kMiB};
+  Status s = manager().CreatePool(c);
+  EXPECT_EQ(s.code(), Code::kAlreadyExists);
+  EXPECT_NE(s.message().find("dup"), std::string::npos);
+  auto got = manager().Get("dup", 5);
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(*got, Pattern(5, 100));
+  EXPECT_EQ(manager().Stats("dup")->size, 8 * kMiB);
+}
+
+TEST_F(PoolTest, BadConfigIsRefusedAndCreatesNothing) {
+  PoolConfig c{.name = "a/b", .size_bytes = 8 * kMiB};
+  EXPECT_EQ(manager().CreatePool(c).code(), Code::kInvalidArgument);
+  c.name = "ok";
+  c.size_bytes = 0;
+  EXPECT_EQ(manager().CreatePool(c).code(), Code::kInvalidArgument);
+  c.size_bytes = 8 * kMiB;
+  c.tier = Tier::kGpu;
+  EXPECT_EQ(manager().CreatePool(c).code(), Code::kNotSupported);
+  EXPECT_TRUE(manager().ListPools()->empty());
+  EXPECT_NE(access(SegmentPath("ok").c_str(), F_OK), 0);
+}
+
+TEST_F(PoolTest, PoolLargerThanShmIsRefusedWithNoSpace) {
+  PoolConfig c{.name = "huge", .size_bytes = uint64_t{1} << 40};  // 1 TiB
+  Status s = manager().CreatePool(c);
+  EXPECT_EQ(s.code(), Code::kNoSpace) << s.ToString();
+  EXPECT_NE(s.message().find("1.00 TB"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("huge"), std::string::npos) << s.message();
+  EXPECT_TRUE(manager().ListPools()->empty());
+  EXPECT_NE(access(SegmentPath("huge").c_str(), F_OK), 0);
+}
+
+TEST_F(PoolTest, PoolsAbove128MiBHaveABitmapForEveryBlock) {
+  CreatePool("big", 512 * kMiB);
+  auto st = manager().Stats("big");
+  EXPECT_EQ(st->block_count, 512 * kMiB / 4096);
+  // Fill it with 1 MiB entries: all 512 fit, the 513th evicts exactly one.
+  for (uint64_t i = 0; i < 512; ++i) {
+    ASSERT_TRUE(manager().Put("big", i, Pattern(i, kMiB), 1).ok()) << i;
+  }
+  EXPECT_EQ(manager().Stats("big")->free, 0u);
+  EXPECT_EQ(manager().Stats("big")->evictions, 0u);
+  ASSERT_TRUE(manager().Put("big", 999, Pattern(999, kMiB), 1).ok());
+  EXPECT_EQ(manager().Stats("big")->evictions, 1u);
+  EXPECT_EQ(*manager().Get("big", 511), Pattern(511, kMiB));
+  ExpectHealthy("big");
+}
+
+TEST_F(PoolTest, DestroyRemovesSegmentAndCatalogRecord) {
+  CreatePool("gone", 8 * kMiB);
+  ASSERT_TRUE(manager().DestroyPool("gone").ok());
+  EXPECT_NE(access(SegmentPath("gone").c_str(), F_OK), 0);
+  EXPECT_TRUE(manager().ListPools()->empty());
+  EXPECT_EQ(manager().DestroyPool("gone").code(), Code::kNotFound);
+  EXPECT_EQ(manager().Put("gone", 1, Pattern(1, 10), 1).code(), Code::kNotFound);
+}
+
+TEST_F(PoolTest, NonexistentPoolIsNotFoundEverywhere) {
+  std::vector<std::byte> buf;
+  EXPECT_EQ(manager().Put("nope", 1, Pattern(1, 10), 1).code(), Code::kNotFound);
+  EXPECT_EQ(manager().GetInto("nope", 1, buf).code(), Code::kNotFound);
+  EXPECT_EQ(manager().Stats("nope").status().code(), Code::kNotFound);
+  EXPECT_EQ(manager().Evict("nope", 10).status().code(), Code::kNotFound);
+  EXPECT_EQ(manager().Attach("nope", getpid()).code(), Code::kNotFound);
+  EXPECT_EQ(manager().Health("nope").status().code(), Code::kNotFound);
+  EXPECT_NE(manager().Stats("nope").status().message().find("'nope'"), std::string::npos);
+}
+
+TEST_F(PoolTest, PutGetReplaceRemoveRoundTrip) {
+  CreatePool("rt", 16 * kMiB);
+  PutOptions opts{.prefix_tokens = {1, 2, 3, 4, 5}, .priority = 7, .metadata = R"({"m":1})"};
+  ASSERT_TRUE(manager().Put("rt", 42, Pattern(42, 3 * kMiB), 128, opts).ok());
+  auto info = manager().Stat("rt", 42);
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->size_bytes, 3 * kMiB);
+  EXPECT_EQ(info->token_count, 128u);
+  EXPECT_EQ(info->prefix_hash, "4f6addc9659d6fb9");
+  EXPECT_EQ(info->priority, 7);
+  EXPECT_EQ(info->metadata, R"({"m":1})");
+  EXPECT_EQ(*manager().Get("rt", 42), Pattern(42, 3 * kMiB));
+
+  uint64_t gen = info->generation;
+  ASSERT_TRUE(manager().Put("rt", 42, Pattern(43, 100), 1).ok());
+  EXPECT_EQ(*manager().Get("rt", 42), Pattern(43, 100));
+  EXPECT_NE(manager().Stat("rt", 42)->generation, gen);
+  EXPECT_EQ(manager().Stats("rt")->entry_count, 1u);
+
+  ASSERT_TRUE(manager().Remove("rt", 42).ok());
+  EXPECT_EQ(manager().Get("rt", 42).status().code(), Code::kNotFound);
+  EXPECT_EQ(manager().Remove("rt", 42).code(), Code::kNotFound);
+  EXPECT_EQ(manager().Stats("rt")->used, 0u);
+  ExpectHealthy("rt");
+}
+
+TEST_F(PoolTest, EmptyAndTinyEntries) {
+  CreatePool("tiny", 8 * kMiB);
+  ASSERT_TRUE(manager().Put("tiny", 0, {}, 0).ok());
+  ASSERT_TRUE(manager().Put("tiny", 1, Pattern(1, 1), 1).ok());
+  EXPECT_TRUE(manager().Get("tiny", 0)->empty());
+  EXPECT_EQ(*manager().Get("tiny", 1), Pattern(1, 1));
+  EXPECT_EQ(manager().Stats("tiny")->used, 4096u);
+  ExpectHealthy("tiny");
+}
+
+TEST_F(PoolTest, InvalidMetadataIsRefusedAndChangesNothing) {
+  CreatePool("meta", 8 * kMiB);
+  PutOptions opts{.metadata = "{not json"};
+  EXPECT_EQ(manager().Put("meta", 1, Pattern(1, 10), 1, opts).code(), Code::kInvalidArgument);
+  EXPECT_EQ(manager().Stats("meta")->entry_count, 0u);
+  EXPECT_EQ(manager().Stats("meta")->used, 0u);
+}
+
+TEST_F(PoolTest, EntryLargerThanPoolFailsAtOnceAndEvictsNothing) {
+  CreatePool("small", 1 * kMiB);
+  ASSERT_TRUE(manager().Put("small", 1, Pattern(1, 1000), 1).ok());
+  Status s = manager().Put("small", 2, Pattern(2, 2 * kMiB), 1);
+  EXPECT_EQ(s.code(), Code::kNoSpace);
+  EXPECT_NE(s.message().find("larger than pool 'small'"), std::string::npos) << s.message();
+  EXPECT_EQ(manager().Stats("small")->entry_count, 1u);
+  EXPECT_EQ(manager().Stats("small")->evictions, 0u);
+}
+
+TEST_F(PoolTest, PutUnderPressureEvictsJustEnoughBytes) {
+  CreatePool("press", 1 * kMiB);  // 256 blocks
+  for (uint64_t i = 0; i < 8; ++i) {
+    ASSERT_TRUE(manager().Put("press", i, Pattern(i, 128 * 1024), 1).ok());  // 32 blocks each
+  }
+  EXPECT_EQ(manager().Stats("press")->free, 0u);
+  // 200 KiB needs 50 blocks: the two oldest (LRU) go, nothing else.
+  ASSERT_TRUE(manager().Put("press", 100, Pattern(100, 200 * 1024), 1).ok());
+  EXPECT_EQ(manager().Stats("press")->evictions, 2u);
+  EXPECT_FALSE(manager().Stat("press", 0).ok());
+  EXPECT_FALSE(manager().Stat("press", 1).ok());
+  for (uint64_t i = 2; i < 8; ++i) EXPECT_TRUE(manager().Stat("press", i).ok()) << i;
+  ExpectHealthy("press");
+}
+
+TEST_F(PoolTest, MaxSequencesEvictsByCount) {
+  CreatePool("count", 8 * kMiB, Policy::kFifo, /*max_sequences=*/3);
+  for (uint64_t i = 0; i < 5; ++i) ASSERT_TRUE(manager().Put("count", i, Pattern(i, 10), 1).ok());
+  auto entries = manager().Entries("count");
+  ASSERT_EQ(entries->size(), 3u);
+  EXPECT_EQ((*entries)[0].sequence_id, 2u);
+  EXPECT_EQ(manager().Stats("count")->evictions, 2u);
+  ExpectHealthy("count");
+}
+
+TEST_F(PoolTest, PinnedEntryIsNeverEvictedAndReplacementWaitsForLastPin) {
+  CreatePool("pin", 1 * kMiB);
+  ASSERT_TRUE(manager().Put("pin", 1, Pattern(1, 512 * 1024), 1).ok());
+  auto view = manager().View("pin", 1);
+  ASSERT_TRUE(view.ok());
+  // Needs the pinned entry's space: refused, and the pinned bytes are intact.
+  EXPECT_EQ(manager().Put("pin", 2, Pattern(2, 768 * 1024), 1).code(), Code::kNoSpace);
+  EXPECT_EQ(*manager().Evict("pin", 100), 0u);
+  // Replace it: the new bytes are visible at once, the old stay readable via the view.
+  ASSERT_TRUE(manager().Put("pin", 1, Pattern(9, 256 * 1024), 1).ok());
+  EXPECT_EQ(*manager().Get("pin", 1), Pattern(9, 256 * 1024));
+  auto old = Pattern(1, 512 * 1024);
+  EXPECT_TRUE(std::equal(old.begin(), old.end(), view->data().begin()));
+  EXPECT_EQ(manager().Stats("pin")->used, 768u * 1024);
+  view->Release();
+  EXPECT_EQ(manager().Stats("pin")->used, 256u * 1024);
+  ExpectHealthy("pin");
+}
+
+TEST_F(PoolTest, RemoveOfPinnedEntryFreesOnRelease) {
+  CreatePool("rmpin", 1 * kMiB);
+  ASSERT_TRUE(manager().Put("rmpin", 1, Pattern(1, 4096), 1).ok());
+  {
+    auto view = manager().View("rmpin", 1);
+    ASSERT_TRUE(manager().Remove("rmpin", 1).ok());
+    EXPECT_EQ(manager().Stats("rmpin")->entry_count, 0u);
+    EXPECT_EQ(manager().Stats("rmpin")->used, 4096u);
+    ExpectHealthy("rmpin");
+  }
+  EXPECT_EQ(manager().Stats("rmpin")->used, 0u);
+}
+
+TEST_F(PoolTest, ReservationIsInvisibleUntilCommitAndFreedOnAbort) {
+  CreatePool("res", 1 * kMiB);
+  {
+    auto r = manager().Reserve("res", 3, 4096, 1);
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ(manager().Stat("res", 3).status().code(), Code::kNotFound);
+  }  // aborted
+  EXPECT_EQ(manager().Stats("res")->used, 0u);
+  auto r = manager().Reserve("res", 3, 4096, 1);
+  std::memset(r->data().data(), 7, 4096);
+  ASSERT_TRUE(r->Commit().ok());
+  EXPECT_EQ((*manager().Get("res", 3))[4095], std::byte{7});
+  ExpectHealthy("res");
+}
+
+TEST_F(PoolTest, PrefixLookupUsesSeedHash) {
+  CreatePool("pfx", 8 * kMiB);
+  std::vector<uint32_t> p1 = {1, 2, 3, 4, 5}, p2 = {42};
+  ASSERT_TRUE(manager().Put("pfx", 1, Pattern(1, 10), 1, {.prefix_tokens = p1}).ok());
+  ASSERT_TRUE(manager().Put("pfx", 2, Pattern(2, 10), 1, {.prefix_tokens = p1}).ok());
+  ASSERT_TRUE(manager().Put("pfx", 3, Pattern(3, 10), 1, {.prefix_tokens = p2}).ok());
+  ASSERT_TRUE(manager().Put("pfx", 4, Pattern(4, 10), 1).ok());
+  auto matches = manager().GetByPrefix("pfx", p1);
+  ASSERT_TRUE(matches.ok());
+  ASSERT_EQ(matches->size(), 2u);
+  EXPECT_EQ((*matches)[0].info().sequence_id, 1u);
+  EXPECT_EQ((*matches)[1].info().sequence_id, 2u);
+  EXPECT_TRUE(std::ranges::equal((*matches)[1].data(), Pattern(2, 10)));
+  EXPECT_EQ((*matches)[0].prefix_tokens(), p1);
+  auto by_hash = manager().FindByPrefixHash("pfx", "e8a4b2ee7ede79a3");
+  ASSERT_EQ(by_hash->size(), 1u);
+  EXPECT_EQ((*by_hash)[0].sequence_id, 3u);
+  matches->clear();
+  ASSERT_TRUE(manager().Remove("pfx", 1).ok());
+  EXPECT_EQ(manager().GetByPrefix("pfx", p1)->size(), 1u);
+  EXPECT_TRUE(manager().GetByPrefix("pfx", std::vector<uint32_t>{9})->empty());
+  EXPECT_EQ(manager().FindByPrefixHash("pfx", "xyz").status().code(), Code::kInvalidArgument);
+  ExpectHealthy("pfx");
+}
+
+TEST_F(PoolTest, LongestPrefixFindsTheDeepestSharedBlocks) {
+  CreatePool("lp", 8 * kMiB);  // 16 tokens per block
+  std::vector<uint32_t> base(100);
+  for (uint32_t i = 0; i < 100; ++i) base[i] = i + 1;
+  auto first = [&](size_t n) { return std::vector<uint32_t>(base.begin(), base.begin() + n); };
+  ASSERT_TRUE(manager().Put("lp", 1, Pattern(1, 10), 1, {.prefix_tokens = first(32)}).ok());
+  ASSERT_TRUE(manager().Put("lp", 2, Pattern(2, 10), 1, {.prefix_tokens = first(70)}).ok());
+  std::vector<uint32_t> other = first(64);
+  other[40] = 9999;
+  ASSERT_TRUE(manager().Put("lp", 3, Pattern(3, 10), 1, {.prefix_tokens = other}).ok());
+
+  auto m = manager().LongestPrefix("lp", base);  // shares 70 tokens with entry 2
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_EQ(m->entry.sequence_id, 2u);
+  EXPECT_EQ(m->matched_tokens, 70u);
+  auto m2 = manager().LongestPrefix("lp", first(40));
+  ASSERT_TRUE(m2.ok());
+  EXPECT_EQ(m2->entry.sequence_id, 1u);
+  EXPECT_EQ(m2->matched_tokens, 32u);
+  EXPECT_EQ(manager().LongestPrefix("lp", first(10)).status().code(), Code::kNotFound);
+  ASSERT_TRUE(manager().Remove("lp", 2).ok());
+  EXPECT_EQ(manager().LongestPrefix("lp", base)->entry.sequence_id, 1u);
+  ExpectHealthy("lp");
+}
+
+TEST_F(PoolTest, ManualEvictFollowsSeedArithmetic) {
+  CreatePool("ev", 8 * kMiB);
+  for (uint64_t i = 0; i < 10; ++i) ASSERT_TRUE(manager().Put("ev", i, Pattern(i, 10), 1).ok());
+  EXPECT_EQ(*manager().Evict("ev", 25), 2u);   // floor(10 * 0.25)
+  EXPECT_EQ(*manager().Evict("ev", 1), 1u);    // max(1, floor(8 * 0.01))
+  EXPECT_EQ(*manager().Evict("ev", 100), 7u);
+  EXPECT_EQ(*manager().Evict("ev", 50), 0u);   // no entries
+  EXPECT_EQ(manager().Evict("ev", 0).status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(manager().Evict("ev", 101).status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(manager().Stats("ev")->evictions, 10u);
+}
+
+TEST_F(PoolTest, ManyEntriesAndHitMissCounters) {
+  CreatePool("many", 64 * kMiB);
+  for (uint64_t i = 0; i < 5000; ++i) {
+    ASSERT_TRUE(manager().Put("many", i * 7919, Pattern(i, 100 + i % 300), 1).ok());
+  }
+  std::vector<std::byte> buf;
+  for (uint64_t i = 0; i < 5000; ++i) {
+    ASSERT_TRUE(manager().GetInto("many", i * 7919, buf).ok());
+    ASSERT_EQ(buf, Pattern(i, 100 + i % 300));
+  }
+  for (uint64_t i = 0; i < 100; ++i) EXPECT_FALSE(manager().GetInto("many", 1, buf).ok());
+  auto st = manager().Stats("many");
+  EXPECT_EQ(st->entry_count, 5000u);
+  EXPECT_EQ(st->hits, 5000u);
+  EXPECT_EQ(st->misses, 100u);
+  EXPECT_NEAR(st->hit_rate(), 5000.0 / 5100.0, 1e-9);
+  ExpectHealthy("many");
+}
+
+TEST_F(PoolTest, AttachDetachTracksProcesses) {
+  CreatePool("att", 8 * kMiB);
+  ASSERT_TRUE(manager().Attach("att", getpid()).ok());
+  ASSERT_TRUE(manager().Attach("att", getppid()).ok());
+  EXPECT_EQ(manager().Stats("att")->attached, 2u);
+  ASSERT_TRUE(manager().Detach("att", getppid()).ok());
+  EXPECT_EQ(manager().Stats("att")->attached, 1u);
+  EXPECT_EQ(manager().Detach("att", getppid()).code(), Code::kNotFound);
+  EXPECT_EQ(manager().Attach("att", 0x3FFFFFF0).code(), Code::kNotFound);
+  auto rows = (*manager().catalog())->ListAttachments("att");
+  ASSERT_TRUE(rows.ok());
+  EXPECT_EQ(rows->size(), 2u);
+  auto health = manager().Health("att");
+  ASSERT_EQ(health->processes.size(), 1u);
+  EXPECT_EQ(health->processes[0].pid, getpid());
+}
+
+TEST_F(PoolTest, DeadAttachedProcessIsPruned) {
+  CreatePool("prune", 8 * kMiB);
+  pid_t child = fork();
+  if (child == 0) {
+    pause();
+    _exit(0);
+  }
+  ASSERT_TRUE(manager().Attach("prune", child).ok());
+  EXPECT_EQ(manager().Stats("prune")->attached, 1u);
+  kill(child, SIGKILL);
+  waitpid(child, nullptr, 0);
+  EXPECT_EQ(manager().Stats("prune")->attached, 0u);
+  ExpectHealthy("prune");
+}
+
+TEST_F(PoolTest, CorruptSegmentIsRefusedNotCrashed) {
+  CreatePool("bad", 8 * kMiB);
+  Manager fresh(options());
+  int fd = open(SegmentPath("bad").c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+  uint32_t junk = 0xDEADBEEF;
+  ASSERT_EQ(pwrite(fd, &junk, 4, 0), 4);  // magic
+  Status s = fresh.Put("bad", 1, Pattern(1, 10), 1);
+  EXPECT_EQ(s.code(), Code::kCorruption);
+  EXPECT_NE(s.message().find("bad magic"), std::string::npos);
+  uint32_t magic = 0x4B564341, version = 99;
+  ASSERT_EQ(pwrite(fd, &magic, 4, 0), 4);
+  ASSERT_EQ(pwrite(fd, &version, 4, 4), 4);
+  EXPECT_EQ(fresh.Stats("bad").status().code(), Code::kCorruption);
+  ASSERT_EQ(ftruncate(fd, 100), 0);
+  EXPECT_EQ(fresh.Stats("bad").status().code(), Code::kCorruption);
+  close(fd);
+}
+
+TEST_F(PoolTest, StatusOfPoolWithoutSegmentSaysNotLoaded) {
+  CreatePool("lost", 8 * kMiB);
+  unlink(SegmentPath("lost").c_str());  // what a reboot does
+  Manager fresh(options());
+  auto st = fresh.Stats("lost");
+  ASSERT_TRUE(st.ok()) << st.status().ToString();
+  EXPECT_FALSE(st->loaded);
+  EXPECT_EQ(st->config.size_bytes, 8 * kMiB);
+  auto all = fresh.StatsAll();
+  ASSERT_EQ(all->size(), 1u);
+  Status s = fresh.Put("lost", 1, Pattern(1, 1), 1);
+  EXPECT_EQ(s.code(), Code::kNotFound);
+  EXPECT_NE(s.message().find("not loaded"), std::string::npos);
+  EXPECT_EQ(fresh.CreatePool({.name = "lost", .size_bytes = 8 * kMiB}).code(),
+            Code::kAlreadyExists);
+  ASSERT_TRUE(fresh.LoadPool({.name = "lost", .size_bytes = 4 * kMiB}).ok());
+  EXPECT_TRUE(fresh.Stats("lost")->loaded);
+  EXPECT_EQ(fresh.GetConfig("lost")->size_bytes, 4 * kMiB);
+}
+
+TEST_F(PoolTest, DiskTierPoolSurvivesUnmapAndRemap) {
+  PoolConfig c{.name = "disk", .size_bytes = 8 * kMiB, .tier = Tier::kDisk};
+  ASSERT_TRUE(manager().CreatePool(c).ok());
+  EXPECT_NE(access(SegmentPath("disk").c_str(), F_OK), 0);
+  EXPECT_EQ(access(home_->Join("kv_disk/disk.pool").c_str(), F_OK), 0);
+  ASSERT_TRUE(manager().Put("disk", 1, Pattern(1, 70000), 3).ok());
+  manager_ = std::make_unique<Manager>(options());  // unmaps
+  EXPECT_EQ(*manager().Get("disk", 1), Pattern(1, 70000));
+  EXPECT_EQ(manager().Stats("disk")->config.tier, Tier::kDisk);
+  ASSERT_TRUE(manager().DestroyPool("disk").ok());
+  EXPECT_NE(access(home_->Join("kv_disk/disk.pool").c_str(), F_OK), 0);
+}
+
+TEST_F(PoolTest, SegmentAndCatalogAreCreated0600) {
+  CreatePool("mode", 8 * kMiB);
+  struct stat st {};
+  ASSERT_EQ(stat(SegmentPath("mode").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+}
+
+TEST_F(PoolTest, ConcurrentThreadsKeepThePoolConsistent) {
+  CreatePool("threads", 4 * kMiB);  // small: eviction runs all the time
+  std::atomic<bool> bad{false};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      std::vector<std::byte> buf;
+      for (int i = 0; i < 3000; ++i) {
+        uint64_t seq = static_cast<uint64_t>((i * 31 + t) % 200);
+        size_t size = 1000 + (seq * 97) % 60000;
+        if (i % 3 == 0) {
+          if (!manager().Put("threads", seq, Pattern(seq, size), 1).ok()) bad = true;
+        } else if (manager().GetInto("threads", seq, buf).ok() && buf != Pattern(seq, size)) {
+          bad = true;
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_FALSE(bad);
+  ExpectHealthy("threads");
+}
+
+}  // namespace
+}  // namespace kvcache

@@ -1,0 +1,147 @@
+// A separate process for the multi-process tests. Reads CORTEX_HOME and
+// CORTEX_SHM_PREFIX from the environment like any user of the library.
+//
+//   pool_worker put POOL SEQ SIZE SEED         put Pattern(SEED, SIZE), exit 0
+//   pool_worker check POOL SEQ SIZE SEED       exit 0 iff the bytes equal Pattern(SEED, SIZE)
+//   pool_worker stress POOL SECONDS WORKER IDS  random self-checking puts/gets/views
+//   pool_worker hold-lock POOL                 take the pool lock, print "ready", sleep
+//   pool_worker hold-pins POOL SEQ...          pin the entries, print "ready", sleep
+//   pool_worker half-put POOL SEQ SIZE         reserve and half fill a put, print "ready", sleep
+//
+// Exit codes: 0 ok, 1 operation failed, 2 data check failed, 3 usage.
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kvcache/manager.h"
+#include "segment_format.h"
+#include "shm_segment.h"
+#include "support/test_env.h"
+
+namespace {
+
+using kvcache::Manager;
+using kvcache::testing::Pattern;
+
+[[noreturn]] void Ready() {
+  std::printf("ready\n");
+  std::fflush(stdout);
+  for (;;) pause();
+}
+
+// A self-describing payload: [seq u64][writer u64][nonce u64][len u64] then
+// Pattern(nonce) bytes. Any torn or foreign byte fails Verify.
+std::vector<std::byte> MakePayload(uint64_t seq, uint64_t writer, uint64_t nonce, size_t size) {
+  std::vector<std::byte> out = Pattern(nonce, size + 32);
+  uint64_t fields[4] = {seq, writer, nonce, size};
+  std::memcpy(out.data(), fields, sizeof(fields));
+  return out;
+}
+
+bool Verify(uint64_t seq, std::span<const std::byte> data) {
+  if (data.size() < 32) return false;
+  uint64_t fields[4];
+  std::memcpy(fields, data.data(), sizeof(fields));
+  if (fields[0] != seq || fields[3] + 32 != data.size()) return false;
+  std::vector<std::byte> want = Pattern(fields[2], data.size());
+  return std::memcmp(want.data() + 32, data.data() + 32, data.size() - 32) == 0;
+}
+
+int Stress(Manager& m, const std::string& pool, double seconds, uint64_t worker, uint64_t ids) {
+  std::mt19937_64 rng(worker * 7919 + 17);
+  auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  std::vector<std::byte> buf;
+  uint64_t ops = 0;
+  // Ids [0, ids) are shared by every worker; ids of this worker's own are 1e6*(worker+1)+k.
+  std::vector<uint64_t> mine;
+  while (std::chrono::steady_clock::now() < end) {
+    uint64_t seq = rng() % ids;
+    size_t size = 1 + rng() % (64 * 1024);
+    switch (rng() % 4) {
+      case 0: {
+        auto payload = MakePayload(seq, worker, rng(), size);
+        if (!m.Put(pool, seq, payload, size / 4).ok()) return 1;
+        break;
+      }
+      case 1: {
+        kvcache::Status s = m.GetInto(pool, seq, buf);
+        if (s.ok() && !Verify(seq, buf)) return 2;
+        if (!s.ok() && s.code() != kvcache::Code::kNotFound) return 1;
+        break;
+      }
+      case 2: {
+        auto view = m.View(pool, seq);
+        if (view.ok() && !Verify(seq, view->data())) return 2;
+        break;
+      }
+      case 3: {
+        uint64_t own = 1000000 * (worker + 1) + mine.size();
+        auto payload = MakePayload(own, worker, rng(), size);
+        if (!m.Put(pool, own, payload, 1).ok()) return 1;
+        mine.push_back(own);
+        break;
+      }
+    }
+    ++ops;
+  }
+  // None of this worker's own entries may be lost or changed.
+  for (uint64_t own : mine) {
+    if (!m.GetInto(pool, own, buf).ok()) return 1;
+    if (!Verify(own, buf)) return 2;
+  }
+  std::printf("ops %llu\n", static_cast<unsigned long long>(ops));
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 3) return 3;
+  std::string cmd = argv[1];
+  std::string pool = argv[2];
+  Manager m;
+  auto num = [&](int i) { return std::strtoull(argv[i], nullptr, 10); };
+  if (cmd == "put" && argc == 6) {
+    auto data = Pattern(num(5), num(4));
+    kvcache::Status s = m.Put(pool, num(3), data, 7);
+    if (!s.ok()) std::fprintf(stderr, "%s\n", s.ToString().c_str());
+    return s.ok() ? 0 : 1;
+  }
+  if (cmd == "check" && argc == 6) {
+    auto got = m.Get(pool, num(3));
+    if (!got.ok()) return 1;
+    return *got == Pattern(num(5), num(4)) ? 0 : 2;
+  }
+  if (cmd == "stress" && argc == 6) {
+    return Stress(m, pool, std::strtod(argv[3], nullptr), num(4), num(5));
+  }
+  if (cmd == "hold-lock") {
+    auto seg = kvcache::MappedSegment::Open("/dev/shm/" + m.ShmName(pool));
+    if (!seg.ok()) return 1;
+    auto* header = reinterpret_cast<kvcache::seg::Header*>(seg->base());
+    pthread_mutex_lock(&header->lock);
+    Ready();
+  }
+  if (cmd == "hold-pins") {
+    std::vector<kvcache::EntryView> views;
+    for (int i = 3; i < argc; ++i) {
+      auto v = m.View(pool, num(i));
+      if (!v.ok()) return 1;
+      views.push_back(std::move(*v));
+    }
+    Ready();
+  }
+  if (cmd == "half-put" && argc == 5) {
+    auto r = m.Reserve(pool, num(3), num(4), 1);
+    if (!r.ok()) return 1;
+    std::memset(r->data().data(), 0xAB, r->data().size() / 2);
+    Ready();
+  }
+  return 3;
+}
