@@ -9,13 +9,13 @@ bool EvictionHeap::Before(uint32_t a, uint32_t b) const {
   const seg::Slot& y = slots_[b];
   switch (policy_) {
     case Policy::kLru:
-      return x.access_tick < y.access_tick;
+      return x.key_tick < y.key_tick;
     case Policy::kLfu:
-      return std::tie(x.access_count, x.access_tick) < std::tie(y.access_count, y.access_tick);
+      return std::tie(x.key_count, x.key_tick) < std::tie(y.key_count, y.key_tick);
     case Policy::kFifo:
       return x.create_tick < y.create_tick;
     case Policy::kPriority:
-      return std::tie(x.priority, x.access_tick) < std::tie(y.priority, y.access_tick);
+      return std::tie(x.priority, x.key_tick) < std::tie(y.priority, y.key_tick);
   }
   return false;
 }
@@ -46,6 +46,7 @@ void EvictionHeap::SiftDown(uint32_t pos) {
 }
 
 void EvictionHeap::Push(uint32_t slot) {
+  Snapshot(slot);
   uint32_t pos = (*size_)++;
   Place(pos, slot);
   SiftUp(pos);
@@ -60,7 +61,15 @@ void EvictionHeap::Remove(uint32_t slot) {
   Update(heap_[pos]);
 }
 
+void EvictionHeap::SettleTop() {
+  while (*size_ > 0 && Stale(heap_[0])) {
+    Snapshot(heap_[0]);
+    SiftDown(0);
+  }
+}
+
 void EvictionHeap::Update(uint32_t slot) {
+  Snapshot(slot);
   uint32_t pos = slots_[slot].heap_pos;
   if (pos > 0 && Before(slot, heap_[(pos - 1) / 2])) {
     SiftUp(pos);

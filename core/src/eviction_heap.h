@@ -7,6 +7,12 @@
 //   FIFO      oldest creation first               (create_tick)
 //   PRIORITY  lowest priority, ties oldest access (priority, access_tick)
 //
+// A get only raises its slot's key, so it does not touch the heap: the heap orders
+// slots by the key they had when placed (key_count, key_tick). Every placed key is at
+// most the slot's true key, so a top whose key is current is the true minimum; a stale
+// top is refreshed and sifted down (PopStaleTop) before it is taken as a victim. Gets
+// cost O(1), victims amortized O(log n), and the order is exact.
+//
 // Not synchronized: the caller holds the pool lock.
 #pragma once
 
@@ -30,8 +36,11 @@ class EvictionHeap {
 
   void Push(uint32_t slot);
   void Remove(uint32_t slot);
-  // Restores the order after the slot's key changed.
+  // Restores the order after the slot's key changed in either direction.
   void Update(uint32_t slot);
+  // Refreshes the top while its placed key is stale. Afterwards the top, if any, is
+  // the true minimum.
+  void SettleTop();
   // True when a's key orders before b's (a is evicted first).
   bool Before(uint32_t a, uint32_t b) const;
   // Checks the heap property and positions; false on the first violation.
@@ -40,6 +49,15 @@ class EvictionHeap {
  private:
   void SiftUp(uint32_t pos);
   void SiftDown(uint32_t pos);
+  // Copies the slot's current access statistics into its placed key.
+  void Snapshot(uint32_t slot) {
+    slots_[slot].key_count = slots_[slot].access_count;
+    slots_[slot].key_tick = slots_[slot].access_tick;
+  }
+  bool Stale(uint32_t slot) const {
+    return slots_[slot].key_count != slots_[slot].access_count ||
+           slots_[slot].key_tick != slots_[slot].access_tick;
+  }
   void Place(uint32_t pos, uint32_t slot) {
     heap_[pos] = slot;
     slots_[slot].heap_pos = pos;

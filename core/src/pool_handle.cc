@@ -314,8 +314,7 @@ void PoolHandle::TouchLocked(uint32_t i) {
   seg::Slot& s = slots_[i];
   s.access_count++;
   s.last_accessed = NowSeconds();
-  s.access_tick = NextTickLocked();
-  heap_->Update(i);
+  s.access_tick = NextTickLocked();  // the heap catches up lazily (eviction_heap.h)
 }
 
 EntryInfo PoolHandle::InfoLocked(uint32_t i) const {
@@ -401,7 +400,7 @@ void PoolHandle::ReleaseLease(uint32_t lease) {
 bool PoolHandle::EvictOneLocked() {
   std::vector<uint32_t> pinned;
   bool evicted = false;
-  while (!heap_->empty()) {
+  for (heap_->SettleTop(); !heap_->empty(); heap_->SettleTop()) {
     uint32_t victim = heap_->Top();
     if (slots_[victim].pins > 0) {
       heap_->Remove(victim);
@@ -623,45 +622,7 @@ Result<EntryView> PoolHandle::View(uint64_t seq) {
   return v;
 }
 
-Result<EntryInfo> PoolHandle::Stat(uint64_t seq) {
-  Locked lk(*this);
-  KVC_RETURN_IF_ERROR(lk.status());
-  uint32_t i = FindLocked(seq);
-  if (i == kNil) {
-    return Status::NotFound("sequence " + std::to_string(seq) + " not found in pool '" + name_ +
-                            "'");
-  }
-  return InfoLocked(i);
-}
-
-Result<std::vector<EntryView>> PoolHandle::ViewByPrefix(uint64_t prefix_hash) {
-  struct Pinned {
-    uint32_t lease;
-    EntryInfo info;
-    const std::byte* extent;
-  };
-  std::vector<Pinned> pinned;
-  Status failure;
-  {
-    Locked lk(*this);
-    KVC_RETURN_IF_ERROR(lk.status());
-    for (uint32_t i = prefix_buckets_[seg::BucketOf(prefix_hash, header_->prefix_bucket_count)];
-         i != kNil; i = slots_[i].prefix_next) {
-      if (slots_[i].prefix_hash != prefix_hash || slots_[i].state != seg::kLive) continue;
-      Result<uint32_t> lease = AcquireLeaseLocked(i);
-      if (!lease.ok()) {
-        failure = lease.status();
-        for (const Pinned& p : pinned) ReleaseLeaseLocked(p.lease);
-        pinned.clear();
-        break;
-      }
-      header_->hits++;
-      TouchLocked(i);
-      pinned.push_back({*lease, InfoLocked(i), Extent(slots_[i])});
-    }
-    if (failure.ok() && pinned.empty()) header_->misses++;
-  }
-  KVC_RETURN_IF_ERROR(failure);
+std::vector<EntryView> PoolHandle::MakeViews(std::vector<PinnedEntry> pinned) {
   std::vector<EntryView> views(pinned.size());
   auto self = shared_from_this();
   for (size_t k = 0; k < pinned.size(); ++k) {
@@ -676,83 +637,26 @@ Result<std::vector<EntryView>> PoolHandle::ViewByPrefix(uint64_t prefix_hash) {
   return views;
 }
 
-std::vector<EntryInfo> PoolHandle::InfoByPrefix(uint64_t prefix_hash) {
-  std::vector<EntryInfo> out;
-  {
-    Locked lk(*this);
-    if (!lk.status().ok()) return out;
-    for (uint32_t i = prefix_buckets_[seg::BucketOf(prefix_hash, header_->prefix_bucket_count)];
-         i != kNil; i = slots_[i].prefix_next) {
-      if (slots_[i].prefix_hash == prefix_hash && slots_[i].state == seg::kLive) {
-        out.push_back(InfoLocked(i));
-      }
-    }
+Status PoolHandle::PinLocked(uint32_t i, std::vector<PinnedEntry>& pinned) {
+  Result<uint32_t> lease = AcquireLeaseLocked(i);
+  if (!lease.ok()) {
+    for (const PinnedEntry& p : pinned) ReleaseLeaseLocked(p.lease);
+    pinned.clear();
+    return lease.status();
   }
-  std::sort(out.begin(), out.end(),
-            [](const EntryInfo& a, const EntryInfo& b) { return a.sequence_id < b.sequence_id; });
-  return out;
+  pinned.push_back({*lease, InfoLocked(i), Extent(slots_[i])});
+  return Status::Ok();
 }
 
-Result<PrefixMatch> PoolHandle::LongestPrefix(std::span<const uint32_t> tokens) {
-  const uint32_t bt = header_->prefix_block_tokens;  // fixed at creation
-  std::vector<uint64_t> chain(tokens.size() / bt);
-  uint64_t h = 0;
-  for (size_t b = 0; b < chain.size(); ++b) chain[b] = h = ChainHash(h, tokens.subspan(b * bt, bt));
-  // Longest first: the first entry whose whole prefix blocks hash like the query's
-  // first k blocks, confirmed token by token outside the lock (hashes can collide).
-  for (size_t k = chain.size(); k > 0; --k) {
-    uint32_t found = kNil;
-    uint32_t lease = kNil;
-    const std::byte* extent = nullptr;
-    uint64_t size = 0;
-    uint32_t prefix_len = 0;
-    {
-      Locked lk(*this);
-      KVC_RETURN_IF_ERROR(lk.status());
-      for (; k > 0 && found == kNil; --k) {
-        uint64_t want = chain[k - 1];
-        for (uint32_t i = chain_buckets_[seg::BucketOf(want, header_->chain_bucket_count)];
-             i != kNil; i = slots_[i].chain_next) {
-          const seg::Slot& s = slots_[i];
-          if (s.chain_hash == want && s.chain_blocks == k && s.state == seg::kLive) {
-            found = i;
-            break;
-          }
-        }
-        if (found != kNil) break;
-      }
-      if (found == kNil) {
-        header_->misses++;
-        return Status::NotFound("no entry in pool '" + name_ + "' shares a prefix block of " +
-                                std::to_string(bt) + " tokens with the query");
-      }
-      KVC_ASSIGN_OR_RETURN(lease, AcquireLeaseLocked(found));
-      extent = Extent(slots_[found]);
-      size = slots_[found].size_bytes;
-      prefix_len = slots_[found].prefix_len;
-    }
-    const std::byte* stored = extent + size;
-    uint64_t limit = std::min<uint64_t>(prefix_len, tokens.size());
-    uint64_t matched = 0;
-    while (matched < limit && std::memcmp(stored + 4 * matched, &tokens[matched], 4) == 0) {
-      ++matched;
-    }
-    Locked lk(*this);
-    KVC_RETURN_IF_ERROR(lk.status());
-    bool confirmed = matched >= k * bt && slots_[found].state == seg::kLive;
-    if (confirmed) {
-      header_->hits++;
-      TouchLocked(found);
-    }
-    PrefixMatch match{InfoLocked(found), matched};
-    ReleaseLeaseLocked(lease);
-    if (confirmed) return match;
-  }
+Result<EntryInfo> PoolHandle::Stat(uint64_t seq) {
   Locked lk(*this);
   KVC_RETURN_IF_ERROR(lk.status());
-  header_->misses++;
-  return Status::NotFound("no entry in pool '" + name_ + "' shares a prefix block of " +
-                          std::to_string(bt) + " tokens with the query");
+  uint32_t i = FindLocked(seq);
+  if (i == kNil) {
+    return Status::NotFound("sequence " + std::to_string(seq) + " not found in pool '" + name_ +
+                            "'");
+  }
+  return InfoLocked(i);
 }
 
 // ---------------------------------------------------------------- removal
@@ -826,38 +730,17 @@ std::vector<EntryInfo> PoolHandle::Entries() {
 }
 
 Result<std::vector<EntryView>> PoolHandle::PinAll() {
-  struct Pinned {
-    uint32_t lease;
-    EntryInfo info;
-    const std::byte* extent;
-  };
-  std::vector<Pinned> pinned;
+  std::vector<PinnedEntry> pinned;
   {
     Locked lk(*this);
     KVC_RETURN_IF_ERROR(lk.status());
     pinned.reserve(header_->entry_count);
     for (uint32_t i = 0; i < header_->slot_capacity; ++i) {
       if (slots_[i].state != seg::kLive) continue;
-      Result<uint32_t> lease = AcquireLeaseLocked(i);
-      if (!lease.ok()) {
-        for (const Pinned& p : pinned) ReleaseLeaseLocked(p.lease);
-        return lease.status();
-      }
-      pinned.push_back({*lease, InfoLocked(i), Extent(slots_[i])});
+      KVC_RETURN_IF_ERROR(PinLocked(i, pinned));
     }
   }
-  std::vector<EntryView> views(pinned.size());
-  auto self = shared_from_this();
-  for (size_t k = 0; k < pinned.size(); ++k) {
-    views[k].pool_ = self;
-    views[k].lease_ = pinned[k].lease;
-    views[k].info_ = std::move(pinned[k].info);
-    views[k].extent_ = pinned[k].extent;
-  }
-  std::sort(views.begin(), views.end(), [](const EntryView& a, const EntryView& b) {
-    return a.info().sequence_id < b.info().sequence_id;
-  });
-  return views;
+  return MakeViews(std::move(pinned));
 }
 
 // ---------------------------------------------------------------- stats, processes
@@ -922,170 +805,6 @@ Status PoolHandle::Detach(pid_t pid) {
   if (--p.attach_refs == 0) p.attached_at = 0;
   SetAttachedLocked(processes_->CountAttached());
   return Status::Ok();
-}
-
-// ---------------------------------------------------------------- recovery
-
-void PoolHandle::RebuildLocked() {
-  seg::Header& h = *header_;
-  const uint32_t cap = h.slot_capacity;
-  // Slots: drop unpublished writes of dead processes and anything out of bounds.
-  for (uint32_t i = 0; i < cap; ++i) {
-    seg::Slot& s = slots_[i];
-    s.pins = 0;
-    if (s.state == seg::kFree) continue;
-    bool bad_owner = s.state == seg::kWriting &&
-                     (s.owner >= h.process_capacity || processes_->at(s.owner).pid == 0);
-    bool out_of_bounds = s.first_block > h.block_count ||
-                         s.extent_blocks > h.block_count - s.first_block ||
-                         s.state > seg::kRetired;
-    if (bad_owner || out_of_bounds) s.state = seg::kFree;
-  }
-  // Leases: keep those of live processes on pinnable slots.
-  h.free_lease_head = kNil;
-  h.live_pins = 0;
-  for (uint32_t l = h.lease_capacity; l-- > 0;) {
-    seg::Lease& lease = leases_[l];
-    bool keep = lease.slot < cap && lease.process < h.process_capacity &&
-                processes_->at(lease.process).pid != 0 &&
-                (slots_[lease.slot].state == seg::kLive ||
-                 slots_[lease.slot].state == seg::kRetired);
-    if (keep) {
-      slots_[lease.slot].pins++;
-      h.live_pins++;
-    } else {
-      lease = seg::Lease{kNil, kNil, h.free_lease_head, 0};
-      h.free_lease_head = l;
-    }
-  }
-  // One live slot per id: the newest generation wins.
-  std::unordered_map<uint64_t, uint32_t> newest;
-  for (uint32_t i = 0; i < cap; ++i) {
-    seg::Slot& s = slots_[i];
-    if (s.state == seg::kRetired && s.pins == 0) s.state = seg::kFree;
-    if (s.state != seg::kLive) continue;
-    auto [it, inserted] = newest.emplace(s.sequence_id, i);
-    if (!inserted) {
-      uint32_t other = it->second;
-      uint32_t loser = slots_[other].generation > s.generation ? i : other;
-      if (loser == other) it->second = i;
-      slots_[loser].state = slots_[loser].pins > 0 ? seg::kRetired : seg::kFree;
-    }
-  }
-  // Bitmap and byte counters from the extents still owned.
-  bitmap_->Reset();
-  h.used = 0;
-  for (uint32_t i = 0; i < cap; ++i) {
-    seg::Slot& s = slots_[i];
-    if (s.state == seg::kFree || s.extent_blocks == 0) continue;
-    if (!bitmap_->AllClear(s.first_block, s.extent_blocks)) {
-      s.state = seg::kFree;  // overlaps an extent already claimed: cannot be trusted
-      continue;
-    }
-    bitmap_->Mark(s.first_block, s.extent_blocks);
-    h.used += s.extent_blocks * h.block_size;
-  }
-  h.free = h.size - h.used;
-  // Indexes, heap and free list.
-  std::memset(id_buckets_, 0xFF, h.id_bucket_count * sizeof(uint32_t));
-  std::memset(prefix_buckets_, 0xFF, h.prefix_bucket_count * sizeof(uint32_t));
-  std::memset(chain_buckets_, 0xFF, h.chain_bucket_count * sizeof(uint32_t));
-  h.heap_size = 0;
-  h.entry_count = 0;
-  h.free_slot_head = kNil;
-  for (uint32_t i = cap; i-- > 0;) {
-    seg::Slot& s = slots_[i];
-    s.heap_pos = kNil;
-    if (s.state == seg::kFree) {
-      AtomicGeneration(s).store(0, std::memory_order_release);
-      s.extent_blocks = 0;
-      s.owner = kNil;
-      s.id_next = h.free_slot_head;
-      h.free_slot_head = i;
-    } else if (s.state == seg::kLive) {
-      LinkLocked(i);
-    } else {
-      s.id_next = s.prefix_next = s.prefix_prev = s.chain_next = s.chain_prev = kNil;
-    }
-  }
-  SetAttachedLocked(processes_->CountAttached());
-}
-
-// ---------------------------------------------------------------- handles
-
-EntryView::EntryView(EntryView&& other) noexcept
-    : pool_(std::move(other.pool_)),
-      lease_(other.lease_),
-      info_(std::move(other.info_)),
-      extent_(other.extent_) {
-  other.pool_ = nullptr;
-}
-
-EntryView& EntryView::operator=(EntryView&& other) noexcept {
-  if (this != &other) {
-    Release();
-    pool_ = std::move(other.pool_);
-    other.pool_ = nullptr;
-    lease_ = other.lease_;
-    info_ = std::move(other.info_);
-    extent_ = other.extent_;
-  }
-  return *this;
-}
-
-EntryView::~EntryView() { Release(); }
-
-std::span<const std::byte> EntryView::data() const { return {extent_, info_.size_bytes}; }
-
-std::vector<uint32_t> EntryView::prefix_tokens() const {
-  std::vector<uint32_t> tokens(info_.prefix_length);
-  if (!tokens.empty()) {
-    std::memcpy(tokens.data(), extent_ + info_.size_bytes, tokens.size() * sizeof(uint32_t));
-  }
-  return tokens;
-}
-
-void EntryView::Release() {
-  if (pool_ == nullptr) return;
-  pool_->ReleaseLease(lease_);
-  pool_.reset();
-}
-
-PutReservation::PutReservation(PutReservation&& other) noexcept
-    : pool_(std::move(other.pool_)),
-      slot_(other.slot_),
-      generation_(other.generation_),
-      extent_(other.extent_),
-      size_(other.size_) {
-  other.pool_ = nullptr;
-}
-
-PutReservation& PutReservation::operator=(PutReservation&& other) noexcept {
-  if (this != &other) {
-    Abort();
-    pool_ = std::move(other.pool_);
-    other.pool_ = nullptr;
-    slot_ = other.slot_;
-    generation_ = other.generation_;
-    extent_ = other.extent_;
-    size_ = other.size_;
-  }
-  return *this;
-}
-
-PutReservation::~PutReservation() { Abort(); }
-
-Status PutReservation::Commit() {
-  if (pool_ == nullptr) return Status::InvalidArgument("reservation already used");
-  Status s = pool_->Commit(slot_, generation_);
-  pool_.reset();
-  return s;
-}
-
-void PutReservation::Abort() {
-  if (pool_ == nullptr) return;
-  pool_->Abort(slot_, generation_);
-  pool_.reset();
 }
 
 }  // namespace kvcache

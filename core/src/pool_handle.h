@@ -92,7 +92,17 @@ class PoolHandle : public std::enable_shared_from_this<PoolHandle> {
     Status status_;
   };
 
+  struct PinnedEntry {
+    uint32_t lease;
+    EntryInfo info;
+    const std::byte* extent;
+  };
+  // Wraps entries pinned under the lock in views (sorted by id), without the lock.
+  std::vector<EntryView> MakeViews(std::vector<PinnedEntry> pinned);
+
   // ---- everything below REQUIRES the pool lock ----
+  // Pins slot i into `pinned`; on failure releases every pin in `pinned`.
+  Status PinLocked(uint32_t i, std::vector<PinnedEntry>& pinned);
   uint32_t FindLocked(uint64_t seq) const;
   void TouchLocked(uint32_t slot);
   EntryInfo InfoLocked(uint32_t slot) const;

@@ -1,1 +1,300 @@
-// Filled by the report code.
+// Text and JSON renderings shared by the cortex CLI and kvcachefs. Every multi-line
+// rendering ends with a newline; the one-line messages do not (the caller adds it).
+#include "kvcache/report.h"
+
+#include <fmt/format.h>
+
+#include <charconv>
+#include <cmath>
+#include <ctime>
+#include <nlohmann/json.hpp>
+
+#include "kvcache/size.h"
+
+namespace kvcache {
+namespace {
+
+using nlohmann::json;
+
+constexpr std::string_view kTableRow = "{:<20} {:<12} {:<12} {:<10} {:<10} {}\n";
+constexpr std::string_view kEntriesRow = "{:<20} {:<10} {:<10} {:<10} {:<10} {}\n";
+
+constexpr std::string_view kSpace = " \t\r\n";
+
+std::string Percent(double fraction) { return fmt::format("{:.1f}%", fraction * 100.0); }
+
+// The data region size, from the live segment when there is one.
+uint64_t DataSize(const PoolStats& stats) {
+  return stats.loaded ? stats.size : stats.config.size_bytes;
+}
+
+// "YYYY-MM-DD HH:MM:SS" in local time; "-" for a zero timestamp.
+std::string LocalTime(double unix_seconds) {
+  if (unix_seconds <= 0) return "-";
+  time_t t = static_cast<time_t>(unix_seconds);
+  struct tm tm_local {};
+  if (localtime_r(&t, &tm_local) == nullptr) return "-";
+  char buf[32];
+  size_t n = strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M:%S", &tm_local);
+  return n == 0 ? "-" : std::string(buf, n);
+}
+
+json StatsJson(const PoolStats& s) {
+  return json{
+      {"name", s.config.name},
+      {"shm_name", s.shm_name},
+      {"loaded", s.loaded},
+      {"size_bytes", DataSize(s)},
+      {"used_bytes", s.used},
+      {"free_bytes", s.free},
+      {"block_count", s.block_count},
+      {"block_size", s.config.block_size},
+      {"entry_count", s.entry_count},
+      {"hits", s.hits},
+      {"misses", s.misses},
+      {"evictions", s.evictions},
+      {"puts", s.puts},
+      {"hit_rate", s.hit_rate()},
+      {"policy", std::string(PolicyName(s.config.policy))},
+      {"tier", std::string(TierName(s.config.tier))},
+      {"max_sequences", s.config.max_sequences},
+      {"attached", s.attached},
+      {"created", s.created},
+      {"modified", s.modified},
+      {"segment_bytes", s.segment_bytes},
+  };
+}
+
+// Metadata is JSON text by contract; embed it as JSON when it parses, else as a string
+// so a malformed value is still visible rather than dropped.
+json MetadataJson(const std::string& metadata) {
+  if (metadata.empty()) return nullptr;
+  json parsed = json::parse(metadata, nullptr, /*allow_exceptions=*/false);
+  if (parsed.is_discarded()) return metadata;
+  return parsed;
+}
+
+std::string Dump(const json& j) { return j.dump(2) + "\n"; }
+
+// Prometheus label values escape backslash, double quote and newline.
+std::string LabelValue(std::string_view v) {
+  std::string out;
+  out.reserve(v.size());
+  for (char c : v) {
+    if (c == '\\' || c == '"') {
+      out.push_back('\\');
+      out.push_back(c);
+    } else if (c == '\n') {
+      out += "\\n";
+    } else {
+      out.push_back(c);
+    }
+  }
+  return out;
+}
+
+struct Metric {
+  std::string_view name;
+  std::string_view type;
+  std::string_view help;
+  bool needs_segment;  // only meaningful for a loaded pool
+  uint64_t (*value)(const PoolStats&);
+};
+
+constexpr Metric kMetrics[] = {
+    {"kvcache_pool_bytes_total", "gauge", "Bytes in the pool's data region.", false,
+     [](const PoolStats& s) { return DataSize(s); }},
+    {"kvcache_pool_bytes_used", "gauge", "Bytes of the data region in use.", true,
+     [](const PoolStats& s) { return s.used; }},
+    {"kvcache_pool_bytes_free", "gauge", "Bytes of the data region free.", true,
+     [](const PoolStats& s) { return s.free; }},
+    {"kvcache_pool_entries", "gauge", "Entries stored in the pool.", true,
+     [](const PoolStats& s) { return s.entry_count; }},
+    {"kvcache_pool_hits_total", "counter", "Gets that found their entry.", true,
+     [](const PoolStats& s) { return s.hits; }},
+    {"kvcache_pool_misses_total", "counter", "Gets that found no entry.", true,
+     [](const PoolStats& s) { return s.misses; }},
+    {"kvcache_pool_evictions_total", "counter", "Entries evicted.", true,
+     [](const PoolStats& s) { return s.evictions; }},
+    {"kvcache_pool_attached_processes", "gauge", "Live processes attached to the pool.", true,
+     [](const PoolStats& s) { return static_cast<uint64_t>(s.attached); }},
+    {"kvcache_pool_loaded", "gauge", "1 when the pool's shared-memory segment exists.", false,
+     [](const PoolStats& s) { return static_cast<uint64_t>(s.loaded ? 1 : 0); }},
+};
+
+}  // namespace
+
+std::string FormatStatusTable(const std::vector<PoolStats>& pools) {
+  std::string out = fmt::format(kTableRow, "POOL", "SIZE", "USED", "ENTRIES", "HIT RATE", "POLICY");
+  for (const PoolStats& s : pools) {
+    std::string size = FormatSizeShort(DataSize(s));
+    std::string_view policy = PolicyName(s.config.policy);
+    if (s.loaded) {
+      out += fmt::format(kTableRow, s.config.name, size, Percent(s.used_fraction()), s.entry_count,
+                         Percent(s.hit_rate()), policy);
+    } else {
+      out += fmt::format(kTableRow, s.config.name, size, "-", "-", "-",
+                         fmt::format("{} (not loaded)", policy));
+    }
+  }
+  return out;
+}
+
+std::string FormatHealth(const HealthReport& report) {
+  const PoolStats& s = report.stats;
+  std::string out = fmt::format("Health check for '{}':\n", s.config.name);
+  out += fmt::format("  Status: {}\n", report.healthy ? "HEALTHY" : "UNHEALTHY");
+  out += fmt::format("  Shared Memory: {}{}\n", s.shm_name, s.loaded ? "" : " (not loaded)");
+  out += fmt::format("  Total Size: {}\n", FormatSizeLong(DataSize(s)));
+  if (s.loaded) {
+    out += fmt::format("  Used: {} ({})\n", FormatSizeLong(s.used), Percent(s.used_fraction()));
+    out += fmt::format("  Free: {}\n", FormatSizeLong(s.free));
+    out += fmt::format("  Entries: {} / {}\n", s.entry_count, s.config.max_sequences);
+    out += fmt::format("  Hit rate: {} ({} hits, {} misses)\n", Percent(s.hit_rate()), s.hits,
+                       s.misses);
+    out += fmt::format("  Evictions: {}\n", s.evictions);
+  }
+  std::string pids;
+  for (const AttachedProcess& p : report.processes) {
+    pids += fmt::format("{}{}", pids.empty() ? "" : ", ", p.pid);
+  }
+  out += fmt::format("  Attached processes: {}{}\n", report.processes.size(),
+                     pids.empty() ? "" : fmt::format(" (pids {})", pids));
+  out += fmt::format("  Pinned entries: {}\n", report.pinned_entries);
+  if (report.recovered_processes > 0) {
+    out += fmt::format("  Recovered dead processes: {}\n", report.recovered_processes);
+  }
+  if (!report.problems.empty()) {
+    out += "  Problems:\n";
+    for (const std::string& p : report.problems) out += fmt::format("    - {}\n", p);
+  }
+  return out;
+}
+
+std::string FormatEntries(const std::vector<EntryInfo>& entries) {
+  std::string out =
+      fmt::format(kEntriesRow, "SEQ ID", "TOKENS", "SIZE", "ACCESSES", "PRIORITY", "LAST ACCESS");
+  for (const EntryInfo& e : entries) {
+    out += fmt::format(kEntriesRow, e.sequence_id, e.token_count, FormatSizeShort(e.size_bytes),
+                       e.access_count, e.priority, LocalTime(e.last_accessed));
+  }
+  return out;
+}
+
+std::string FormatConfig(const PoolConfig& config) {
+  std::string out;
+  out += fmt::format("name: {}\n", config.name);
+  out += fmt::format("size: {}\n", FormatSizeLong(config.size_bytes));
+  out += fmt::format("size_bytes: {}\n", config.size_bytes);
+  out += fmt::format("policy: {}\n", PolicyName(config.policy));
+  out += fmt::format("tier: {}\n", TierName(config.tier));
+  out += fmt::format("max_sequences: {}\n", config.max_sequences);
+  out += fmt::format("block_size: {}\n", config.block_size);
+  out += fmt::format("prefix_block_tokens: {}\n", config.prefix_block_tokens);
+  out += fmt::format("mode: {:04o}\n", config.mode);
+  return out;
+}
+
+std::string StatsToJson(const PoolStats& stats) { return Dump(StatsJson(stats)); }
+
+std::string StatsListToJson(const std::vector<PoolStats>& pools) {
+  json list = json::array();
+  for (const PoolStats& s : pools) list.push_back(StatsJson(s));
+  return Dump(list);
+}
+
+std::string HealthToJson(const HealthReport& report) {
+  json processes = json::array();
+  for (const AttachedProcess& p : report.processes) {
+    processes.push_back({{"pid", p.pid}, {"attached_at", p.attached_at}});
+  }
+  json j{
+      {"name", report.stats.config.name},
+      {"healthy", report.healthy},
+      {"problems", report.problems},
+      {"processes", processes},
+      {"pinned_entries", report.pinned_entries},
+      {"recovered_processes", report.recovered_processes},
+      {"stats", StatsJson(report.stats)},
+  };
+  return Dump(j);
+}
+
+std::string EntriesToJson(const std::vector<EntryInfo>& entries) {
+  json list = json::array();
+  for (const EntryInfo& e : entries) {
+    list.push_back({
+        {"sequence_id", e.sequence_id},
+        {"token_count", e.token_count},
+        {"size_bytes", e.size_bytes},
+        {"prefix_hash", e.prefix_hash.empty() ? json(nullptr) : json(e.prefix_hash)},
+        {"prefix_length", e.prefix_length},
+        {"priority", e.priority},
+        {"created", e.created},
+        {"last_accessed", e.last_accessed},
+        {"access_count", e.access_count},
+        {"generation", e.generation},
+        {"offset", e.offset},
+        {"metadata", MetadataJson(e.metadata)},
+    });
+  }
+  return Dump(list);
+}
+
+std::string FormatMetrics(const std::vector<PoolStats>& pools) {
+  std::string out;
+  for (const Metric& m : kMetrics) {
+    out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", m.name, m.help, m.name, m.type);
+    for (const PoolStats& s : pools) {
+      if (m.needs_segment && !s.loaded) continue;
+      out += fmt::format("{}{{pool=\"{}\"}} {}\n", m.name, LabelValue(s.config.name), m.value(s));
+    }
+  }
+  return out;
+}
+
+std::string CreatedMessage(const PoolConfig& config) {
+  return fmt::format("Created cache pool '{}' ({}, policy={})", config.name,
+                     FormatSizeLong(config.size_bytes), PolicyName(config.policy));
+}
+
+std::string EvictedMessage(std::string_view pool, uint64_t count) {
+  return fmt::format("Evicted {} entries from '{}'", count, pool);
+}
+
+std::string RestoredMessage(std::string_view pool, uint64_t count) {
+  return fmt::format("Restored {} entries to '{}'", count, pool);
+}
+
+std::string PersistedMessage(std::string_view pool, uint64_t count, std::string_view path) {
+  return fmt::format("Persisted {} entries from '{}' to {}", count, pool, path);
+}
+
+Result<double> ParsePercent(std::string_view text) {
+  auto invalid = [text] {
+    return Status::InvalidArgument(
+        fmt::format("invalid percent '{}': expected a number above 0 and at most 100", text));
+  };
+  std::string_view t = text;
+  auto trim = [&t] {
+    size_t first = t.find_first_not_of(kSpace);
+    if (first == std::string_view::npos) {
+      t = {};
+      return;
+    }
+    t = t.substr(first, t.find_last_not_of(kSpace) - first + 1);
+  };
+  trim();
+  if (!t.empty() && t.back() == '%') {
+    t.remove_suffix(1);
+    trim();
+  }
+  if (t.empty()) return invalid();
+  double value = 0;
+  auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), value, std::chars_format::fixed);
+  if (ec != std::errc() || end != t.data() + t.size()) return invalid();
+  if (!std::isfinite(value) || value <= 0.0 || value > 100.0) return invalid();
+  return value;
+}
+
+}  // namespace kvcache

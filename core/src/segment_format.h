@@ -168,15 +168,21 @@ struct Slot {
   uint32_t chain_prev;       // @148
   uint32_t chain_blocks;     // @152 whole prefix blocks hashed into chain_hash
   uint32_t reserved;         // @156
+  // The access statistics the eviction heap last ordered this slot by. Accesses only
+  // raise a slot's key, so the heap is fixed lazily when a stale top is popped.
+  uint64_t key_count;        // @160 access_count when last placed
+  uint64_t key_tick;         // @168 access_tick when last placed
+  uint8_t reserved2[16];     // @176
 };
 static_assert(std::is_standard_layout_v<Slot>);
-static_assert(sizeof(Slot) == 160);
+static_assert(sizeof(Slot) == 192);
 static_assert(offsetof(Slot, generation) == 8);
 static_assert(offsetof(Slot, prefix_len) == 96);
 static_assert(offsetof(Slot, state) == 108);
 static_assert(offsetof(Slot, prefix_prev) == 132);
 static_assert(offsetof(Slot, chain_hash) == 136);
 static_assert(offsetof(Slot, chain_blocks) == 152);
+static_assert(offsetof(Slot, key_tick) == 168);
 
 inline std::atomic_ref<uint64_t> AtomicGeneration(Slot& slot) {
   static_assert(std::atomic_ref<uint64_t>::is_always_lock_free);

@@ -1,1 +1,369 @@
-// Filled by the snapshot code.
+// PersistPool / RestorePool / RestoreMissingPools: the Manager-facing side of snapshots.
+// The byte format and the file handling live in snapshot_format.h and its .cc files.
+#include "kvcache/snapshot.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cinttypes>
+#include <cstdio>
+#include <optional>
+#include <string>
+#include <utility>
+
+#include "kvcache/catalog.h"
+#include "kvcache/types.h"
+#include "snapshot_format.h"
+
+namespace kvcache {
+namespace {
+
+double Now() {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+}
+
+std::string Quoted(std::string_view s) { return "'" + std::string(s) + "'"; }
+
+// mkdir -p with mode 0700 for the directories that do not exist yet.
+Status MakeDirs(const std::string& dir) {
+  if (dir.empty()) return Status::Ok();
+  for (size_t pos = 1; pos <= dir.size(); ++pos) {
+    if (pos != dir.size() && dir[pos] != '/') continue;
+    std::string part = dir.substr(0, pos);
+    if (mkdir(part.c_str(), 0700) != 0 && errno != EEXIST) {
+      return ErrnoToStatus(errno, "create directory " + Quoted(part));
+    }
+  }
+  return Status::Ok();
+}
+
+std::string ParentDir(const std::string& path) {
+  size_t slash = path.rfind('/');
+  return slash == std::string::npos ? std::string() : path.substr(0, slash);
+}
+
+// Blocks an entry's extent takes in a pool: payload, then prefix tokens, then metadata.
+uint64_t ExtentBlocks(const snapshot::RecordEntry& r, uint64_t block_size) {
+  uint64_t bytes = r.meta.size + r.prefix_tokens.size() * sizeof(uint32_t) + r.metadata.size();
+  return std::max<uint64_t>(1, (bytes + block_size - 1) / block_size);
+}
+
+// REQUIRES: config valid. NoSpace naming both sides when the entries cannot all fit.
+Status CheckFits(const snapshot::SnapshotContents& contents, const PoolConfig& config,
+                 const std::string& path) {
+  uint64_t blocks = 0;
+  for (const auto& r : contents.records) blocks += ExtentBlocks(r, config.block_size);
+  uint64_t capacity = config.size_bytes / config.block_size;
+  if (contents.records.size() > config.max_sequences || blocks > capacity) {
+    return Status::NoSpace("snapshot " + Quoted(path) + " holds " +
+                           std::to_string(contents.records.size()) + " entries in " +
+                           std::to_string(blocks * config.block_size) + " bytes; pool " +
+                           Quoted(config.name) + " has room for " +
+                           std::to_string(config.max_sequences) + " entries in " +
+                           std::to_string(capacity * config.block_size) + " bytes");
+  }
+  return Status::Ok();
+}
+
+// The pool config stored in the snapshot, renamed to the restore target.
+Result<PoolConfig> SnapshotConfig(const snapshot::SnapshotContents& contents,
+                                  std::string_view pool, const std::string& path) {
+  Result<PoolConfig> config = PoolConfig::FromJson(contents.config_json);
+  if (!config.ok()) {
+    return Status::Corruption("snapshot " + Quoted(path) +
+                              ": bad pool config: " + config.status().message());
+  }
+  config->name = std::string(pool);
+  if (Status s = config->Validate(); !s.ok()) {
+    return Status::Corruption("snapshot " + Quoted(path) + ": bad pool config: " + s.message());
+  }
+  for (const auto& r : contents.records) {
+    if (r.meta.size > config->size_bytes) {
+      return Status::Corruption("snapshot " + Quoted(path) + ": entry " +
+                                std::to_string(r.meta.sequence_id) +
+                                " is larger than the pool it came from");
+    }
+  }
+  return config;
+}
+
+// Maps the pages of `bytes` writable in one call before a read() fills them: a fresh
+// pool's pages are otherwise faulted in one at a time by the copy, which on this kind
+// of machine costs more than the copy itself. Best effort (kernels before 5.14 lack it).
+void PrefaultForWrite(std::span<std::byte> bytes) {
+#ifdef MADV_POPULATE_WRITE
+  if (bytes.size() < (256u << 10)) return;
+  uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  uintptr_t begin = reinterpret_cast<uintptr_t>(bytes.data()) & ~(page - 1);
+  uintptr_t end = reinterpret_cast<uintptr_t>(bytes.data()) + bytes.size();
+  madvise(reinterpret_cast<void*>(begin), end - begin, MADV_POPULATE_WRITE);
+#else
+  (void)bytes;
+#endif
+}
+
+// The file behind the shared mapping that holds a reservation's bytes, so a payload can
+// be written through the file inside the kernel, as cp does, instead of through the
+// mapping, whose fresh pages would fault in one at a time (the larger cost by far).
+class MappedFile {
+ public:
+  MappedFile() = default;
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+  ~MappedFile() {
+    if (fd_ >= 0) close(fd_);
+  }
+  int fd() const { return fd_; }
+
+  // The offset of `bytes` in the file mapped there, or nullopt when they are not in one
+  // shared, writable mapping of a file that is still linked (then write through memory).
+  std::optional<uint64_t> OffsetOf(std::span<const std::byte> bytes) {
+    auto begin = reinterpret_cast<uintptr_t>(bytes.data());
+    uintptr_t end = begin + bytes.size();
+    if (fd_ < 0 || begin < start_ || end > end_) {
+      if (!Lookup(begin)) return std::nullopt;
+      if (end > end_) return std::nullopt;
+    }
+    return begin - start_ + offset_;
+  }
+
+ private:
+  bool Lookup(uintptr_t addr) {
+    if (fd_ >= 0) close(fd_);
+    fd_ = -1;
+    FILE* maps = std::fopen("/proc/self/maps", "re");
+    if (maps == nullptr) return false;
+    char line[4096 + 128];
+    bool found = false;
+    while (!found && std::fgets(line, sizeof(line), maps) != nullptr) {
+      uintptr_t start = 0, end = 0;
+      uint64_t offset = 0, inode = 0;
+      unsigned dev_major = 0, dev_minor = 0;
+      char perms[8] = {};
+      int path_at = 0;
+      if (std::sscanf(line, "%" SCNxPTR "-%" SCNxPTR " %7s %" SCNx64 " %x:%x %" SCNu64 " %n",
+                      &start, &end, perms, &offset, &dev_major, &dev_minor, &inode,
+                      &path_at) < 7 ||
+          addr < start || addr >= end) {
+        continue;
+      }
+      found = true;
+      std::string path(line + path_at);
+      if (!path.empty() && path.back() == '\n') path.pop_back();
+      if (perms[1] != 'w' || perms[3] != 's' || path.empty() || path[0] != '/') break;
+      int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
+      if (fd < 0) break;
+      struct stat st;
+      // The very file that is mapped (not one renamed over its path since, nor unlinked).
+      if (fstat(fd, &st) != 0 || st.st_ino != inode || major(st.st_dev) != dev_major ||
+          minor(st.st_dev) != dev_minor) {
+        close(fd);
+        break;
+      }
+      fd_ = fd;
+      start_ = start;
+      end_ = end;
+      offset_ = offset;
+    }
+    std::fclose(maps);
+    return fd_ >= 0;
+  }
+
+  int fd_ = -1;
+  uintptr_t start_ = 0;
+  uintptr_t end_ = 0;
+  uint64_t offset_ = 0;
+};
+
+}  // namespace
+
+Result<PersistResult> PersistPool(Manager& manager, std::string_view pool,
+                                  const PersistOptions& options) {
+  KVC_RETURN_IF_ERROR(ValidatePoolName(pool));
+  PersistResult result;
+  result.path = options.path.empty() ? manager.DefaultSnapshotPath(pool) : options.path;
+  if (options.path.empty()) KVC_RETURN_IF_ERROR(MakeDirs(ParentDir(result.path)));
+
+  KVC_ASSIGN_OR_RETURN(PoolConfig config, manager.GetConfig(pool));
+  // Every entry pinned at one instant: puts and gets go on, these bytes stay put.
+  KVC_ASSIGN_OR_RETURN(std::vector<EntryView> views, manager.PinAll(pool));
+  std::sort(views.begin(), views.end(), [](const EntryView& a, const EntryView& b) {
+    return a.info().sequence_id < b.info().sequence_id;
+  });
+  uint64_t payload = 0;
+  for (const EntryView& v : views) payload += v.info().size_bytes;
+
+  KVC_ASSIGN_OR_RETURN(auto writer, snapshot::SnapshotWriter::Create(
+                                        result.path, config.ToJson(), views.size(), payload,
+                                        Now()));
+  std::vector<EntryRecord> manifest;
+  manifest.reserve(views.size());
+  uint64_t done = 0;
+  uint64_t next_progress = 0;
+  for (EntryView& v : views) {
+    const EntryInfo& info = v.info();
+    std::vector<uint32_t> tokens = v.prefix_tokens();
+    snapshot::RecordMeta meta{info.sequence_id, info.size_bytes,    info.token_count,
+                              info.priority,    info.created,       info.last_accessed,
+                              info.access_count};
+    KVC_RETURN_IF_ERROR(writer->AddRecord(meta, tokens, info.metadata, v.data()));
+    EntryRecord rec;
+    rec.pool_name = std::string(pool);
+    rec.sequence_id = static_cast<int64_t>(info.sequence_id);
+    rec.prefix_hash = info.prefix_hash;
+    rec.created_at = info.created;
+    rec.last_accessed = info.last_accessed;
+    rec.access_count = static_cast<int64_t>(info.access_count);
+    rec.token_count = static_cast<int64_t>(info.token_count);
+    rec.size_bytes = static_cast<int64_t>(info.size_bytes);
+    rec.offset = static_cast<int64_t>(info.offset);
+    rec.priority = info.priority;
+    rec.metadata = info.metadata;
+    manifest.push_back(std::move(rec));
+    done += info.size_bytes;
+    // The bytes are in the file (or the writer's buffer) now: let eviction have them.
+    v.Release();
+    if (options.progress && done >= next_progress) {
+      options.progress(done, payload);
+      next_progress = done + (64u << 20);
+    }
+  }
+  KVC_RETURN_IF_ERROR(writer->Finish());
+  result.entries = views.size();
+  result.bytes = payload;
+  if (options.progress) options.progress(payload, payload);
+
+  KVC_ASSIGN_OR_RETURN(Catalog * catalog, manager.catalog());
+  if (Status s = catalog->ReplaceEntries(pool, manifest); !s.ok()) {
+    return Status(s.code(), "snapshot " + Quoted(result.path) +
+                                " was written, but recording its manifest failed: " +
+                                s.message());
+  }
+  return result;
+}
+
+Result<RestoreResult> RestorePool(Manager& manager, std::string_view pool,
+                                  const RestoreOptions& options) {
+  KVC_RETURN_IF_ERROR(ValidatePoolName(pool));
+  RestoreResult result;
+  result.path = options.path.empty() ? manager.DefaultSnapshotPath(pool) : options.path;
+
+  // Pass 1: the whole file, every checksum, before anything changes.
+  uint64_t file_bytes = 0;
+  std::function<void(uint64_t, uint64_t)> validate_progress;
+  if (options.progress) {
+    validate_progress = [&](uint64_t done, uint64_t total) {
+      file_bytes = total;
+      options.progress(done, 2 * total);
+    };
+  }
+  KVC_ASSIGN_OR_RETURN(auto reader, snapshot::SnapshotReader::Open(result.path));
+  KVC_ASSIGN_OR_RETURN(snapshot::SnapshotContents contents,
+                       reader->Validate(validate_progress));
+  file_bytes = contents.file_bytes;
+  KVC_ASSIGN_OR_RETURN(PoolConfig config, SnapshotConfig(contents, pool, result.path));
+
+  // Where the entries go: a live pool, or one made from the snapshot's config.
+  Result<PoolStats> stats = manager.Stats(pool);
+  bool live = stats.ok() && stats->loaded;
+  if (!stats.ok() && stats.status().code() != Code::kNotFound) return stats.status();
+  if (live) {
+    KVC_ASSIGN_OR_RETURN(PoolConfig current, manager.GetConfig(pool));
+    if (!options.merge) KVC_RETURN_IF_ERROR(CheckFits(contents, current, result.path));
+  } else {
+    KVC_RETURN_IF_ERROR(CheckFits(contents, config, result.path));
+    // LoadPool keeps a catalog record left from before a reboot (its history) and
+    // makes the segment from the snapshot's config.
+    KVC_RETURN_IF_ERROR(manager.LoadPool(config));
+    result.created_pool = true;
+  }
+  if (live && !options.merge) {
+    KVC_ASSIGN_OR_RETURN(uint64_t cleared, manager.Clear(pool));
+    (void)cleared;
+    result.replaced = true;
+  }
+
+  // Pass 2: each payload read from the file straight into its reserved space.
+  uint64_t done = 0;
+  uint64_t next_progress = 0;
+  MappedFile pool_file;
+  for (const snapshot::RecordEntry& r : contents.records) {
+    PutOptions put;
+    put.prefix_tokens = r.prefix_tokens;
+    put.priority = r.meta.priority;
+    put.metadata = r.metadata;
+    EntryStats entry_stats{r.meta.created, r.meta.last_accessed, r.meta.access_count};
+    auto stopped = [&](const Status& s) {
+      return Status(s.code(), "restore of " + Quoted(result.path) + " into pool " +
+                                  Quoted(pool) + " stopped after " +
+                                  std::to_string(result.entries) + " of " +
+                                  std::to_string(contents.records.size()) +
+                                  " entries: " + s.message());
+    };
+    Result<PutReservation> reservation =
+        manager.Reserve(pool, r.meta.sequence_id, r.meta.size, r.meta.token_count, put,
+                        entry_stats);
+    if (!reservation.ok()) {
+      return stopped(reservation.status());
+    }
+    Status copied;
+    if (std::optional<uint64_t> at = pool_file.OffsetOf(reservation->data())) {
+      copied = reader->CopyPayload(r, pool_file.fd(), *at);
+    } else {
+      PrefaultForWrite(reservation->data());
+      copied = reader->ReadPayload(r, reservation->data());
+    }
+    if (Status s = std::move(copied); !s.ok()) {
+      reservation->Abort();
+      return stopped(s);
+    }
+    if (Status s = reservation->Commit(); !s.ok()) return stopped(s);
+    ++result.entries;
+    result.bytes += r.meta.size;
+    done += r.meta.size;
+    if (options.progress && done >= next_progress) {
+      uint64_t payload = std::max<uint64_t>(1, contents.payload_bytes);
+      options.progress(file_bytes + done * file_bytes / payload, 2 * file_bytes);
+      next_progress = done + (64u << 20);
+    }
+  }
+  if (options.progress) options.progress(2 * file_bytes, 2 * file_bytes);
+  return result;
+}
+
+std::vector<std::pair<std::string, Result<RestoreResult>>> RestoreMissingPools(Manager& manager) {
+  std::vector<std::pair<std::string, Result<RestoreResult>>> out;
+  Result<Catalog*> catalog = manager.catalog();
+  if (!catalog.ok()) {
+    out.emplace_back("", catalog.status());
+    return out;
+  }
+  Result<std::vector<PoolRecord>> pools = (*catalog)->ListPools();
+  if (!pools.ok()) {
+    out.emplace_back("", pools.status());
+    return out;
+  }
+  for (const PoolRecord& record : *pools) {
+    Result<PoolStats> stats = manager.Stats(record.name);
+    if (!stats.ok()) {
+      out.emplace_back(record.name, stats.status());
+      continue;
+    }
+    if (stats->loaded) continue;
+    std::string path = manager.DefaultSnapshotPath(record.name);
+    struct stat st;
+    if (stat(path.c_str(), &st) != 0) continue;  // nothing to restore it from
+    out.emplace_back(record.name, RestorePool(manager, record.name));
+  }
+  return out;
+}
+
+}  // namespace kvcache

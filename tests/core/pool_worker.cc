@@ -53,26 +53,33 @@ bool Verify(uint64_t seq, std::span<const std::byte> data) {
   return std::memcmp(want.data() + 32, data.data() + 32, data.size() - 32) == 0;
 }
 
+int Fail(const char* what, const kvcache::Status& s) {
+  std::fprintf(stderr, "%s: %s\n", what, s.ToString().c_str());
+  return 1;
+}
+
 int Stress(Manager& m, const std::string& pool, double seconds, uint64_t worker, uint64_t ids) {
   std::mt19937_64 rng(worker * 7919 + 17);
   auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
   std::vector<std::byte> buf;
   uint64_t ops = 0;
-  // Ids [0, ids) are shared by every worker; ids of this worker's own are 1e6*(worker+1)+k.
-  std::vector<uint64_t> mine;
+  // Ids [0, ids) are shared by every worker; 1e6*(worker+1)+k, k < 256, are this
+  // worker's own, and each must end holding the last version this worker put.
+  constexpr uint64_t kOwn = 256;
+  std::vector<uint64_t> last_nonce(kOwn, 0);
   while (std::chrono::steady_clock::now() < end) {
     uint64_t seq = rng() % ids;
     size_t size = 1 + rng() % (64 * 1024);
     switch (rng() % 4) {
       case 0: {
         auto payload = MakePayload(seq, worker, rng(), size);
-        if (!m.Put(pool, seq, payload, size / 4).ok()) return 1;
+        if (auto s = m.Put(pool, seq, payload, size / 4); !s.ok()) return Fail("put", s);
         break;
       }
       case 1: {
         kvcache::Status s = m.GetInto(pool, seq, buf);
         if (s.ok() && !Verify(seq, buf)) return 2;
-        if (!s.ok() && s.code() != kvcache::Code::kNotFound) return 1;
+        if (!s.ok() && s.code() != kvcache::Code::kNotFound) return Fail("get", s);
         break;
       }
       case 2: {
@@ -81,19 +88,24 @@ int Stress(Manager& m, const std::string& pool, double seconds, uint64_t worker,
         break;
       }
       case 3: {
-        uint64_t own = 1000000 * (worker + 1) + mine.size();
-        auto payload = MakePayload(own, worker, rng(), size);
-        if (!m.Put(pool, own, payload, 1).ok()) return 1;
-        mine.push_back(own);
+        uint64_t k = rng() % kOwn;
+        uint64_t nonce = rng() | 1;
+        uint64_t own = 1000000 * (worker + 1) + k;
+        auto payload = MakePayload(own, worker, nonce, size);
+        if (auto s = m.Put(pool, own, payload, 1); !s.ok()) return Fail("put own", s);
+        last_nonce[k] = nonce;
         break;
       }
     }
     ++ops;
   }
-  // None of this worker's own entries may be lost or changed.
-  for (uint64_t own : mine) {
-    if (!m.GetInto(pool, own, buf).ok()) return 1;
-    if (!Verify(own, buf)) return 2;
+  for (uint64_t k = 0; k < kOwn; ++k) {
+    if (last_nonce[k] == 0) continue;
+    uint64_t own = 1000000 * (worker + 1) + k;
+    if (auto s = m.GetInto(pool, own, buf); !s.ok()) return Fail("get own", s);
+    uint64_t fields[4];
+    std::memcpy(fields, buf.data(), sizeof(fields));
+    if (!Verify(own, buf) || fields[2] != last_nonce[k]) return 2;
   }
   std::printf("ops %llu\n", static_cast<unsigned long long>(ops));
   return 0;

@@ -1,0 +1,137 @@
+#include "pool_commands.h"
+
+#include <fmt/format.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <memory>
+
+#include "common.h"
+#include "kvcache/manager.h"
+#include "kvcache/report.h"
+#include "kvcache/size.h"
+#include "kvcache/types.h"
+
+namespace kvcache::cli {
+namespace {
+
+// The process to record: --pid, else our parent, i.e. the shell or script that ran us
+// (this process exits at once, so recording itself would be pointless).
+Result<pid_t> TargetPid(const AttachOptions& opts) {
+  pid_t pid = opts.pid.value_or(getppid());
+  if (pid <= 0) return Status::InvalidArgument(fmt::format("invalid pid {}", pid));
+  if (kill(pid, 0) != 0 && errno == ESRCH) {
+    return Status::NotFound(fmt::format("no process with pid {}", pid));
+  }
+  return pid;
+}
+
+}  // namespace
+
+void SetupPoolCommands(CLI::App& cache) {
+  auto create = std::make_shared<CreateOptions>();
+  CLI::App* sub = cache.add_subcommand("create", "Create a cache pool in shared memory");
+  sub->add_option("name", create->name, "Pool name ([A-Za-z0-9._-], up to 128 bytes)")->required();
+  sub->add_option("--size", create->size, "Data size: 16G, 512M, 1.5G, 4096 (powers of 1024)")
+      ->required();
+  sub->add_option("--policy", create->policy, "Eviction policy (default: lru)")
+      ->check(CLI::IsMember({"lru", "lfu", "fifo", "priority"}, CLI::ignore_case));
+  sub->add_option("--tier", create->tier, "Memory tier (default: cpu)")
+      ->check(CLI::IsMember({"cpu", "gpu", "disk"}, CLI::ignore_case));
+  sub->add_option("--max-sequences", create->max_sequences,
+                  "Most entries the pool holds (default: 10000)");
+  sub->callback([create] { Finish(RunCreate(*create)); });
+
+  auto destroy = std::make_shared<DestroyOptions>();
+  sub = cache.add_subcommand("destroy", "Destroy a pool: its shared memory and its record");
+  sub->add_option("name", destroy->name, "Pool name")->required();
+  sub->callback([destroy] { Finish(RunDestroy(*destroy)); });
+
+  auto attach = std::make_shared<AttachOptions>();
+  sub = cache.add_subcommand("attach", "Record a process as using a pool until it exits");
+  sub->add_option("name", attach->name, "Pool name")->required();
+  sub->add_option_function<pid_t>(
+      "--pid", [attach](const pid_t& pid) { attach->pid = pid; },
+      "Process id (default: the calling shell or script)");
+  sub->callback([attach] { Finish(RunAttach(*attach)); });
+
+  auto detach = std::make_shared<AttachOptions>();
+  sub = cache.add_subcommand("detach", "Remove a process's attachment to a pool");
+  sub->add_option("name", detach->name, "Pool name")->required();
+  sub->add_option_function<pid_t>(
+      "--pid", [detach](const pid_t& pid) { detach->pid = pid; },
+      "Process id (default: the calling shell or script)");
+  sub->callback([detach] { Finish(RunDetach(*detach)); });
+
+  auto evict = std::make_shared<EvictOptions>();
+  sub = cache.add_subcommand("evict", "Evict a share of a pool's entries by its policy");
+  sub->add_option("name", evict->name, "Pool name")->required();
+  sub->add_option("--percent", evict->percent, "Share of the entries: 25, 25%, 12.5")->required();
+  sub->callback([evict] { Finish(RunEvict(*evict)); });
+}
+
+int RunCreate(const CreateOptions& opts) {
+  PoolConfig config;
+  config.name = opts.name;
+  Result<uint64_t> size = ParseSize(opts.size);
+  if (!size.ok()) return Fail(size.status());
+  config.size_bytes = *size;
+  Result<Policy> policy = ParsePolicy(opts.policy);
+  if (!policy.ok()) return Fail(policy.status());
+  config.policy = *policy;
+  Result<Tier> tier = ParseTier(opts.tier);
+  if (!tier.ok()) return Fail(tier.status());
+  if (*tier == Tier::kGpu) {
+    return Fail("tier 'gpu' needs GPU support, which this build does not have");
+  }
+  config.tier = *tier;
+  config.max_sequences = opts.max_sequences;
+
+  Manager manager;
+  Status s = manager.CreatePool(config);
+  if (!s.ok()) return Fail(s);
+  PrintLine(CreatedMessage(config));
+  return kExitOk;
+}
+
+int RunDestroy(const DestroyOptions& opts) {
+  Manager manager;
+  Status s = manager.DestroyPool(opts.name);
+  if (!s.ok()) return Fail(s);
+  PrintLine(fmt::format("Destroyed cache pool '{}'", opts.name));
+  return kExitOk;
+}
+
+int RunAttach(const AttachOptions& opts) {
+  Result<pid_t> pid = TargetPid(opts);
+  if (!pid.ok()) return Fail(pid.status());
+  Manager manager;
+  Status s = manager.Attach(opts.name, *pid);
+  if (!s.ok()) return Fail(s);
+  PrintLine(fmt::format("Attached process {} to '{}'", *pid, opts.name));
+  return kExitOk;
+}
+
+int RunDetach(const AttachOptions& opts) {
+  // A process that has already exited can still be detached, so only the form is checked.
+  pid_t pid = opts.pid.value_or(getppid());
+  if (pid <= 0) return Fail(fmt::format("invalid pid {}", pid));
+  Manager manager;
+  Status s = manager.Detach(opts.name, pid);
+  if (!s.ok()) return Fail(s);
+  PrintLine(fmt::format("Detached process {} from '{}'", pid, opts.name));
+  return kExitOk;
+}
+
+int RunEvict(const EvictOptions& opts) {
+  Result<double> percent = ParsePercent(opts.percent);
+  if (!percent.ok()) return Fail(percent.status());
+  Manager manager;
+  Result<uint64_t> evicted = manager.Evict(opts.name, *percent);
+  if (!evicted.ok()) return Fail(evicted.status());
+  PrintLine(EvictedMessage(opts.name, *evicted));
+  return kExitOk;
+}
+
+}  // namespace kvcache::cli

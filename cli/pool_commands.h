@@ -1,0 +1,45 @@
+// `cortex cache create | destroy | attach | detach | evict`: a pool's lifecycle.
+#pragma once
+
+#include <sys/types.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "kvcache/types.h"
+
+namespace kvcache::cli {
+
+struct CreateOptions {
+  std::string name;
+  std::string size;
+  std::string policy = "lru";
+  std::string tier = "cpu";
+  uint32_t max_sequences = kDefaultMaxSequences;
+};
+
+struct DestroyOptions {
+  std::string name;
+};
+
+struct AttachOptions {
+  std::string name;
+  std::optional<pid_t> pid;  // default: the parent process (the calling shell)
+};
+
+struct EvictOptions {
+  std::string name;
+  std::string percent;
+};
+
+void SetupPoolCommands(CLI::App& cache);
+
+int RunCreate(const CreateOptions& opts);
+int RunDestroy(const DestroyOptions& opts);
+int RunAttach(const AttachOptions& opts);
+int RunDetach(const AttachOptions& opts);
+int RunEvict(const EvictOptions& opts);
+
+}  // namespace kvcache::cli

@@ -1,0 +1,84 @@
+// EntryView and PutReservation: the handles the Manager gives out for pinned entries
+// and in-place puts.
+#include <cstring>
+
+#include "pool_handle.h"
+
+namespace kvcache {
+
+EntryView::EntryView(EntryView&& other) noexcept
+    : pool_(std::move(other.pool_)),
+      lease_(other.lease_),
+      info_(std::move(other.info_)),
+      extent_(other.extent_) {
+  other.pool_ = nullptr;
+}
+
+EntryView& EntryView::operator=(EntryView&& other) noexcept {
+  if (this != &other) {
+    Release();
+    pool_ = std::move(other.pool_);
+    other.pool_ = nullptr;
+    lease_ = other.lease_;
+    info_ = std::move(other.info_);
+    extent_ = other.extent_;
+  }
+  return *this;
+}
+
+EntryView::~EntryView() { Release(); }
+
+std::span<const std::byte> EntryView::data() const { return {extent_, info_.size_bytes}; }
+
+std::vector<uint32_t> EntryView::prefix_tokens() const {
+  std::vector<uint32_t> tokens(info_.prefix_length);
+  if (!tokens.empty()) {
+    std::memcpy(tokens.data(), extent_ + info_.size_bytes, tokens.size() * sizeof(uint32_t));
+  }
+  return tokens;
+}
+
+void EntryView::Release() {
+  if (pool_ == nullptr) return;
+  pool_->ReleaseLease(lease_);
+  pool_.reset();
+}
+
+PutReservation::PutReservation(PutReservation&& other) noexcept
+    : pool_(std::move(other.pool_)),
+      slot_(other.slot_),
+      generation_(other.generation_),
+      extent_(other.extent_),
+      size_(other.size_) {
+  other.pool_ = nullptr;
+}
+
+PutReservation& PutReservation::operator=(PutReservation&& other) noexcept {
+  if (this != &other) {
+    Abort();
+    pool_ = std::move(other.pool_);
+    other.pool_ = nullptr;
+    slot_ = other.slot_;
+    generation_ = other.generation_;
+    extent_ = other.extent_;
+    size_ = other.size_;
+  }
+  return *this;
+}
+
+PutReservation::~PutReservation() { Abort(); }
+
+Status PutReservation::Commit() {
+  if (pool_ == nullptr) return Status::InvalidArgument("reservation already used");
+  Status s = pool_->Commit(slot_, generation_);
+  pool_.reset();
+  return s;
+}
+
+void PutReservation::Abort() {
+  if (pool_ == nullptr) return;
+  pool_->Abort(slot_, generation_);
+  pool_.reset();
+}
+
+}  // namespace kvcache

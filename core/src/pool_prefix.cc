@@ -1,0 +1,112 @@
+// PoolHandle's prefix lookups: by the seed's prefix hash, and longest-prefix
+// matching over chained block hashes.
+#include <algorithm>
+#include <cstring>
+
+#include "kvcache/prefix.h"
+#include "pool_handle.h"
+
+namespace kvcache {
+
+using seg::kNil;
+
+Result<std::vector<EntryView>> PoolHandle::ViewByPrefix(uint64_t prefix_hash) {
+  std::vector<PinnedEntry> pinned;
+  Status failure;
+  {
+    Locked lk(*this);
+    KVC_RETURN_IF_ERROR(lk.status());
+    for (uint32_t i = prefix_buckets_[seg::BucketOf(prefix_hash, header_->prefix_bucket_count)];
+         i != kNil; i = slots_[i].prefix_next) {
+      if (slots_[i].prefix_hash != prefix_hash || slots_[i].state != seg::kLive) continue;
+      header_->hits++;
+      TouchLocked(i);
+      failure = PinLocked(i, pinned);
+      if (!failure.ok()) break;
+    }
+    if (failure.ok() && pinned.empty()) header_->misses++;
+  }
+  KVC_RETURN_IF_ERROR(failure);
+  return MakeViews(std::move(pinned));
+}
+
+std::vector<EntryInfo> PoolHandle::InfoByPrefix(uint64_t prefix_hash) {
+  std::vector<EntryInfo> out;
+  {
+    Locked lk(*this);
+    if (!lk.status().ok()) return out;
+    for (uint32_t i = prefix_buckets_[seg::BucketOf(prefix_hash, header_->prefix_bucket_count)];
+         i != kNil; i = slots_[i].prefix_next) {
+      if (slots_[i].prefix_hash == prefix_hash && slots_[i].state == seg::kLive) {
+        out.push_back(InfoLocked(i));
+      }
+    }
+  }
+  std::sort(out.begin(), out.end(),
+            [](const EntryInfo& a, const EntryInfo& b) { return a.sequence_id < b.sequence_id; });
+  return out;
+}
+
+Result<PrefixMatch> PoolHandle::LongestPrefix(std::span<const uint32_t> tokens) {
+  const uint32_t bt = header_->prefix_block_tokens;  // fixed at creation
+  std::vector<uint64_t> chain(tokens.size() / bt);
+  uint64_t h = 0;
+  for (size_t b = 0; b < chain.size(); ++b) chain[b] = h = ChainHash(h, tokens.subspan(b * bt, bt));
+  // Longest first: the first entry whose whole prefix blocks hash like the query's
+  // first k blocks, confirmed token by token outside the lock (hashes can collide).
+  for (size_t k = chain.size(); k > 0; --k) {
+    uint32_t found = kNil;
+    uint32_t lease = kNil;
+    const std::byte* extent = nullptr;
+    uint64_t size = 0;
+    uint32_t prefix_len = 0;
+    {
+      Locked lk(*this);
+      KVC_RETURN_IF_ERROR(lk.status());
+      for (; k > 0 && found == kNil; --k) {
+        uint64_t want = chain[k - 1];
+        for (uint32_t i = chain_buckets_[seg::BucketOf(want, header_->chain_bucket_count)];
+             i != kNil; i = slots_[i].chain_next) {
+          const seg::Slot& s = slots_[i];
+          if (s.chain_hash == want && s.chain_blocks == k && s.state == seg::kLive) {
+            found = i;
+            break;
+          }
+        }
+        if (found != kNil) break;
+      }
+      if (found == kNil) {
+        header_->misses++;
+        return Status::NotFound("no entry in pool '" + name_ + "' shares a prefix block of " +
+                                std::to_string(bt) + " tokens with the query");
+      }
+      KVC_ASSIGN_OR_RETURN(lease, AcquireLeaseLocked(found));
+      extent = Extent(slots_[found]);
+      size = slots_[found].size_bytes;
+      prefix_len = slots_[found].prefix_len;
+    }
+    const std::byte* stored = extent + size;
+    uint64_t limit = std::min<uint64_t>(prefix_len, tokens.size());
+    uint64_t matched = 0;
+    while (matched < limit && std::memcmp(stored + 4 * matched, &tokens[matched], 4) == 0) {
+      ++matched;
+    }
+    Locked lk(*this);
+    KVC_RETURN_IF_ERROR(lk.status());
+    bool confirmed = matched >= k * bt && slots_[found].state == seg::kLive;
+    if (confirmed) {
+      header_->hits++;
+      TouchLocked(found);
+    }
+    PrefixMatch match{InfoLocked(found), matched};
+    ReleaseLeaseLocked(lease);
+    if (confirmed) return match;
+  }
+  Locked lk(*this);
+  KVC_RETURN_IF_ERROR(lk.status());
+  header_->misses++;
+  return Status::NotFound("no entry in pool '" + name_ + "' shares a prefix block of " +
+                          std::to_string(bt) + " tokens with the query");
+}
+
+}  // namespace kvcache

@@ -1,0 +1,362 @@
+// Reading snapshots: SnapshotReader::Validate checks a whole file in one sequential pass with
+// large reads before anyone changes a pool; SnapshotReader then copies payloads straight
+// into their destination and checks each record again.
+#include <fcntl.h>
+#include <sys/sendfile.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <string>
+#include <unordered_set>
+
+#include "snapshot_format.h"
+
+namespace kvcache::snapshot {
+namespace {
+
+constexpr size_t kReadBuffer = 8u << 20;
+// How far ahead of the reader the kernel is asked to read (cold files).
+constexpr uint64_t kReadAhead = 64u << 20;
+// Progress is reported about this often.
+constexpr uint64_t kProgressStep = 64u << 20;
+
+std::string Quoted(const std::string& path) { return "'" + path + "'"; }
+
+// Reads exactly `len` bytes at `offset`; 0, or an errno (EIO for an early end of file).
+int ReadAll(int fd, std::byte* out, size_t len, uint64_t offset) {
+  while (len > 0) {
+    ssize_t n = pread(fd, out, std::min<size_t>(len, 1u << 30), static_cast<off_t>(offset));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return errno;
+    }
+    if (n == 0) return EIO;
+    out += n;
+    len -= static_cast<size_t>(n);
+    offset += static_cast<uint64_t>(n);
+  }
+  return 0;
+}
+
+// Sequential reader over a file of known size with one large buffer. Every call first
+// checks that the bytes exist, so a truncated file is reported as such, at its offset.
+class SequentialReader {
+ public:
+  SequentialReader(std::string path, int fd, uint64_t size,
+                   const std::function<void(uint64_t, uint64_t)>& progress)
+      : path_(std::move(path)), fd_(fd), size_(size), progress_(progress),
+        buffer_(new std::byte[kReadBuffer]) {}
+
+  uint64_t offset() const { return offset_; }
+  uint64_t remaining() const { return size_ - offset_; }
+
+  Status Corrupt(const std::string& what) const {
+    return Status::Corruption("snapshot " + Quoted(path_) + ": " + what);
+  }
+
+  // Copies the next `len` bytes into `out` (and into `hash` when given).
+  Status Read(void* out, size_t len, XXH3_state_t* hash, const char* what) {
+    return Consume(len, hash, static_cast<std::byte*>(out), what);
+  }
+  // Feeds the next `len` bytes to `hash` without keeping them.
+  Status Skip(uint64_t len, XXH3_state_t* hash, const char* what) {
+    return Consume(len, hash, nullptr, what);
+  }
+
+ private:
+  Status Consume(uint64_t len, XXH3_state_t* hash, std::byte* out, const char* what) {
+    if (len > remaining()) {
+      return Corrupt(std::string("truncated: ") + what + " at offset " +
+                     std::to_string(offset_) + " needs " + std::to_string(len) +
+                     " bytes, the file has " + std::to_string(remaining()) + " left");
+    }
+    while (len > 0) {
+      if (pos_ == filled_) KVC_RETURN_IF_ERROR(Fill());
+      size_t n = static_cast<size_t>(std::min<uint64_t>(len, filled_ - pos_));
+      if (hash != nullptr) XXH3_64bits_update(hash, buffer_.get() + pos_, n);
+      if (out != nullptr) {
+        std::memcpy(out, buffer_.get() + pos_, n);
+        out += n;
+      }
+      pos_ += n;
+      offset_ += n;
+      len -= n;
+    }
+    return Status::Ok();
+  }
+
+  Status Fill() {
+    uint64_t file_pos = offset_;  // buffer is empty: offset_ is where the next read starts
+    size_t want = static_cast<size_t>(std::min<uint64_t>(kReadBuffer, size_ - file_pos));
+    if (int err = ReadAll(fd_, buffer_.get(), want, file_pos); err != 0) {
+      if (err == EIO) return Corrupt("file shrank while being read");
+      return ErrnoToStatus(err, "read snapshot " + Quoted(path_));
+    }
+    pos_ = 0;
+    filled_ = want;
+    // Keep the disk busy while this buffer is hashed: ask for the next window early.
+    uint64_t next = file_pos + want;
+    if (next < size_ && next + kReadAhead / 2 > prefetched_) {
+      uint64_t from = std::max(prefetched_, next);
+      uint64_t to = std::min(size_, next + kReadAhead);
+      if (to > from) {
+        posix_fadvise(fd_, static_cast<off_t>(from), static_cast<off_t>(to - from),
+                      POSIX_FADV_WILLNEED);
+        prefetched_ = to;
+      }
+    }
+    if (progress_ && file_pos + want >= next_progress_) {
+      progress_(file_pos + want, size_);
+      next_progress_ = file_pos + want + kProgressStep;
+    }
+    return Status::Ok();
+  }
+
+  std::string path_;
+  int fd_;
+  uint64_t size_;
+  const std::function<void(uint64_t, uint64_t)>& progress_;
+  std::unique_ptr<std::byte[]> buffer_;
+  size_t pos_ = 0;
+  size_t filled_ = 0;
+  uint64_t offset_ = 0;
+  uint64_t next_progress_ = 0;
+  uint64_t prefetched_ = 0;  // readahead requested up to here
+};
+
+using HashPtr = std::unique_ptr<XXH3_state_t, XXH_errorcode (*)(XXH3_state_t*)>;
+
+HashPtr NewHash() {
+  HashPtr h(XXH3_createState(), &XXH3_freeState);
+  if (h == nullptr) std::abort();
+  XXH3_64bits_reset(h.get());
+  return h;
+}
+
+Result<int> OpenForRead(const std::string& path, struct stat* out) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return Status::NotFound("snapshot " + Quoted(path) + " does not exist");
+    return ErrnoToStatus(errno, "open snapshot " + Quoted(path));
+  }
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    int err = errno;
+    close(fd);
+    return ErrnoToStatus(err, "stat snapshot " + Quoted(path));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    close(fd);
+    return Status::InvalidArgument("snapshot " + Quoted(path) + " is not a regular file");
+  }
+  *out = st;
+  posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+  return fd;
+}
+
+}  // namespace
+
+SnapshotReader::SnapshotReader(std::string path, int fd, const struct stat& st)
+    : path_(std::move(path)),
+      fd_(fd),
+      size_(static_cast<uint64_t>(st.st_size)),
+      mtime_(st.st_mtim),
+      ctime_(st.st_ctim) {}
+
+Result<std::unique_ptr<SnapshotReader>> SnapshotReader::Open(const std::string& path) {
+  struct stat st {};
+  KVC_ASSIGN_OR_RETURN(int fd, OpenForRead(path, &st));
+  return std::unique_ptr<SnapshotReader>(new SnapshotReader(path, fd, st));
+}
+
+SnapshotReader::~SnapshotReader() { close(fd_); }
+
+Result<SnapshotContents> SnapshotReader::Validate(
+    const std::function<void(uint64_t, uint64_t)>& progress) {
+  const std::string& path = path_;
+  uint64_t file_size = size_;
+  SequentialReader in(path, fd_, file_size, progress);
+
+  // The magic first: a file of another kind is named as such, not as "truncated".
+  char magic[sizeof(kFileMagic)] = {};
+  size_t have = static_cast<size_t>(std::min<uint64_t>(file_size, sizeof(magic)));
+  KVC_RETURN_IF_ERROR(in.Read(magic, have, nullptr, "file magic"));
+  if (std::memcmp(magic, kFileMagic, have) != 0) {
+    return in.Corrupt("not a kvcachefs snapshot (bad magic)");
+  }
+  FileHeader h{};
+  std::memcpy(&h, magic, have);
+  KVC_RETURN_IF_ERROR(in.Read(reinterpret_cast<std::byte*>(&h) + have, sizeof(h) - have,
+                              nullptr, "file header"));
+  // A newer writer may have changed everything after the version, checksum included.
+  if (h.version > kSnapshotVersion) {
+    return Status::NotSupported("snapshot " + Quoted(path) + ": format version " +
+                                std::to_string(h.version) + " is newer than this build reads (" +
+                                std::to_string(kSnapshotVersion) + ")");
+  }
+  if (!Sealed(h)) return in.Corrupt("file header checksum mismatch");
+  if (h.version != kSnapshotVersion) {
+    return in.Corrupt("bad format version " + std::to_string(h.version));
+  }
+  if (h.flags != 0 || h.reserved0 != 0 || h.header_size != sizeof(FileHeader) ||
+      h.record_header_size != sizeof(RecordHeader)) {
+    return in.Corrupt("file header has unknown flags or sizes");
+  }
+  if (h.config_length > kMaxConfigBytes) return in.Corrupt("config length out of range");
+
+  SnapshotContents out;
+  out.created = h.created;
+  out.payload_bytes = h.payload_bytes;
+  out.file_bytes = file_size;
+  out.config_json.resize(h.config_length);
+  KVC_RETURN_IF_ERROR(in.Read(out.config_json.data(), h.config_length, nullptr, "pool config"));
+  if (XXH3_64bits(out.config_json.data(), out.config_json.size()) != h.config_checksum) {
+    return in.Corrupt("pool config checksum mismatch");
+  }
+  // Every record takes at least a header and a checksum: a count beyond what the file
+  // can hold is refused before anything is allocated for it.
+  uint64_t min_record = sizeof(RecordHeader) + kRecordChecksumSize;
+  if (h.entry_count > in.remaining() / min_record) {
+    return in.Corrupt("truncated: header says " + std::to_string(h.entry_count) +
+                      " entries, the file has " + std::to_string(in.remaining()) +
+                      " bytes left");
+  }
+  out.records.reserve(static_cast<size_t>(h.entry_count));
+
+  HashPtr records_hash = NewHash();
+  HashPtr record_hash = NewHash();
+  std::unordered_set<uint64_t> ids;
+  ids.reserve(static_cast<size_t>(h.entry_count));
+  uint64_t payload_total = 0;
+  for (uint64_t i = 0; i < h.entry_count; ++i) {
+    XXH3_state_t* rh = record_hash.get();
+    XXH3_64bits_reset(rh);
+    RecordEntry rec;
+    rec.record_offset = in.offset();
+    RecordHeader r{};
+    KVC_RETURN_IF_ERROR(in.Read(&r, sizeof(r), rh, "record header"));
+    std::string where = "record " + std::to_string(i) + " at offset " +
+                        std::to_string(rec.record_offset) + ": ";
+    if (r.magic != kRecordMagic) return in.Corrupt(where + "bad record magic");
+    if (!Sealed(r)) return in.Corrupt(where + "record header checksum mismatch");
+    if (r.flags != 0 || r.reserved0 != 0) return in.Corrupt(where + "unknown record flags");
+    uint64_t body = uint64_t{r.prefix_length} * sizeof(uint32_t) + r.metadata_length + r.size +
+                    kRecordChecksumSize;
+    if (r.size > in.remaining() || r.metadata_length > kMaxMetadataBytes ||
+        body > in.remaining()) {
+      return in.Corrupt("truncated: " + where + "claims " + std::to_string(body) +
+                        " more bytes, the file has " + std::to_string(in.remaining()) +
+                        " left");
+    }
+    if (!ids.insert(r.sequence_id).second) {
+      return in.Corrupt(where + "sequence id " + std::to_string(r.sequence_id) + " repeated");
+    }
+    rec.meta = {r.sequence_id, r.size,          r.token_count, r.priority,
+                r.created,     r.last_accessed, r.access_count};
+    rec.prefix_tokens.resize(r.prefix_length);
+    KVC_RETURN_IF_ERROR(in.Read(rec.prefix_tokens.data(), r.prefix_length * sizeof(uint32_t),
+                                rh, "prefix tokens"));
+    rec.metadata.resize(r.metadata_length);
+    KVC_RETURN_IF_ERROR(in.Read(rec.metadata.data(), r.metadata_length, rh, "metadata"));
+    rec.payload_offset = in.offset();
+    KVC_RETURN_IF_ERROR(in.Skip(r.size, rh, "payload"));
+    uint64_t stored = 0;
+    KVC_RETURN_IF_ERROR(in.Read(&stored, sizeof(stored), nullptr, "record checksum"));
+    rec.record_checksum = XXH3_64bits_digest(rh);
+    if (stored != rec.record_checksum) return in.Corrupt(where + "record checksum mismatch");
+    XXH3_64bits_update(records_hash.get(), &stored, sizeof(stored));
+    payload_total += r.size;
+    out.records.push_back(std::move(rec));
+  }
+
+  Footer f{};
+  if (in.remaining() < sizeof(Footer)) {
+    return in.Corrupt("truncated: footer at offset " + std::to_string(in.offset()) +
+                      " needs " + std::to_string(sizeof(Footer)) + " bytes, the file has " +
+                      std::to_string(in.remaining()) + " left");
+  }
+  if (in.remaining() > sizeof(Footer)) {
+    return in.Corrupt(std::to_string(in.remaining() - sizeof(Footer)) +
+                      " unexpected bytes before the footer at offset " +
+                      std::to_string(in.offset()));
+  }
+  KVC_RETURN_IF_ERROR(in.Read(&f, sizeof(f), nullptr, "footer"));
+  if (std::memcmp(f.magic, kFooterMagic, sizeof(f.magic)) != 0) {
+    return in.Corrupt("bad footer magic");
+  }
+  if (!Sealed(f)) return in.Corrupt("footer checksum mismatch");
+  if (f.entry_count != h.entry_count || f.payload_bytes != h.payload_bytes ||
+      payload_total != h.payload_bytes || f.file_bytes != file_size) {
+    return in.Corrupt("footer counts do not match the file (entries " +
+                      std::to_string(f.entry_count) + ", payload bytes " +
+                      std::to_string(f.payload_bytes) + ", file bytes " +
+                      std::to_string(f.file_bytes) + ")");
+  }
+  if (f.records_checksum != XXH3_64bits_digest(records_hash.get())) {
+    return in.Corrupt("footer records checksum mismatch");
+  }
+  if (progress) progress(file_size, file_size);
+  return out;
+}
+
+Status SnapshotReader::ReadPayload(const RecordEntry& record, std::span<std::byte> out) {
+  if (out.size() != record.meta.size) {
+    return Status::InvalidArgument("destination size does not match the record");
+  }
+  // The header, tokens and metadata are small: read them back to re-hash the record.
+  size_t front = static_cast<size_t>(record.payload_offset - record.record_offset);
+  std::vector<std::byte> head(front);
+  std::string what = "snapshot " + Quoted(path_) + ": record of entry " +
+                     std::to_string(record.meta.sequence_id);
+  if (int err = ReadAll(fd_, head.data(), front, record.record_offset); err != 0) {
+    if (err == EIO) return Status::Corruption(what + ": file shrank since it was validated");
+    return ErrnoToStatus(err, "read " + what);
+  }
+  if (int err = ReadAll(fd_, out.data(), out.size(), record.payload_offset); err != 0) {
+    if (err == EIO) return Status::Corruption(what + ": file shrank since it was validated");
+    return ErrnoToStatus(err, "read " + what);
+  }
+  HashPtr h = NewHash();
+  XXH3_64bits_update(h.get(), head.data(), head.size());
+  XXH3_64bits_update(h.get(), out.data(), out.size());
+  if (XXH3_64bits_digest(h.get()) != record.record_checksum) {
+    return Status::Corruption(what + ": changed since it was validated");
+  }
+  return Status::Ok();
+}
+
+Status SnapshotReader::CheckUnchanged() const {
+  struct stat st;
+  if (fstat(fd_, &st) != 0) return ErrnoToStatus(errno, "stat snapshot " + Quoted(path_));
+  if (static_cast<uint64_t>(st.st_size) != size_ || st.st_mtim.tv_sec != mtime_.tv_sec ||
+      st.st_mtim.tv_nsec != mtime_.tv_nsec || st.st_ctim.tv_sec != ctime_.tv_sec ||
+      st.st_ctim.tv_nsec != ctime_.tv_nsec) {
+    return Status::Corruption("snapshot " + Quoted(path_) + " changed since it was validated");
+  }
+  return Status::Ok();
+}
+
+Status SnapshotReader::CopyPayload(const RecordEntry& record, int out_fd, uint64_t out_offset) {
+  std::string what = "snapshot " + Quoted(path_) + ": record of entry " +
+                     std::to_string(record.meta.sequence_id);
+  if (lseek(out_fd, static_cast<off_t>(out_offset), SEEK_SET) < 0) {
+    return ErrnoToStatus(errno, "restore " + what + ": seek in the pool");
+  }
+  off_t in = static_cast<off_t>(record.payload_offset);
+  uint64_t left = record.meta.size;
+  while (left > 0) {
+    ssize_t n = sendfile(out_fd, fd_, &in, static_cast<size_t>(std::min<uint64_t>(left, 1u << 30)));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoToStatus(errno, "restore " + what);
+    }
+    if (n == 0) return Status::Corruption(what + ": file shrank since it was validated");
+    left -= static_cast<uint64_t>(n);
+  }
+  return CheckUnchanged();
+}
+
+}  // namespace kvcache::snapshot

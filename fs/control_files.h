@@ -1,0 +1,45 @@
+// The text files of the mounted tree: read-only renderings (status, metrics, health,
+// entries, config) and the control files (evict, persist, restore) that take a request
+// and keep its result for readers, the same messages the CLI prints.
+//
+// Thread-safe: results are guarded by one mutex, never held across a Manager call.
+#pragma once
+
+#include <map>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "kvcache/manager.h"
+#include "names.h"
+
+namespace kvcache::fs {
+
+// The content of MOUNT/status or MOUNT/metrics, rendered now.
+Result<std::string> RenderRootFile(Manager& manager, RootFile file);
+// The content of a read-only pool file, rendered now. REQUIRES: !IsControlFile(file).
+Result<std::string> RenderPoolFile(Manager& manager, const std::string& pool, PoolFile file);
+
+class ControlFiles {
+ public:
+  explicit ControlFiles(Manager& manager) : manager_(manager) {}
+
+  // Runs one request written to <pool>/<file> ("25", "25%", "" or a path). Returns 0,
+  // or the errno for the writer (EINVAL for a malformed request, which changes
+  // nothing). Either way the file then reads as the outcome, with the reason on error.
+  // REQUIRES: IsControlFile(file).
+  int Run(const std::string& pool, PoolFile file, std::string_view request);
+
+  // What reading <pool>/<file> shows: the last outcome, or how to use the file.
+  std::string LastResult(const std::string& pool, PoolFile file) const;
+
+ private:
+  Result<std::string> Execute(const std::string& pool, PoolFile file, std::string_view request);
+
+  Manager& manager_;
+  mutable std::mutex mu_;
+  std::map<std::pair<std::string, PoolFile>, std::string> results_;  // guarded by mu_
+};
+
+}  // namespace kvcache::fs

@@ -1,0 +1,176 @@
+// kvcachefs: the mounted tree over the pools of one Manager.
+//
+//   MOUNT/status, MOUNT/metrics                         read-only text
+//   MOUNT/<pool>/<seq>                                  one file per entry
+//   MOUNT/<pool>/by-prefix/<hash>/<seq> -> ../../<seq>  entries by prefix hash
+//   MOUNT/<pool>/{status,health,entries,config}          read-only text
+//   MOUNT/<pool>/{evict,persist,restore}                 control files
+//
+// The Do* functions hold the logic and return 0 or an errno; they take no fuse_req_t
+// and never reply. The Op* adapters (fuse_adapters.cc) call them and only reply. No
+// lock of ours is held across a reply or a Manager call that can block for long.
+//
+// Thread-safe: called from the threads of the multi-threaded session loop.
+#pragma once
+
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+
+#include <fuse_lowlevel.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "control_files.h"
+#include "inode_table.h"
+#include "invalidator.h"
+#include "kvcache/manager.h"
+#include "staging_buffer.h"
+
+namespace kvcache::fs {
+
+struct FsOptions {
+  PoolConfig pool_defaults;  // for `mkdir MOUNT/name`; name is filled in
+  // How long the kernel may trust names and attributes of the pool tree. Coherence
+  // of sequence bytes does not depend on these (see InodeTable).
+  double entry_timeout = 1.0;
+  double attr_timeout = 1.0;
+};
+
+// A sequence file being written: staged here, published whole at flush/release.
+struct WriteState {
+  std::mutex mu;
+  std::string pool;                // immutable
+  uint64_t seq = 0;                // immutable
+  Ino ino = 0;                     // immutable
+  StagingBuffer staging;           // guarded by mu
+  bool dirty = true;               // guarded by mu; staged bytes not yet published
+  uint64_t token_count = 0;        // guarded by mu
+  PutOptions options;              // guarded by mu
+  int handles = 0;                 // guarded by KvcacheFs::writes_mu_
+};
+
+// What an open file handle (fuse_file_info::fh) points to.
+struct FileHandle {
+  enum class Kind { kEntry, kWrite, kText, kControl };
+  Kind kind = Kind::kText;
+  Ino ino = 0;
+  EntryView view;                     // kEntry: pinned until release
+  std::string text;                   // kText: rendered at open
+  std::string pool;                   // kControl
+  PoolFile file = PoolFile::kStatus;  // kControl
+  std::shared_ptr<WriteState> write;  // kWrite
+};
+
+struct OpenResult {
+  FileHandle* handle = nullptr;  // owned by the kernel's file until DoRelease
+  bool direct_io = false;
+  bool keep_cache = false;
+};
+
+class KvcacheFs {
+ public:
+  KvcacheFs(Manager& manager, FsOptions options);
+  ~KvcacheFs();
+  KvcacheFs(const KvcacheFs&) = delete;
+  KvcacheFs& operator=(const KvcacheFs&) = delete;
+
+  Manager& manager() { return manager_; }
+  Invalidator& invalidator() { return invalidator_; }
+  const InodeTable& inodes() const { return inodes_; }
+
+  // ---- names and attributes (kvcachefs.cc) ----
+  int DoLookup(Ino parent, std::string_view name, fuse_entry_param* entry);
+  void DoForget(Ino ino, uint64_t nlookup);
+  int DoGetattr(Ino ino, const FileHandle* handle, struct stat* attr, double* timeout);
+  int DoSetattr(Ino ino, const struct stat& attr, int to_set, FileHandle* handle,
+                struct stat* out, double* timeout);
+  int DoReadlink(Ino ino, std::string* target);
+  int DoMkdir(Ino parent, std::string_view name, fuse_entry_param* entry);
+  int DoRmdir(Ino parent, std::string_view name);
+  int DoUnlink(Ino parent, std::string_view name);
+  int DoStatfs(struct statvfs* out);
+
+  // ---- directories (kvcachefs.cc) ----
+  struct DirEntry;
+  struct DirHandle;
+  int DoOpendir(Ino ino, DirHandle** handle);
+  // Calls fill(name, entry, next_offset) for each entry after `offset` until it
+  // returns false (buffer full). With `plus`, each entry filled counts a lookup;
+  // an entry fill refused is not counted.
+  using FillFn = std::function<bool(const std::string& name, const fuse_entry_param& entry,
+                                    off_t next_offset)>;
+  int DoReaddir(Ino ino, DirHandle* handle, off_t offset, bool plus, const FillFn& fill);
+  void DoReleasedir(DirHandle* handle);
+
+  // ---- files (kvcachefs_files.cc) ----
+  int DoOpen(Ino ino, int flags, OpenResult* out);
+  int DoCreate(Ino parent, std::string_view name, int flags, fuse_entry_param* entry,
+               OpenResult* out);
+  // Points *out at the bytes to reply: into the pinned pool mapping for entries (no
+  // copy), else into *scratch.
+  int DoRead(FileHandle* handle, size_t size, off_t offset, std::span<const std::byte>* out,
+             std::vector<std::byte>* scratch);
+  int DoWrite(FileHandle* handle, off_t offset, std::span<const std::byte> data);
+  int DoFlush(FileHandle* handle);
+  int DoRelease(FileHandle* handle);
+
+  // ---- extended attributes (kvcachefs_xattr.cc) ----
+  int DoGetxattr(Ino ino, std::string_view name, std::string* value);
+  int DoListxattr(Ino ino, std::string* names);  // NUL-separated
+  int DoSetxattr(Ino ino, std::string_view name, std::string_view value);
+  int DoRemovexattr(Ino ino, std::string_view name);
+
+  // Runs in the invalidator thread: pools destroyed by others drop out of the mount.
+  void PollPools();
+
+ private:
+  // kvcachefs.cc
+  void FillEntry(Ino ino, const struct stat& attr, fuse_entry_param* entry, double timeout);
+  void DirAttr(Ino ino, mode_t perms, struct stat* attr) const;
+  void FileAttr(Ino ino, mode_t perms, uint64_t size, struct stat* attr) const;
+  void SeqAttr(Ino ino, const EntryInfo& info, struct stat* attr) const;
+  int PoolExists(const std::string& pool);
+  int LookupInRoot(std::string_view name, fuse_entry_param* entry);
+  int LookupInPool(const std::string& pool, std::string_view name, fuse_entry_param* entry);
+  int LookupSeq(const std::string& pool, uint64_t seq, fuse_entry_param* entry);
+  int ListDir(Ino ino, const Node& node, std::vector<DirEntry>* out);
+  void NotePool(const std::string& pool);
+  void StaleSeqInode(Ino ino, const Node& node);
+  int EntryFor(const DirEntry& d, fuse_entry_param* entry);
+
+  // kvcachefs_files.cc
+  std::shared_ptr<WriteState> FindWrite(Ino ino);
+  std::shared_ptr<WriteState> OpenWrite(Ino ino, const std::string& pool, uint64_t seq,
+                                        const EntryInfo* replaced);
+  int Publish(WriteState& state);  // REQUIRES: state.mu held
+  int OpenSeq(Ino ino, const Node& node, int flags, OpenResult* out);
+
+  // kvcachefs_xattr.cc
+  int Republish(Ino ino, const Node& node, std::string_view name, std::string_view value);
+
+  Manager& manager_;
+  const FsOptions options_;
+  const uint64_t boot_generation_;
+  const uid_t uid_;
+  const gid_t gid_;
+  InodeTable inodes_;
+  ControlFiles controls_;
+  Invalidator invalidator_;
+
+  std::mutex writes_mu_;
+  std::unordered_map<Ino, std::shared_ptr<WriteState>> writes_;  // guarded by writes_mu_
+
+  std::mutex pools_mu_;
+  std::set<std::string> known_pools_;  // guarded by pools_mu_
+};
+
+}  // namespace kvcache::fs

@@ -1,0 +1,201 @@
+// Entry metadata as extended attributes user.kvcache.*.
+#include <sys/xattr.h>
+
+#include <cerrno>
+#include <charconv>
+#include <cinttypes>
+#include <cstring>
+#include <cstdio>
+
+#include <nlohmann/json.hpp>
+
+#include "errno_map.h"
+#include "kvcache/prefix.h"
+#include "kvcachefs.h"
+
+namespace kvcache::fs {
+namespace {
+
+constexpr std::string_view kPrefix = "user.kvcache.";
+// Settable first, then read-only.
+constexpr std::string_view kNames[] = {"token_count", "priority",     "prefix_tokens",
+                                       "metadata",    "prefix_hash",  "access_count",
+                                       "created",     "last_accessed"};
+constexpr size_t kSettable = 4;
+
+// The short name ("priority") of a user.kvcache.* attribute, or "" when not ours.
+std::string_view ShortName(std::string_view name) {
+  if (name.substr(0, kPrefix.size()) != kPrefix) return {};
+  std::string_view rest = name.substr(kPrefix.size());
+  for (std::string_view n : kNames) {
+    if (n == rest) return n;
+  }
+  return {};
+}
+
+bool IsSettable(std::string_view short_name) {
+  for (size_t i = 0; i < kSettable; ++i) {
+    if (kNames[i] == short_name) return true;
+  }
+  return false;
+}
+
+std::string Seconds(double t) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%.6f", t);
+  return buf;
+}
+
+template <typename T>
+bool ParseNumber(std::string_view text, T* out) {
+  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.remove_suffix(1);
+  if (text.empty()) return false;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), *out);
+  return ec == std::errc() && end == text.data() + text.size();
+}
+
+// Applies one settable attribute to staged put attributes; EINVAL when malformed.
+int Apply(std::string_view short_name, std::string_view value, uint64_t* token_count,
+          PutOptions* options) {
+  if (short_name == "token_count") {
+    return ParseNumber(value, token_count) ? 0 : EINVAL;
+  }
+  if (short_name == "priority") {
+    return ParseNumber(value, &options->priority) ? 0 : EINVAL;
+  }
+  if (short_name == "prefix_tokens") {
+    std::string_view v = value;
+    while (!v.empty() && (v.back() == '\n' || v.back() == ' ')) v.remove_suffix(1);
+    if (v.empty()) {
+      options->prefix_tokens.clear();
+      return 0;
+    }
+    Result<std::vector<uint32_t>> tokens = ParseTokenList(v);
+    if (!tokens.ok()) return EINVAL;
+    options->prefix_tokens = std::move(tokens).value();
+    return 0;
+  }
+  if (short_name == "metadata") {
+    if (!value.empty() && !nlohmann::json::accept(value)) return EINVAL;
+    options->metadata = std::string(value);
+    return 0;
+  }
+  return EPERM;
+}
+
+}  // namespace
+
+int KvcacheFs::DoListxattr(Ino ino, std::string* names) {
+  std::optional<Node> node = inodes_.Get(ino);
+  if (!node) return ESTALE;
+  names->clear();
+  if (node->kind != NodeKind::kSeqFile) return 0;
+  for (std::string_view n : kNames) {
+    names->append(kPrefix);
+    names->append(n);
+    names->push_back('\0');
+  }
+  return 0;
+}
+
+int KvcacheFs::DoGetxattr(Ino ino, std::string_view name, std::string* value) {
+  std::optional<Node> node = inodes_.Get(ino);
+  if (!node) return ESTALE;
+  std::string_view n = ShortName(name);
+  if (node->kind != NodeKind::kSeqFile || n.empty()) return ENODATA;
+
+  if (std::shared_ptr<WriteState> write = FindWrite(ino); write && node->generation == 0) {
+    // Not published yet: the staged attributes.
+    std::lock_guard lock(write->mu);
+    if (n == "token_count") *value = std::to_string(write->token_count);
+    else if (n == "priority") *value = std::to_string(write->options.priority);
+    else if (n == "prefix_tokens") *value = FormatTokenList(write->options.prefix_tokens);
+    else if (n == "metadata") *value = write->options.metadata;
+    else if (n == "prefix_hash") {
+      *value = write->options.prefix_tokens.empty() ? ""
+                                                    : PrefixHash(write->options.prefix_tokens);
+    } else {
+      *value = n == "access_count" ? "0" : Seconds(0);
+    }
+    return 0;
+  }
+
+  Result<EntryInfo> info = manager_.Stat(node->pool, node->seq);
+  if (!info.ok()) return ToErrno(info.status());
+  if (n == "token_count") *value = std::to_string(info->token_count);
+  else if (n == "priority") *value = std::to_string(info->priority);
+  else if (n == "metadata") *value = info->metadata;
+  else if (n == "prefix_hash") *value = info->prefix_hash;
+  else if (n == "access_count") *value = std::to_string(info->access_count);
+  else if (n == "created") *value = Seconds(info->created);
+  else if (n == "last_accessed") *value = Seconds(info->last_accessed);
+  else if (n == "prefix_tokens") {
+    value->clear();
+    if (info->prefix_length > 0) {
+      // The tokens live beside the payload; reading them pins the entry briefly.
+      Result<EntryView> view = manager_.View(node->pool, node->seq);
+      if (!view.ok()) return ToErrno(view.status());
+      *value = FormatTokenList(view->prefix_tokens());
+    }
+  }
+  return 0;
+}
+
+int KvcacheFs::DoSetxattr(Ino ino, std::string_view name, std::string_view value) {
+  std::optional<Node> node = inodes_.Get(ino);
+  if (!node) return ESTALE;
+  if (node->kind != NodeKind::kSeqFile) return ENOTSUP;
+  std::string_view n = ShortName(name);
+  if (n.empty()) return ENOTSUP;
+  if (!IsSettable(n)) return EPERM;
+  if (std::shared_ptr<WriteState> write = FindWrite(ino)) {
+    // Being written: the attributes go out with the bytes at close.
+    std::lock_guard lock(write->mu);
+    uint64_t tokens = write->token_count;
+    PutOptions options = write->options;
+    if (int err = Apply(n, value, &tokens, &options); err != 0) return err;
+    write->token_count = tokens;
+    write->options = std::move(options);
+    write->dirty = true;
+    return 0;
+  }
+  return Republish(ino, *node, n, value);
+}
+
+int KvcacheFs::DoRemovexattr(Ino ino, std::string_view name) {
+  std::string_view n = ShortName(name);
+  if (n == "token_count" || n == "priority") return DoSetxattr(ino, name, "0");
+  return DoSetxattr(ino, name, "");
+}
+
+int KvcacheFs::Republish(Ino ino, const Node& node, std::string_view name,
+                         std::string_view value) {
+  // A published entry changes only as a whole: pin the bytes, put them again with the
+  // new attributes and the old statistics, in place of the old entry.
+  Result<EntryInfo> before = manager_.Stat(node.pool, node.seq);
+  if (!before.ok()) return ToErrno(before.status());
+  Result<EntryView> view = manager_.View(node.pool, node.seq);
+  if (!view.ok()) return ToErrno(view.status());
+  const EntryInfo& info = view->info();
+  uint64_t tokens = info.token_count;
+  PutOptions options;
+  options.prefix_tokens = view->prefix_tokens();
+  options.priority = info.priority;
+  options.metadata = info.metadata;
+  if (int err = Apply(name, value, &tokens, &options); err != 0) return err;
+  EntryStats stats{info.created, before->last_accessed, before->access_count};
+  std::span<const std::byte> bytes = view->data();
+  Result<PutReservation> reservation =
+      manager_.Reserve(node.pool, node.seq, bytes.size(), tokens, options, stats);
+  if (!reservation.ok()) return ToErrno(reservation.status());
+  if (!bytes.empty()) std::memcpy(reservation->data().data(), bytes.data(), bytes.size());
+  if (Status s = reservation->Commit(); !s.ok()) return ToErrno(s);
+  uint64_t old_generation = info.generation;
+  view->Release();
+  Result<EntryInfo> after = manager_.Stat(node.pool, node.seq);
+  // Same bytes: this inode's cached pages stay right under the new generation.
+  if (after.ok() && node.generation == old_generation) inodes_.Rebound(ino, after->generation);
+  return 0;
+}
+
+}  // namespace kvcache::fs

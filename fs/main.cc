@@ -1,0 +1,167 @@
+// kvcachefs MOUNTPOINT [-f] [-d] [-o options]: mounts the tree of KV-cache pools.
+//
+//   -o home=DIR          catalog and snapshots (default $CORTEX_HOME, else ~/.cortex)
+//   -o pool_size=SIZE    size of pools made with mkdir (default 1G)
+//   -o policy=POLICY     their eviction policy: lru, lfu, fifo, priority (default lru)
+//   -o restore           restore pools whose segments are gone from their snapshots
+//   -o allow_other       let other users in (default_permissions is always on)
+#include <fuse_lowlevel.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdlib.h>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdio>
+#include <string>
+
+#include "fuse_adapters.h"
+#include "kvcache/manager.h"
+#include "kvcache/size.h"
+#include "kvcache/snapshot.h"
+#include "kvcachefs.h"
+#include "mount_util.h"
+
+namespace {
+
+struct DaemonOptions {
+  char* home = nullptr;
+  char* pool_size = nullptr;
+  char* policy = nullptr;
+  int restore = 0;
+};
+
+#define KVC_OPT(templ, field, value) {templ, offsetof(DaemonOptions, field), value}
+const fuse_opt kDaemonOptionSpec[] = {
+    KVC_OPT("home=%s", home, 0),
+    KVC_OPT("pool_size=%s", pool_size, 0),
+    KVC_OPT("policy=%s", policy, 0),
+    KVC_OPT("restore", restore, 1),
+    FUSE_OPT_END,
+};
+#undef KVC_OPT
+
+constexpr unsigned kMaxThreads = 8;
+constexpr unsigned kReadaheadKb = 1024;
+
+void PrintUsage(const char* program) {
+  std::printf(
+      "usage: %s MOUNTPOINT [-f] [-d] [-o options]\n\n"
+      "kvcachefs options:\n"
+      "    -o home=DIR            catalog and snapshots (default $CORTEX_HOME or ~/.cortex)\n"
+      "    -o pool_size=SIZE      size of pools created with mkdir (default 1G)\n"
+      "    -o policy=POLICY       their eviction policy: lru|lfu|fifo|priority (default lru)\n"
+      "    -o restore             restore pools without a segment from their snapshots\n"
+      "    -o allow_other         allow access by other users\n\n",
+      program);
+  fuse_cmdline_help();
+  fuse_lowlevel_help();
+}
+
+int Run(int argc, char** argv) {
+  fuse_args args = FUSE_ARGS_INIT(argc, argv);
+  DaemonOptions daemon;
+  if (fuse_opt_parse(&args, &daemon, kDaemonOptionSpec, nullptr) != 0) return 2;
+  fuse_cmdline_opts cmdline{};
+  if (fuse_parse_cmdline(&args, &cmdline) != 0) return 2;
+  if (cmdline.show_help) {
+    PrintUsage(argv[0]);
+    return 0;
+  }
+  if (cmdline.show_version) {
+    std::printf("kvcachefs 0.1.0, FUSE library %s\n", fuse_pkgversion());
+    return 0;
+  }
+  if (cmdline.mountpoint == nullptr) {
+    std::fprintf(stderr, "kvcachefs: no mount point given (see --help)\n");
+    return 2;
+  }
+  std::string mountpoint = cmdline.mountpoint;
+
+  kvcache::fs::FsOptions fs_options;
+  fs_options.pool_defaults.size_bytes = uint64_t{1} << 30;
+  if (daemon.pool_size != nullptr) {
+    kvcache::Result<uint64_t> size = kvcache::ParseSize(daemon.pool_size);
+    if (!size.ok()) {
+      std::fprintf(stderr, "kvcachefs: pool_size: %s\n", size.status().message().c_str());
+      return 2;
+    }
+    fs_options.pool_defaults.size_bytes = *size;
+  }
+  if (daemon.policy != nullptr) {
+    kvcache::Result<kvcache::Policy> policy = kvcache::ParsePolicy(daemon.policy);
+    if (!policy.ok()) {
+      std::fprintf(stderr, "kvcachefs: policy: %s\n", policy.status().message().c_str());
+      return 2;
+    }
+    fs_options.pool_defaults.policy = *policy;
+  }
+
+  std::string error;
+  if (!kvcache::fs::CleanStaleMount(mountpoint, &error)) {
+    std::fprintf(stderr, "kvcachefs: %s\n", error.c_str());
+    return 1;
+  }
+  // Resolved before mounting: afterwards, resolving it would ask this very daemon.
+  char resolved[PATH_MAX];
+  std::string mount_path = realpath(mountpoint.c_str(), resolved) ? resolved : mountpoint;
+
+  kvcache::ManagerOptions manager_options;
+  if (daemon.home != nullptr) manager_options.home = daemon.home;
+  kvcache::Manager manager(manager_options);
+  if (daemon.restore) {
+    for (const auto& [pool, result] : kvcache::RestoreMissingPools(manager)) {
+      if (result.ok()) {
+        std::fprintf(stderr, "kvcachefs: restored %llu entries to '%s'\n",
+                     static_cast<unsigned long long>(result->entries), pool.c_str());
+      } else {
+        std::fprintf(stderr, "kvcachefs: restore of '%s' failed: %s\n", pool.c_str(),
+                     result.status().message().c_str());
+      }
+    }
+  }
+
+  fuse_opt_add_arg(&args,
+                   "-odefault_permissions,fsname=kvcachefs,subtype=kvcachefs,max_read=1048576");
+  kvcache::fs::KvcacheFs fs(manager, fs_options);
+  const fuse_lowlevel_ops& ops = kvcache::fs::Operations();
+  fuse_session* session = fuse_session_new(&args, &ops, sizeof(ops), &fs);
+  if (session == nullptr) return 1;
+  int result = 1;
+  if (fuse_set_signal_handlers(session) == 0) {
+    if (fuse_session_mount(session, mountpoint.c_str()) == 0) {
+      if (std::optional<std::string> dev = kvcache::fs::MountDevice(mount_path)) {
+        if (!kvcache::fs::SetReadaheadKb(*dev, kReadaheadKb)) {
+          std::fprintf(stderr, "kvcachefs: could not raise read_ahead_kb of %s\n", dev->c_str());
+        }
+      }
+      fuse_daemonize(cmdline.foreground);
+      fs.invalidator().Start(session, [&fs] { fs.PollPools(); },
+                             std::chrono::milliseconds(500));
+      fuse_loop_config* config = fuse_loop_cfg_create();
+      fuse_loop_cfg_set_max_threads(config, kMaxThreads);
+      fuse_loop_cfg_set_idle_threads(config, kMaxThreads);
+      fuse_loop_cfg_set_clone_fd(config, 0);
+      result = cmdline.singlethread ? fuse_session_loop(session)
+                                    : fuse_session_loop_mt(session, config);
+      fuse_loop_cfg_destroy(config);
+      fs.invalidator().Stop();
+      fuse_session_unmount(session);
+    }
+    fuse_remove_signal_handlers(session);
+  }
+  fuse_session_destroy(session);
+  free(cmdline.mountpoint);
+  fuse_opt_free_args(&args);
+  free(daemon.home);
+  free(daemon.pool_size);
+  free(daemon.policy);
+  // The loop returns the number of a signal that ended it (SIGINT, SIGTERM, SIGHUP):
+  // a requested, clean exit.
+  bool clean = result == 0 || result == SIGINT || result == SIGTERM || result == SIGHUP;
+  return clean ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) { return Run(argc, argv); }

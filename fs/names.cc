@@ -1,0 +1,67 @@
+#include "names.h"
+
+#include <cerrno>
+#include <charconv>
+
+#include "kvcache/types.h"
+
+namespace kvcache::fs {
+
+std::optional<RootFile> ParseRootFile(std::string_view name) {
+  if (name == "status") return RootFile::kStatus;
+  if (name == "metrics") return RootFile::kMetrics;
+  return std::nullopt;
+}
+
+std::string_view RootFileName(RootFile file) {
+  return file == RootFile::kStatus ? "status" : "metrics";
+}
+
+std::optional<PoolFile> ParsePoolFile(std::string_view name) {
+  for (PoolFile f : kAllPoolFiles) {
+    if (PoolFileName(f) == name) return f;
+  }
+  return std::nullopt;
+}
+
+std::string_view PoolFileName(PoolFile file) {
+  switch (file) {
+    case PoolFile::kStatus:
+      return "status";
+    case PoolFile::kHealth:
+      return "health";
+    case PoolFile::kEntries:
+      return "entries";
+    case PoolFile::kConfig:
+      return "config";
+    case PoolFile::kEvict:
+      return "evict";
+    case PoolFile::kPersist:
+      return "persist";
+    case PoolFile::kRestore:
+      return "restore";
+  }
+  return "";
+}
+
+bool IsControlFile(PoolFile file) {
+  return file == PoolFile::kEvict || file == PoolFile::kPersist || file == PoolFile::kRestore;
+}
+
+SeqName ParseSeqName(std::string_view name) {
+  if (name.size() > kMaxNameLength) return {0, ENAMETOOLONG};
+  if (name.empty() || (name.size() > 1 && name[0] == '0')) return {0, EINVAL};
+  uint64_t value = 0;
+  auto [end, ec] = std::from_chars(name.data(), name.data() + name.size(), value);
+  if (ec != std::errc() || end != name.data() + name.size()) return {0, EINVAL};
+  return {value, 0};
+}
+
+int CheckPoolDirName(std::string_view name) {
+  if (name.size() > kMaxNameLength) return ENAMETOOLONG;
+  if (ParseRootFile(name)) return EINVAL;
+  if (!ValidatePoolName(name).ok()) return EINVAL;
+  return 0;
+}
+
+}  // namespace kvcache::fs

@@ -1,0 +1,152 @@
+// `cortex cache mount | unmount`: kvcachefs started and stopped from the command line.
+// Tests that need the daemon skip when kvcachefs has not been built.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "cli_runner.h"
+#include "support/test_env.h"
+
+namespace kvcache::testing {
+namespace {
+
+bool IsMountPoint(const std::string& dir) {
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream fields(line);
+    std::string f, mount_point;
+    for (int i = 0; i < 5 && fields >> f; ++i) mount_point = f;
+    if (mount_point == dir) return true;
+  }
+  return false;
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+class CliMountTest : public IsolatedTest {
+ protected:
+  void SetUp() override {
+    IsolatedTest::SetUp();
+    dir_ = std::filesystem::canonical(mnt_.path()).string();
+  }
+  void TearDown() override {
+    // Never leave a mount behind, whatever the test did.
+    for (const std::string& d : {dir_, home_->path() + "/mnt"}) {
+      if (IsMountPoint(d)) {
+        std::string cmd = "fusermount3 -u -z '" + d + "' 2>/dev/null";
+        if (std::system(cmd.c_str()) != 0) ADD_FAILURE() << "could not unmount " << d;
+      }
+    }
+    IsolatedTest::TearDown();
+  }
+  static bool HaveDaemon() { return access((BuildDir() + "/fs/kvcachefs").c_str(), X_OK) == 0; }
+
+  TempDir mnt_;
+  std::string dir_;
+};
+
+#define REQUIRE_DAEMON()                                                           \
+  do {                                                                             \
+    if (!HaveDaemon()) GTEST_SKIP() << "kvcachefs is not built in " << BuildDir(); \
+  } while (0)
+
+TEST_F(CliMountTest, MountAndUnmountRoundTrip) {
+  REQUIRE_DAEMON();
+  ASSERT_TRUE(Succeeded(Cache({"create", "p", "--size", "4M"})));
+  CliResult r = Cache({"mount", dir_});
+  ASSERT_TRUE(Succeeded(r));
+  EXPECT_EQ(r.out.rfind("Mounted kvcachefs at " + dir_ + " (pid ", 0), 0u) << r.out;
+  pid_t daemon = std::atoi(r.out.c_str() + r.out.find("(pid ") + 5);
+  ASSERT_GT(daemon, 0);
+  ASSERT_TRUE(IsMountPoint(dir_));
+
+  // The mount and the command render the same table through the same core function.
+  CliResult status = Cache({"status"});
+  ASSERT_TRUE(Succeeded(status));
+  EXPECT_EQ(ReadFile(dir_ + "/status"), status.out);
+  struct stat st {};
+  EXPECT_EQ(stat((dir_ + "/p").c_str(), &st), 0);
+  EXPECT_TRUE(S_ISDIR(st.st_mode));
+
+  r = Cache({"unmount", dir_});
+  ASSERT_TRUE(Succeeded(r));
+  EXPECT_EQ(r.out, "Unmounted " + dir_ + "\n");
+  EXPECT_FALSE(IsMountPoint(dir_));
+  // unmount waits for the daemon: it is gone (or a zombie awaiting its reaper).
+  bool gone = kill(daemon, 0) != 0;
+  if (!gone) {
+    std::string stat_line = ReadFile("/proc/" + std::to_string(daemon) + "/stat");
+    gone = stat_line.find(") Z") != std::string::npos;
+  }
+  EXPECT_TRUE(gone) << "kvcachefs pid " << daemon << " still running";
+}
+
+TEST_F(CliMountTest, MountDefaultsToTheMntDirectoryUnderCortexHome) {
+  REQUIRE_DAEMON();
+  std::string dir = home_->path() + "/mnt";
+  CliResult r = Cache({"mount"});
+  ASSERT_TRUE(Succeeded(r));
+  EXPECT_TRUE(IsMountPoint(std::filesystem::canonical(dir).string()));
+  r = Cache({"unmount"});
+  ASSERT_TRUE(Succeeded(r));
+  EXPECT_FALSE(IsMountPoint(std::filesystem::canonical(dir).string()));
+}
+
+TEST_F(CliMountTest, ControlFileAndCommandGiveTheSameMessage) {
+  REQUIRE_DAEMON();
+  ASSERT_TRUE(Succeeded(Cache({"create", "p", "--size", "4M"})));
+  ASSERT_TRUE(Succeeded(Cache({"create", "q", "--size", "4M"})));
+  for (uint64_t i = 0; i < 4; ++i) {
+    ASSERT_TRUE(manager().Put("p", i, Pattern(i, 100), 1).ok());
+    ASSERT_TRUE(manager().Put("q", i, Pattern(i, 100), 1).ok());
+  }
+  ASSERT_TRUE(Succeeded(Cache({"mount", dir_})));
+  {
+    std::ofstream evict(dir_ + "/p/evict");
+    evict << "50\n";
+  }
+  std::string from_file = ReadFile(dir_ + "/p/evict");
+  CliResult from_cli = Cache({"evict", "q", "--percent", "50"});
+  ASSERT_TRUE(Succeeded(Cache({"unmount", dir_})));
+  ASSERT_TRUE(Succeeded(from_cli));
+  EXPECT_EQ(from_cli.out, "Evicted 2 entries from 'q'\n");
+  EXPECT_NE(from_file.find("Evicted 2 entries from 'p'"), std::string::npos) << from_file;
+  auto p = manager().Entries("p");
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(p->size(), 2u);
+}
+
+TEST_F(CliMountTest, MountingTwiceFailsAndKeepsTheFirstMount) {
+  REQUIRE_DAEMON();
+  ASSERT_TRUE(Succeeded(Cache({"mount", dir_})));
+  EXPECT_TRUE(FailedWith(Cache({"mount", dir_}), "already mounted"));
+  struct stat st {};
+  EXPECT_EQ(stat((dir_ + "/status").c_str(), &st), 0);
+  ASSERT_TRUE(Succeeded(Cache({"unmount", dir_})));
+}
+
+TEST_F(CliMountTest, MountOnAMissingDirectoryFails) {
+  std::string missing = mnt_.Join("missing");
+  EXPECT_TRUE(FailedWith(Cache({"mount", missing}), missing));
+  EXPECT_FALSE(IsMountPoint(missing));
+}
+
+TEST_F(CliMountTest, UnmountOfADirectoryThatIsNotMountedFails) {
+  EXPECT_TRUE(FailedWith(Cache({"unmount", dir_}), dir_));
+  EXPECT_TRUE(FailedWith(Cache({"unmount"}), "mnt"));
+}
+
+}  // namespace
+}  // namespace kvcache::testing

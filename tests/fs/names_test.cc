@@ -1,0 +1,54 @@
+#include "names.h"
+
+#include <gtest/gtest.h>
+
+#include <cerrno>
+
+#include "errno_map.h"
+
+namespace kvcache::fs {
+namespace {
+
+TEST(NamesTest, SequenceNamesAreCanonicalDecimal) {
+  EXPECT_EQ(ParseSeqName("0").seq, 0u);
+  EXPECT_EQ(ParseSeqName("18446744073709551615").seq, 18446744073709551615ull);
+  EXPECT_EQ(ParseSeqName("42").error, 0);
+  for (const char* bad : {"", "abc", "12a", "007", "-1", "+1", " 1", "1.0",
+                          "18446744073709551616"}) {
+    EXPECT_EQ(ParseSeqName(bad).error, EINVAL) << bad;
+  }
+  EXPECT_EQ(ParseSeqName(std::string(256, '1')).error, ENAMETOOLONG);
+}
+
+TEST(NamesTest, FixedNamesRoundTrip) {
+  for (PoolFile f : kAllPoolFiles) EXPECT_EQ(ParsePoolFile(PoolFileName(f)), f);
+  EXPECT_FALSE(ParsePoolFile("by-prefix"));
+  EXPECT_TRUE(IsControlFile(PoolFile::kEvict));
+  EXPECT_FALSE(IsControlFile(PoolFile::kHealth));
+  EXPECT_EQ(ParseRootFile("metrics"), RootFile::kMetrics);
+}
+
+TEST(NamesTest, PoolDirectoryNames) {
+  EXPECT_EQ(CheckPoolDirName("llama-cache"), 0);
+  EXPECT_EQ(CheckPoolDirName("status"), EINVAL);
+  EXPECT_EQ(CheckPoolDirName("metrics"), EINVAL);
+  EXPECT_EQ(CheckPoolDirName("a b"), EINVAL);
+  EXPECT_EQ(CheckPoolDirName(".."), EINVAL);
+  EXPECT_EQ(CheckPoolDirName(std::string(129, 'a')), EINVAL);
+  EXPECT_EQ(CheckPoolDirName(std::string(256, 'a')), ENAMETOOLONG);
+}
+
+TEST(ErrnoMapTest, EveryCodeHasAnErrno) {
+  EXPECT_EQ(ToErrno(Status::Ok()), 0);
+  EXPECT_EQ(ToErrno(Status::NotFound("x")), ENOENT);
+  EXPECT_EQ(ToErrno(Status::AlreadyExists("x")), EEXIST);
+  EXPECT_EQ(ToErrno(Status::NoSpace("x")), ENOSPC);
+  EXPECT_EQ(ToErrno(Status::InvalidArgument("x")), EINVAL);
+  EXPECT_EQ(ToErrno(Status::Corruption("x")), EIO);
+  EXPECT_EQ(ToErrno(Status::IOError("x")), EIO);
+  EXPECT_EQ(ToErrno(Status::Busy("x")), EBUSY);
+  EXPECT_EQ(ToErrno(Status::NotSupported("x")), ENOSYS);
+}
+
+}  // namespace
+}  // namespace kvcache::fs
