@@ -10,6 +10,9 @@ namespace kvcache {
 // Unix time in seconds, with sub-second precision.
 double NowSeconds();
 
+// CLOCK_MONOTONIC in nanoseconds: one order of events for every process on the machine.
+uint64_t MonotonicNs();
+
 // The kernel's start time of `pid` (field 22 of /proc/<pid>/stat), 0 if it is gone.
 // Together with the pid it names one process for its whole life, even after the pid
 // is reused.

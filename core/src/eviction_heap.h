@@ -50,13 +50,20 @@ class EvictionHeap {
   void SiftUp(uint32_t pos);
   void SiftDown(uint32_t pos);
   // Copies the slot's current access statistics into its placed key.
+  // (Lock-free gets raise access_count and access_tick concurrently: load atomically.)
+  static uint64_t Count(seg::Slot& s) {
+    return seg::Atomic(s.access_count).load(std::memory_order_relaxed);
+  }
+  static uint64_t Tick(seg::Slot& s) {
+    return seg::Atomic(s.access_tick).load(std::memory_order_relaxed);
+  }
   void Snapshot(uint32_t slot) {
-    slots_[slot].key_count = slots_[slot].access_count;
-    slots_[slot].key_tick = slots_[slot].access_tick;
+    slots_[slot].key_count = Count(slots_[slot]);
+    slots_[slot].key_tick = Tick(slots_[slot]);
   }
   bool Stale(uint32_t slot) const {
-    return slots_[slot].key_count != slots_[slot].access_count ||
-           slots_[slot].key_tick != slots_[slot].access_tick;
+    return slots_[slot].key_count != Count(slots_[slot]) ||
+           slots_[slot].key_tick != Tick(slots_[slot]);
   }
   void Place(uint32_t pos, uint32_t slot) {
     heap_[pos] = slot;

@@ -199,7 +199,7 @@ PoolHandle::Locked::Locked(PoolHandle& pool) : pool_(pool) {
   if (*r == LockOutcome::kOwnerDied) {
     // The holder died mid-update: whatever it left half done is rebuilt from the
     // slot table, the one structure whose every change is a single state store.
-    pool.processes_->ReapDead();
+    pool.processes_->ReapDead(&pool.header_->hits);
     pool.header_->recoveries++;
     pool.RebuildLocked();
     MarkConsistent(&pool.header_->lock);
@@ -242,7 +242,7 @@ void PoolHandle::LinkLocked(uint32_t i) {
     if (chead != kNil) slots_[chead].chain_prev = i;
     chead = i;
   }
-  s.state = seg::kLive;
+  seg::Atomic(s.state).store(seg::kLive, std::memory_order_release);  // bytes are complete
   heap_->Push(i);
   header_->entry_count++;
 }
@@ -310,11 +310,17 @@ uint32_t PoolHandle::AllocSlotLocked() {
   return i;
 }
 
-void PoolHandle::TouchLocked(uint32_t i) {
+void PoolHandle::Touch(uint32_t i) {
+  // Atomic: lock-free gets touch concurrently. The heap catches up lazily
+  // (eviction_heap.h), which needs keys that only rise: hence the max.
   seg::Slot& s = slots_[i];
-  s.access_count++;
-  s.last_accessed = NowSeconds();
-  s.access_tick = NextTickLocked();  // the heap catches up lazily (eviction_heap.h)
+  seg::Atomic(s.access_count).fetch_add(1, std::memory_order_relaxed);
+  seg::Atomic(s.last_accessed).store(NowSeconds(), std::memory_order_relaxed);
+  uint64_t now = MonotonicNs();
+  auto tick = seg::Atomic(s.access_tick);
+  for (uint64_t old = tick.load(std::memory_order_relaxed);
+       old < now && !tick.compare_exchange_weak(old, now, std::memory_order_relaxed);) {
+  }
 }
 
 EntryInfo PoolHandle::InfoLocked(uint32_t i) const {
@@ -343,18 +349,20 @@ EntryInfo PoolHandle::InfoLocked(uint32_t i) const {
 
 uint32_t PoolHandle::MyProcessLocked() {
   SelfId self = Self();
-  if (self.pid == my_pid_ && my_process_ != kNil && processes_->at(my_process_).pid == self.pid) {
-    return my_process_;
+  uint32_t cached = my_process_.load(std::memory_order_relaxed);
+  if (self.pid == my_pid_.load(std::memory_order_relaxed) && cached != kNil &&
+      processes_->at(cached).pid == self.pid) {
+    return cached;
   }
   uint32_t idx = processes_->FindOrAdd(self.pid, self.start_time);
   if (idx == kNil && RecoverDeadLocked() > 0) idx = processes_->FindOrAdd(self.pid, self.start_time);
-  my_pid_ = self.pid;
-  my_process_ = idx;
+  my_process_.store(idx, std::memory_order_relaxed);
+  my_pid_.store(self.pid, std::memory_order_relaxed);
   return idx;
 }
 
 uint64_t PoolHandle::RecoverDeadLocked() {
-  std::vector<uint32_t> dead = processes_->ReapDead();
+  std::vector<uint32_t> dead = processes_->ReapDead(&header_->hits);
   if (dead.empty()) return 0;
   header_->recoveries += dead.size();
   RebuildLocked();
@@ -517,7 +525,7 @@ Result<PutReservation> PoolHandle::Reserve(uint64_t seq, size_t size, uint64_t t
     s.owner = me;
     s.heap_pos = s.prefix_next = s.prefix_prev = s.chain_next = s.chain_prev = kNil;
     uint64_t gen = NextGenerationLocked();
-    AtomicGeneration(s).store(gen, std::memory_order_relaxed);
+    AtomicGeneration(s).store(gen, std::memory_order_release);
     s.state = seg::kWriting;
     r.pool_ = shared_from_this();
     r.slot_ = i;
@@ -552,7 +560,8 @@ Status PoolHandle::Commit(uint32_t i, uint64_t generation) {
                            std::to_string(header_->max_sequences) +
                            " entries and none can be evicted");
   }
-  s.create_tick = s.access_tick = NextTickLocked();
+  s.create_tick = NextTickLocked();
+  seg::Atomic(s.access_tick).store(MonotonicNs(), std::memory_order_relaxed);
   s.owner = kNil;
   LinkLocked(i);
   header_->puts++;
@@ -568,7 +577,57 @@ void PoolHandle::Abort(uint32_t i, uint64_t generation) {
 
 // ---------------------------------------------------------------- gets
 
+bool PoolHandle::FindUnlocked(uint64_t seq, UnlockedRead* read) const {
+  const uint32_t cap = header_->slot_capacity;
+  uint32_t steps = 0;
+  for (uint32_t i = seg::Atomic(id_buckets_[seg::BucketOf(seq, header_->id_bucket_count)])
+                        .load(std::memory_order_acquire);
+       i != kNil; i = seg::Atomic(slots_[i].id_next).load(std::memory_order_acquire)) {
+    // A chain can change under us (a slot freed and relinked): bound the walk.
+    if (i >= cap || ++steps > cap) return false;
+    seg::Slot& s = slots_[i];
+    if (seg::Atomic(s.sequence_id).load(std::memory_order_relaxed) != seq) continue;
+    uint64_t gen = AtomicGeneration(s).load(std::memory_order_acquire);
+    if (gen == 0 || seg::Atomic(s.state).load(std::memory_order_acquire) != seg::kLive) {
+      return false;
+    }
+    // The slot may have been reused for another id between the two loads above: the
+    // id read after the generation is the one that generation belongs to.
+    if (seg::Atomic(s.sequence_id).load(std::memory_order_relaxed) != seq) return false;
+    uint64_t first = seg::Atomic(s.first_block).load(std::memory_order_relaxed);
+    uint64_t blocks = seg::Atomic(s.extent_blocks).load(std::memory_order_relaxed);
+    uint64_t size = seg::Atomic(s.size_bytes).load(std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_acquire);
+    if (AtomicGeneration(s).load(std::memory_order_relaxed) != gen) return false;
+    if (first > header_->block_count || blocks > header_->block_count - first ||
+        size > blocks * header_->block_size) {
+      return false;
+    }
+    *read = {i, gen, data_ + first * header_->block_size, size};
+    return true;
+  }
+  return false;
+}
+
 Status PoolHandle::GetInto(uint64_t seq, std::vector<std::byte>& out) {
+  // Fast path, without the lock, once this process has a row to count its hits in:
+  // find the slot optimistically, copy, and keep the copy only if the slot still has
+  // the generation it had before the copy. Anything unusual takes the locked path.
+  uint32_t me = my_process_.load(std::memory_order_relaxed);
+  if (me != kNil && my_pid_.load(std::memory_order_relaxed) == Self().pid) {
+    for (int attempt = 0; attempt < 3; ++attempt) {
+      UnlockedRead r;
+      if (!FindUnlocked(seq, &r)) break;
+      out.resize(r.size);
+      if (r.size > 0) std::memcpy(out.data(), r.bytes, r.size);
+      std::atomic_thread_fence(std::memory_order_acquire);
+      if (AtomicGeneration(slots_[r.slot]).load(std::memory_order_relaxed) == r.generation) {
+        Touch(r.slot);
+        seg::Atomic(processes_->at(me).hits).fetch_add(1, std::memory_order_relaxed);
+        return Status::Ok();
+      }
+    }
+  }
   for (int attempt = 0;; ++attempt) {
     uint32_t i;
     uint64_t gen;
@@ -585,7 +644,8 @@ Status PoolHandle::GetInto(uint64_t seq, std::vector<std::byte>& out) {
       }
       if (attempt == 0) {
         header_->hits++;
-        TouchLocked(i);
+        Touch(i);
+        MyProcessLocked();  // registers this process, which enables the fast path
       }
       gen = slots_[i].generation;
       src = Extent(slots_[i]);
@@ -612,7 +672,7 @@ Result<EntryView> PoolHandle::View(uint64_t seq) {
                               "'");
     }
     header_->hits++;
-    TouchLocked(i);
+    Touch(i);
     KVC_ASSIGN_OR_RETURN(uint32_t lease, AcquireLeaseLocked(i));
     v.lease_ = lease;
     v.info_ = InfoLocked(i);
@@ -751,6 +811,7 @@ PoolStats PoolHandle::Stats() {
   if (!lk.status().ok()) return st;
   RecoverDeadLocked();
   SetAttachedLocked(processes_->CountAttached());
+  header_->hits += processes_->TakeHits();
   const seg::Header& h = *header_;
   st.config.name = name_;
   st.config.size_bytes = h.size;

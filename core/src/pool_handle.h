@@ -104,7 +104,8 @@ class PoolHandle : public std::enable_shared_from_this<PoolHandle> {
   // Pins slot i into `pinned`; on failure releases every pin in `pinned`.
   Status PinLocked(uint32_t i, std::vector<PinnedEntry>& pinned);
   uint32_t FindLocked(uint64_t seq) const;
-  void TouchLocked(uint32_t slot);
+  // Counts an access. Needs no lock (lock-free gets call it too).
+  void Touch(uint32_t slot);
   EntryInfo InfoLocked(uint32_t slot) const;
   uint32_t MyProcessLocked();
   Result<uint32_t> AcquireLeaseLocked(uint32_t slot);
@@ -145,8 +146,17 @@ class PoolHandle : public std::enable_shared_from_this<PoolHandle> {
   std::optional<EvictionHeap> heap_;
   // This process's row in the process table, cached with the pid it was made for
   // (a forked child gets its own). Under the pool lock.
-  pid_t my_pid_ = 0;
-  uint32_t my_process_ = seg::kNil;
+  std::atomic<pid_t> my_pid_{0};
+  std::atomic<uint32_t> my_process_{seg::kNil};
+
+  // What a lock-free lookup saw; valid only while the slot keeps `generation`.
+  struct UnlockedRead {
+    uint32_t slot;
+    uint64_t generation;
+    const std::byte* bytes;
+    uint64_t size;
+  };
+  bool FindUnlocked(uint64_t seq, UnlockedRead* read) const;
 };
 
 }  // namespace kvcache

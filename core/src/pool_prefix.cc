@@ -20,7 +20,7 @@ Result<std::vector<EntryView>> PoolHandle::ViewByPrefix(uint64_t prefix_hash) {
          i != kNil; i = slots_[i].prefix_next) {
       if (slots_[i].prefix_hash != prefix_hash || slots_[i].state != seg::kLive) continue;
       header_->hits++;
-      TouchLocked(i);
+      Touch(i);
       failure = PinLocked(i, pinned);
       if (!failure.ok()) break;
     }
@@ -96,7 +96,7 @@ Result<PrefixMatch> PoolHandle::LongestPrefix(std::span<const uint32_t> tokens) 
     bool confirmed = matched >= k * bt && slots_[found].state == seg::kLive;
     if (confirmed) {
       header_->hits++;
-      TouchLocked(found);
+      Touch(found);
     }
     PrefixMatch match{InfoLocked(found), matched};
     ReleaseLeaseLocked(lease);

@@ -22,15 +22,24 @@ uint32_t ProcessTable::FindOrAdd(pid_t pid, uint64_t start_time) {
   return free_slot;
 }
 
-std::vector<uint32_t> ProcessTable::ReapDead() {
+std::vector<uint32_t> ProcessTable::ReapDead(uint64_t* hits) {
   std::vector<uint32_t> dead;
   for (uint32_t i = 0; i < capacity_; ++i) {
     if (slots_[i].pid != 0 && !ProcessAlive(slots_[i].pid, slots_[i].start_time)) {
+      *hits += seg::Atomic(slots_[i].hits).exchange(0);
       slots_[i] = seg::ProcessSlot{};
       dead.push_back(i);
     }
   }
   return dead;
+}
+
+uint64_t ProcessTable::TakeHits() {
+  uint64_t sum = 0;
+  for (uint32_t i = 0; i < capacity_; ++i) {
+    if (slots_[i].pid != 0) sum += seg::Atomic(slots_[i].hits).exchange(0);
+  }
+  return sum;
 }
 
 uint32_t ProcessTable::CountAttached() const {

@@ -22,8 +22,11 @@ class ProcessTable {
   uint32_t FindOrAdd(pid_t pid, uint64_t start_time);
   // Index of the slot of `pid`, kNil if it has none.
   uint32_t Find(pid_t pid) const;
-  // Clears the slots of processes that are gone; returns their indexes.
-  std::vector<uint32_t> ReapDead();
+  // Clears the slots of processes that are gone; returns their indexes and adds their
+  // lock-free hit counts to *hits.
+  std::vector<uint32_t> ReapDead(uint64_t* hits);
+  // Moves every process's lock-free hit count into the returned sum.
+  uint64_t TakeHits();
   // Processes with attach_refs > 0.
   uint32_t CountAttached() const;
   seg::ProcessSlot& at(uint32_t i) { return slots_[i]; }

@@ -123,11 +123,13 @@ struct ProcessSlot {
   uint32_t attach_refs;  // explicit attaches not yet detached
   uint64_t start_time;   // /proc/<pid>/stat starttime: tells a reused pid apart
   double attached_at;    // unix seconds of the first attach, 0 if never attached
-  uint64_t reserved;
+  uint64_t hits;         // gets served without the pool lock (atomic; only its process
+                         // adds), folded into the header's hits by status and reaping
 };
 static_assert(std::is_standard_layout_v<ProcessSlot>);
 static_assert(sizeof(ProcessSlot) == 32);
 static_assert(offsetof(ProcessSlot, start_time) == 8);
+static_assert(offsetof(ProcessSlot, hits) == 24);
 
 // A pin on a slot held by a process. Guarded by the pool lock.
 struct Lease {
@@ -138,8 +140,11 @@ struct Lease {
 };
 static_assert(sizeof(Lease) == 16);
 
-// One entry. Guarded by the pool lock, except `generation`, which readers load
-// without it to validate a copy made outside the lock.
+// One entry. Guarded by the pool lock. Lock-free gets also read sequence_id,
+// generation, state, first_block, extent_blocks, size_bytes and the id chain, and
+// update access_count, last_accessed and access_tick, all through atomic_ref; writers
+// change generation (release, zero first when freeing) around every other change, so
+// a reader validates what it read by loading the generation again.
 struct Slot {
   uint64_t sequence_id;      // @0
   uint64_t generation;       // @8   0 while FREE; atomic (see AtomicGeneration)
@@ -151,7 +156,7 @@ struct Slot {
   double created;            // @56
   double last_accessed;      // @64
   uint64_t access_count;     // @72
-  uint64_t access_tick;      // @80  LRU order
+  uint64_t access_tick;      // @80  LRU order: MonotonicNs() of the last access
   uint64_t create_tick;      // @88  FIFO order
   uint32_t prefix_len;       // @96  tokens stored after the payload
   uint32_t metadata_len;     // @100 bytes stored after the tokens
@@ -184,10 +189,12 @@ static_assert(offsetof(Slot, chain_hash) == 136);
 static_assert(offsetof(Slot, chain_blocks) == 152);
 static_assert(offsetof(Slot, key_tick) == 168);
 
-inline std::atomic_ref<uint64_t> AtomicGeneration(Slot& slot) {
-  static_assert(std::atomic_ref<uint64_t>::is_always_lock_free);
-  return std::atomic_ref<uint64_t>(slot.generation);
+template <typename T>
+inline std::atomic_ref<T> Atomic(T& field) {
+  static_assert(std::atomic_ref<T>::is_always_lock_free);
+  return std::atomic_ref<T>(field);
 }
+inline std::atomic_ref<uint64_t> AtomicGeneration(Slot& slot) { return Atomic(slot.generation); }
 
 // The region sizes of a segment, derived from its configuration.
 struct Layout {

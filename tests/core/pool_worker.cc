@@ -11,6 +11,7 @@
 // Exit codes: 0 ok, 1 operation failed, 2 data check failed, 3 usage.
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -58,6 +59,16 @@ int Fail(const char* what, const kvcache::Status& s) {
   return 1;
 }
 
+int Bad(const char* what, uint64_t seq, std::span<const std::byte> data) {
+  uint64_t fields[4] = {};
+  std::memcpy(fields, data.data(), std::min<size_t>(data.size(), sizeof(fields)));
+  std::fprintf(stderr, "%s %llu: bad bytes: size %zu, header seq %llu writer %llu len %llu\n",
+               what, static_cast<unsigned long long>(seq), data.size(),
+               static_cast<unsigned long long>(fields[0]), static_cast<unsigned long long>(fields[1]),
+               static_cast<unsigned long long>(fields[3]));
+  return 2;
+}
+
 int Stress(Manager& m, const std::string& pool, double seconds, uint64_t worker, uint64_t ids) {
   std::mt19937_64 rng(worker * 7919 + 17);
   auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
@@ -78,13 +89,13 @@ int Stress(Manager& m, const std::string& pool, double seconds, uint64_t worker,
       }
       case 1: {
         kvcache::Status s = m.GetInto(pool, seq, buf);
-        if (s.ok() && !Verify(seq, buf)) return 2;
+        if (s.ok() && !Verify(seq, buf)) return Bad("get", seq, buf);
         if (!s.ok() && s.code() != kvcache::Code::kNotFound) return Fail("get", s);
         break;
       }
       case 2: {
         auto view = m.View(pool, seq);
-        if (view.ok() && !Verify(seq, view->data())) return 2;
+        if (view.ok() && !Verify(seq, view->data())) return Bad("view", seq, view->data());
         break;
       }
       case 3: {
@@ -105,7 +116,11 @@ int Stress(Manager& m, const std::string& pool, double seconds, uint64_t worker,
     if (auto s = m.GetInto(pool, own, buf); !s.ok()) return Fail("get own", s);
     uint64_t fields[4];
     std::memcpy(fields, buf.data(), sizeof(fields));
-    if (!Verify(own, buf) || fields[2] != last_nonce[k]) return 2;
+    if (!Verify(own, buf)) return Bad("own", own, buf);
+    if (fields[2] != last_nonce[k]) {
+      std::fprintf(stderr, "own %llu: stale version\n", static_cast<unsigned long long>(own));
+      return 2;
+    }
   }
   std::printf("ops %llu\n", static_cast<unsigned long long>(ops));
   return 0;
