@@ -40,7 +40,7 @@ std::shared_ptr<WriteState> KvcacheFs::OpenWrite(Ino ino, const std::string& poo
     carried.priority = replaced->priority;
     carried.metadata = replaced->metadata;
     if (replaced->prefix_length > 0) {
-      Result<EntryView> view = manager_.View(pool, seq);
+      Result<EntryView> view = manager_.Pin(pool, seq);
       if (view.ok()) carried.prefix_tokens = view->prefix_tokens();
     }
   }

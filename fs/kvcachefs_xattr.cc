@@ -133,7 +133,7 @@ int KvcacheFs::DoGetxattr(Ino ino, std::string_view name, std::string* value) {
     value->clear();
     if (info->prefix_length > 0) {
       // The tokens live beside the payload; reading them pins the entry briefly.
-      Result<EntryView> view = manager_.View(node->pool, node->seq);
+      Result<EntryView> view = manager_.Pin(node->pool, node->seq);
       if (!view.ok()) return ToErrno(view.status());
       *value = FormatTokenList(view->prefix_tokens());
     }
@@ -174,7 +174,7 @@ int KvcacheFs::Republish(Ino ino, const Node& node, std::string_view name,
   // new attributes and the old statistics, in place of the old entry.
   Result<EntryInfo> before = manager_.Stat(node.pool, node.seq);
   if (!before.ok()) return ToErrno(before.status());
-  Result<EntryView> view = manager_.View(node.pool, node.seq);
+  Result<EntryView> view = manager_.Pin(node.pool, node.seq);
   if (!view.ok()) return ToErrno(view.status());
   const EntryInfo& info = view->info();
   uint64_t tokens = info.token_count;

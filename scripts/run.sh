@@ -13,6 +13,7 @@ pool=${POOL_NAME:-demo}
 if ! "$cortex" cache status "$pool" >/dev/null 2>&1; then
   "$cortex" cache create "$pool" --size "${POOL_SIZE:-256M}" --policy "${POOL_POLICY:-lru}"
 fi
+mkdir -p "$mnt"
 "$cortex" cache mount "$mnt"
 cat <<MSG
 

@@ -261,6 +261,11 @@ Result<EntryView> Manager::View(std::string_view pool, uint64_t seq) {
   return handle->View(seq);
 }
 
+Result<EntryView> Manager::Pin(std::string_view pool, uint64_t seq) {
+  KVC_ASSIGN_OR_RETURN(auto handle, Open(pool));
+  return handle->View(seq, /*count_access=*/false);
+}
+
 Result<EntryInfo> Manager::Stat(std::string_view pool, uint64_t seq) {
   KVC_ASSIGN_OR_RETURN(auto handle, Open(pool));
   return handle->Stat(seq);

@@ -660,19 +660,21 @@ Status PoolHandle::GetInto(uint64_t seq, std::vector<std::byte>& out) {
   }
 }
 
-Result<EntryView> PoolHandle::View(uint64_t seq) {
+Result<EntryView> PoolHandle::View(uint64_t seq, bool count_access) {
   EntryView v;
   {
     Locked lk(*this);
     KVC_RETURN_IF_ERROR(lk.status());
     uint32_t i = FindLocked(seq);
     if (i == kNil) {
-      header_->misses++;
+      if (count_access) header_->misses++;
       return Status::NotFound("sequence " + std::to_string(seq) + " not found in pool '" + name_ +
                               "'");
     }
-    header_->hits++;
-    Touch(i);
+    if (count_access) {
+      header_->hits++;
+      Touch(i);
+    }
     KVC_ASSIGN_OR_RETURN(uint32_t lease, AcquireLeaseLocked(i));
     v.lease_ = lease;
     v.info_ = InfoLocked(i);

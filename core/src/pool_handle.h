@@ -55,7 +55,8 @@ class PoolHandle : public std::enable_shared_from_this<PoolHandle> {
   void Abort(uint32_t slot, uint64_t generation);
 
   Status GetInto(uint64_t seq, std::vector<std::byte>& out);
-  Result<EntryView> View(uint64_t seq);
+  // Pins the entry; counts a hit or miss and an access unless !count_access.
+  Result<EntryView> View(uint64_t seq, bool count_access = true);
   void ReleaseLease(uint32_t lease);
   Result<EntryInfo> Stat(uint64_t seq);
   Result<std::vector<EntryView>> ViewByPrefix(uint64_t prefix_hash);

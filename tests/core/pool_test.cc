@@ -242,6 +242,22 @@ TEST_F(PoolTest, PinnedEntryIsNeverEvictedAndReplacementWaitsForLastPin) {
   ExpectHealthy("pin");
 }
 
+TEST_F(PoolTest, PinCountsNothingButHoldsTheBytes) {
+  CreatePool("quiet", 1 * kMiB);
+  ASSERT_TRUE(manager().Put("quiet", 1, Pattern(1, 4096), 1, {.prefix_tokens = {7, 8}}).ok());
+  {
+    auto pin = manager().Pin("quiet", 1);
+    ASSERT_TRUE(pin.ok());
+    EXPECT_EQ(pin->prefix_tokens(), (std::vector<uint32_t>{7, 8}));
+    EXPECT_EQ(*manager().Evict("quiet", 100), 0u);
+    EXPECT_EQ(manager().Pin("quiet", 2).status().code(), Code::kNotFound);
+  }
+  auto st = manager().Stats("quiet");
+  EXPECT_EQ(st->hits, 0u);
+  EXPECT_EQ(st->misses, 0u);
+  EXPECT_EQ(manager().Stat("quiet", 1)->access_count, 0u);
+}
+
 TEST_F(PoolTest, RemoveOfPinnedEntryFreesOnRelease) {
   CreatePool("rmpin", 1 * kMiB);
   ASSERT_TRUE(manager().Put("rmpin", 1, Pattern(1, 4096), 1).ok());

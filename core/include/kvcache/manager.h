@@ -145,6 +145,9 @@ class Manager {
   Status GetInto(std::string_view pool, uint64_t seq, std::vector<std::byte>& out);
   // Zero copy: pins the entry. Counts a hit or a miss.
   Result<EntryView> View(std::string_view pool, uint64_t seq);
+  // Like View, but counts nothing and leaves the access statistics alone: for reading
+  // an entry's own prefix tokens, or putting its bytes again with new attributes.
+  Result<EntryView> Pin(std::string_view pool, uint64_t seq);
   // Metadata only; counts nothing and pins nothing.
   Result<EntryInfo> Stat(std::string_view pool, uint64_t seq);
   // Entries whose prefix hash equals PrefixHash(tokens), with their bytes pinned.
