@@ -74,28 +74,25 @@ KvcacheFs::KvcacheFs(Manager& manager, FsOptions options)
 
 KvcacheFs::~KvcacheFs() { invalidator_.Stop(); }
 
-void KvcacheFs::DirAttr(Ino ino, mode_t perms, struct stat* attr) const {
+void KvcacheFs::BaseAttr(Ino ino, mode_t mode, struct stat* attr) const {
   *attr = {};
   attr->st_ino = ino;
-  attr->st_mode = S_IFDIR | perms;
+  attr->st_mode = mode;
   attr->st_mtim = attr->st_ctim = attr->st_atim = MountTime(boot_generation_);
-  attr->st_nlink = 2;
+  attr->st_nlink = S_ISDIR(mode) ? 2 : 1;
   attr->st_uid = uid_;
   attr->st_gid = gid_;
   attr->st_blksize = kBlockSize;
 }
 
+void KvcacheFs::DirAttr(Ino ino, mode_t perms, struct stat* attr) const {
+  BaseAttr(ino, S_IFDIR | perms, attr);
+}
+
 void KvcacheFs::FileAttr(Ino ino, mode_t perms, uint64_t size, struct stat* attr) const {
-  *attr = {};
-  attr->st_ino = ino;
-  attr->st_mode = S_IFREG | perms;
-  attr->st_mtim = attr->st_ctim = attr->st_atim = MountTime(boot_generation_);
-  attr->st_nlink = 1;
-  attr->st_uid = uid_;
-  attr->st_gid = gid_;
+  BaseAttr(ino, S_IFREG | perms, attr);
   attr->st_size = static_cast<off_t>(size);
   attr->st_blocks = static_cast<blkcnt_t>((size + 511) / 512);
-  attr->st_blksize = kBlockSize;
 }
 
 void KvcacheFs::SeqAttr(Ino ino, const EntryInfo& info, struct stat* attr) const {

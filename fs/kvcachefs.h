@@ -135,6 +135,8 @@ class KvcacheFs {
  private:
   // kvcachefs.cc
   void FillEntry(Ino ino, const struct stat& attr, fuse_entry_param* entry, double timeout);
+  // The attributes every node shares (owner, times, block size).
+  void BaseAttr(Ino ino, mode_t mode, struct stat* attr) const;
   void DirAttr(Ino ino, mode_t perms, struct stat* attr) const;
   void FileAttr(Ino ino, mode_t perms, uint64_t size, struct stat* attr) const;
   void SeqAttr(Ino ino, const EntryInfo& info, struct stat* attr) const;

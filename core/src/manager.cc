@@ -12,6 +12,7 @@
 #include <shared_mutex>
 
 #include "clock.h"
+#include "file_util.h"
 #include "kvcache/catalog.h"
 #include "kvcache/prefix.h"
 #include "pool_handle.h"
@@ -42,19 +43,6 @@ struct Manager::Impl {
 };
 
 namespace {
-
-Status MakeDirs(const std::string& dir) {
-  std::string partial;
-  for (size_t pos = 0; pos != std::string::npos;) {
-    pos = dir.find('/', pos + 1);
-    partial = dir.substr(0, pos);
-    if (partial.empty()) continue;
-    if (mkdir(partial.c_str(), 0700) != 0 && errno != EEXIST) {
-      return ErrnoToStatus(errno, "mkdir " + partial);
-    }
-  }
-  return Status::Ok();
-}
 
 Status PoolNotFound(std::string_view pool) {
   return Status::NotFound("pool '" + std::string(pool) + "' not found");

@@ -223,24 +223,44 @@ uint32_t PoolHandle::FindLocked(uint64_t seq) const {
   return kNil;
 }
 
+namespace {
+
+// The prefix-hash and block-prefix indexes are doubly linked chains through the slots;
+// Prev and Next name the link fields of one of them.
+template <uint32_t seg::Slot::*Prev, uint32_t seg::Slot::*Next>
+void PushChain(seg::Slot* slots, uint32_t& head, uint32_t i) {
+  slots[i].*Prev = kNil;
+  slots[i].*Next = head;
+  if (head != kNil) slots[head].*Prev = i;
+  head = i;
+}
+
+template <uint32_t seg::Slot::*Prev, uint32_t seg::Slot::*Next>
+void UnlinkChain(seg::Slot* slots, uint32_t& head, uint32_t i) {
+  seg::Slot& s = slots[i];
+  if (s.*Prev != kNil) {
+    slots[s.*Prev].*Next = s.*Next;
+  } else {
+    head = s.*Next;
+  }
+  if (s.*Next != kNil) slots[s.*Next].*Prev = s.*Prev;
+}
+
+}  // namespace
+
 void PoolHandle::LinkLocked(uint32_t i) {
   seg::Slot& s = slots_[i];
   uint32_t& head = id_buckets_[seg::BucketOf(s.sequence_id, header_->id_bucket_count)];
   s.id_next = head;
   head = i;
-  s.prefix_prev = s.prefix_next = kNil;
+  s.prefix_prev = s.prefix_next = s.chain_prev = s.chain_next = kNil;
   if (s.prefix_len > 0) {
-    uint32_t& phead = prefix_buckets_[seg::BucketOf(s.prefix_hash, header_->prefix_bucket_count)];
-    s.prefix_next = phead;
-    if (phead != kNil) slots_[phead].prefix_prev = i;
-    phead = i;
+    PushChain<&seg::Slot::prefix_prev, &seg::Slot::prefix_next>(
+        slots_, prefix_buckets_[seg::BucketOf(s.prefix_hash, header_->prefix_bucket_count)], i);
   }
-  s.chain_prev = s.chain_next = kNil;
   if (s.chain_blocks > 0) {
-    uint32_t& chead = chain_buckets_[seg::BucketOf(s.chain_hash, header_->chain_bucket_count)];
-    s.chain_next = chead;
-    if (chead != kNil) slots_[chead].chain_prev = i;
-    chead = i;
+    PushChain<&seg::Slot::chain_prev, &seg::Slot::chain_next>(
+        slots_, chain_buckets_[seg::BucketOf(s.chain_hash, header_->chain_bucket_count)], i);
   }
   seg::Atomic(s.state).store(seg::kLive, std::memory_order_release);  // bytes are complete
   heap_->Push(i);
@@ -257,20 +277,12 @@ void PoolHandle::UnpublishLocked(uint32_t i) {
     }
   }
   if (s.prefix_len > 0) {
-    if (s.prefix_prev != kNil) {
-      slots_[s.prefix_prev].prefix_next = s.prefix_next;
-    } else {
-      prefix_buckets_[seg::BucketOf(s.prefix_hash, header_->prefix_bucket_count)] = s.prefix_next;
-    }
-    if (s.prefix_next != kNil) slots_[s.prefix_next].prefix_prev = s.prefix_prev;
+    UnlinkChain<&seg::Slot::prefix_prev, &seg::Slot::prefix_next>(
+        slots_, prefix_buckets_[seg::BucketOf(s.prefix_hash, header_->prefix_bucket_count)], i);
   }
   if (s.chain_blocks > 0) {
-    if (s.chain_prev != kNil) {
-      slots_[s.chain_prev].chain_next = s.chain_next;
-    } else {
-      chain_buckets_[seg::BucketOf(s.chain_hash, header_->chain_bucket_count)] = s.chain_next;
-    }
-    if (s.chain_next != kNil) slots_[s.chain_next].chain_prev = s.chain_prev;
+    UnlinkChain<&seg::Slot::chain_prev, &seg::Slot::chain_next>(
+        slots_, chain_buckets_[seg::BucketOf(s.chain_hash, header_->chain_bucket_count)], i);
   }
   s.id_next = s.prefix_next = s.prefix_prev = s.chain_next = s.chain_prev = kNil;
   heap_->Remove(i);

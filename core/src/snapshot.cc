@@ -19,31 +19,12 @@
 
 #include "kvcache/catalog.h"
 #include "kvcache/types.h"
+#include "clock.h"
+#include "file_util.h"
 #include "snapshot_format.h"
 
 namespace kvcache {
 namespace {
-
-double Now() {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
-}
-
-std::string Quoted(std::string_view s) { return "'" + std::string(s) + "'"; }
-
-// mkdir -p with mode 0700 for the directories that do not exist yet.
-Status MakeDirs(const std::string& dir) {
-  if (dir.empty()) return Status::Ok();
-  for (size_t pos = 1; pos <= dir.size(); ++pos) {
-    if (pos != dir.size() && dir[pos] != '/') continue;
-    std::string part = dir.substr(0, pos);
-    if (mkdir(part.c_str(), 0700) != 0 && errno != EEXIST) {
-      return ErrnoToStatus(errno, "create directory " + Quoted(part));
-    }
-  }
-  return Status::Ok();
-}
 
 std::string ParentDir(const std::string& path) {
   size_t slash = path.rfind('/');
@@ -203,7 +184,7 @@ Result<PersistResult> PersistPool(Manager& manager, std::string_view pool,
 
   KVC_ASSIGN_OR_RETURN(auto writer, snapshot::SnapshotWriter::Create(
                                         result.path, config.ToJson(), views.size(), payload,
-                                        Now()));
+                                        NowSeconds()));
   std::vector<EntryRecord> manifest;
   manifest.reserve(views.size());
   uint64_t done = 0;

@@ -12,6 +12,7 @@
 #include <string>
 #include <unordered_set>
 
+#include "file_util.h"
 #include "snapshot_format.h"
 
 namespace kvcache::snapshot {
@@ -22,8 +23,6 @@ constexpr size_t kReadBuffer = 8u << 20;
 constexpr uint64_t kReadAhead = 64u << 20;
 // Progress is reported about this often.
 constexpr uint64_t kProgressStep = 64u << 20;
-
-std::string Quoted(const std::string& path) { return "'" + path + "'"; }
 
 // Reads exactly `len` bytes at `offset`; 0, or an errno (EIO for an early end of file).
 int ReadAll(int fd, std::byte* out, size_t len, uint64_t offset) {

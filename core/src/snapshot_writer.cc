@@ -12,6 +12,7 @@
 #include <cstring>
 #include <string>
 
+#include "file_util.h"
 #include "snapshot_format.h"
 
 namespace kvcache::snapshot {
@@ -25,8 +26,6 @@ constexpr size_t kDirectWrite = 1u << 20;
 // Writeback is started every this many bytes so the disk works while we keep writing
 // and the final fsync has little left to do.
 constexpr uint64_t kWritebackChunk = 64u << 20;
-
-std::string Quoted(const std::string& path) { return "'" + path + "'"; }
 
 std::string DirName(const std::string& path) {
   size_t slash = path.rfind('/');

@@ -5,6 +5,8 @@
 
 #include <chrono>
 
+#include "kvcache/prefix.h"
+#include "kvcache/snapshot.h"
 #include "mount_fixture.h"
 
 namespace kvcache::testing {
@@ -48,6 +50,30 @@ TEST_F(DaemonTest, RestartAfterSigkillReattachesWithEntriesIntact) {
   EXPECT_LT(took, std::chrono::milliseconds(500));
   // Only one kvcachefs mount is left at the mount point.
   ASSERT_EQ(Shell("test $(grep -c ' " + mountpoint_ + " .*fuse.kvcachefs' /proc/self/mountinfo) -eq 1"), 0);
+}
+
+TEST_F(DaemonTest, RestoreOptionBringsBackPoolsWhoseMemoryIsGone) {
+  CreatePool("keep", 16 << 20);
+  CreatePool("nosnap", 16 << 20);
+  std::vector<std::byte> data = Pattern(3, 300000);
+  ASSERT_TRUE(manager().Put("keep", 5, data, 12, {.prefix_tokens = {1, 2, 3}}).ok());
+  ASSERT_TRUE(PersistPool(manager(), "keep").ok());
+  daemon_->Kill(SIGTERM);
+  // What a reboot does: the segments vanish, the catalog and snapshots stay.
+  UnlinkSegmentsWithPrefix(shm_prefix_);
+  manager_ = std::make_unique<Manager>(options());
+  ASSERT_FALSE(manager().Stats("keep")->loaded);
+
+  StartDaemon({"-o", "restore"});
+  std::vector<std::byte> back;
+  ASSERT_EQ(ReadFile(Path("keep/5"), &back), 0);
+  EXPECT_TRUE(back == data);
+  EXPECT_TRUE(manager().Stats("keep")->loaded);
+  std::string hash = PrefixHash(std::vector<uint32_t>{1, 2, 3});
+  EXPECT_EQ(manager().Stat("keep", 5)->prefix_hash, hash);
+  EXPECT_EQ(Shell("test -L '" + Path("keep/by-prefix/" + hash + "/5") + "'"), 0);
+  // A pool without a snapshot stays known but not loaded.
+  EXPECT_FALSE(manager().Stats("nosnap")->loaded);
 }
 
 }  // namespace
