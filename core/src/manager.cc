@@ -337,6 +337,16 @@ Result<std::vector<PoolStats>> Manager::StatsAll() {
   return out;
 }
 
+Status Manager::RecordStats(std::string_view pool) {
+  KVC_ASSIGN_OR_RETURN(auto handle, Open(pool));
+  KVC_ASSIGN_OR_RETURN(Catalog * cat, catalog());
+  PoolHandle::CounterDelta d = handle->TakeUnrecorded();
+  Status s = cat->AddStats(pool, static_cast<int64_t>(d.hits), static_cast<int64_t>(d.misses),
+                           static_cast<int64_t>(d.evictions));
+  if (!s.ok()) handle->GiveBack(d);
+  return s;
+}
+
 Result<HealthReport> Manager::Health(std::string_view pool) {
   KVC_ASSIGN_OR_RETURN(auto handle, Open(pool));
   HealthReport report = handle->Health();

@@ -851,6 +851,27 @@ PoolStats PoolHandle::Stats() {
   return st;
 }
 
+PoolHandle::CounterDelta PoolHandle::TakeUnrecorded() {
+  Locked lk(*this);
+  if (!lk.status().ok()) return {};
+  seg::Header& h = *header_;
+  h.hits += processes_->TakeHits();
+  CounterDelta d{h.hits - h.recorded_hits, h.misses - h.recorded_misses,
+                 h.evictions - h.recorded_evictions};
+  h.recorded_hits = h.hits;
+  h.recorded_misses = h.misses;
+  h.recorded_evictions = h.evictions;
+  return d;
+}
+
+void PoolHandle::GiveBack(const CounterDelta& d) {
+  Locked lk(*this);
+  if (!lk.status().ok()) return;
+  header_->recorded_hits -= d.hits;
+  header_->recorded_misses -= d.misses;
+  header_->recorded_evictions -= d.evictions;
+}
+
 Status PoolHandle::Attach(pid_t pid) {
   uint64_t start = ProcessStartTime(pid);
   if (pid <= 0 || start == 0) {

@@ -70,6 +70,13 @@ class PoolHandle : public std::enable_shared_from_this<PoolHandle> {
   Result<std::vector<EntryView>> PinAll();
 
   PoolStats Stats();
+  // Counters gathered since the last call; marks them recorded. GiveBack undoes a take
+  // whose recording failed.
+  struct CounterDelta {
+    uint64_t hits = 0, misses = 0, evictions = 0;
+  };
+  CounterDelta TakeUnrecorded();
+  void GiveBack(const CounterDelta& delta);
   HealthReport Health();
   Status Attach(pid_t pid);
   Status Detach(pid_t pid);

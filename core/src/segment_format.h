@@ -86,7 +86,10 @@ struct Header {
   uint32_t chain_bucket_count;   // @336 power of two
   uint32_t reserved_pad;       // @340
   double last_reap;            // @344 unix seconds of the last scan for dead processes
-  uint8_t reserved1[32];       // @352
+  uint64_t recorded_hits;      // @352 counters already added to the catalog's stats
+  uint64_t recorded_misses;    // @360
+  uint64_t recorded_evictions;  // @368
+  uint8_t reserved1[8];        // @376
   pthread_mutex_t lock;        // @384 robust, process-shared; guards all metadata
   uint8_t reserved2[64 - sizeof(pthread_mutex_t)];  // @384 + 40
   char name[136];              // @448 pool name, NUL-terminated
@@ -114,6 +117,7 @@ static_assert(offsetof(Header, heap_size) == 272);
 static_assert(offsetof(Header, instance_id) == 320);
 static_assert(offsetof(Header, chain_bucket_offset) == 328);
 static_assert(offsetof(Header, last_reap) == 344);
+static_assert(offsetof(Header, recorded_evictions) == 368);
 static_assert(offsetof(Header, lock) == 384);
 static_assert(offsetof(Header, name) == 448);
 

@@ -228,6 +228,11 @@ Result<PersistResult> PersistPool(Manager& manager, std::string_view pool,
                                 " was written, but recording its manifest failed: " +
                                 s.message());
   }
+  if (Status s = manager.RecordStats(pool); !s.ok()) {
+    return Status(s.code(), "snapshot " + Quoted(result.path) +
+                                " was written, but recording the pool's stats failed: " +
+                                s.message());
+  }
   return result;
 }
 

@@ -418,6 +418,26 @@ TEST_F(PoolTest, CorruptSegmentIsRefusedNotCrashed) {
   close(fd);
 }
 
+TEST_F(PoolTest, RecordedStatsAccumulateAcrossSegments) {
+  CreatePool("acc", 8 * kMiB);
+  ASSERT_TRUE(manager().Put("acc", 1, Pattern(1, 10), 1).ok());
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(manager().Get("acc", 1).ok());
+  EXPECT_FALSE(manager().Get("acc", 2).ok());
+  ASSERT_TRUE(manager().RecordStats("acc").ok());
+  ASSERT_TRUE(manager().RecordStats("acc").ok());  // nothing new: adds nothing
+  Catalog* cat = *manager().catalog();
+  EXPECT_EQ(cat->GetStats("acc")->hits, 3);
+  EXPECT_EQ(cat->GetStats("acc")->misses, 1);
+  // A reboot: the segment and its counters go, the catalog's totals stay.
+  unlink(SegmentPath("acc").c_str());
+  manager_ = std::make_unique<Manager>(options());
+  ASSERT_TRUE(manager().LoadPool({.name = "acc", .size_bytes = 8 * kMiB}).ok());
+  ASSERT_TRUE(manager().Put("acc", 1, Pattern(1, 10), 1).ok());
+  ASSERT_TRUE(manager().Get("acc", 1).ok());
+  ASSERT_TRUE(manager().RecordStats("acc").ok());
+  EXPECT_EQ((*manager().catalog())->GetStats("acc")->hits, 4);
+}
+
 TEST_F(PoolTest, StatusOfPoolWithoutSegmentSaysNotLoaded) {
   CreatePool("lost", 8 * kMiB);
   unlink(SegmentPath("lost").c_str());  // what a reboot does

@@ -174,6 +174,9 @@ class Manager {
   Result<PoolStats> Stats(std::string_view pool);
   // Every pool in the catalog; pools without a live segment have loaded == false.
   Result<std::vector<PoolStats>> StatsAll();
+  // Adds the hits, misses and evictions counted since the last call to the catalog's
+  // cumulative stats (which outlive segments, e.g. across a reboot). Persist calls it.
+  Status RecordStats(std::string_view pool);
   // Recovers dead processes, then verifies every invariant of the segment.
   Result<HealthReport> Health(std::string_view pool);
 
