@@ -3,7 +3,7 @@
 // vs two processes. Prints medians of several repetitions and the ratios the design
 // sets goals for (DESIGN section 9).
 //
-//   core_bench [--reps N] [--seconds S] [--only put|get|view|process]
+//   core_bench [--reps N] [--seconds S] [--only put|get|view|process|prefix]
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -112,6 +112,38 @@ double MultiProcessGets(Manager& m, const std::string& pool, const SizeCase& sc,
   return total;
 }
 
+// Longest-prefix lookup of a 32k-token query in a pool of 100k entries, each with a
+// 256-token prefix; the query starts with the whole prefix of one of them.
+int PrefixLookups(Manager& m) {
+  constexpr uint32_t kEntries = 100000, kPrefix = 256, kQuery = 32768;
+  kvcache::PoolConfig config{.name = "prefixes", .size_bytes = uint64_t{kEntries} * 2048 + (8 << 20),
+                             .max_sequences = kEntries, .block_size = 2048};
+  if (auto s = m.CreatePool(config); !s.ok()) {
+    std::fprintf(stderr, "error: %s\n", s.ToString().c_str());
+    return 1;
+  }
+  std::vector<uint32_t> tokens(kPrefix);
+  for (uint32_t e = 0; e < kEntries; ++e) {
+    for (uint32_t t = 0; t < kPrefix; ++t) tokens[t] = e * 7919 + t * 31 + 1;
+    if (!m.Put("prefixes", e, {}, kPrefix, {.prefix_tokens = tokens}).ok()) return 1;
+  }
+  std::vector<uint32_t> query(kQuery);
+  const uint32_t target = kEntries / 2;
+  for (uint32_t t = 0; t < kQuery; ++t) query[t] = t < kPrefix ? target * 7919 + t * 31 + 1 : 7;
+  auto match = m.LongestPrefix("prefixes", query);
+  if (!match.ok() || match->entry.sequence_id != target || match->matched_tokens != kPrefix) {
+    std::fprintf(stderr, "error: longest-prefix lookup found the wrong entry\n");
+    return 1;
+  }
+  double rate = MedianRate([&](uint64_t) { (void)m.LongestPrefix("prefixes", query); });
+  char took[32];
+  std::snprintf(took, sizeof(took), "%.1f us/lookup", 1e6 / rate);
+  std::printf("%-22s %-7s %10s/s %14s  %-22s %-8s %s\n", "longest prefix", "32k tok",
+              Human(rate).c_str(), took, "100k entries", "-", "<= 100 us");
+  (void)m.DestroyPool("prefixes");
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -192,6 +224,9 @@ int main(int argc, char** argv) {
       Row("get, 2 processes", sc.label, two, sc.bytes, "1 process", ratio(two, one), ">= 1.6x");
     }
     (void)m.DestroyPool(pool);
+  }
+  if (Selected("prefix")) {
+    if (int err = PrefixLookups(m); err != 0) return err;
   }
   std::filesystem::remove_all(home);
   return 0;

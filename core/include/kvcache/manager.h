@@ -155,9 +155,12 @@ class Manager {
                                               std::span<const uint32_t> tokens);
   // Entries whose prefix hash is `hash` (16 hex chars); metadata only.
   Result<std::vector<EntryInfo>> FindByPrefixHash(std::string_view pool, std::string_view hash);
-  // The entry whose prefix tokens share the longest prefix with `tokens`
-  // (whole blocks of config.prefix_block_tokens, then verified token by token).
-  // NotFound when no entry shares even one block.
+  // The entry to reuse for a prompt `tokens`: among the entries whose prefix, cut to
+  // whole blocks of config.prefix_block_tokens, is a prefix of `tokens`, the one with
+  // the most blocks (hashed per block, then confirmed token by token). matched_tokens
+  // also counts the entry's tokens past its last whole block that still match.
+  // O(query length). NotFound when no entry qualifies (entries with a prefix shorter
+  // than one block are found by GetByPrefix only).
   Result<PrefixMatch> LongestPrefix(std::string_view pool, std::span<const uint32_t> tokens);
   Status Remove(std::string_view pool, uint64_t seq);
   // Removes every entry (pinned ones are freed when released). Returns how many.
