@@ -75,6 +75,10 @@ Status PutReservation::Commit() {
   return s;
 }
 
+Result<std::pair<int, uint64_t>> PutReservation::OpenFileRange() const {
+  return pool_->OpenFileRange(extent_);
+}
+
 void PutReservation::Abort() {
   if (pool_ == nullptr) return;
   pool_->Abort(slot_, generation_);

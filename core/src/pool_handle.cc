@@ -581,6 +581,11 @@ Status PoolHandle::Commit(uint32_t i, uint64_t generation) {
   return Status::Ok();
 }
 
+Result<std::pair<int, uint64_t>> PoolHandle::OpenFileRange(const std::byte* at) const {
+  KVC_ASSIGN_OR_RETURN(int fd, segment_.OpenForWrite(path_));
+  return std::make_pair(fd, static_cast<uint64_t>(at - segment_.base()));
+}
+
 void PoolHandle::Abort(uint32_t i, uint64_t generation) {
   Locked lk(*this);
   if (!lk.status().ok()) return;

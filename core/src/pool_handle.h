@@ -52,6 +52,8 @@ class PoolHandle : public std::enable_shared_from_this<PoolHandle> {
                                  const PutOptions& options,
                                  const std::optional<EntryStats>& stats);
   Status Commit(uint32_t slot, uint64_t generation);
+  // See PutReservation::OpenFileRange; `at` points into this pool's mapping.
+  Result<std::pair<int, uint64_t>> OpenFileRange(const std::byte* at) const;
   void Abort(uint32_t slot, uint64_t generation);
 
   Status GetInto(uint64_t seq, std::vector<std::byte>& out);

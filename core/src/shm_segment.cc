@@ -16,15 +16,31 @@
 namespace kvcache {
 
 MappedSegment::MappedSegment(MappedSegment&& other) noexcept
-    : base_(std::exchange(other.base_, nullptr)), size_(std::exchange(other.size_, 0)) {}
+    : base_(std::exchange(other.base_, nullptr)),
+      size_(std::exchange(other.size_, 0)),
+      dev_(other.dev_),
+      ino_(other.ino_) {}
 
 MappedSegment& MappedSegment::operator=(MappedSegment&& other) noexcept {
   if (this != &other) {
     if (base_ != nullptr) munmap(base_, size_);
     base_ = std::exchange(other.base_, nullptr);
     size_ = std::exchange(other.size_, 0);
+    dev_ = other.dev_;
+    ino_ = other.ino_;
   }
   return *this;
+}
+
+Result<int> MappedSegment::OpenForWrite(const std::string& path) const {
+  int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return ErrnoToStatus(errno, "open " + path);
+  struct stat st {};
+  if (fstat(fd, &st) != 0 || st.st_dev != dev_ || st.st_ino != ino_) {
+    close(fd);
+    return Status::NotFound(path + " is no longer the mapped segment");
+  }
+  return fd;
 }
 
 MappedSegment::~MappedSegment() {
@@ -65,9 +81,11 @@ Result<MappedSegment> MappedSegment::Create(const std::string& path, uint64_t si
   if (int err = posix_fallocate(fd, 0, static_cast<off_t>(size)); err != 0) {
     return fail(err == ENOSPC ? NoRoom(path, size) : ErrnoToStatus(err, "reserve " + path));
   }
+  struct stat st {};
+  if (fstat(fd, &st) != 0) return fail(ErrnoToStatus(errno, "stat " + tmp));
   void* base = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (base == MAP_FAILED) return fail(ErrnoToStatus(errno, "mmap " + path));
-  MappedSegment seg(static_cast<std::byte*>(base), size);
+  MappedSegment seg(static_cast<std::byte*>(base), size, st.st_dev, st.st_ino);
   init(seg.base_);
   if (renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, path.c_str(), RENAME_NOREPLACE) != 0) {
     int err = errno;
@@ -97,7 +115,7 @@ Result<MappedSegment> MappedSegment::Open(const std::string& path) {
   int err = errno;
   close(fd);
   if (base == MAP_FAILED) return ErrnoToStatus(err, "mmap " + path);
-  return MappedSegment(static_cast<std::byte*>(base), size);
+  return MappedSegment(static_cast<std::byte*>(base), size, st.st_dev, st.st_ino);
 }
 
 }  // namespace kvcache

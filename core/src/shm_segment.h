@@ -34,11 +34,17 @@ class MappedSegment {
 
   std::byte* base() const { return base_; }
   uint64_t size() const { return size_; }
+  // Opens `path` for writing if it still names the file this segment maps (not one
+  // created over the name since); the caller closes the fd. NotFound otherwise.
+  Result<int> OpenForWrite(const std::string& path) const;
 
  private:
-  MappedSegment(std::byte* base, uint64_t size) : base_(base), size_(size) {}
+  MappedSegment(std::byte* base, uint64_t size, dev_t dev, ino_t ino)
+      : base_(base), size_(size), dev_(dev), ino_(ino) {}
   std::byte* base_ = nullptr;
   uint64_t size_ = 0;
+  dev_t dev_ = 0;  // identity of the mapped file
+  ino_t ino_ = 0;
 };
 
 }  // namespace kvcache

@@ -26,6 +26,9 @@
 namespace kvcache {
 namespace {
 
+// Payloads at least this large are restored with sendfile into the segment file.
+constexpr uint64_t kKernelCopyMin = 64u << 10;
+
 std::string ParentDir(const std::string& path) {
   size_t slash = path.rfind('/');
   return slash == std::string::npos ? std::string() : path.substr(0, slash);
@@ -90,79 +93,6 @@ void PrefaultForWrite(std::span<std::byte> bytes) {
   (void)bytes;
 #endif
 }
-
-// The file behind the shared mapping that holds a reservation's bytes, so a payload can
-// be written through the file inside the kernel, as cp does, instead of through the
-// mapping, whose fresh pages would fault in one at a time (the larger cost by far).
-class MappedFile {
- public:
-  MappedFile() = default;
-  MappedFile(const MappedFile&) = delete;
-  MappedFile& operator=(const MappedFile&) = delete;
-  ~MappedFile() {
-    if (fd_ >= 0) close(fd_);
-  }
-  int fd() const { return fd_; }
-
-  // The offset of `bytes` in the file mapped there, or nullopt when they are not in one
-  // shared, writable mapping of a file that is still linked (then write through memory).
-  std::optional<uint64_t> OffsetOf(std::span<const std::byte> bytes) {
-    auto begin = reinterpret_cast<uintptr_t>(bytes.data());
-    uintptr_t end = begin + bytes.size();
-    if (fd_ < 0 || begin < start_ || end > end_) {
-      if (!Lookup(begin)) return std::nullopt;
-      if (end > end_) return std::nullopt;
-    }
-    return begin - start_ + offset_;
-  }
-
- private:
-  bool Lookup(uintptr_t addr) {
-    if (fd_ >= 0) close(fd_);
-    fd_ = -1;
-    FILE* maps = std::fopen("/proc/self/maps", "re");
-    if (maps == nullptr) return false;
-    char line[4096 + 128];
-    bool found = false;
-    while (!found && std::fgets(line, sizeof(line), maps) != nullptr) {
-      uintptr_t start = 0, end = 0;
-      uint64_t offset = 0, inode = 0;
-      unsigned dev_major = 0, dev_minor = 0;
-      char perms[8] = {};
-      int path_at = 0;
-      if (std::sscanf(line, "%" SCNxPTR "-%" SCNxPTR " %7s %" SCNx64 " %x:%x %" SCNu64 " %n",
-                      &start, &end, perms, &offset, &dev_major, &dev_minor, &inode,
-                      &path_at) < 7 ||
-          addr < start || addr >= end) {
-        continue;
-      }
-      found = true;
-      std::string path(line + path_at);
-      if (!path.empty() && path.back() == '\n') path.pop_back();
-      if (perms[1] != 'w' || perms[3] != 's' || path.empty() || path[0] != '/') break;
-      int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
-      if (fd < 0) break;
-      struct stat st;
-      // The very file that is mapped (not one renamed over its path since, nor unlinked).
-      if (fstat(fd, &st) != 0 || st.st_ino != inode || major(st.st_dev) != dev_major ||
-          minor(st.st_dev) != dev_minor) {
-        close(fd);
-        break;
-      }
-      fd_ = fd;
-      start_ = start;
-      end_ = end;
-      offset_ = offset;
-    }
-    std::fclose(maps);
-    return fd_ >= 0;
-  }
-
-  int fd_ = -1;
-  uintptr_t start_ = 0;
-  uintptr_t end_ = 0;
-  uint64_t offset_ = 0;
-};
 
 }  // namespace
 
@@ -280,7 +210,6 @@ Result<RestoreResult> RestorePool(Manager& manager, std::string_view pool,
   // Pass 2: each payload read from the file straight into its reserved space.
   uint64_t done = 0;
   uint64_t next_progress = 0;
-  MappedFile pool_file;
   for (const snapshot::RecordEntry& r : contents.records) {
     PutOptions put;
     put.prefix_tokens = r.prefix_tokens;
@@ -300,9 +229,15 @@ Result<RestoreResult> RestorePool(Manager& manager, std::string_view pool,
     if (!reservation.ok()) {
       return stopped(reservation.status());
     }
+    // Large payloads are copied file to file inside the kernel, as cp does: writing
+    // through the mapping would fault its fresh pages in one at a time.
     Status copied;
-    if (std::optional<uint64_t> at = pool_file.OffsetOf(reservation->data())) {
-      copied = reader->CopyPayload(r, pool_file.fd(), *at);
+    Result<std::pair<int, uint64_t>> range =
+        r.meta.size >= kKernelCopyMin ? reservation->OpenFileRange()
+                                      : Result<std::pair<int, uint64_t>>(Status::NotFound(""));
+    if (range.ok()) {
+      copied = reader->CopyPayload(r, range->first, range->second);
+      close(range->first);
     } else {
       PrefaultForWrite(reservation->data());
       copied = reader->ReadPayload(r, reservation->data());

@@ -286,6 +286,26 @@ TEST_F(PoolTest, ReservationIsInvisibleUntilCommitAndFreedOnAbort) {
   ExpectHealthy("res");
 }
 
+TEST_F(PoolTest, ReservationCanBeFilledThroughTheSegmentFile) {
+  CreatePool("file", 1 * kMiB);
+  auto data = Pattern(5, 300000);
+  auto r = manager().Reserve("file", 5, data.size(), 1);
+  ASSERT_TRUE(r.ok());
+  auto range = r->OpenFileRange();
+  ASSERT_TRUE(range.ok()) << range.status().ToString();
+  ASSERT_EQ(pwrite(range->first, data.data(), data.size(), static_cast<off_t>(range->second)),
+            static_cast<ssize_t>(data.size()));
+  close(range->first);
+  ASSERT_TRUE(r->Commit().ok());
+  EXPECT_EQ(*manager().Get("file", 5), data);
+
+  // Once the name points at another segment, the old mapping's file is not handed out.
+  auto stale = manager().Reserve("file", 6, 100, 1);
+  ASSERT_TRUE(manager().DestroyPool("file").ok());
+  CreatePool("file", 1 * kMiB);
+  EXPECT_EQ(stale->OpenFileRange().status().code(), Code::kNotFound);
+}
+
 TEST_F(PoolTest, PrefixLookupUsesSeedHash) {
   CreatePool("pfx", 8 * kMiB);
   std::vector<uint32_t> p1 = {1, 2, 3, 4, 5}, p2 = {42};

@@ -16,6 +16,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kvcache/status.h"
@@ -80,6 +81,11 @@ class PutReservation {
   bool valid() const { return pool_ != nullptr; }
   // Where the payload goes. REQUIRES: valid().
   std::span<std::byte> data() const { return {extent_, size_}; }
+  // The pool's segment file, opened for writing (the caller closes the fd), and the
+  // offset of data() in it: for filling large payloads with copies inside the kernel
+  // (sendfile), which skips faulting fresh pages in through the mapping.
+  // NotFound when the segment file is gone. REQUIRES: valid().
+  Result<std::pair<int, uint64_t>> OpenFileRange() const;
   // Publishes the entry atomically: readers see the old entry or this one, whole.
   Status Commit();
   // Frees the space without publishing.
