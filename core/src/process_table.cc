@@ -1,8 +1,31 @@
 #include "process_table.h"
 
+#include <pthread.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <mutex>
+
 #include "clock.h"
 
 namespace kvcache {
+
+namespace {
+std::atomic<pid_t> g_pid{0};
+std::atomic<uint64_t> g_start_time{0};
+}  // namespace
+
+ProcessId CurrentProcess() {
+  static std::once_flag once;
+  std::call_once(once, [] { pthread_atfork(nullptr, nullptr, [] { g_pid = 0; }); });
+  pid_t pid = g_pid.load(std::memory_order_acquire);
+  if (pid == 0) {
+    pid = getpid();
+    g_start_time.store(ProcessStartTime(pid), std::memory_order_relaxed);
+    g_pid.store(pid, std::memory_order_release);
+  }
+  return {pid, g_start_time.load(std::memory_order_relaxed)};
+}
 
 uint32_t ProcessTable::Find(pid_t pid) const {
   for (uint32_t i = 0; i < capacity_; ++i) {

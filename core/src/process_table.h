@@ -13,6 +13,13 @@
 
 namespace kvcache {
 
+// This process's pid and start time, cached (a forked child recomputes its own).
+struct ProcessId {
+  pid_t pid;
+  uint64_t start_time;
+};
+ProcessId CurrentProcess();
+
 class ProcessTable {
  public:
   ProcessTable(seg::ProcessSlot* slots, uint32_t capacity) : slots_(slots), capacity_(capacity) {}

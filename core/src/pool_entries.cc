@@ -1,0 +1,378 @@
+// PoolHandle's entry operations: puts (reserve, fill, commit), gets (lock-free with a
+// locked fallback, and pinned views), removal, eviction requests and listings.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "clock.h"
+#include "kvcache/prefix.h"
+#include "kvcache/size.h"
+#include "pool_handle.h"
+
+namespace kvcache {
+namespace {
+
+using seg::kNil;
+
+constexpr size_t kMaxMetadataBytes = 64 * 1024;
+
+}  // namespace
+
+// ---------------------------------------------------------------- puts
+
+Result<PutReservation> PoolHandle::Reserve(uint64_t seq, size_t size, uint64_t token_count,
+                                           const PutOptions& options,
+                                           const std::optional<EntryStats>& stats) {
+  if (options.metadata.size() > kMaxMetadataBytes) {
+    return Status::InvalidArgument("metadata of " + std::to_string(options.metadata.size()) +
+                                   " bytes exceeds the limit of 65536");
+  }
+  if (options.prefix_tokens.size() > (1u << 24)) {
+    return Status::InvalidArgument("prefix of " + std::to_string(options.prefix_tokens.size()) +
+                                   " tokens exceeds the limit of 16777216");
+  }
+  uint32_t prefix_len = static_cast<uint32_t>(options.prefix_tokens.size());
+  uint64_t total = uint64_t{size} + 4 * uint64_t{prefix_len} + options.metadata.size();
+  uint64_t bs = header_->block_size;
+  uint64_t blocks = (total + bs - 1) / bs;
+  if (blocks > header_->block_count) {
+    return Status::NoSpace("entry of " + FormatSizeLong(total) + " is larger than pool '" +
+                           name_ + "' (" + FormatSizeLong(header_->size) + ")");
+  }
+  uint64_t prefix_hash = prefix_len > 0 ? PrefixHashValue(options.prefix_tokens) : 0;
+  uint32_t block_tokens = header_->prefix_block_tokens;
+  uint32_t chain_blocks = prefix_len / block_tokens;
+  uint64_t chain_hash = 0;
+  for (uint32_t b = 0; b < chain_blocks; ++b) {
+    chain_hash = ChainHash(chain_hash, std::span<const uint32_t>(options.prefix_tokens)
+                                           .subspan(uint64_t{b} * block_tokens, block_tokens));
+  }
+  PutReservation r;
+  {
+    Locked lk(*this);
+    KVC_RETURN_IF_ERROR(lk.status());
+    uint32_t me = MyProcessLocked();
+    if (me == kNil) return Status::Busy("process table of pool '" + name_ + "' is full");
+    uint32_t i = AllocSlotLocked();
+    if (i == kNil && RecoverDeadLocked() > 0) i = AllocSlotLocked();
+    if (i == kNil) return Status::Busy("pool '" + name_ + "' has too many puts in flight");
+    seg::Slot& s = slots_[i];
+    // Claimed before anything can rebuild the pool (eviction may reap dead processes).
+    s.extent_blocks = 0;
+    s.owner = me;
+    s.state = seg::kWriting;
+    uint64_t first = 0;
+    if (blocks > 0) {
+      first = AllocateExtentLocked(blocks);
+      if (first == BitmapAllocator::kNone) {
+        FreeSlotLocked(i);
+        return Status::NoSpace("pool '" + name_ + "' is full: " + FormatSizeLong(blocks * bs) +
+                               " needed, " + FormatSizeLong(header_->free) +
+                               " free and nothing more can be evicted");
+      }
+    }
+    double now = NowSeconds();
+    s.sequence_id = seq;
+    s.first_block = first;
+    s.extent_blocks = blocks;
+    s.size_bytes = size;
+    s.token_count = token_count;
+    s.prefix_hash = prefix_hash;
+    s.prefix_len = prefix_len;
+    s.chain_hash = chain_hash;
+    s.chain_blocks = chain_blocks;
+    s.metadata_len = static_cast<uint32_t>(options.metadata.size());
+    s.priority = options.priority;
+    s.created = stats ? stats->created : now;
+    s.last_accessed = stats ? stats->last_accessed : now;
+    s.access_count = stats ? stats->access_count : 0;
+    s.pins = 0;
+    s.owner = me;
+    s.heap_pos = s.prefix_next = s.prefix_prev = s.chain_next = s.chain_prev = kNil;
+    uint64_t gen = NextGenerationLocked();
+    AtomicGeneration(s).store(gen, std::memory_order_release);
+    s.state = seg::kWriting;
+    r.pool_ = shared_from_this();
+    r.slot_ = i;
+    r.generation_ = gen;
+    r.extent_ = Extent(s);
+    r.size_ = size;
+  }
+  // The slot is ours until Commit: fill the tail (tokens, metadata) without the lock.
+  std::byte* tail = r.extent_ + size;
+  for (uint32_t t = 0; t < prefix_len; ++t) {
+    uint32_t v = options.prefix_tokens[t];  // little-endian host (segment_format.h)
+    std::memcpy(tail + 4 * uint64_t{t}, &v, 4);
+  }
+  if (!options.metadata.empty()) {
+    std::memcpy(tail + 4 * uint64_t{prefix_len}, options.metadata.data(), options.metadata.size());
+  }
+  return r;
+}
+
+Status PoolHandle::Commit(uint32_t i, uint64_t generation) {
+  Locked lk(*this);
+  KVC_RETURN_IF_ERROR(lk.status());
+  seg::Slot& s = slots_[i];
+  if (s.state != seg::kWriting || s.generation != generation) {
+    return Status::Busy("reservation in pool '" + name_ + "' was lost");
+  }
+  uint32_t old = FindLocked(s.sequence_id);
+  if (old != kNil) UnpublishLocked(old);
+  if (header_->entry_count >= header_->max_sequences && !EvictOneLocked()) {
+    FreeSlotLocked(i);
+    return Status::NoSpace("pool '" + name_ + "' holds its maximum of " +
+                           std::to_string(header_->max_sequences) +
+                           " entries and none can be evicted");
+  }
+  s.create_tick = NextTickLocked();
+  seg::Atomic(s.access_tick).store(MonotonicNs(), std::memory_order_relaxed);
+  s.owner = kNil;
+  LinkLocked(i);
+  header_->puts++;
+  header_->modified = NowSeconds();
+  return Status::Ok();
+}
+
+Result<std::pair<int, uint64_t>> PoolHandle::OpenFileRange(const std::byte* at) const {
+  KVC_ASSIGN_OR_RETURN(int fd, segment_.OpenForWrite(path_));
+  return std::make_pair(fd, static_cast<uint64_t>(at - segment_.base()));
+}
+
+void PoolHandle::Abort(uint32_t i, uint64_t generation) {
+  Locked lk(*this);
+  if (!lk.status().ok()) return;
+  if (slots_[i].state == seg::kWriting && slots_[i].generation == generation) FreeSlotLocked(i);
+}
+
+// ---------------------------------------------------------------- gets
+
+bool PoolHandle::FindUnlocked(uint64_t seq, UnlockedRead* read) const {
+  const uint32_t cap = header_->slot_capacity;
+  uint32_t steps = 0;
+  for (uint32_t i = seg::Atomic(id_buckets_[seg::BucketOf(seq, header_->id_bucket_count)])
+                        .load(std::memory_order_acquire);
+       i != kNil; i = seg::Atomic(slots_[i].id_next).load(std::memory_order_acquire)) {
+    // A chain can change under us (a slot freed and relinked): bound the walk.
+    if (i >= cap || ++steps > cap) return false;
+    seg::Slot& s = slots_[i];
+    if (seg::Atomic(s.sequence_id).load(std::memory_order_relaxed) != seq) continue;
+    uint64_t gen = AtomicGeneration(s).load(std::memory_order_acquire);
+    if (gen == 0 || seg::Atomic(s.state).load(std::memory_order_acquire) != seg::kLive) {
+      return false;
+    }
+    // The slot may have been reused for another id between the two loads above: the
+    // id read after the generation is the one that generation belongs to.
+    if (seg::Atomic(s.sequence_id).load(std::memory_order_relaxed) != seq) return false;
+    uint64_t first = seg::Atomic(s.first_block).load(std::memory_order_relaxed);
+    uint64_t blocks = seg::Atomic(s.extent_blocks).load(std::memory_order_relaxed);
+    uint64_t size = seg::Atomic(s.size_bytes).load(std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_acquire);
+    if (AtomicGeneration(s).load(std::memory_order_relaxed) != gen) return false;
+    if (first > header_->block_count || blocks > header_->block_count - first ||
+        size > blocks * header_->block_size) {
+      return false;
+    }
+    *read = {i, gen, data_ + first * header_->block_size, size};
+    return true;
+  }
+  return false;
+}
+
+Status PoolHandle::GetInto(uint64_t seq, std::vector<std::byte>& out) {
+  // Fast path, without the lock, once this process has a row to count its hits in:
+  // find the slot optimistically, copy, and keep the copy only if the slot still has
+  // the generation it had before the copy. Anything unusual takes the locked path.
+  uint32_t me = my_process_.load(std::memory_order_relaxed);
+  if (me != kNil && my_pid_.load(std::memory_order_relaxed) == CurrentProcess().pid) {
+    for (int attempt = 0; attempt < 3; ++attempt) {
+      UnlockedRead r;
+      if (!FindUnlocked(seq, &r)) break;
+      out.resize(r.size);
+      if (r.size > 0) std::memcpy(out.data(), r.bytes, r.size);
+      std::atomic_thread_fence(std::memory_order_acquire);
+      if (AtomicGeneration(slots_[r.slot]).load(std::memory_order_relaxed) == r.generation) {
+        Touch(r.slot);
+        seg::Atomic(processes_->at(me).hits).fetch_add(1, std::memory_order_relaxed);
+        return Status::Ok();
+      }
+    }
+  }
+  for (int attempt = 0;; ++attempt) {
+    uint32_t i;
+    uint64_t gen;
+    const std::byte* src;
+    size_t size;
+    {
+      Locked lk(*this);
+      KVC_RETURN_IF_ERROR(lk.status());
+      i = FindLocked(seq);
+      if (i == kNil) {
+        if (attempt == 0) header_->misses++;
+        return Status::NotFound("sequence " + std::to_string(seq) + " not found in pool '" +
+                                name_ + "'");
+      }
+      if (attempt == 0) {
+        header_->hits++;
+        Touch(i);
+        MyProcessLocked();  // registers this process, which enables the fast path
+      }
+      gen = slots_[i].generation;
+      src = Extent(slots_[i]);
+      size = slots_[i].size_bytes;
+    }
+    out.resize(size);
+    if (size > 0) std::memcpy(out.data(), src, size);
+    // The copy is good only if the slot still holds the same generation: freeing a
+    // slot zeroes its generation before its blocks can be reused.
+    std::atomic_thread_fence(std::memory_order_acquire);
+    if (AtomicGeneration(slots_[i]).load(std::memory_order_relaxed) == gen) return Status::Ok();
+  }
+}
+
+Result<EntryView> PoolHandle::View(uint64_t seq, bool count_access) {
+  EntryView v;
+  {
+    Locked lk(*this);
+    KVC_RETURN_IF_ERROR(lk.status());
+    uint32_t i = FindLocked(seq);
+    if (i == kNil) {
+      if (count_access) header_->misses++;
+      return Status::NotFound("sequence " + std::to_string(seq) + " not found in pool '" + name_ +
+                              "'");
+    }
+    if (count_access) {
+      header_->hits++;
+      Touch(i);
+    }
+    KVC_ASSIGN_OR_RETURN(uint32_t lease, AcquireLeaseLocked(i));
+    v.lease_ = lease;
+    v.info_ = InfoLocked(i);
+    v.extent_ = Extent(slots_[i]);
+  }
+  v.pool_ = shared_from_this();
+  return v;
+}
+
+std::vector<EntryView> PoolHandle::MakeViews(std::vector<PinnedEntry> pinned) {
+  std::vector<EntryView> views(pinned.size());
+  auto self = shared_from_this();
+  for (size_t k = 0; k < pinned.size(); ++k) {
+    views[k].pool_ = self;
+    views[k].lease_ = pinned[k].lease;
+    views[k].info_ = std::move(pinned[k].info);
+    views[k].extent_ = pinned[k].extent;
+  }
+  std::sort(views.begin(), views.end(), [](const EntryView& a, const EntryView& b) {
+    return a.info().sequence_id < b.info().sequence_id;
+  });
+  return views;
+}
+
+Status PoolHandle::PinLocked(uint32_t i, std::vector<PinnedEntry>& pinned) {
+  Result<uint32_t> lease = AcquireLeaseLocked(i);
+  if (!lease.ok()) {
+    for (const PinnedEntry& p : pinned) ReleaseLeaseLocked(p.lease);
+    pinned.clear();
+    return lease.status();
+  }
+  pinned.push_back({*lease, InfoLocked(i), Extent(slots_[i])});
+  return Status::Ok();
+}
+
+Result<EntryInfo> PoolHandle::Stat(uint64_t seq) {
+  Locked lk(*this);
+  KVC_RETURN_IF_ERROR(lk.status());
+  uint32_t i = FindLocked(seq);
+  if (i == kNil) {
+    return Status::NotFound("sequence " + std::to_string(seq) + " not found in pool '" + name_ +
+                            "'");
+  }
+  return InfoLocked(i);
+}
+
+// ---------------------------------------------------------------- removal
+
+Status PoolHandle::Remove(uint64_t seq) {
+  Locked lk(*this);
+  KVC_RETURN_IF_ERROR(lk.status());
+  uint32_t i = FindLocked(seq);
+  if (i == kNil) {
+    return Status::NotFound("sequence " + std::to_string(seq) + " not found in pool '" + name_ +
+                            "'");
+  }
+  UnpublishLocked(i);
+  return Status::Ok();
+}
+
+uint64_t PoolHandle::Clear() {
+  Locked lk(*this);
+  if (!lk.status().ok()) return 0;
+  uint64_t n = 0;
+  for (uint32_t i = 0; i < header_->slot_capacity; ++i) {
+    if (slots_[i].state == seg::kLive) {
+      UnpublishLocked(i);
+      ++n;
+    }
+  }
+  return n;
+}
+
+Result<uint64_t> PoolHandle::Evict(double percent) {
+  if (!(percent > 0 && percent <= 100)) {
+    return Status::InvalidArgument("eviction percent must be in (0, 100], got " +
+                                   std::to_string(percent));
+  }
+  Locked lk(*this);
+  KVC_RETURN_IF_ERROR(lk.status());
+  uint64_t n = header_->entry_count;
+  if (n == 0) return uint64_t{0};
+  uint64_t want = std::max<uint64_t>(
+      1, static_cast<uint64_t>(std::floor(static_cast<double>(n) * percent / 100.0)));
+  uint64_t evicted = 0;
+  bool recovered = false;
+  while (evicted < want) {
+    if (EvictOneLocked()) {
+      ++evicted;
+    } else if (!recovered) {
+      recovered = true;  // pins of dead processes may be all that is in the way
+      if (RecoverDeadLocked() == 0) break;
+    } else {
+      break;
+    }
+  }
+  return evicted;
+}
+
+// ---------------------------------------------------------------- listing
+
+std::vector<EntryInfo> PoolHandle::Entries() {
+  std::vector<EntryInfo> out;
+  {
+    Locked lk(*this);
+    if (!lk.status().ok()) return out;
+    out.reserve(header_->entry_count);
+    for (uint32_t i = 0; i < header_->slot_capacity; ++i) {
+      if (slots_[i].state == seg::kLive) out.push_back(InfoLocked(i));
+    }
+  }
+  std::sort(out.begin(), out.end(),
+            [](const EntryInfo& a, const EntryInfo& b) { return a.sequence_id < b.sequence_id; });
+  return out;
+}
+
+Result<std::vector<EntryView>> PoolHandle::PinAll() {
+  std::vector<PinnedEntry> pinned;
+  {
+    Locked lk(*this);
+    KVC_RETURN_IF_ERROR(lk.status());
+    pinned.reserve(header_->entry_count);
+    for (uint32_t i = 0; i < header_->slot_capacity; ++i) {
+      if (slots_[i].state != seg::kLive) continue;
+      KVC_RETURN_IF_ERROR(PinLocked(i, pinned));
+    }
+  }
+  return MakeViews(std::move(pinned));
+}
+
+}  // namespace kvcache
