@@ -57,6 +57,17 @@ TEST_F(MultiProcessTest, ConcurrentProcessesSeeNoTornBytesAndLoseNothing) {
   ExpectHealthy("stress");
 }
 
+TEST_F(MultiProcessTest, LockFreeGetsRaceReplacementsOfAFewIds) {
+  // Four ids replaced all the time by both processes: every lock-free get races a
+  // replacement that frees and reuses slots and blocks.
+  CreatePool("race", 64 << 20);
+  Child a({Worker(), "stress", "race", "2", "0", "4"});
+  Child b({Worker(), "stress", "race", "2", "1", "4"});
+  EXPECT_EQ(a.Wait(), 0) << a.output();
+  EXPECT_EQ(b.Wait(), 0) << b.output();
+  ExpectHealthy("race");
+}
+
 TEST_F(MultiProcessTest, ConcurrentProcessesUnderEvictionPressure) {
   // Too small for the working set: evictions and frees race with reads all along.
   CreatePool("tight", 2 << 20);
