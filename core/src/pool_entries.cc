@@ -18,6 +18,10 @@ constexpr size_t kMaxMetadataBytes = 64 * 1024;
 
 }  // namespace
 
+Status PoolHandle::SeqNotFound(uint64_t seq) const {
+  return Status::NotFound("sequence " + std::to_string(seq) + " not found in pool '" + name_ + "'");
+}
+
 // ---------------------------------------------------------------- puts
 
 Result<PutReservation> PoolHandle::Reserve(uint64_t seq, size_t size, uint64_t token_count,
@@ -209,8 +213,7 @@ Status PoolHandle::GetInto(uint64_t seq, std::vector<std::byte>& out) {
       i = FindLocked(seq);
       if (i == kNil) {
         if (attempt == 0) header_->misses++;
-        return Status::NotFound("sequence " + std::to_string(seq) + " not found in pool '" +
-                                name_ + "'");
+        return SeqNotFound(seq);
       }
       if (attempt == 0) {
         header_->hits++;
@@ -238,8 +241,7 @@ Result<EntryView> PoolHandle::View(uint64_t seq, bool count_access) {
     uint32_t i = FindLocked(seq);
     if (i == kNil) {
       if (count_access) header_->misses++;
-      return Status::NotFound("sequence " + std::to_string(seq) + " not found in pool '" + name_ +
-                              "'");
+      return SeqNotFound(seq);
     }
     if (count_access) {
       header_->hits++;
@@ -285,8 +287,7 @@ Result<EntryInfo> PoolHandle::Stat(uint64_t seq) {
   KVC_RETURN_IF_ERROR(lk.status());
   uint32_t i = FindLocked(seq);
   if (i == kNil) {
-    return Status::NotFound("sequence " + std::to_string(seq) + " not found in pool '" + name_ +
-                            "'");
+    return SeqNotFound(seq);
   }
   return InfoLocked(i);
 }
@@ -298,8 +299,7 @@ Status PoolHandle::Remove(uint64_t seq) {
   KVC_RETURN_IF_ERROR(lk.status());
   uint32_t i = FindLocked(seq);
   if (i == kNil) {
-    return Status::NotFound("sequence " + std::to_string(seq) + " not found in pool '" + name_ +
-                            "'");
+    return SeqNotFound(seq);
   }
   UnpublishLocked(i);
   return Status::Ok();

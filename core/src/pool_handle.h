@@ -87,6 +87,8 @@ class PoolHandle : public std::enable_shared_from_this<PoolHandle> {
   friend class PoolHealthChecker;
   PoolHandle(MappedSegment segment, std::string path);
   Status ValidateAndBind();
+  // "sequence N not found in pool 'x'"
+  Status SeqNotFound(uint64_t seq) const;
 
   // RAII holder of the pool lock; repairs the pool if the last holder died.
   class Locked {
