@@ -122,6 +122,10 @@ int PrefixLookups(Manager& m) {
     std::fprintf(stderr, "error: %s\n", s.ToString().c_str());
     return 1;
   }
+  struct DestroyAtExit {
+    Manager& m;
+    ~DestroyAtExit() { (void)m.DestroyPool("prefixes"); }
+  } destroy{m};
   std::vector<uint32_t> tokens(kPrefix);
   for (uint32_t e = 0; e < kEntries; ++e) {
     for (uint32_t t = 0; t < kPrefix; ++t) tokens[t] = e * 7919 + t * 31 + 1;
@@ -140,7 +144,6 @@ int PrefixLookups(Manager& m) {
   std::snprintf(took, sizeof(took), "%.1f us/lookup", 1e6 / rate);
   std::printf("%-22s %-7s %10s/s %14s  %-22s %-8s %s\n", "longest prefix", "32k tok",
               Human(rate).c_str(), took, "100k entries", "-", "<= 100 us");
-  (void)m.DestroyPool("prefixes");
   return 0;
 }
 
