@@ -78,11 +78,11 @@ void EvictionHeap::Update(uint32_t slot) {
   }
 }
 
-bool EvictionHeap::Verify() const {
+bool EvictionHeap::Verify(uint32_t capacity) const {
   uint32_t n = *size_;
   for (uint32_t pos = 0; pos < n; ++pos) {
     uint32_t slot = heap_[pos];
-    if (slots_[slot].heap_pos != pos) return false;
+    if (slot >= capacity || slots_[slot].heap_pos != pos) return false;
     if (pos > 0 && Before(slot, heap_[(pos - 1) / 2])) return false;
   }
   return true;

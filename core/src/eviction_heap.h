@@ -43,8 +43,9 @@ class EvictionHeap {
   void SettleTop();
   // True when a's key orders before b's (a is evicted first).
   bool Before(uint32_t a, uint32_t b) const;
-  // Checks the heap property and positions; false on the first violation.
-  bool Verify() const;
+  // Checks the heap property and positions (and that every index is below
+  // `capacity`); false on the first violation.
+  bool Verify(uint32_t capacity) const;
 
  private:
   void SiftUp(uint32_t pos);

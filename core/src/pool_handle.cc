@@ -194,11 +194,14 @@ PoolHandle::Locked::~Locked() {
 // ---------------------------------------------------------------- index helpers
 
 uint32_t PoolHandle::FindLocked(uint64_t seq) const {
-  for (uint32_t i = id_buckets_[seg::BucketOf(seq, header_->id_bucket_count)]; i != kNil;
-       i = slots_[i].id_next) {
-    if (slots_[i].sequence_id == seq && slots_[i].state == seg::kLive) return i;
-  }
-  return kNil;
+  uint32_t found = kNil;
+  seg::ForEachInChain<&seg::Slot::id_next>(
+      slots_, header_->slot_capacity, id_buckets_[seg::BucketOf(seq, header_->id_bucket_count)],
+      [&](uint32_t i) {
+        if (slots_[i].sequence_id == seq && slots_[i].state == seg::kLive) found = i;
+        return found == kNil;
+      });
+  return found;
 }
 
 namespace {
@@ -247,8 +250,10 @@ void PoolHandle::LinkLocked(uint32_t i) {
 
 void PoolHandle::UnpublishLocked(uint32_t i) {
   seg::Slot& s = slots_[i];
+  uint32_t steps = 0;
   for (uint32_t* link = &id_buckets_[seg::BucketOf(s.sequence_id, header_->id_bucket_count)];
-       *link != kNil; link = &slots_[*link].id_next) {
+       *link != kNil && *link < header_->slot_capacity && ++steps <= header_->slot_capacity;
+       link = &slots_[*link].id_next) {
     if (*link == i) {
       *link = s.id_next;
       break;

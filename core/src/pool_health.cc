@@ -102,18 +102,18 @@ class PoolHealthChecker {
       }
       if (s.prefix_len > 0) {
         bool found = false;
-        for (uint32_t k = p_.prefix_buckets_[seg::BucketOf(s.prefix_hash, h_.prefix_bucket_count)];
-             k != seg::kNil && !found; k = p_.slots_[k].prefix_next) {
-          found = k == i;
-        }
+        seg::ForEachInChain<&seg::Slot::prefix_next>(
+            p_.slots_, h_.slot_capacity,
+            p_.prefix_buckets_[seg::BucketOf(s.prefix_hash, h_.prefix_bucket_count)],
+            [&](uint32_t k) { return !(found = k == i); });
         if (!found) Problem(who + " is not reachable by its prefix hash");
       }
       if (s.chain_blocks > 0) {
         bool found = false;
-        for (uint32_t k = p_.chain_buckets_[seg::BucketOf(s.chain_hash, h_.chain_bucket_count)];
-             k != seg::kNil && !found; k = p_.slots_[k].chain_next) {
-          found = k == i;
-        }
+        seg::ForEachInChain<&seg::Slot::chain_next>(
+            p_.slots_, h_.slot_capacity,
+            p_.chain_buckets_[seg::BucketOf(s.chain_hash, h_.chain_bucket_count)],
+            [&](uint32_t k) { return !(found = k == i); });
         if (!found) Problem(who + " is not reachable by its block prefix");
       }
     }
@@ -121,9 +121,12 @@ class PoolHealthChecker {
       Problem("eviction order holds " + std::to_string(h_.heap_size) + " slots, expected " +
               std::to_string(in_heap));
     }
-    if (!p_.heap_->Verify()) Problem("eviction order is out of order");
+    if (h_.heap_size > h_.slot_capacity || !p_.heap_->Verify(h_.slot_capacity)) {
+      Problem("eviction order is out of order");
+    }
     uint64_t free_slots = 0;
-    for (uint32_t i = h_.free_slot_head; i != seg::kNil && free_slots <= h_.slot_capacity;
+    for (uint32_t i = h_.free_slot_head;
+         i != seg::kNil && i < h_.slot_capacity && free_slots <= h_.slot_capacity;
          i = p_.slots_[i].id_next) {
       if (p_.slots_[i].state != seg::kFree) {
         Problem("slot " + std::to_string(i) + " is on the free list but in use");

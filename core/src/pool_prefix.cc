@@ -16,14 +16,16 @@ Result<std::vector<EntryView>> PoolHandle::ViewByPrefix(uint64_t prefix_hash) {
   {
     Locked lk(*this);
     KVC_RETURN_IF_ERROR(lk.status());
-    for (uint32_t i = prefix_buckets_[seg::BucketOf(prefix_hash, header_->prefix_bucket_count)];
-         i != kNil; i = slots_[i].prefix_next) {
-      if (slots_[i].prefix_hash != prefix_hash || slots_[i].state != seg::kLive) continue;
-      header_->hits++;
-      Touch(i);
-      failure = PinLocked(i, pinned);
-      if (!failure.ok()) break;
-    }
+    seg::ForEachInChain<&seg::Slot::prefix_next>(
+        slots_, header_->slot_capacity,
+        prefix_buckets_[seg::BucketOf(prefix_hash, header_->prefix_bucket_count)],
+        [&](uint32_t i) {
+          if (slots_[i].prefix_hash != prefix_hash || slots_[i].state != seg::kLive) return true;
+          header_->hits++;
+          Touch(i);
+          failure = PinLocked(i, pinned);
+          return failure.ok();
+        });
     if (failure.ok() && pinned.empty()) header_->misses++;
   }
   KVC_RETURN_IF_ERROR(failure);
@@ -35,12 +37,15 @@ std::vector<EntryInfo> PoolHandle::InfoByPrefix(uint64_t prefix_hash) {
   {
     Locked lk(*this);
     if (!lk.status().ok()) return out;
-    for (uint32_t i = prefix_buckets_[seg::BucketOf(prefix_hash, header_->prefix_bucket_count)];
-         i != kNil; i = slots_[i].prefix_next) {
-      if (slots_[i].prefix_hash == prefix_hash && slots_[i].state == seg::kLive) {
-        out.push_back(InfoLocked(i));
-      }
-    }
+    seg::ForEachInChain<&seg::Slot::prefix_next>(
+        slots_, header_->slot_capacity,
+        prefix_buckets_[seg::BucketOf(prefix_hash, header_->prefix_bucket_count)],
+        [&](uint32_t i) {
+          if (slots_[i].prefix_hash == prefix_hash && slots_[i].state == seg::kLive) {
+            out.push_back(InfoLocked(i));
+          }
+          return true;
+        });
   }
   std::sort(out.begin(), out.end(),
             [](const EntryInfo& a, const EntryInfo& b) { return a.sequence_id < b.sequence_id; });
@@ -65,14 +70,13 @@ Result<PrefixMatch> PoolHandle::LongestPrefix(std::span<const uint32_t> tokens) 
       KVC_RETURN_IF_ERROR(lk.status());
       for (; k > 0 && found == kNil; --k) {
         uint64_t want = chain[k - 1];
-        for (uint32_t i = chain_buckets_[seg::BucketOf(want, header_->chain_bucket_count)];
-             i != kNil; i = slots_[i].chain_next) {
-          const seg::Slot& s = slots_[i];
-          if (s.chain_hash == want && s.chain_blocks == k && s.state == seg::kLive) {
-            found = i;
-            break;
-          }
-        }
+        seg::ForEachInChain<&seg::Slot::chain_next>(
+            slots_, header_->slot_capacity,
+            chain_buckets_[seg::BucketOf(want, header_->chain_bucket_count)], [&](uint32_t i) {
+              const seg::Slot& s = slots_[i];
+              if (s.chain_hash == want && s.chain_blocks == k && s.state == seg::kLive) found = i;
+              return found == kNil;
+            });
         if (found != kNil) break;
       }
       if (found == kNil) {

@@ -226,6 +226,17 @@ inline uint32_t BucketOf(uint64_t key, uint32_t count) {
   return static_cast<uint32_t>((key * 0x9E3779B97F4A7C15ull) >> 32) & (count - 1);
 }
 
+// Calls fn(i) for each slot of the chain that starts at `head` and links through Next,
+// until fn returns false. Shared memory is checked, not trusted: the walk also stops at
+// an index out of range and after `capacity` steps (a cycle).
+template <uint32_t Slot::*Next, typename Fn>
+inline void ForEachInChain(const Slot* slots, uint32_t capacity, uint32_t head, Fn&& fn) {
+  uint32_t steps = 0;
+  for (uint32_t i = head; i != kNil; i = slots[i].*Next) {
+    if (i >= capacity || ++steps > capacity || !fn(i)) return;
+  }
+}
+
 // REQUIRES: block_size a power of two >= 512, max_sequences >= 1.
 Layout ComputeLayout(uint64_t data_bytes, uint64_t block_size, uint32_t max_sequences);
 

@@ -458,6 +458,33 @@ TEST_F(PoolTest, RecordedStatsAccumulateAcrossSegments) {
   EXPECT_EQ((*manager().catalog())->GetStats("acc")->hits, 4);
 }
 
+TEST_F(PoolTest, GarbledIndexIsReportedNotFollowedOffTheMap) {
+  CreatePool("garble", 8 * kMiB);
+  for (uint64_t i = 0; i < 20; ++i) {
+    ASSERT_TRUE(manager().Put("garble", i, Pattern(i, 100), 1, {.prefix_tokens = {1}}).ok());
+  }
+  // Point every id bucket and prefix bucket at slots far past the table.
+  uint32_t bucket_count = RawField<uint32_t>("garble", 208);
+  uint64_t id_buckets = RawField<uint64_t>("garble", 200);
+  uint64_t prefix_buckets = RawField<uint64_t>("garble", 216);
+  std::vector<uint32_t> junk(bucket_count, 0x7FFFFFF0u);
+  int fd = open(SegmentPath("garble").c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+  size_t bytes = junk.size() * sizeof(uint32_t);
+  ASSERT_EQ(pwrite(fd, junk.data(), bytes, static_cast<off_t>(id_buckets)),
+            static_cast<ssize_t>(bytes));
+  ASSERT_EQ(pwrite(fd, junk.data(), bytes, static_cast<off_t>(prefix_buckets)),
+            static_cast<ssize_t>(bytes));
+  close(fd);
+  Manager fresh(options());
+  EXPECT_EQ(fresh.Get("garble", 3).status().code(), Code::kNotFound);
+  EXPECT_TRUE(fresh.GetByPrefix("garble", std::vector<uint32_t>{1})->empty());
+  auto h = fresh.Health("garble");
+  ASSERT_TRUE(h.ok());
+  EXPECT_FALSE(h->healthy);
+  EXPECT_FALSE(h->problems.empty());
+}
+
 TEST_F(PoolTest, StatusOfPoolWithoutSegmentSaysNotLoaded) {
   CreatePool("lost", 8 * kMiB);
   unlink(SegmentPath("lost").c_str());  // what a reboot does
