@@ -1,0 +1,264 @@
+// KvcacheFs's directories: pools as directories (mkdir, rmdir, unlink of entries) and
+// listings with stable cookies.
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <map>
+
+#include "errno_map.h"
+#include "kvcache/prefix.h"
+#include "kvcachefs.h"
+#include "kvcachefs_internal.h"
+
+namespace kvcache::fs {
+
+// ---------------------------------------------------------------- pools as directories
+
+int KvcacheFs::DoMkdir(Ino parent, std::string_view name, fuse_entry_param* entry) {
+  if (parent != kRootIno) return EPERM;
+  if (int err = CheckPoolDirName(name); err != 0) return err;
+  PoolConfig config = options_.pool_defaults;
+  config.name = std::string(name);
+  if (Status s = manager_.CreatePool(config); !s.ok()) return ToErrno(s);
+  NotePool(config.name);
+  Ino ino = inodes_.Acquire(PoolNode(NodeKind::kPoolDir, config.name));
+  struct stat attr;
+  DirAttr(ino, 0755, &attr);
+  FillEntry(ino, attr, entry, options_.attr_timeout);
+  return 0;
+}
+
+int KvcacheFs::DoRmdir(Ino parent, std::string_view name) {
+  std::optional<Node> dir = inodes_.Get(parent);
+  if (!dir) return ESTALE;
+  if (name.size() > kMaxNameLength) return ENAMETOOLONG;
+  if (dir->kind == NodeKind::kPoolDir) {
+    if (name == kByPrefixName) return EPERM;
+    return ParsePoolFile(name) ? ENOTDIR : EINVAL;
+  }
+  if (dir->kind != NodeKind::kRoot) return EPERM;
+  if (ParseRootFile(name)) return ENOTDIR;
+  std::string pool(name);
+  if (!ValidatePoolName(pool).ok()) return EINVAL;
+  Result<PoolStats> stats = manager_.Stats(pool);
+  if (!stats.ok()) return ToErrno(stats.status());
+  if (stats->entry_count > 0) return ENOTEMPTY;
+  if (Status s = manager_.DestroyPool(pool); !s.ok()) return ToErrno(s);
+  inodes_.DropPool(pool);
+  std::lock_guard lock(pools_mu_);
+  known_pools_.erase(pool);
+  return 0;
+}
+
+int KvcacheFs::DoUnlink(Ino parent, std::string_view name) {
+  std::optional<Node> dir = inodes_.Get(parent);
+  if (!dir) return ESTALE;
+  if (dir->kind == NodeKind::kRoot) {
+    if (ParseRootFile(name)) return EPERM;
+    return CheckPoolDirName(name) != 0 ? CheckPoolDirName(name) : EISDIR;
+  }
+  if (dir->kind != NodeKind::kPoolDir) return EPERM;
+  if (name == kByPrefixName) return EISDIR;
+  if (ParsePoolFile(name)) return EPERM;
+  SeqName seq = ParseSeqName(name);
+  if (seq.error != 0) return seq.error;
+  if (Status s = manager_.Remove(dir->pool, seq.seq); !s.ok()) return ToErrno(s);
+  inodes_.Unbind(dir->pool, seq.seq);
+  return 0;
+}
+
+// ---------------------------------------------------------------- directories
+
+int KvcacheFs::ListDir(Ino ino, const Node& node, std::vector<DirEntry>* out) {
+  out->clear();
+  off_t cookie = 0;
+  auto add_dot = [&](const char* name) {
+    DirEntry d;
+    d.name = name;
+    d.cookie = ++cookie;
+    d.self = ino;
+    out->push_back(std::move(d));
+  };
+  auto add = [&](std::string name, Node n) {
+    DirEntry d;
+    d.name = std::move(name);
+    d.node = std::move(n);
+    d.cookie = ++cookie;
+    out->push_back(std::move(d));
+  };
+  add_dot(".");
+  add_dot("..");
+  switch (node.kind) {
+    case NodeKind::kRoot: {
+      for (RootFile f : {RootFile::kStatus, RootFile::kMetrics}) {
+        Node n;
+        n.kind = NodeKind::kRootFile;
+        n.root_file = f;
+        add(std::string(RootFileName(f)), n);
+      }
+      Result<std::vector<std::string>> pools = manager_.ListPools();
+      if (!pools.ok()) return ToErrno(pools.status());
+      {
+        std::lock_guard lock(pools_mu_);
+        known_pools_.insert(pools->begin(), pools->end());
+      }
+      for (const std::string& p : *pools) add(p, PoolNode(NodeKind::kPoolDir, p));
+      return 0;
+    }
+    case NodeKind::kPoolDir: {
+      if (int err = PoolExists(node.pool); err != 0) return err;
+      add(std::string(kByPrefixName), PoolNode(NodeKind::kByPrefixDir, node.pool));
+      for (PoolFile f : kAllPoolFiles) {
+        Node n = PoolNode(NodeKind::kPoolFile, node.pool);
+        n.pool_file = f;
+        add(std::string(PoolFileName(f)), n);
+      }
+      // A pool in the catalog without a live segment lists only its fixed names.
+      Result<std::vector<EntryInfo>> entries = manager_.Entries(node.pool);
+      if (!entries.ok()) return 0;
+      std::map<uint64_t, uint64_t> live;
+      for (EntryInfo& e : *entries) {
+        live[e.sequence_id] = e.generation;
+        DirEntry d;
+        d.name = std::to_string(e.sequence_id);
+        d.node = PoolNode(NodeKind::kSeqFile, node.pool);
+        d.node.seq = e.sequence_id;
+        d.node.generation = e.generation;
+        d.cookie = kSeqCookieBase + static_cast<off_t>(e.sequence_id) + 1;
+        d.info = std::move(e);
+        out->push_back(std::move(d));
+      }
+      // Names the kernel may hold for entries deleted or replaced behind our back.
+      for (const auto& [seq_ino, seq_node] : inodes_.SeqNodes(node.pool)) {
+        auto it = live.find(seq_node.seq);
+        if (it == live.end() || it->second != seq_node.generation) {
+          invalidator_.InvalidateInode(seq_ino);
+          invalidator_.InvalidateEntry(ino, std::to_string(seq_node.seq));
+          if (it == live.end()) inodes_.Unbind(node.pool, seq_node.seq);
+        }
+      }
+      return 0;
+    }
+    case NodeKind::kByPrefixDir: {
+      Result<std::vector<EntryInfo>> entries = manager_.Entries(node.pool);
+      if (!entries.ok()) return ToErrno(entries.status());
+      std::set<std::string> hashes;
+      for (const EntryInfo& e : *entries) {
+        if (!e.prefix_hash.empty()) hashes.insert(e.prefix_hash);
+      }
+      for (const std::string& h : hashes) {
+        Node n = PoolNode(NodeKind::kPrefixDir, node.pool);
+        n.hash = h;
+        add(h, n);
+      }
+      return 0;
+    }
+    case NodeKind::kPrefixDir: {
+      Result<std::vector<EntryInfo>> found = manager_.FindByPrefixHash(node.pool, node.hash);
+      if (!found.ok()) return ToErrno(found.status());
+      std::sort(found->begin(), found->end(), [](const EntryInfo& a, const EntryInfo& b) {
+        return a.sequence_id < b.sequence_id;
+      });
+      for (const EntryInfo& e : *found) {
+        Node n = PoolNode(NodeKind::kPrefixLink, node.pool);
+        n.hash = node.hash;
+        n.seq = e.sequence_id;
+        add(std::to_string(e.sequence_id), n);
+      }
+      return 0;
+    }
+    default:
+      return ENOTDIR;
+  }
+}
+
+int KvcacheFs::DoOpendir(Ino ino, DirHandle** handle) {
+  std::optional<Node> node = inodes_.Get(ino);
+  if (!node) return ESTALE;
+  auto dir = std::make_unique<DirHandle>();
+  if (int err = ListDir(ino, *node, &dir->entries); err != 0) return err;
+  *handle = dir.release();
+  return 0;
+}
+
+int KvcacheFs::EntryFor(const DirEntry& d, fuse_entry_param* entry) {
+  struct stat attr;
+  if (d.self != 0) {
+    *entry = {};
+    entry->attr.st_ino = d.self;
+    entry->attr.st_mode = S_IFDIR;
+    return 0;
+  }
+  const Node& n = d.node;
+  switch (n.kind) {
+    case NodeKind::kSeqFile: {
+      std::optional<Ino> superseded;
+      Ino ino = inodes_.AcquireSeq(n.pool, n.seq, n.generation, &superseded);
+      if (superseded) invalidator_.InvalidateInode(*superseded);
+      SeqAttr(ino, d.info, &attr);
+      FillEntry(ino, attr, entry, options_.attr_timeout);
+      return 0;
+    }
+    case NodeKind::kRootFile:
+    case NodeKind::kPoolFile: {
+      Ino ino = inodes_.Acquire(n);
+      bool control = n.kind == NodeKind::kPoolFile && IsControlFile(n.pool_file);
+      FileAttr(ino, control ? 0644 : 0444, 0, &attr);
+      FillEntry(ino, attr, entry, 0);
+      return 0;
+    }
+    case NodeKind::kPrefixLink: {
+      Ino ino = inodes_.Acquire(n);
+      FileAttr(ino, 0777, ("../../" + std::to_string(n.seq)).size(), &attr);
+      attr.st_mode = S_IFLNK | 0777;
+      FillEntry(ino, attr, entry, options_.attr_timeout);
+      return 0;
+    }
+    default: {
+      Ino ino = inodes_.Acquire(n);
+      DirAttr(ino, n.kind == NodeKind::kPoolDir ? 0755 : 0555, &attr);
+      FillEntry(ino, attr, entry, options_.attr_timeout);
+      return 0;
+    }
+  }
+}
+
+int KvcacheFs::DoReaddir(Ino ino, DirHandle* handle, off_t offset, bool plus,
+                         const FillFn& fill) {
+  if (offset == 0 && !handle->fresh) {
+    // rewinddir: list afresh.
+    std::optional<Node> node = inodes_.Get(ino);
+    if (!node) return ESTALE;
+    if (int err = ListDir(ino, *node, &handle->entries); err != 0) return err;
+  }
+  handle->fresh = false;
+  auto& entries = handle->entries;
+  auto it = std::upper_bound(entries.begin(), entries.end(), offset,
+                             [](off_t off, const DirEntry& d) { return off < d.cookie; });
+  for (; it != entries.end(); ++it) {
+    fuse_entry_param entry{};
+    bool counted = false;
+    if (plus) {
+      if (int err = EntryFor(*it, &entry); err != 0) return err;
+      counted = it->self == 0;
+    } else {
+      entry.attr.st_ino = it->self != 0 ? it->self : static_cast<ino_t>(it->cookie);
+      entry.attr.st_mode = it->node.kind == NodeKind::kSeqFile ||
+                                   it->node.kind == NodeKind::kRootFile ||
+                                   it->node.kind == NodeKind::kPoolFile
+                               ? S_IFREG
+                           : it->node.kind == NodeKind::kPrefixLink ? S_IFLNK
+                                                                     : S_IFDIR;
+    }
+    if (!fill(it->name, entry, it->cookie)) {
+      if (counted) inodes_.Unref(entry.ino);
+      break;
+    }
+  }
+  return 0;
+}
+
+void KvcacheFs::DoReleasedir(DirHandle* handle) { delete handle; }
+
+}  // namespace kvcache::fs

@@ -1,0 +1,63 @@
+// Pieces kvcachefs.cc and kvcachefs_dirs.cc share: node attributes' building blocks
+// and the directory listing types.
+#pragma once
+
+#include <chrono>
+#include <cmath>
+#include <ctime>
+#include <string>
+#include <vector>
+
+#include "kvcachefs.h"
+
+namespace kvcache::fs {
+
+// Cookies of sequence files are derived from their ids, so an offset handed out
+// stays meaningful whatever is added or removed meanwhile.
+constexpr off_t kSeqCookieBase = 16;
+constexpr uint32_t kBlockSize = 1 << 20;  // st_blksize: tools then do 1 MiB I/O
+
+inline struct timespec ToTimespec(double seconds) {
+  struct timespec ts{};
+  if (seconds <= 0) return ts;
+  double whole = std::floor(seconds);
+  ts.tv_sec = static_cast<time_t>(whole);
+  ts.tv_nsec = static_cast<long>((seconds - whole) * 1e9);
+  return ts;
+}
+
+// Times of the nodes that are not entries: when the daemon started.
+inline struct timespec MountTime(uint64_t boot_ns) {
+  struct timespec ts{};
+  ts.tv_sec = static_cast<time_t>(boot_ns / 1000000000);
+  ts.tv_nsec = static_cast<long>(boot_ns % 1000000000);
+  return ts;
+}
+
+inline uint64_t NowGeneration() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count());
+}
+
+inline Node PoolNode(NodeKind kind, const std::string& pool) {
+  Node n;
+  n.kind = kind;
+  n.pool = pool;
+  return n;
+}
+
+struct KvcacheFs::DirEntry {
+  std::string name;
+  Node node;
+  EntryInfo info;  // kSeqFile only
+  off_t cookie = 0;
+  Ino self = 0;    // "." and "..": no lookup is counted for them
+};
+
+struct KvcacheFs::DirHandle {
+  std::vector<DirEntry> entries;  // sorted by cookie
+  bool fresh = true;              // listed by opendir, not yet read
+};
+
+}  // namespace kvcache::fs
