@@ -27,6 +27,18 @@ Result<pid_t> TargetPid(const AttachOptions& opts) {
   return pid;
 }
 
+// attach and detach take the same arguments: a pool and an optional --pid.
+void AddAttachCommand(CLI::App& cache, const char* name, const char* description,
+                      int (*run)(const AttachOptions&)) {
+  auto opts = std::make_shared<AttachOptions>();
+  CLI::App* sub = cache.add_subcommand(name, description);
+  sub->add_option("name", opts->name, "Pool name")->required();
+  sub->add_option_function<pid_t>(
+      "--pid", [opts](const pid_t& pid) { opts->pid = pid; },
+      "Process id (default: the calling shell or script)");
+  sub->callback([opts, run] { Finish(run(*opts)); });
+}
+
 }  // namespace
 
 void SetupPoolCommands(CLI::App& cache) {
@@ -48,21 +60,9 @@ void SetupPoolCommands(CLI::App& cache) {
   sub->add_option("name", destroy->name, "Pool name")->required();
   sub->callback([destroy] { Finish(RunDestroy(*destroy)); });
 
-  auto attach = std::make_shared<AttachOptions>();
-  sub = cache.add_subcommand("attach", "Record a process as using a pool until it exits");
-  sub->add_option("name", attach->name, "Pool name")->required();
-  sub->add_option_function<pid_t>(
-      "--pid", [attach](const pid_t& pid) { attach->pid = pid; },
-      "Process id (default: the calling shell or script)");
-  sub->callback([attach] { Finish(RunAttach(*attach)); });
-
-  auto detach = std::make_shared<AttachOptions>();
-  sub = cache.add_subcommand("detach", "Remove a process's attachment to a pool");
-  sub->add_option("name", detach->name, "Pool name")->required();
-  sub->add_option_function<pid_t>(
-      "--pid", [detach](const pid_t& pid) { detach->pid = pid; },
-      "Process id (default: the calling shell or script)");
-  sub->callback([detach] { Finish(RunDetach(*detach)); });
+  AddAttachCommand(cache, "attach", "Record a process as using a pool until it exits",
+                   RunAttach);
+  AddAttachCommand(cache, "detach", "Remove a process's attachment to a pool", RunDetach);
 
   auto evict = std::make_shared<EvictOptions>();
   sub = cache.add_subcommand("evict", "Evict a share of a pool's entries by its policy");
@@ -125,12 +125,10 @@ int RunDetach(const AttachOptions& opts) {
 }
 
 int RunEvict(const EvictOptions& opts) {
-  Result<double> percent = ParsePercent(opts.percent);
-  if (!percent.ok()) return Fail(percent.status());
   Manager manager;
-  Result<uint64_t> evicted = manager.Evict(opts.name, *percent);
-  if (!evicted.ok()) return Fail(evicted.status());
-  PrintLine(EvictedMessage(opts.name, *evicted));
+  Result<std::string> message = ApplyEvictRequest(manager, opts.name, opts.percent);
+  if (!message.ok()) return Fail(message.status());
+  PrintLine(*message);
   return kExitOk;
 }
 

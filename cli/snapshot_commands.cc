@@ -54,9 +54,7 @@ int RunRestore(const RestoreCommandOptions& opts) {
   Result<RestoreResult> result = RestorePool(manager, opts.name, options);
   bar.Done();
   if (!result.ok()) return Fail(result.status());
-  PrintLine(RestoredMessage(opts.name, result->entries));
-  if (result->created_pool) PrintLine("(created the pool from the snapshot)");
-  if (result->replaced) PrintLine("(replaced the pool's previous entries)");
+  PrintLine(RestoreReport(opts.name, *result));
   return kExitOk;
 }
 

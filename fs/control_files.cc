@@ -76,9 +76,7 @@ Result<std::string> ControlFiles::Execute(const std::string& pool, PoolFile file
       if (text.empty()) {
         return Status::InvalidArgument("empty request: write a percent such as 25 or 25%");
       }
-      KVC_ASSIGN_OR_RETURN(double percent, ParsePercent(text));
-      KVC_ASSIGN_OR_RETURN(uint64_t count, manager_.Evict(pool, percent));
-      return EvictedMessage(pool, count);
+      return ApplyEvictRequest(manager_, pool, text);
     }
     case PoolFile::kPersist: {
       PersistOptions options;
@@ -90,7 +88,7 @@ Result<std::string> ControlFiles::Execute(const std::string& pool, PoolFile file
       RestoreOptions options;
       options.path = std::string(text);
       KVC_ASSIGN_OR_RETURN(RestoreResult result, RestorePool(manager_, pool, options));
-      return RestoredMessage(pool, result.entries);
+      return RestoreReport(pool, result);
     }
     default:
       return Status::InvalidArgument("not a control file");

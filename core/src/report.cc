@@ -297,4 +297,18 @@ Result<double> ParsePercent(std::string_view text) {
   return value;
 }
 
+Result<std::string> ApplyEvictRequest(Manager& manager, std::string_view pool,
+                                      std::string_view percent) {
+  KVC_ASSIGN_OR_RETURN(double share, ParsePercent(percent));
+  KVC_ASSIGN_OR_RETURN(uint64_t count, manager.Evict(pool, share));
+  return EvictedMessage(pool, count);
+}
+
+std::string RestoreReport(std::string_view pool, const RestoreResult& result) {
+  std::string text = RestoredMessage(pool, result.entries);
+  if (result.created_pool) text += "\n(created the pool from the snapshot)";
+  if (result.replaced) text += "\n(replaced the pool's previous entries)";
+  return text;
+}
+
 }  // namespace kvcache

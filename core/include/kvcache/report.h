@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "kvcache/manager.h"
+#include "kvcache/snapshot.h"
 #include "kvcache/types.h"
 
 namespace kvcache {
@@ -38,5 +40,13 @@ std::string PersistedMessage(std::string_view pool, uint64_t count, std::string_
 // Parses an eviction request as written to the evict control file or given to
 // --percent: "25", "25%", "12.5" -> percent in (0, 100]; InvalidArgument otherwise.
 Result<double> ParsePercent(std::string_view text);
+
+// An eviction request as the evict control file and `cortex cache evict --percent`
+// both apply it: ParsePercent, Manager::Evict, then EvictedMessage.
+Result<std::string> ApplyEvictRequest(Manager& manager, std::string_view pool,
+                                      std::string_view percent);
+// RestoredMessage, then "(created the pool from the snapshot)" or "(replaced the
+// pool's previous entries)" on a line of its own when that happened.
+std::string RestoreReport(std::string_view pool, const RestoreResult& result);
 
 }  // namespace kvcache
