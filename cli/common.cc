@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdio>
 
+#include "kvcache/number.h"
 #include "kvcache/size.h"
 
 namespace kvcache::cli {
@@ -29,6 +30,52 @@ int Fail(const Status& status) {
 void Finish(int code) {
   std::fflush(stdout);
   if (code != kExitOk) throw CLI::RuntimeError(code);
+}
+
+CLI::Option* AddParsed(CLI::App* app, const std::string& name,
+                       std::function<Status(const std::string&)> parse,
+                       const std::string& description) {
+  return app->add_option_function<std::string>(
+      name,
+      [name, parse = std::move(parse)](const std::string& value) {
+        if (Status s = parse(value); !s.ok()) throw CLI::ValidationError(name, s.message());
+      },
+      description);
+}
+
+CLI::Option* AddUnsigned(CLI::App* app, const std::string& name, std::string_view what,
+                         uint64_t* out, const std::string& description) {
+  return AddParsed(
+      app, name,
+      [what = std::string(what), out](const std::string& v) -> Status {
+        KVC_ASSIGN_OR_RETURN(*out, ParseUnsigned(v, what));
+        return Status::Ok();
+      },
+      description);
+}
+
+CLI::Option* AddUnsigned32(CLI::App* app, const std::string& name, std::string_view what,
+                           uint32_t* out, const std::string& description) {
+  return AddParsed(
+      app, name,
+      [what = std::string(what), out](const std::string& v) -> Status {
+        KVC_ASSIGN_OR_RETURN(uint64_t n, ParseUnsigned(v, what, UINT32_MAX));
+        *out = static_cast<uint32_t>(n);
+        return Status::Ok();
+      },
+      description);
+}
+
+CLI::Option* AddSigned32(CLI::App* app, const std::string& name, std::string_view what,
+                         int32_t* out, const std::string& description) {
+  return AddParsed(
+      app, name,
+      [what = std::string(what), out](const std::string& v) -> Status {
+        KVC_ASSIGN_OR_RETURN(int64_t n, ParseSigned(v, what, INT32_MIN, INT32_MAX));
+        *out = static_cast<int32_t>(n);
+        return Status::Ok();
+      },
+      description);
 }
 
 void PrintLine(std::string_view line) { fmt::print("{}\n", line); }

@@ -2,7 +2,9 @@
 // operational error is printed, and the progress bar of long operations.
 #pragma once
 
+#include <CLI/CLI.hpp>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -27,6 +29,21 @@ void Finish(int code);
 void PrintLine(std::string_view line);
 // Writes `text` to stdout as it is (renderings carry their own newlines).
 void PrintText(std::string_view text);
+
+// Adds an option (or positional) whose value goes through one of core's parsers
+// (kvcache/number.h, ParsePolicy, ...) instead of CLI11's own conversions, so the CLI
+// accepts exactly what kvcachefs accepts. `parse` stores the value or returns why it
+// is bad; a bad value is a usage error naming the option.
+CLI::Option* AddParsed(CLI::App* app, const std::string& name,
+                       std::function<Status(const std::string&)> parse,
+                       const std::string& description);
+// The common cases of AddParsed: a uint64 (at most `max`), a uint32 and an int32.
+CLI::Option* AddUnsigned(CLI::App* app, const std::string& name, std::string_view what,
+                         uint64_t* out, const std::string& description);
+CLI::Option* AddUnsigned32(CLI::App* app, const std::string& name, std::string_view what,
+                           uint32_t* out, const std::string& description);
+CLI::Option* AddSigned32(CLI::App* app, const std::string& name, std::string_view what,
+                         int32_t* out, const std::string& description);
 
 // A one-line progress bar on stderr, drawn only when stderr is a terminal so that logs
 // and pipes stay clean. Redraws at most a few times a second.

@@ -95,25 +95,27 @@ void SetupEntryCommands(CLI::App& cache) {
   auto put = std::make_shared<PutCommandOptions>();
   CLI::App* sub = cache.add_subcommand("put", "Store bytes as an entry (replaces the id)");
   sub->add_option("name", put->name, "Pool name")->required();
-  sub->add_option("seq", put->seq, "Sequence id")->required();
+  AddUnsigned(sub, "seq", "sequence id", &put->seq, "Sequence id")->required();
   sub->add_option("--file,-f", put->file, "Read the bytes from this file (default: - stdin)");
-  sub->add_option("--tokens", put->tokens, "Token count of the entry (default: 0)");
+  AddUnsigned(sub, "--tokens", "token count", &put->tokens,
+              "Token count of the entry (default: 0)");
   sub->add_option("--prefix", put->prefix, "Prefix tokens, e.g. 1,2,3");
-  sub->add_option("--priority", put->priority, "Priority for the priority policy (default: 0)");
+  AddSigned32(sub, "--priority", "priority", &put->priority,
+              "Priority for the priority policy (default: 0)");
   sub->add_option("--metadata", put->metadata, "Metadata as JSON text");
   sub->callback([put] { Finish(RunPut(*put)); });
 
   auto get = std::make_shared<GetCommandOptions>();
   sub = cache.add_subcommand("get", "Write an entry's bytes to a file or stdout");
   sub->add_option("name", get->name, "Pool name")->required();
-  sub->add_option("seq", get->seq, "Sequence id")->required();
+  AddUnsigned(sub, "seq", "sequence id", &get->seq, "Sequence id")->required();
   sub->add_option("--output,-o", get->output, "Write here (default: - stdout)");
   sub->callback([get] { Finish(RunGet(*get)); });
 
   auto rm = std::make_shared<RemoveCommandOptions>();
   sub = cache.add_subcommand("rm", "Remove an entry");
   sub->add_option("name", rm->name, "Pool name")->required();
-  sub->add_option("seq", rm->seq, "Sequence id")->required();
+  AddUnsigned(sub, "seq", "sequence id", &rm->seq, "Sequence id")->required();
   sub->callback([rm] { Finish(RunRemove(*rm)); });
 }
 

@@ -8,6 +8,7 @@
 #include <memory>
 
 #include "common.h"
+#include "kvcache/number.h"
 #include "kvcache/manager.h"
 #include "kvcache/report.h"
 #include "kvcache/size.h"
@@ -33,8 +34,13 @@ void AddAttachCommand(CLI::App& cache, const char* name, const char* description
   auto opts = std::make_shared<AttachOptions>();
   CLI::App* sub = cache.add_subcommand(name, description);
   sub->add_option("name", opts->name, "Pool name")->required();
-  sub->add_option_function<pid_t>(
-      "--pid", [opts](const pid_t& pid) { opts->pid = pid; },
+  AddParsed(
+      sub, "--pid",
+      [opts](const std::string& v) -> Status {
+        KVC_ASSIGN_OR_RETURN(uint64_t pid, ParseUnsigned(v, "pid", INT32_MAX));
+        opts->pid = static_cast<pid_t>(pid);
+        return Status::Ok();
+      },
       "Process id (default: the calling shell or script)");
   sub->callback([opts, run] { Finish(run(*opts)); });
 }
@@ -47,12 +53,22 @@ void SetupPoolCommands(CLI::App& cache) {
   sub->add_option("name", create->name, "Pool name ([A-Za-z0-9._-], up to 128 bytes)")->required();
   sub->add_option("--size", create->size, "Data size: 16G, 512M, 1.5G, 4096 (powers of 1024)")
       ->required();
-  sub->add_option("--policy", create->policy, "Eviction policy (default: lru)")
-      ->check(CLI::IsMember({"lru", "lfu", "fifo", "priority"}, CLI::ignore_case));
-  sub->add_option("--tier", create->tier, "Memory tier (default: cpu)")
-      ->check(CLI::IsMember({"cpu", "gpu", "disk"}, CLI::ignore_case));
-  sub->add_option("--max-sequences", create->max_sequences,
-                  "Most entries the pool holds (default: 10000)");
+  AddParsed(
+      sub, "--policy",
+      [create](const std::string& v) -> Status {
+        KVC_ASSIGN_OR_RETURN(create->policy, ParsePolicy(v));
+        return Status::Ok();
+      },
+      "Eviction policy: lru, lfu, fifo or priority (default: lru)");
+  AddParsed(
+      sub, "--tier",
+      [create](const std::string& v) -> Status {
+        KVC_ASSIGN_OR_RETURN(create->tier, ParseTier(v));
+        return Status::Ok();
+      },
+      "Memory tier: cpu, gpu or disk (default: cpu)");
+  AddUnsigned32(sub, "--max-sequences", "max sequences", &create->max_sequences,
+                "Most entries the pool holds (default: 10000)");
   sub->callback([create] { Finish(RunCreate(*create)); });
 
   auto destroy = std::make_shared<DestroyOptions>();
@@ -77,15 +93,11 @@ int RunCreate(const CreateOptions& opts) {
   Result<uint64_t> size = ParseSize(opts.size);
   if (!size.ok()) return Fail(size.status());
   config.size_bytes = *size;
-  Result<Policy> policy = ParsePolicy(opts.policy);
-  if (!policy.ok()) return Fail(policy.status());
-  config.policy = *policy;
-  Result<Tier> tier = ParseTier(opts.tier);
-  if (!tier.ok()) return Fail(tier.status());
-  if (*tier == Tier::kGpu) {
+  config.policy = opts.policy;
+  if (opts.tier == Tier::kGpu) {
     return Fail("tier 'gpu' needs GPU support, which this build does not have");
   }
-  config.tier = *tier;
+  config.tier = opts.tier;
   config.max_sequences = opts.max_sequences;
 
   Manager manager;

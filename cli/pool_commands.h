@@ -15,8 +15,8 @@ namespace kvcache::cli {
 struct CreateOptions {
   std::string name;
   std::string size;
-  std::string policy = "lru";
-  std::string tier = "cpu";
+  Policy policy = Policy::kLru;
+  Tier tier = Tier::kCpu;
   uint32_t max_sequences = kDefaultMaxSequences;
 };
 

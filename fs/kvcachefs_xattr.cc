@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "errno_map.h"
+#include "kvcache/number.h"
 #include "kvcache/prefix.h"
 #include "kvcachefs.h"
 
@@ -46,22 +47,27 @@ std::string Seconds(double t) {
   return buf;
 }
 
-template <typename T>
-bool ParseNumber(std::string_view text, T* out) {
-  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.remove_suffix(1);
-  if (text.empty()) return false;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), *out);
-  return ec == std::errc() && end == text.data() + text.size();
+// A value written with `setfattr` or `echo` may end in one newline; the number itself
+// follows the CLI's grammar (kvcache/number.h).
+std::string_view WithoutNewline(std::string_view text) {
+  if (!text.empty() && text.back() == '\n') text.remove_suffix(1);
+  return text;
 }
 
 // Applies one settable attribute to staged put attributes; EINVAL when malformed.
 int Apply(std::string_view short_name, std::string_view value, uint64_t* token_count,
           PutOptions* options) {
   if (short_name == "token_count") {
-    return ParseNumber(value, token_count) ? 0 : EINVAL;
+    Result<uint64_t> n = ParseUnsigned(WithoutNewline(value), "token count");
+    if (!n.ok()) return EINVAL;
+    *token_count = *n;
+    return 0;
   }
   if (short_name == "priority") {
-    return ParseNumber(value, &options->priority) ? 0 : EINVAL;
+    Result<int64_t> n = ParseSigned(WithoutNewline(value), "priority", INT32_MIN, INT32_MAX);
+    if (!n.ok()) return EINVAL;
+    options->priority = static_cast<int32_t>(n.value());
+    return 0;
   }
   if (short_name == "prefix_tokens") {
     std::string_view v = value;

@@ -1,8 +1,8 @@
 #include "names.h"
 
 #include <cerrno>
-#include <charconv>
 
+#include "kvcache/number.h"
 #include "kvcache/types.h"
 
 namespace kvcache::fs {
@@ -50,11 +50,9 @@ bool IsControlFile(PoolFile file) {
 
 SeqName ParseSeqName(std::string_view name) {
   if (name.size() > kMaxNameLength) return {0, ENAMETOOLONG};
-  if (name.empty() || (name.size() > 1 && name[0] == '0')) return {0, EINVAL};
-  uint64_t value = 0;
-  auto [end, ec] = std::from_chars(name.data(), name.data() + name.size(), value);
-  if (ec != std::errc() || end != name.data() + name.size()) return {0, EINVAL};
-  return {value, 0};
+  Result<uint64_t> value = ParseSequenceId(name);
+  if (!value.ok()) return {0, EINVAL};
+  return {*value, 0};
 }
 
 int CheckPoolDirName(std::string_view name) {

@@ -5,6 +5,7 @@
 #include <cerrno>
 
 #include "errno_map.h"
+#include "kvcache/number.h"
 
 namespace kvcache::fs {
 namespace {
@@ -18,6 +19,15 @@ TEST(NamesTest, SequenceNamesAreCanonicalDecimal) {
     EXPECT_EQ(ParseSeqName(bad).error, EINVAL) << bad;
   }
   EXPECT_EQ(ParseSeqName(std::string(256, '1')).error, ENAMETOOLONG);
+}
+
+// The CLI parses ids with ParseSequenceId; a file name is an id exactly when the CLI
+// would take it as one.
+TEST(NamesTest, SequenceNamesFollowTheCliGrammar) {
+  for (const char* text : {"0", "1", "42", "007", "-1", "+1", " 1", "1 ", "0x10", "", "1e3",
+                           "18446744073709551615", "18446744073709551616"}) {
+    EXPECT_EQ(ParseSeqName(text).error == 0, ParseSequenceId(text).ok()) << "'" << text << "'";
+  }
 }
 
 TEST(NamesTest, FixedNamesRoundTrip) {
