@@ -35,6 +35,28 @@ ManagerOptions ResolveOptions(ManagerOptions options) {
   return options;
 }
 
+Status ValidateShmPrefix(std::string_view prefix) {
+  auto bad = [&](std::string_view why) {
+    std::string shown;
+    for (char c : prefix.substr(0, 80)) shown += (c < 0x20 || c == 0x7f) ? '?' : c;
+    return Status::InvalidArgument("invalid shm prefix '" + shown + "' (CORTEX_SHM_PREFIX): " +
+                                   std::string(why));
+  };
+  if (prefix.empty() || prefix.size() > kMaxShmPrefixLength) {
+    return bad("must be 1 to " + std::to_string(kMaxShmPrefixLength) + " bytes");
+  }
+  for (char c : prefix) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-';
+    if (!ok) return bad("only letters, digits, '.', '_' and '-' are allowed");
+  }
+  if (prefix.front() == '.' || prefix.front() == '-') {
+    return bad("must start with a letter, a digit or '_'");
+  }
+  if (prefix.find("..") != std::string_view::npos) return bad("must not contain '..'");
+  return Status::Ok();
+}
+
 struct Manager::Impl {
   std::shared_mutex mu;  // guards pools
   std::map<std::string, std::shared_ptr<PoolHandle>, std::less<>> pools;
@@ -55,6 +77,8 @@ Manager::Manager(ManagerOptions options)
 
 Manager::~Manager() = default;
 
+Status Manager::CheckOptions() const { return ValidateShmPrefix(options_.shm_prefix); }
+
 std::string Manager::ShmName(std::string_view pool) const {
   return options_.shm_prefix + std::string(pool);
 }
@@ -74,6 +98,7 @@ std::string DiskPath(const ManagerOptions& o, std::string_view pool) {
 }  // namespace
 
 Result<Catalog*> Manager::catalog() {
+  KVC_RETURN_IF_ERROR(CheckOptions());
   std::lock_guard<std::mutex> lock(impl_->catalog_mu);
   if (impl_->catalog == nullptr) {
     KVC_ASSIGN_OR_RETURN(impl_->catalog, Catalog::Open(options_.home + "/kv_cache.db"));
@@ -87,6 +112,7 @@ Result<std::shared_ptr<PoolHandle>> Manager::Open(std::string_view pool) {
     auto it = impl_->pools.find(pool);
     if (it != impl_->pools.end() && !it->second->destroyed()) return it->second;
   }
+  KVC_RETURN_IF_ERROR(CheckOptions());
   KVC_RETURN_IF_ERROR(ValidatePoolName(pool));
   Result<std::shared_ptr<PoolHandle>> opened = PoolHandle::Open(ShmPath(ShmName(pool)));
   if (!opened.ok() && opened.status().code() == Code::kNotFound) {
@@ -161,6 +187,7 @@ Status Manager::CreatePool(const PoolConfig& config) {
 }
 
 Status Manager::DestroyPool(std::string_view pool) {
+  KVC_RETURN_IF_ERROR(CheckOptions());
   KVC_RETURN_IF_ERROR(ValidatePoolName(pool));
   bool found = false;
   for (const std::string& path : {ShmPath(ShmName(pool)), DiskPath(options_, pool)}) {

@@ -38,6 +38,12 @@ struct ManagerOptions {
 // Resolves the defaults above from the environment.
 ManagerOptions ResolveOptions(ManagerOptions options);
 
+inline constexpr size_t kMaxShmPrefixLength = 64;
+
+// A segment name prefix is 1..64 bytes of [A-Za-z0-9._-], starting with a letter, a
+// digit or '_', without "..": so <prefix><pool> is always one file in /dev/shm.
+Status ValidateShmPrefix(std::string_view prefix);
+
 // A pinned entry: its bytes stay valid and unchanged, and the entry is never evicted
 // or freed, until the view is released or destroyed. Move-only. A replacement or delete
 // of the id while a view is held frees the old bytes only when the last view goes.
@@ -197,6 +203,8 @@ class Manager {
 
  private:
   struct Impl;
+  // Ok, or why options_ cannot be used (a bad shm prefix): every operation returns it.
+  Status CheckOptions() const;
   ManagerOptions options_;
   std::unique_ptr<Impl> impl_;
 };
