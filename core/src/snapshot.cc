@@ -195,6 +195,17 @@ Result<RestoreResult> RestorePool(Manager& manager, std::string_view pool,
     KVC_ASSIGN_OR_RETURN(PoolConfig current, manager.GetConfig(pool));
     if (!options.merge) KVC_RETURN_IF_ERROR(CheckFits(contents, current, result.path));
   } else {
+    config.mode = PoolConfig{}.mode;
+    if (options.mode) {
+      config.mode = *options.mode;
+    } else if (Result<Catalog*> cat = manager.catalog(); cat.ok()) {
+      if (Result<PoolRecord> record = (*cat)->GetPool(pool); record.ok()) {
+        if (Result<PoolConfig> known = PoolConfig::FromJson(record->config_json); known.ok()) {
+          config.mode = known->mode;
+        }
+      }
+    }
+    KVC_RETURN_IF_ERROR(config.Validate());
     KVC_RETURN_IF_ERROR(CheckFits(contents, config, result.path));
     // LoadPool keeps a catalog record left from before a reboot (its history) and
     // makes the segment from the snapshot's config.

@@ -135,8 +135,10 @@ HashPtr NewHash() {
   return h;
 }
 
+// O_NONBLOCK: opening a FIFO (or a device) for reading would otherwise wait for a
+// writer forever; such files are refused once fstat has said what they are.
 Result<int> OpenForRead(const std::string& path, struct stat* out) {
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
   if (fd < 0) {
     if (errno == ENOENT) return Status::NotFound("snapshot " + Quoted(path) + " does not exist");
     return ErrnoToStatus(errno, "open snapshot " + Quoted(path));
@@ -150,6 +152,11 @@ Result<int> OpenForRead(const std::string& path, struct stat* out) {
   if (!S_ISREG(st.st_mode)) {
     close(fd);
     return Status::InvalidArgument("snapshot " + Quoted(path) + " is not a regular file");
+  }
+  if (int flags = fcntl(fd, F_GETFL); flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0) {
+    int err = errno;
+    close(fd);
+    return ErrnoToStatus(err, "open snapshot " + Quoted(path));
   }
   *out = st;
   posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);

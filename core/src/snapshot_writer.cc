@@ -116,6 +116,13 @@ Result<std::unique_ptr<SnapshotWriter>> SnapshotWriter::Create(const std::string
   if (config_json.size() > kMaxConfigBytes) {
     return Status::InvalidArgument("pool config too large for a snapshot");
   }
+  // The file is renamed over `target` at the end: refuse to replace anything but a
+  // regular file (a FIFO, device, directory or symlink there was put by someone else).
+  struct stat existing {};
+  if (lstat(target.c_str(), &existing) == 0 && !S_ISREG(existing.st_mode)) {
+    return Status::InvalidArgument("persist " + Quoted(target) +
+                                   ": the path exists and is not a regular file");
+  }
   RemoveStaleTemps(target);
   std::string temp = target + ".tmp." + std::to_string(getpid()) + ".XXXXXX";
   // mkostemp creates the file O_EXCL with mode 0600.

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -37,6 +38,10 @@ Result<PersistResult> PersistPool(Manager& manager, std::string_view pool,
 struct RestoreOptions {
   std::string path;    // empty: Manager::DefaultSnapshotPath(pool)
   bool merge = false;  // keep the live pool's other entries instead of replacing them
+  // Permission bits of a pool restore creates. Unset: the mode the catalog recorded for
+  // the pool, else PoolConfig's default (0600). Never the snapshot's: a file decides
+  // nothing about who may read the pool it fills.
+  std::optional<uint32_t> mode;
   ProgressFn progress;
 };
 

@@ -1,0 +1,128 @@
+// Restore and persist against hostile or unlucky inputs: the file never decides who
+// may read the pool, a FIFO never hangs, and a restore that cannot finish changes
+// nothing.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <functional>
+#include <string>
+#include <thread>
+
+#include "kvcache/catalog.h"
+#include "kvcache/snapshot.h"
+#include "support/test_env.h"
+
+namespace kvcache {
+namespace {
+
+using ::kvcache::testing::IsolatedTest;
+using ::kvcache::testing::Pattern;
+
+constexpr uint64_t kMiB = 1 << 20;
+
+// Runs `fn` in a forked child; returns its exit code, or -1 if it had not exited
+// within `timeout` (it is then killed): a hang fails the test instead of wedging it.
+int RunInChild(const std::function<int()>& fn, std::chrono::seconds timeout) {
+  pid_t pid = fork();
+  if (pid == 0) _exit(fn());
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  int status = 0;
+  while (waitpid(pid, &status, WNOHANG) == 0) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      return -1;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+mode_t SegmentMode(const std::string& shm_name) {
+  struct stat st {};
+  if (stat(("/dev/shm/" + shm_name).c_str(), &st) != 0) return 0;
+  return st.st_mode & 07777;
+}
+
+class RestoreSafetyTest : public IsolatedTest {};
+
+TEST_F(RestoreSafetyTest, SnapshotModeNeverDecidesTheNewPoolsMode) {
+  PoolConfig config;
+  config.name = "open";
+  config.size_bytes = 4 * kMiB;
+  config.mode = 0777;
+  ASSERT_TRUE(manager().CreatePool(config).ok());
+  ASSERT_TRUE(manager().Put("open", 1, Pattern(1, 100), 1).ok());
+  ASSERT_TRUE(PersistPool(manager(), "open").ok());
+  std::string path = manager().DefaultSnapshotPath("open");
+  ASSERT_TRUE(manager().DestroyPool("open").ok());
+
+  // Nothing in the catalog: the default mode, whatever the snapshot says.
+  RestoreOptions opts;
+  opts.path = path;
+  ASSERT_TRUE(RestorePool(manager(), "fresh", opts).ok());
+  EXPECT_EQ(SegmentMode(manager().ShmName("fresh")), 0600u);
+  Result<PoolConfig> fresh = manager().GetConfig("fresh");
+  ASSERT_TRUE(fresh.ok());
+  EXPECT_EQ(fresh->mode, 0600u);
+
+  // An explicit mode wins.
+  opts.mode = 0640;
+  ASSERT_TRUE(RestorePool(manager(), "shared", opts).ok());
+  EXPECT_EQ(SegmentMode(manager().ShmName("shared")), 0640u);
+}
+
+TEST_F(RestoreSafetyTest, RestoreAfterRebootKeepsTheModeTheCatalogRecorded) {
+  PoolConfig config;
+  config.name = "p";
+  config.size_bytes = 4 * kMiB;
+  config.mode = 0640;
+  ASSERT_TRUE(manager().CreatePool(config).ok());
+  ASSERT_TRUE(manager().Put("p", 1, Pattern(1, 100), 1).ok());
+  ASSERT_TRUE(PersistPool(manager(), "p").ok());
+  // A reboot: the segment is gone, the catalog stays.
+  ASSERT_EQ(unlink(("/dev/shm/" + manager().ShmName("p")).c_str()), 0);
+  Manager after_reboot(options());
+  ASSERT_TRUE(RestorePool(after_reboot, "p").ok());
+  EXPECT_EQ(SegmentMode(after_reboot.ShmName("p")), 0640u);
+}
+
+TEST_F(RestoreSafetyTest, FifoAsSnapshotPathIsRefusedWithoutBlocking) {
+  CreatePool("p", 4 * kMiB);
+  ASSERT_TRUE(manager().Put("p", 1, Pattern(1, 100), 1).ok());
+  std::string fifo = home_->Join("snap.fifo");
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  int restore = RunInChild(
+      [&] {
+        Manager m(options());
+        RestoreOptions opts;
+        opts.path = fifo;
+        Result<RestoreResult> r = RestorePool(m, "p", opts);
+        if (r.ok()) return 10;
+        return r.status().message().find("not a regular file") != std::string::npos ? 0 : 11;
+      },
+      std::chrono::seconds(10));
+  EXPECT_EQ(restore, 0) << "restore from a FIFO: -1 is a hang, 10 success, 11 wrong message";
+  int persist = RunInChild(
+      [&] {
+        Manager m(options());
+        PersistOptions opts;
+        opts.path = fifo;
+        Result<PersistResult> r = PersistPool(m, "p", opts);
+        if (r.ok()) return 10;
+        return r.status().message().find("not a regular file") != std::string::npos ? 0 : 11;
+      },
+      std::chrono::seconds(10));
+  EXPECT_EQ(persist, 0) << "persist to a FIFO: -1 is a hang, 10 success, 11 wrong message";
+  struct stat st {};
+  ASSERT_EQ(lstat(fifo.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISFIFO(st.st_mode)) << "the FIFO was replaced";
+  EXPECT_TRUE(manager().Stat("p", 1).ok());
+}
+
+}  // namespace
+}  // namespace kvcache
