@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <deque>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -49,15 +50,21 @@ std::string Unescape(std::string_view field) {
 }
 
 // The last non-empty line the daemon wrote to its log since `offset`.
-std::string LastLogLine(const std::string& log_path, off_t offset) {
+// The last `n` non-empty lines written to the log since `offset`, joined by "; ".
+std::string LastLogLines(const std::string& log_path, off_t offset, size_t n) {
   std::ifstream in(log_path);
   if (!in) return {};
   in.seekg(offset);
-  std::string line, last;
+  std::deque<std::string> last;
+  std::string line;
   while (std::getline(in, line)) {
-    if (!line.empty()) last = line;
+    if (line.empty()) continue;
+    last.push_back(line);
+    if (last.size() > n) last.pop_front();
   }
-  return last;
+  std::string out;
+  for (const std::string& l : last) out += (out.empty() ? "" : "; ") + l;
+  return out;
 }
 
 bool ProcessGone(pid_t pid) {
@@ -232,16 +239,15 @@ Result<pid_t> StartDaemon(const std::string& daemon, const std::string& dir,
     int status = 0;
     if (running && waitpid(pid, &status, WNOHANG) == pid) {
       running = false;
-      // Exit 0 means the daemon forked itself into the background: keep waiting for
-      // the mount. Anything else is a failure we can explain from its log.
-      if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
-        std::string why = WIFEXITED(status)
-                              ? fmt::format("exited with status {}", WEXITSTATUS(status))
-                              : fmt::format("died of signal {}", WTERMSIG(status));
-        std::string last = LastLogLine(log_path, log_start);
-        return Status::IOError(fmt::format("kvcachefs {} before mounting '{}'{}{}", why, dir,
-                                           last.empty() ? "" : ": ", last));
-      }
+      // The daemon runs in the foreground (-f): whatever its exit status, exiting
+      // before the mount is live is a failure, explained by the last lines it logged.
+      if (MountIsLive(dir)) return pid;
+      std::string why = WIFEXITED(status)
+                            ? fmt::format("exited with status {}", WEXITSTATUS(status))
+                            : fmt::format("died of signal {}", WTERMSIG(status));
+      std::string last = LastLogLines(log_path, log_start, 2);
+      return Status::IOError(fmt::format("kvcachefs {} before mounting '{}'{}{}", why, dir,
+                                         last.empty() ? "" : ": ", last));
     }
     std::this_thread::sleep_for(kPollInterval);
   }

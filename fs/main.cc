@@ -126,10 +126,22 @@ int Run(int argc, char** argv) {
   kvcache::fs::KvcacheFs fs(manager, fs_options);
   const fuse_lowlevel_ops& ops = kvcache::fs::Operations();
   fuse_session* session = fuse_session_new(&args, &ops, sizeof(ops), &fs);
-  if (session == nullptr) return 1;
-  int result = 1;
-  if (fuse_set_signal_handlers(session) == 0) {
-    if (fuse_session_mount(session, mountpoint.c_str()) == 0) {
+  if (session == nullptr) {
+    std::fprintf(stderr, "kvcachefs: cannot start a FUSE session for '%s'\n",
+                 mountpoint.c_str());
+    return 1;
+  }
+  // `failed` says whether the daemon failed; `result` (the loop's return) is a signal
+  // number after a requested exit, and SIGHUP is 1, so it cannot say so by itself.
+  bool failed = true;
+  int result = 0;
+  if (fuse_set_signal_handlers(session) != 0) {
+    std::fprintf(stderr, "kvcachefs: cannot install signal handlers\n");
+  } else {
+    if (fuse_session_mount(session, mountpoint.c_str()) != 0) {
+      // libfuse has printed the cause (e.g. no /dev/fuse) just before this line.
+      std::fprintf(stderr, "kvcachefs: cannot mount '%s'\n", mountpoint.c_str());
+    } else {
       if (std::optional<std::string> dev = kvcache::fs::MountDevice(mount_path)) {
         if (!kvcache::fs::SetReadaheadKb(*dev, kReadaheadKb)) {
           std::fprintf(stderr, "kvcachefs: could not raise read_ahead_kb of %s\n", dev->c_str());
@@ -144,6 +156,9 @@ int Run(int argc, char** argv) {
       fuse_loop_cfg_set_clone_fd(config, 0);
       result = cmdline.singlethread ? fuse_session_loop(session)
                                     : fuse_session_loop_mt(session, config);
+      // The loop returns the number of a signal that ended it (SIGINT, SIGTERM,
+      // SIGHUP): a requested, clean exit.
+      failed = !(result == 0 || result == SIGINT || result == SIGTERM || result == SIGHUP);
       fuse_loop_cfg_destroy(config);
       fs.invalidator().Stop();
       fuse_session_unmount(session);
@@ -156,10 +171,7 @@ int Run(int argc, char** argv) {
   free(daemon.home);
   free(daemon.pool_size);
   free(daemon.policy);
-  // The loop returns the number of a signal that ended it (SIGINT, SIGTERM, SIGHUP):
-  // a requested, clean exit.
-  bool clean = result == 0 || result == SIGINT || result == SIGTERM || result == SIGHUP;
-  return clean ? 0 : 1;
+  return failed ? 1 : 0;
 }
 
 }  // namespace

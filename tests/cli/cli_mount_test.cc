@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -146,6 +147,53 @@ TEST_F(CliMountTest, MountOnAMissingDirectoryFails) {
 TEST_F(CliMountTest, UnmountOfADirectoryThatIsNotMountedFails) {
   EXPECT_TRUE(FailedWith(Cache({"unmount", dir_}), dir_));
   EXPECT_TRUE(FailedWith(Cache({"unmount"}), "mnt"));
+}
+
+}  // namespace
+}  // namespace kvcache::testing
+
+namespace kvcache::testing {
+namespace {
+
+// Runs `command` with sh in a private mount namespace whose /dev holds only null: no
+// /dev/fuse, as on a machine without the fuse module. Returns the exit code; stderr
+// goes to `err`.
+int RunWithoutDevFuse(const std::string& command, const std::string& err) {
+  std::string script =
+      "mount -t tmpfs none /dev && mknod -m 666 /dev/null c 1 3 && exec " + command;
+  std::string line = "unshare -m sh -c '" + script + "' 2>'" + err + "' >/dev/null";
+  int status = std::system(line.c_str());
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+TEST_F(CliMountTest, DaemonThatCannotMountExitsNonZeroAtOnceWithTheReason) {
+  REQUIRE_DAEMON();
+  TempDir scratch;
+  std::string err = scratch.Join("err");
+  auto start = std::chrono::steady_clock::now();
+  int code = RunWithoutDevFuse(
+      BuildDir() + "/fs/kvcachefs " + dir_ + " -f -o home=" + home_->path(), err);
+  EXPECT_NE(code, 0) << ReadFile(err);
+  EXPECT_NE(ReadFile(err).find("cannot mount"), std::string::npos) << ReadFile(err);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+  EXPECT_FALSE(IsMountPoint(dir_));
+}
+
+TEST_F(CliMountTest, MountCommandReportsWhyTheDaemonFailedWithoutWaiting) {
+  REQUIRE_DAEMON();
+  TempDir scratch;
+  std::string err = scratch.Join("err");
+  auto start = std::chrono::steady_clock::now();
+  int code = RunWithoutDevFuse(CortexPath() + " cache mount " + dir_, err);
+  auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_EQ(code, 1) << ReadFile(err);
+  std::string message = ReadFile(err);
+  EXPECT_EQ(message.rfind("error: kvcachefs exited with status 1 before mounting", 0), 0u)
+      << message;
+  EXPECT_NE(message.find("fuse"), std::string::npos) << "the daemon's reason is shown: "
+                                                      << message;
+  EXPECT_LT(took, std::chrono::seconds(5));
+  EXPECT_FALSE(IsMountPoint(dir_));
 }
 
 }  // namespace
