@@ -7,6 +7,7 @@
 #include "clock.h"
 #include "kvcache/prefix.h"
 #include "kvcache/size.h"
+#include "optimistic_copy.h"
 #include "pool_handle.h"
 
 namespace kvcache {
@@ -62,9 +63,11 @@ Result<PutReservation> PoolHandle::Reserve(uint64_t seq, size_t size, uint64_t t
     if (i == kNil) return Status::Busy("pool '" + name_ + "' has too many puts in flight");
     seg::Slot& s = slots_[i];
     // Claimed before anything can rebuild the pool (eviction may reap dead processes).
-    s.extent_blocks = 0;
+    // A free slot has generation 0, so lock-free readers still on it ignore it while
+    // its [L] fields change (segment_format.h).
+    seg::StoreRelaxed(s.extent_blocks, uint64_t{0});
     s.owner = me;
-    s.state = seg::kWriting;
+    seg::StoreRelaxed(s.state, uint32_t{seg::kWriting});
     uint64_t first = 0;
     if (blocks > 0) {
       first = AllocateExtentLocked(blocks);
@@ -76,10 +79,10 @@ Result<PutReservation> PoolHandle::Reserve(uint64_t seq, size_t size, uint64_t t
       }
     }
     double now = NowSeconds();
-    s.sequence_id = seq;
-    s.first_block = first;
-    s.extent_blocks = blocks;
-    s.size_bytes = size;
+    seg::StoreRelaxed(s.sequence_id, seq);
+    seg::StoreRelaxed(s.first_block, first);
+    seg::StoreRelaxed(s.extent_blocks, blocks);
+    seg::StoreRelaxed(s.size_bytes, uint64_t{size});
     s.token_count = token_count;
     s.prefix_hash = prefix_hash;
     s.prefix_len = prefix_len;
@@ -88,14 +91,13 @@ Result<PutReservation> PoolHandle::Reserve(uint64_t seq, size_t size, uint64_t t
     s.metadata_len = static_cast<uint32_t>(options.metadata.size());
     s.priority = options.priority;
     s.created = stats ? stats->created : now;
-    s.last_accessed = stats ? stats->last_accessed : now;
-    s.access_count = stats ? stats->access_count : 0;
+    seg::StoreRelaxed(s.last_accessed, stats ? stats->last_accessed : now);
+    seg::StoreRelaxed(s.access_count, stats ? stats->access_count : uint64_t{0});
     s.pins = 0;
     s.owner = me;
     s.heap_pos = s.prefix_next = s.prefix_prev = s.chain_next = s.chain_prev = kNil;
     uint64_t gen = NextGenerationLocked();
     AtomicGeneration(s).store(gen, std::memory_order_release);
-    s.state = seg::kWriting;
     r.pool_ = shared_from_this();
     r.slot_ = i;
     r.generation_ = gen;
@@ -151,6 +153,8 @@ void PoolHandle::Abort(uint32_t i, uint64_t generation) {
 
 // ---------------------------------------------------------------- gets
 
+// The reader half of the seqlock described at seg::Slot: every load is atomic, and what
+// was read counts only if the generation is unchanged after the acquire fence.
 bool PoolHandle::FindUnlocked(uint64_t seq, UnlockedRead* read) const {
   const uint32_t cap = header_->slot_capacity;
   uint32_t steps = 0;
@@ -193,7 +197,7 @@ Status PoolHandle::GetInto(uint64_t seq, std::vector<std::byte>& out) {
       UnlockedRead r;
       if (!FindUnlocked(seq, &r)) break;
       out.resize(r.size);
-      if (r.size > 0) std::memcpy(out.data(), r.bytes, r.size);
+      CopyOptimistic(out.data(), r.bytes, r.size);
       std::atomic_thread_fence(std::memory_order_acquire);
       if (AtomicGeneration(slots_[r.slot]).load(std::memory_order_relaxed) == r.generation) {
         Touch(r.slot);
@@ -225,7 +229,7 @@ Status PoolHandle::GetInto(uint64_t seq, std::vector<std::byte>& out) {
       size = slots_[i].size_bytes;
     }
     out.resize(size);
-    if (size > 0) std::memcpy(out.data(), src, size);
+    CopyOptimistic(out.data(), src, size);
     // The copy is good only if the slot still holds the same generation: freeing a
     // slot zeroes its generation before its blocks can be reused.
     std::atomic_thread_fence(std::memory_order_acquire);

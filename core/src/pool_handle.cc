@@ -232,8 +232,8 @@ void UnlinkChain(seg::Slot* slots, uint32_t& head, uint32_t i) {
 void PoolHandle::LinkLocked(uint32_t i) {
   seg::Slot& s = slots_[i];
   uint32_t& head = id_buckets_[seg::BucketOf(s.sequence_id, header_->id_bucket_count)];
-  s.id_next = head;
-  head = i;
+  seg::StoreRelaxed(s.id_next, head);
+  seg::Atomic(head).store(i, std::memory_order_release);  // lock-free gets follow it
   s.prefix_prev = s.prefix_next = s.chain_prev = s.chain_next = kNil;
   if (s.prefix_len > 0) {
     PushChain<&seg::Slot::prefix_prev, &seg::Slot::prefix_next>(
@@ -255,7 +255,7 @@ void PoolHandle::UnpublishLocked(uint32_t i) {
        *link != kNil && *link < header_->slot_capacity && ++steps <= header_->slot_capacity;
        link = &slots_[*link].id_next) {
     if (*link == i) {
-      *link = s.id_next;
+      seg::Atomic(*link).store(s.id_next, std::memory_order_release);
       break;
     }
   }
@@ -267,12 +267,13 @@ void PoolHandle::UnpublishLocked(uint32_t i) {
     UnlinkChain<&seg::Slot::chain_prev, &seg::Slot::chain_next>(
         slots_, chain_buckets_[seg::BucketOf(s.chain_hash, header_->chain_bucket_count)], i);
   }
-  s.id_next = s.prefix_next = s.prefix_prev = s.chain_next = s.chain_prev = kNil;
+  seg::StoreRelaxed(s.id_next, kNil);
+  s.prefix_next = s.prefix_prev = s.chain_next = s.chain_prev = kNil;
   heap_->Remove(i);
   header_->entry_count--;
   header_->modified = NowSeconds();
   if (s.pins > 0) {
-    s.state = seg::kRetired;
+    seg::Atomic(s.state).store(seg::kRetired, std::memory_order_release);
   } else {
     FreeSlotLocked(i);
   }
@@ -281,19 +282,19 @@ void PoolHandle::UnpublishLocked(uint32_t i) {
 void PoolHandle::FreeSlotLocked(uint32_t i) {
   seg::Slot& s = slots_[i];
   // Readers validating a copy see the generation change before the bytes are reused.
-  AtomicGeneration(s).store(0, std::memory_order_release);
-  s.state = seg::kFree;
+  seg::BeginSlotChange(s);
+  seg::StoreRelaxed(s.state, uint32_t{seg::kFree});
   if (s.extent_blocks > 0) {
     bitmap_->Free(s.first_block, s.extent_blocks);
     uint64_t bytes = s.extent_blocks * header_->block_size;
     header_->used -= bytes;
     header_->free += bytes;
   }
-  s.extent_blocks = 0;
+  seg::StoreRelaxed(s.extent_blocks, uint64_t{0});
   s.pins = 0;
   s.owner = kNil;
   s.heap_pos = kNil;
-  s.id_next = header_->free_slot_head;
+  seg::StoreRelaxed(s.id_next, header_->free_slot_head);
   header_->free_slot_head = i;
 }
 
@@ -301,7 +302,7 @@ uint32_t PoolHandle::AllocSlotLocked() {
   uint32_t i = header_->free_slot_head;
   if (i == kNil) return kNil;
   header_->free_slot_head = slots_[i].id_next;
-  slots_[i].id_next = kNil;
+  seg::StoreRelaxed(slots_[i].id_next, kNil);
   return i;
 }
 
@@ -328,8 +329,8 @@ EntryInfo PoolHandle::InfoLocked(uint32_t i) const {
   e.prefix_length = s.prefix_len;
   e.priority = s.priority;
   e.created = s.created;
-  e.last_accessed = s.last_accessed;
-  e.access_count = s.access_count;
+  e.last_accessed = seg::LoadRelaxed(s.last_accessed);
+  e.access_count = seg::LoadRelaxed(s.access_count);
   e.generation = s.generation;
   e.offset = s.first_block * header_->block_size;
   if (s.metadata_len > 0) {

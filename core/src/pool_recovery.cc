@@ -22,7 +22,7 @@ void PoolHandle::RebuildLocked() {
     bool out_of_bounds = s.first_block > h.block_count ||
                          s.extent_blocks > h.block_count - s.first_block ||
                          s.state > seg::kRetired;
-    if (bad_owner || out_of_bounds) s.state = seg::kFree;
+    if (bad_owner || out_of_bounds) seg::StoreRelaxed(s.state, uint32_t{seg::kFree});
   }
   // Leases: keep those of live processes on pinnable slots.
   h.free_lease_head = kNil;
@@ -45,14 +45,15 @@ void PoolHandle::RebuildLocked() {
   std::unordered_map<uint64_t, uint32_t> newest;
   for (uint32_t i = 0; i < cap; ++i) {
     seg::Slot& s = slots_[i];
-    if (s.state == seg::kRetired && s.pins == 0) s.state = seg::kFree;
+    if (s.state == seg::kRetired && s.pins == 0) seg::StoreRelaxed(s.state, uint32_t{seg::kFree});
     if (s.state != seg::kLive) continue;
     auto [it, inserted] = newest.emplace(s.sequence_id, i);
     if (!inserted) {
       uint32_t other = it->second;
       uint32_t loser = slots_[other].generation > s.generation ? i : other;
       if (loser == other) it->second = i;
-      slots_[loser].state = slots_[loser].pins > 0 ? seg::kRetired : seg::kFree;
+      seg::StoreRelaxed(slots_[loser].state,
+                        uint32_t{slots_[loser].pins > 0 ? seg::kRetired : seg::kFree});
     }
   }
   // Bitmap and byte counters from the extents still owned.
@@ -62,7 +63,8 @@ void PoolHandle::RebuildLocked() {
     seg::Slot& s = slots_[i];
     if (s.state == seg::kFree || s.extent_blocks == 0) continue;
     if (!bitmap_->AllClear(s.first_block, s.extent_blocks)) {
-      s.state = seg::kFree;  // overlaps an extent already claimed: cannot be trusted
+      // Overlaps an extent already claimed: cannot be trusted.
+      seg::StoreRelaxed(s.state, uint32_t{seg::kFree});
       continue;
     }
     bitmap_->Mark(s.first_block, s.extent_blocks);
@@ -70,7 +72,8 @@ void PoolHandle::RebuildLocked() {
   }
   h.free = h.size - h.used;
   // Indexes, heap and free list.
-  std::memset(id_buckets_, 0xFF, h.id_bucket_count * sizeof(uint32_t));
+  // Lock-free gets may be walking the id chains: one atomic store per head.
+  for (uint32_t b = 0; b < h.id_bucket_count; ++b) seg::StoreRelaxed(id_buckets_[b], kNil);
   std::memset(prefix_buckets_, 0xFF, h.prefix_bucket_count * sizeof(uint32_t));
   std::memset(chain_buckets_, 0xFF, h.chain_bucket_count * sizeof(uint32_t));
   h.heap_size = 0;
@@ -80,15 +83,16 @@ void PoolHandle::RebuildLocked() {
     seg::Slot& s = slots_[i];
     s.heap_pos = kNil;
     if (s.state == seg::kFree) {
-      AtomicGeneration(s).store(0, std::memory_order_release);
-      s.extent_blocks = 0;
+      seg::BeginSlotChange(s);
+      seg::StoreRelaxed(s.extent_blocks, uint64_t{0});
       s.owner = kNil;
-      s.id_next = h.free_slot_head;
+      seg::StoreRelaxed(s.id_next, h.free_slot_head);
       h.free_slot_head = i;
     } else if (s.state == seg::kLive) {
       LinkLocked(i);
     } else {
-      s.id_next = s.prefix_next = s.prefix_prev = s.chain_next = s.chain_prev = kNil;
+      seg::StoreRelaxed(s.id_next, kNil);
+      s.prefix_next = s.prefix_prev = s.chain_next = s.chain_prev = kNil;
     }
   }
   SetAttachedLocked(processes_->CountAttached());

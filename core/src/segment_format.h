@@ -144,31 +144,49 @@ struct Lease {
 };
 static_assert(sizeof(Lease) == 16);
 
-// One entry. Guarded by the pool lock. Lock-free gets also read sequence_id,
-// generation, state, first_block, extent_blocks, size_bytes and the id chain, and
-// update access_count, last_accessed and access_tick, all through atomic_ref; writers
-// change generation (release, zero first when freeing) around every other change, so
-// a reader validates what it read by loading the generation again.
+// One entry. Written only under the pool lock, except the access statistics.
+//
+// Lock-free gets (PoolHandle::FindUnlocked / GetInto) read a slot without the lock, so
+// the fields they touch are accessed through std::atomic_ref, never plainly:
+//   [L] read by lock-free gets: the id bucket heads, id_next, sequence_id, generation,
+//       state, first_block, extent_blocks, size_bytes. Writers (all under the lock)
+//       store them atomically; other lock holders may read them plainly.
+//   [A] written by lock-free gets: access_count, last_accessed, access_tick. Every
+//       access, locked or not, is atomic (relaxed: they are statistics).
+// The protocol is a seqlock whose "odd" value is generation 0:
+//   writer (under the lock), changing a slot a reader may be looking at:
+//       generation.store(0, relaxed); atomic_thread_fence(release);
+//       ...[L] fields stored relaxed...;
+//       generation.store(new, release)             (only when publishing a new entry)
+//   linking into an id chain: id_next.store(head, relaxed); head.store(i, release)
+//   unlinking: prev link.store(id_next, release)
+//   reader: head/id_next loads acquire; gen = generation.load(acquire) (0: not there);
+//       state.load(acquire) == LIVE; sequence_id, first_block, extent_blocks,
+//       size_bytes relaxed; atomic_thread_fence(acquire); generation.load(relaxed) ==
+//       gen, else what was read is discarded. After copying the payload (plain bytes a
+//       writer may be overwriting), the same fence and generation check decide whether
+//       the copy is kept: freeing a slot zeroes its generation before its blocks can be
+//       reused. A reader that gives up falls back to the locked path.
 struct Slot {
-  uint64_t sequence_id;      // @0
-  uint64_t generation;       // @8   0 while FREE; atomic (see AtomicGeneration)
-  uint64_t first_block;      // @16
-  uint64_t extent_blocks;    // @24
-  uint64_t size_bytes;       // @32  payload bytes
+  uint64_t sequence_id;      // @0   [L]
+  uint64_t generation;       // @8   [L] 0 while FREE or being changed
+  uint64_t first_block;      // @16  [L]
+  uint64_t extent_blocks;    // @24  [L]
+  uint64_t size_bytes;       // @32  [L] payload bytes
   uint64_t token_count;      // @40
   uint64_t prefix_hash;      // @48  valid when prefix_len > 0
   double created;            // @56
-  double last_accessed;      // @64
-  uint64_t access_count;     // @72
-  uint64_t access_tick;      // @80  LRU order: MonotonicNs() of the last access
+  double last_accessed;      // @64  [A]
+  uint64_t access_count;     // @72  [A]
+  uint64_t access_tick;      // @80  [A] LRU order: MonotonicNs() of the last access
   uint64_t create_tick;      // @88  FIFO order
   uint32_t prefix_len;       // @96  tokens stored after the payload
   uint32_t metadata_len;     // @100 bytes stored after the tokens
   int32_t priority;          // @104
-  uint32_t state;            // @108 SlotState
+  uint32_t state;            // @108 [L] SlotState
   uint32_t pins;             // @112
   uint32_t owner;            // @116 ProcessSlot of the writer while WRITING
-  uint32_t id_next;          // @120 id bucket chain; free-list link when FREE
+  uint32_t id_next;          // @120 [L] id bucket chain; free-list link when FREE
   uint32_t heap_pos;         // @124 index in the eviction heap, kNil if absent
   uint32_t prefix_next;      // @128 prefix bucket chain (doubly linked)
   uint32_t prefix_prev;      // @132
@@ -199,6 +217,23 @@ inline std::atomic_ref<T> Atomic(T& field) {
   return std::atomic_ref<T>(field);
 }
 inline std::atomic_ref<uint64_t> AtomicGeneration(Slot& slot) { return Atomic(slot.generation); }
+
+// Relaxed atomic access to a field that lock-free gets read or write ([L], [A] above).
+template <typename T>
+inline void StoreRelaxed(T& field, T value) {
+  Atomic(field).store(value, std::memory_order_relaxed);
+}
+template <typename T>
+inline T LoadRelaxed(const T& field) {
+  return Atomic(const_cast<T&>(field)).load(std::memory_order_relaxed);
+}
+
+// The writer's opening of the seqlock (see Slot): readers that see any [L] store that
+// follows fail their generation check. REQUIRES: the pool lock.
+inline void BeginSlotChange(Slot& slot) {
+  AtomicGeneration(slot).store(0, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_release);
+}
 
 // The region sizes of a segment, derived from its configuration.
 struct Layout {
