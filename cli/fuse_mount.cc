@@ -208,10 +208,20 @@ Result<pid_t> StartDaemon(const std::string& daemon, const std::string& dir,
 
   int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
   if (null_fd < 0) return ErrnoToStatus(errno, "open /dev/null");
-  int log_fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  // O_NOFOLLOW: a symlink planted as the log never redirects the daemon's writes.
+  int log_fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW |
+                                          O_NONBLOCK | O_NOCTTY,
+                    0600);
   if (log_fd < 0) {
     close(null_fd);
     return ErrnoToStatus(errno, fmt::format("open log '{}'", log_path));
+  }
+  struct stat log_st {};
+  if (fstat(log_fd, &log_st) != 0 || !S_ISREG(log_st.st_mode) || log_st.st_uid != geteuid()) {
+    close(null_fd);
+    close(log_fd);
+    return Status::PermissionDenied(
+        fmt::format("refusing log '{}': not a regular file of this user", log_path));
   }
   off_t log_start = lseek(log_fd, 0, SEEK_END);
 

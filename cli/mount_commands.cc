@@ -49,6 +49,9 @@ void SetupMountCommands(CLI::App& cache) {
 int RunMount(const MountOptions& opts) {
   std::string home = Home();
   std::string dir = opts.dir.empty() ? DefaultMountDir() : opts.dir;
+  // The daemon's log (and the default mount point) go in the home: only into one
+  // nobody else can write.
+  if (Status s = Manager().CheckHome(); !s.ok()) return Fail(s);
   std::error_code ec;
   if (opts.dir.empty()) fs::create_directories(dir, ec);
   if (!fs::is_directory(dir, ec)) {
@@ -61,8 +64,6 @@ int RunMount(const MountOptions& opts) {
   }
   Result<std::string> daemon = FindDaemon();
   if (!daemon.ok()) return Fail(daemon.status());
-  fs::create_directories(home, ec);
-  if (ec) return Fail(fmt::format("cannot create '{}': {}", home, ec.message()));
 
   Result<pid_t> pid =
       StartDaemon(*daemon, path, home, (fs::path(home) / "kvcachefs.log").string(), kMountTimeout);

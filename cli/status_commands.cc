@@ -43,6 +43,13 @@ int RunStatus(const StatusOptions& opts) {
   Result<std::vector<PoolStats>> all = manager.StatsAll();
   if (!all.ok()) return Fail(all.status());
   PrintText(opts.json ? StatsListToJson(*all) : FormatStatusTable(*all));
+  // Every pool is shown; one that could not be read also makes the exit status say so.
+  for (const PoolStats& s : *all) {
+    if (!s.error.empty()) {
+      std::fflush(stdout);
+      return Fail(fmt::format("pool '{}': {}", s.config.name, s.error));
+    }
+  }
   return kExitOk;
 }
 

@@ -20,6 +20,8 @@ int ToErrno(const Status& status) {
       return EBUSY;
     case Code::kNotSupported:
       return ENOSYS;
+    case Code::kPermissionDenied:
+      return EACCES;
     case Code::kCorruption:
     case Code::kIOError:
       return EIO;

@@ -9,11 +9,13 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <exception>
 #include <functional>
 #include <iterator>
 #include <thread>
 
+#include "file_util.h"
 #include "kvcache/types.h"
 
 namespace kvcache {
@@ -44,8 +46,16 @@ void MigrateTo1(SQLite::Database& db) {
       "CREATE INDEX IF NOT EXISTS attachments_by_pool_pid ON attachments (pool_name, pid);");
 }
 
+// The segment identity of each pool: a segment is used only when its header carries
+// the pool_id recorded here and its file belongs to owner_uid.
+void MigrateTo2(SQLite::Database& db) {
+  db.exec(
+      "ALTER TABLE pools ADD COLUMN pool_id TEXT;"
+      "ALTER TABLE pools ADD COLUMN owner_uid INTEGER;");
+}
+
 using Migration = void (*)(SQLite::Database&);
-constexpr Migration kMigrations[] = {&MigrateTo1};
+constexpr Migration kMigrations[] = {&MigrateTo1, &MigrateTo2};
 static_assert(std::size(kMigrations) == Catalog::kSchemaVersion,
               "one migration per schema version");
 
@@ -74,36 +84,10 @@ Code CodeForSqlite(int primary) {
   }
 }
 
-// Creates the missing directories of `dir`, each 0700 (chmod'ed so the umask cannot
-// loosen or tighten it). Existing directories are left as they are.
-Status MakeDirs(const std::string& dir) {
-  if (dir.empty()) return Status::Ok();
-  std::string partial;
-  size_t pos = 0;
-  while (pos <= dir.size()) {
-    size_t slash = dir.find('/', pos);
-    if (slash == std::string::npos) slash = dir.size();
-    partial = dir.substr(0, slash);
-    pos = slash + 1;
-    if (partial.empty()) continue;  // leading '/'
-    if (mkdir(partial.c_str(), 0700) == 0) {
-      if (chmod(partial.c_str(), 0700) != 0) {
-        return ErrnoToStatus(errno, "chmod " + partial);
-      }
-    } else if (errno != EEXIST) {
-      return ErrnoToStatus(errno, "mkdir " + partial);
-    }
-  }
-  struct stat st;
-  if (stat(dir.c_str(), &st) != 0) return ErrnoToStatus(errno, "stat " + dir);
-  if (!S_ISDIR(st.st_mode)) return Status::IOError(dir + " is not a directory");
-  return Status::Ok();
-}
-
 // Creates the database file 0600 before SQLite does: SQLite would create it with
 // 0644 & ~umask. SQLite gives the -wal and -shm files the main file's mode.
 Status CreateFilePrivate(const std::string& path) {
-  int fd = open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  int fd = open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) {
     if (errno == EEXIST) return Status::Ok();
     return ErrnoToStatus(errno, "create catalog " + path);
@@ -119,12 +103,14 @@ std::string OrEmpty(const SQLite::Column& c) { return c.isNull() ? std::string()
 }  // namespace
 
 struct Catalog::Impl {
-  explicit Impl(const std::string& path)
-      : db(path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE, kBusyTimeoutMs) {}
+  Impl(const std::string& path, int flags) : db(path, flags, kBusyTimeoutMs) {}
 
   std::mutex mu;
   SQLite::Database db;  // guarded by mu: one connection, used by one thread at a time
   int schema_version = 0;
+  // Why the catalog could only be opened read-only (e.g. its filesystem is full);
+  // empty when it is writable. Set once in Open.
+  std::string read_only_reason;
 };
 
 namespace {
@@ -139,14 +125,33 @@ Status FromException(const std::string& path, std::string_view what, const std::
 
 // Runs `fn` on the connection under the mutex, turning exceptions into a Status.
 template <typename R>
-R Run(const std::string& path, std::mutex& mu, std::string_view what,
+R Run(const std::string& path, Catalog::Impl& impl, std::string_view what,
       const std::function<R()>& fn) {
-  std::lock_guard<std::mutex> lock(mu);
+  std::lock_guard<std::mutex> lock(impl.mu);
   try {
     return fn();
   } catch (const std::exception& e) {
-    return FromException(path, what, e);
+    Status s = FromException(path, what, e);
+    if (impl.read_only_reason.empty()) return s;
+    return Status(s.code(), s.message() + " (the catalog is open read-only because " +
+                                impl.read_only_reason + ")");
   }
+}
+
+// A URI that opens `path` read-only. `immutable` also skips the WAL index, which needs a
+// writable -shm file: the last resort when the filesystem is full.
+std::string ReadOnlyUri(const std::string& path, bool immutable) {
+  std::string uri = "file:";
+  for (unsigned char c : path) {
+    if (c == '%' || c == '?' || c == '#' || c < 0x20 || c >= 0x7f) {
+      char buf[4];
+      std::snprintf(buf, sizeof(buf), "%%%02X", c);
+      uri += buf;
+    } else {
+      uri += static_cast<char>(c);
+    }
+  }
+  return uri + (immutable ? "?mode=ro&immutable=1" : "?mode=ro");
 }
 
 }  // namespace
@@ -192,11 +197,34 @@ bool IsBusy(const std::exception& e) {
 
 }  // namespace
 
+Result<std::unique_ptr<Catalog>> Catalog::OpenReadOnly(const std::string& path,
+                                                       const std::string& reason) {
+  for (bool immutable : {false, true}) {
+    try {
+      auto impl = std::make_unique<Impl>(ReadOnlyUri(path, immutable),
+                                         SQLite::OPEN_READONLY | SQLITE_OPEN_URI);
+      int version = UserVersion(impl->db);
+      if (version != kSchemaVersion) continue;  // migrating needs a writable catalog
+      impl->schema_version = version;
+      impl->read_only_reason = reason;
+      return std::unique_ptr<Catalog>(new Catalog(path, std::move(impl)));
+    } catch (const std::exception&) {
+      // try the next way, else report the read-write failure
+    }
+  }
+  return Status::IOError(reason);
+}
+
 Result<std::unique_ptr<Catalog>> Catalog::Open(const std::string& path) {
   if (path.empty()) return Status::InvalidArgument("catalog path is empty");
   size_t slash = path.rfind('/');
-  if (slash != std::string::npos) KVC_RETURN_IF_ERROR(MakeDirs(path.substr(0, slash)));
+  if (slash != std::string::npos) KVC_RETURN_IF_ERROR(MakeTrustedDir(path.substr(0, slash)));
   KVC_RETURN_IF_ERROR(CreateFilePrivate(path));
+  // SQLite opens these by name, following symlinks: check them first. Nobody else can
+  // add or swap one afterwards, since the directory is the caller's alone.
+  for (const char* suffix : {"", "-wal", "-shm", "-journal"}) {
+    KVC_RETURN_IF_ERROR(CheckTrustedFile(path + suffix));
+  }
 
   // Switching a new file to WAL takes an exclusive lock, and SQLite reports that
   // conflict (and some during WAL recovery) as SQLITE_BUSY without calling the busy
@@ -207,7 +235,7 @@ Result<std::unique_ptr<Catalog>> Catalog::Open(const std::string& path) {
   for (int attempt = 0;; ++attempt) {
     const char* step = "open";
     try {
-      auto impl = std::make_unique<Impl>(path);
+      auto impl = std::make_unique<Impl>(path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
       int version = SetUp(impl->db, &step);
       if (version > kSchemaVersion) {
         return Status::NotSupported("catalog " + path + ": schema version " +
@@ -217,7 +245,14 @@ Result<std::unique_ptr<Catalog>> Catalog::Open(const std::string& path) {
       impl->schema_version = version;
       return std::unique_ptr<Catalog>(new Catalog(path, std::move(impl)));
     } catch (const std::exception& e) {
-      if (!IsBusy(e) || Clock::now() >= deadline) return FromException(path, step, e);
+      if (!IsBusy(e) || Clock::now() >= deadline) {
+        Status failed = FromException(path, step, e);
+        // A full or read-only filesystem must not stop the commands that only read.
+        if (failed.code() == Code::kIOError || failed.code() == Code::kNoSpace) {
+          if (auto ro = OpenReadOnly(path, failed.message()); ro.ok()) return ro;
+        }
+        return failed;
+      }
     }
     // Back off a little more each time, with jitter so racing processes spread out.
     std::this_thread::sleep_for(std::chrono::microseconds(
@@ -225,32 +260,53 @@ Result<std::unique_ptr<Catalog>> Catalog::Open(const std::string& path) {
   }
 }
 
+namespace {
+
+// Binds pool_id and owner_uid at `first` and first + 1 (NULL when unknown).
+void BindIdentity(SQLite::Statement& q, int first, const PoolRecord& r) {
+  if (r.pool_id.empty()) {
+    q.bind(first);
+  } else {
+    q.bind(first, r.pool_id);
+  }
+  if (r.owner_uid < 0) {
+    q.bind(first + 1);
+  } else {
+    q.bind(first + 1, r.owner_uid);
+  }
+}
+
+}  // namespace
+
 Status Catalog::InsertPool(const PoolRecord& r) {
   KVC_RETURN_IF_ERROR(ValidatePoolName(r.name));
-  return Run<Status>(path_, impl_->mu, "insert pool", [&]() -> Status {
+  return Run<Status>(path_, *impl_, "insert pool", [&]() -> Status {
     SQLite::Statement q(impl_->db,
-                        "INSERT INTO pools (name, config, shm_name, created_at, last_modified)"
-                        " VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING");
+                        "INSERT INTO pools (name, config, shm_name, created_at, last_modified,"
+                        " pool_id, owner_uid)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING");
     q.bind(1, r.name);
     q.bind(2, r.config_json);
     q.bind(3, r.shm_name);
     q.bind(4, r.created_at);
     q.bind(5, r.last_modified);
+    BindIdentity(q, 6, r);
     if (q.exec() == 0) return Status::AlreadyExists("pool '" + r.name + "' already exists");
     return Status::Ok();
   });
 }
 
 Status Catalog::UpdatePool(const PoolRecord& r) {
-  return Run<Status>(path_, impl_->mu, "update pool", [&]() -> Status {
+  return Run<Status>(path_, *impl_, "update pool", [&]() -> Status {
     SQLite::Statement q(impl_->db,
                         "UPDATE pools SET config = ?, shm_name = ?, created_at = ?,"
-                        " last_modified = ? WHERE name = ?");
+                        " last_modified = ?, pool_id = ?, owner_uid = ? WHERE name = ?");
     q.bind(1, r.config_json);
     q.bind(2, r.shm_name);
     q.bind(3, r.created_at);
     q.bind(4, r.last_modified);
-    q.bind(5, r.name);
+    BindIdentity(q, 5, r);
+    q.bind(7, r.name);
     if (q.exec() == 0) return Status::NotFound("pool '" + r.name + "' not found");
     return Status::Ok();
   });
@@ -265,6 +321,8 @@ PoolRecord ReadPool(SQLite::Statement& q) {
   r.shm_name = OrEmpty(q.getColumn(2));
   r.created_at = q.getColumn(3).getDouble();
   r.last_modified = q.getColumn(4).getDouble();
+  r.pool_id = OrEmpty(q.getColumn(5));
+  r.owner_uid = q.getColumn(6).isNull() ? -1 : q.getColumn(6).getInt64();
   return r;
 }
 
@@ -272,10 +330,10 @@ PoolRecord ReadPool(SQLite::Statement& q) {
 
 Result<PoolRecord> Catalog::GetPool(std::string_view name) {
   std::string key(name);
-  return Run<Result<PoolRecord>>(path_, impl_->mu, "get pool", [&]() -> Result<PoolRecord> {
+  return Run<Result<PoolRecord>>(path_, *impl_, "get pool", [&]() -> Result<PoolRecord> {
     SQLite::Statement q(impl_->db,
-                        "SELECT name, config, shm_name, created_at, last_modified"
-                        " FROM pools WHERE name = ?");
+                        "SELECT name, config, shm_name, created_at, last_modified, pool_id,"
+                        " owner_uid FROM pools WHERE name = ?");
     q.bind(1, key);
     if (!q.executeStep()) return Status::NotFound("pool '" + key + "' not found");
     return ReadPool(q);
@@ -284,10 +342,10 @@ Result<PoolRecord> Catalog::GetPool(std::string_view name) {
 
 Result<std::vector<PoolRecord>> Catalog::ListPools() {
   using R = Result<std::vector<PoolRecord>>;
-  return Run<R>(path_, impl_->mu, "list pools", [&]() -> R {
+  return Run<R>(path_, *impl_, "list pools", [&]() -> R {
     SQLite::Statement q(impl_->db,
-                        "SELECT name, config, shm_name, created_at, last_modified"
-                        " FROM pools ORDER BY name");
+                        "SELECT name, config, shm_name, created_at, last_modified, pool_id,"
+                        " owner_uid FROM pools ORDER BY name");
     std::vector<PoolRecord> out;
     while (q.executeStep()) out.push_back(ReadPool(q));
     return out;
@@ -296,7 +354,7 @@ Result<std::vector<PoolRecord>> Catalog::ListPools() {
 
 Status Catalog::DeletePool(std::string_view name) {
   std::string key(name);
-  return Run<Status>(path_, impl_->mu, "delete pool", [&]() -> Status {
+  return Run<Status>(path_, *impl_, "delete pool", [&]() -> Status {
     SQLite::Transaction txn(impl_->db, SQLite::TransactionBehavior::IMMEDIATE);
     SQLite::Statement del(impl_->db, "DELETE FROM pools WHERE name = ?");
     del.bind(1, key);
@@ -321,7 +379,7 @@ Status Catalog::ReplaceEntries(std::string_view pool, const std::vector<EntryRec
                                      " belongs to pool '" + e.pool_name + "', not '" + key + "'");
     }
   }
-  return Run<Status>(path_, impl_->mu, "replace entries", [&]() -> Status {
+  return Run<Status>(path_, *impl_, "replace entries", [&]() -> Status {
     SQLite::Transaction txn(impl_->db, SQLite::TransactionBehavior::IMMEDIATE);
     SQLite::Statement del(impl_->db, "DELETE FROM entries WHERE pool_name = ?");
     del.bind(1, key);
@@ -359,7 +417,7 @@ Status Catalog::ReplaceEntries(std::string_view pool, const std::vector<EntryRec
 Result<std::vector<EntryRecord>> Catalog::GetEntries(std::string_view pool) {
   std::string key(pool);
   using R = Result<std::vector<EntryRecord>>;
-  return Run<R>(path_, impl_->mu, "get entries", [&]() -> R {
+  return Run<R>(path_, *impl_, "get entries", [&]() -> R {
     SQLite::Statement q(impl_->db,
                         "SELECT sequence_id, prefix_hash, created_at, last_accessed,"
                         " access_count, token_count, size_bytes, \"offset\", priority, metadata"
@@ -387,7 +445,7 @@ Result<std::vector<EntryRecord>> Catalog::GetEntries(std::string_view pool) {
 
 Status Catalog::AddStats(std::string_view pool, int64_t hits, int64_t misses, int64_t evictions) {
   std::string key(pool);
-  return Run<Status>(path_, impl_->mu, "add stats", [&]() -> Status {
+  return Run<Status>(path_, *impl_, "add stats", [&]() -> Status {
     SQLite::Statement q(impl_->db,
                         "INSERT INTO stats (pool_name, hits, misses, evictions, updated_at)"
                         " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (pool_name) DO UPDATE SET"
@@ -405,7 +463,7 @@ Status Catalog::AddStats(std::string_view pool, int64_t hits, int64_t misses, in
 
 Result<StatsRecord> Catalog::GetStats(std::string_view pool) {
   std::string key(pool);
-  return Run<Result<StatsRecord>>(path_, impl_->mu, "get stats", [&]() -> Result<StatsRecord> {
+  return Run<Result<StatsRecord>>(path_, *impl_, "get stats", [&]() -> Result<StatsRecord> {
     SQLite::Statement q(impl_->db,
                         "SELECT hits, misses, evictions, updated_at FROM stats"
                         " WHERE pool_name = ?");
@@ -424,7 +482,7 @@ Result<StatsRecord> Catalog::GetStats(std::string_view pool) {
 
 Status Catalog::RecordAttach(std::string_view pool, int32_t pid, double when) {
   std::string key(pool);
-  return Run<Status>(path_, impl_->mu, "record attach", [&]() -> Status {
+  return Run<Status>(path_, *impl_, "record attach", [&]() -> Status {
     SQLite::Statement q(impl_->db,
                         "INSERT INTO attachments (pool_name, pid, attached_at, detached_at)"
                         " VALUES (?, ?, ?, NULL)");
@@ -438,7 +496,7 @@ Status Catalog::RecordAttach(std::string_view pool, int32_t pid, double when) {
 
 Status Catalog::RecordDetach(std::string_view pool, int32_t pid, double when) {
   std::string key(pool);
-  return Run<Status>(path_, impl_->mu, "record detach", [&]() -> Status {
+  return Run<Status>(path_, *impl_, "record detach", [&]() -> Status {
     // An open attachment has detached_at NULL (or 0, as older writers stored it).
     SQLite::Statement q(impl_->db,
                         "UPDATE attachments SET detached_at = ?1 WHERE id = ("
@@ -459,7 +517,7 @@ Status Catalog::RecordDetach(std::string_view pool, int32_t pid, double when) {
 Result<std::vector<AttachmentRecord>> Catalog::ListAttachments(std::string_view pool) {
   std::string key(pool);
   using R = Result<std::vector<AttachmentRecord>>;
-  return Run<R>(path_, impl_->mu, "list attachments", [&]() -> R {
+  return Run<R>(path_, *impl_, "list attachments", [&]() -> R {
     SQLite::Statement q(impl_->db,
                         "SELECT pid, attached_at, detached_at FROM attachments"
                         " WHERE pool_name = ? ORDER BY attached_at DESC, id DESC");

@@ -1,5 +1,8 @@
-// Small file-system helpers shared inside core.
+// Small file-system helpers shared inside core, and the checks that decide whether a
+// directory or file under $CORTEX_HOME can be trusted.
 #pragma once
+
+#include <sys/types.h>
 
 #include <string>
 #include <string_view>
@@ -13,5 +16,21 @@ Status MakeDirs(const std::string& dir);
 
 // `'path'`, for messages that name a file.
 inline std::string Quoted(std::string_view path) { return "'" + std::string(path) + "'"; }
+
+// "uid 1001 (mallory)", or "uid 1001" when the user database has no name for it.
+std::string DescribeUid(uid_t uid);
+
+// A directory the caller may keep private files in: it (after symlinks) is a directory
+// owned by the effective uid and not writable by group or others, so nobody else can
+// plant, replace or remove anything in it. PermissionDenied naming the owner and mode
+// otherwise; NotFound when it does not exist.
+Status CheckTrustedDir(const std::string& dir);
+// MakeDirs, then CheckTrustedDir.
+Status MakeTrustedDir(const std::string& dir);
+
+// For a file another library opens by name (SQLite): if `path` exists it must be a
+// regular file (not a symlink) owned by the effective uid and not writable by group or
+// others. Ok when it does not exist.
+Status CheckTrustedFile(const std::string& path);
 
 }  // namespace kvcache

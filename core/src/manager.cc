@@ -10,12 +10,14 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <shared_mutex>
+#include <vector>
 
 #include "clock.h"
 #include "file_util.h"
 #include "kvcache/catalog.h"
 #include "kvcache/prefix.h"
 #include "pool_handle.h"
+#include "shm_segment.h"
 
 namespace kvcache {
 
@@ -97,6 +99,11 @@ std::string DiskPath(const ManagerOptions& o, std::string_view pool) {
 
 }  // namespace
 
+Status Manager::CheckHome() {
+  KVC_RETURN_IF_ERROR(CheckOptions());
+  return MakeTrustedDir(options_.home);
+}
+
 Result<Catalog*> Manager::catalog() {
   KVC_RETURN_IF_ERROR(CheckOptions());
   std::lock_guard<std::mutex> lock(impl_->catalog_mu);
@@ -106,6 +113,45 @@ Result<Catalog*> Manager::catalog() {
   return impl_->catalog.get();
 }
 
+namespace {
+
+std::string HexOf(const PoolHandle::PoolId& id) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (uint8_t b : id) {
+    out += kHex[b >> 4];
+    out += kHex[b & 15];
+  }
+  return out;
+}
+
+// Whose the pool's segment must be: the recorded creator (the caller for records made
+// before owners were recorded), writable by others only as the pool was created.
+SegmentOwner OwnerOf(const PoolRecord& record, const PoolConfig& config) {
+  SegmentOwner owner;
+  owner.uid = record.owner_uid >= 0 ? static_cast<uid_t>(record.owner_uid) : geteuid();
+  owner.allowed_write_bits = static_cast<mode_t>(config.mode) & 022;
+  return owner;
+}
+
+// Why a file under a pool's segment name is not used: it is not a pool of this catalog.
+Status Foreign(const std::string& path, std::string_view pool, const std::string& catalog) {
+  struct stat st {};
+  std::string whose;
+  if (lstat(path.c_str(), &st) == 0) whose = " (owned by " + DescribeUid(st.st_uid) + ")";
+  return Status::PermissionDenied("refusing segment " + path + whose + ": pool '" +
+                                  std::string(pool) + "' is not in the catalog " + catalog +
+                                  " (remove the file if it is not a pool of yours, or use "
+                                  "another CORTEX_SHM_PREFIX)");
+}
+
+bool Exists(const std::string& path) {
+  struct stat st {};
+  return lstat(path.c_str(), &st) == 0;
+}
+
+}  // namespace
+
 Result<std::shared_ptr<PoolHandle>> Manager::Open(std::string_view pool) {
   {
     std::shared_lock<std::shared_mutex> lock(impl_->mu);
@@ -114,19 +160,34 @@ Result<std::shared_ptr<PoolHandle>> Manager::Open(std::string_view pool) {
   }
   KVC_RETURN_IF_ERROR(CheckOptions());
   KVC_RETURN_IF_ERROR(ValidatePoolName(pool));
-  Result<std::shared_ptr<PoolHandle>> opened = PoolHandle::Open(ShmPath(ShmName(pool)));
-  if (!opened.ok() && opened.status().code() == Code::kNotFound) {
-    opened = PoolHandle::Open(DiskPath(options_, pool));
-  }
-  if (!opened.ok()) {
-    if (opened.status().code() != Code::kNotFound) return opened.status();
-    Result<Catalog*> cat = catalog();
-    if (cat.ok() && (*cat)->GetPool(pool).ok()) {
-      return Status::NotFound("pool '" + std::string(pool) +
-                              "' is not loaded (its memory is gone, e.g. after a reboot); "
-                              "restore it with: cortex cache restore " + std::string(pool));
+  KVC_ASSIGN_OR_RETURN(Catalog * cat, catalog());
+  std::string shm_path = ShmPath(ShmName(pool));
+  std::string disk_path = DiskPath(options_, pool);
+  Result<PoolRecord> record = cat->GetPool(pool);
+  if (!record.ok()) {
+    if (record.status().code() != Code::kNotFound) return record.status();
+    // Only pools this catalog created are ever mapped: a file under the name is
+    // someone else's (planted, or another home's pool).
+    for (const std::string& path : {shm_path, disk_path}) {
+      if (Exists(path)) return Foreign(path, pool, cat->path());
     }
     return PoolNotFound(pool);
+  }
+  KVC_ASSIGN_OR_RETURN(PoolConfig config, PoolConfig::FromJson(record->config_json));
+  std::string path = config.tier == Tier::kDisk ? disk_path : shm_path;
+  Result<std::shared_ptr<PoolHandle>> opened = PoolHandle::Open(path, OwnerOf(*record, config));
+  if (!opened.ok()) {
+    if (opened.status().code() != Code::kNotFound) return opened.status();
+    return Status::NotFound("pool '" + std::string(pool) +
+                            "' is not loaded (its memory is gone, e.g. after a reboot); "
+                            "restore it with: cortex cache restore " + std::string(pool));
+  }
+  if (record->pool_id.empty() || HexOf((*opened)->pool_id()) != record->pool_id) {
+    return Status::PermissionDenied(
+        "refusing segment " + path + ": it is not the segment pool '" + std::string(pool) +
+        "' was created with (its pool id differs from the catalog's" +
+        (record->pool_id.empty() ? ", which recorded none" : "") +
+        "); restore the pool from its snapshot");
   }
   if ((*opened)->name() != pool) {
     return Status::Corruption("segment for pool '" + std::string(pool) + "' names pool '" +
@@ -145,14 +206,19 @@ Status Manager::LoadPool(const PoolConfig& config) {
   KVC_ASSIGN_OR_RETURN(Catalog * cat, catalog());
   std::string path = ShmPath(ShmName(config.name));
   if (config.tier == Tier::kDisk) {
-    KVC_RETURN_IF_ERROR(MakeDirs(options_.home + "/kv_disk"));
+    KVC_RETURN_IF_ERROR(MakeTrustedDir(options_.home + "/kv_disk"));
     path = DiskPath(options_, config.name);
   }
-  if (access(ShmPath(ShmName(config.name)).c_str(), F_OK) == 0 ||
-      access(DiskPath(options_, config.name).c_str(), F_OK) == 0) {
+  for (const std::string& existing : {ShmPath(ShmName(config.name)),
+                                      DiskPath(options_, config.name)}) {
+    if (!Exists(existing)) continue;
+    // Ours (a live pool of this catalog) or not, an existing file is never adopted.
+    Result<std::shared_ptr<PoolHandle>> ours = Open(config.name);
+    if (!ours.ok() && ours.status().code() == Code::kPermissionDenied) return ours.status();
     return Status::AlreadyExists("pool '" + config.name + "' already exists");
   }
-  Result<std::shared_ptr<PoolHandle>> created = PoolHandle::Create(path, config);
+  PoolHandle::PoolId id = PoolHandle::NewPoolId();
+  Result<std::shared_ptr<PoolHandle>> created = PoolHandle::Create(path, config, id);
   if (!created.ok()) {
     if (created.status().code() == Code::kAlreadyExists) {
       return Status::AlreadyExists("pool '" + config.name + "' already exists");
@@ -160,7 +226,8 @@ Status Manager::LoadPool(const PoolConfig& config) {
     return created.status();
   }
   double now = NowSeconds();
-  PoolRecord record{config.name, config.ToJson(), ShmName(config.name), now, now};
+  PoolRecord record{config.name, config.ToJson(), ShmName(config.name), now, now, HexOf(id),
+                    static_cast<int64_t>(geteuid())};
   Status s = cat->InsertPool(record);
   if (s.code() == Code::kAlreadyExists) {
     Result<PoolRecord> old = cat->GetPool(config.name);
@@ -189,9 +256,27 @@ Status Manager::CreatePool(const PoolConfig& config) {
 Status Manager::DestroyPool(std::string_view pool) {
   KVC_RETURN_IF_ERROR(CheckOptions());
   KVC_RETURN_IF_ERROR(ValidatePoolName(pool));
-  bool found = false;
+  KVC_ASSIGN_OR_RETURN(Catalog * cat, catalog());
+  Result<PoolRecord> record = cat->GetPool(pool);
+  if (!record.ok() && record.status().code() != Code::kNotFound) return record.status();
+  // The segment files to remove, each checked first: a file that is not ours is left
+  // alone (and nothing else changes). Without a record, only the caller's own files.
+  SegmentOwner owner{geteuid(), 0};
+  if (record.ok()) {
+    if (Result<PoolConfig> config = PoolConfig::FromJson(record->config_json); config.ok()) {
+      owner = OwnerOf(*record, *config);
+    }
+  }
+  std::vector<std::string> ours;
   for (const std::string& path : {ShmPath(ShmName(pool)), DiskPath(options_, pool)}) {
-    Result<std::shared_ptr<PoolHandle>> handle = PoolHandle::Open(path);
+    Status s = CheckSegmentPath(path, owner);
+    if (s.code() == Code::kNotFound) continue;
+    if (!s.ok()) return s;
+    ours.push_back(path);
+  }
+  bool found = false;
+  for (const std::string& path : ours) {
+    Result<std::shared_ptr<PoolHandle>> handle = PoolHandle::Open(path, owner);
     if (handle.ok()) (*handle)->MarkDestroyed();
     if (unlink(path.c_str()) == 0) {
       found = true;
@@ -203,7 +288,6 @@ Status Manager::DestroyPool(std::string_view pool) {
     std::unique_lock<std::shared_mutex> lock(impl_->mu);
     if (auto it = impl_->pools.find(pool); it != impl_->pools.end()) impl_->pools.erase(it);
   }
-  KVC_ASSIGN_OR_RETURN(Catalog * cat, catalog());
   Status s = cat->DeletePool(pool);
   if (s.ok()) found = true;
   if (!s.ok() && s.code() != Code::kNotFound) return s;
@@ -253,9 +337,7 @@ Status Manager::Put(std::string_view pool, uint64_t seq, std::span<const std::by
 Result<PutReservation> Manager::Reserve(std::string_view pool, uint64_t seq, size_t size,
                                         uint64_t token_count, const PutOptions& options,
                                         const std::optional<EntryStats>& stats) {
-  if (!options.metadata.empty() && !nlohmann::json::accept(options.metadata)) {
-    return Status::InvalidArgument("metadata is not valid JSON: " + options.metadata.substr(0, 80));
-  }
+  KVC_RETURN_IF_ERROR(ValidatePutOptions(options));
   KVC_ASSIGN_OR_RETURN(auto handle, Open(pool));
   return handle->Reserve(seq, size, token_count, options, stats);
 }
@@ -358,8 +440,27 @@ Result<std::vector<PoolStats>> Manager::StatsAll() {
   std::vector<PoolStats> out;
   out.reserve(names.size());
   for (const std::string& name : names) {
-    KVC_ASSIGN_OR_RETURN(PoolStats st, Stats(name));
-    out.push_back(std::move(st));
+    Result<PoolStats> st = Stats(name);
+    if (st.ok()) {
+      out.push_back(std::move(st).value());
+      continue;
+    }
+    PoolStats row;
+    row.config.name = name;
+    row.shm_name = ShmName(name);
+    row.error = st.status().message();
+    if (Result<Catalog*> cat = catalog(); cat.ok()) {
+      if (Result<PoolRecord> record = (*cat)->GetPool(name); record.ok()) {
+        if (Result<PoolConfig> config = PoolConfig::FromJson(record->config_json); config.ok()) {
+          row.config = *config;
+        }
+        row.shm_name = record->shm_name;
+        row.created = record->created_at;
+        row.modified = record->last_modified;
+      }
+    }
+    row.size = row.config.size_bytes;
+    out.push_back(std::move(row));
   }
   return out;
 }

@@ -1,9 +1,12 @@
 #include "pool_handle.h"
 
 #include <pthread.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdlib>
 #include <cmath>
 #include <cstring>
 #include <mutex>
@@ -33,8 +36,29 @@ T* At(std::byte* base, uint64_t offset) {
 PoolHandle::PoolHandle(MappedSegment segment, std::string path)
     : segment_(std::move(segment)), path_(std::move(path)) {}
 
+PoolHandle::PoolId PoolHandle::NewPoolId() {
+  PoolId id{};
+  size_t got = 0;
+  while (got < id.size()) {
+    ssize_t n = getrandom(id.data() + got, id.size() - got, 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      std::abort();  // no kernel randomness: nothing safe to fall back on
+    }
+    got += static_cast<size_t>(n);
+  }
+  return id;
+}
+
+PoolHandle::PoolId PoolHandle::pool_id() const {
+  PoolId id{};
+  std::memcpy(id.data(), header_->pool_id, id.size());
+  return id;
+}
+
 Result<std::shared_ptr<PoolHandle>> PoolHandle::Create(const std::string& path,
-                                                       const PoolConfig& config) {
+                                                       const PoolConfig& config,
+                                                       const PoolId& pool_id) {
   seg::Layout l = seg::ComputeLayout(config.size_bytes, config.block_size, config.max_sequences);
   if (l.block_count == 0) {
     return Status::InvalidArgument("pool size " + std::to_string(config.size_bytes) +
@@ -73,6 +97,7 @@ Result<std::shared_ptr<PoolHandle>> PoolHandle::Create(const std::string& path,
     h->prefix_block_tokens = config.prefix_block_tokens;
     h->instance_id = std::random_device{}() | (uint64_t{std::random_device{}()} << 32);
     std::snprintf(h->name, sizeof(h->name), "%s", config.name.c_str());
+    std::memcpy(h->pool_id, pool_id.data(), pool_id.size());
     init_status = InitPoolMutex(&h->lock);
 
     auto* leases = At<seg::Lease>(base, l.lease_offset);
@@ -104,8 +129,9 @@ Result<std::shared_ptr<PoolHandle>> PoolHandle::Create(const std::string& path,
   return pool;
 }
 
-Result<std::shared_ptr<PoolHandle>> PoolHandle::Open(const std::string& path) {
-  KVC_ASSIGN_OR_RETURN(MappedSegment segment, MappedSegment::Open(path));
+Result<std::shared_ptr<PoolHandle>> PoolHandle::Open(const std::string& path,
+                                                     const SegmentOwner& owner) {
+  KVC_ASSIGN_OR_RETURN(MappedSegment segment, MappedSegment::Open(path, owner));
   std::shared_ptr<PoolHandle> pool(new PoolHandle(std::move(segment), path));
   KVC_RETURN_IF_ERROR(pool->ValidateAndBind());
   return pool;

@@ -15,6 +15,7 @@
 
 #include <sys/types.h>
 
+#include <array>
 #include <atomic>
 #include <memory>
 #include <optional>
@@ -33,12 +34,21 @@ namespace kvcache {
 
 class PoolHandle : public std::enable_shared_from_this<PoolHandle> {
  public:
-  // Creates the segment at `path` for `config`. AlreadyExists if it exists.
+  using PoolId = std::array<uint8_t, seg::kPoolIdBytes>;
+
+  // Creates the segment at `path` for `config`, stamped with `pool_id`. AlreadyExists
+  // if it exists (an existing file is never adopted).
   static Result<std::shared_ptr<PoolHandle>> Create(const std::string& path,
-                                                    const PoolConfig& config);
-  // Maps and validates an existing segment (Corruption for a bad magic, version,
-  // size or layout).
-  static Result<std::shared_ptr<PoolHandle>> Open(const std::string& path);
+                                                    const PoolConfig& config,
+                                                    const PoolId& pool_id);
+  // Maps and validates an existing segment: PermissionDenied when the file is not
+  // `owner`'s (MappedSegment::Open); Corruption for a bad magic, version, size or layout.
+  static Result<std::shared_ptr<PoolHandle>> Open(const std::string& path,
+                                                  const SegmentOwner& owner);
+  // 16 random bytes from the kernel.
+  static PoolId NewPoolId();
+  // The id stamped in the header at creation.
+  PoolId pool_id() const;
 
   const std::string& name() const { return name_; }
   const std::string& path() const { return path_; }
@@ -67,6 +77,10 @@ class PoolHandle : public std::enable_shared_from_this<PoolHandle> {
   Result<PrefixMatch> LongestPrefix(std::span<const uint32_t> tokens);
   Status Remove(uint64_t seq);
   uint64_t Clear();
+  // Ok when entries taking `extent_blocks` blocks each would all be placed, in this
+  // order and without evicting any of them, once Clear() had run: pinned entries keep
+  // their space. NoSpace saying how much is pinned otherwise. Changes nothing.
+  Status CheckRoomAfterClear(std::span<const uint64_t> extent_blocks);
   Result<uint64_t> Evict(double percent);
   std::vector<EntryInfo> Entries();
   Result<std::vector<EntryView>> PinAll();

@@ -65,6 +65,13 @@ json StatsJson(const PoolStats& s) {
   };
 }
 
+// The pool's JSON, with "error" when it could not be read.
+json StatsRowJson(const PoolStats& s) {
+  json j = StatsJson(s);
+  if (!s.error.empty()) j["error"] = s.error;
+  return j;
+}
+
 // Metadata is JSON text by contract; embed it as JSON when it parses, else as a string
 // so a malformed value is still visible rather than dropped.
 json MetadataJson(const std::string& metadata) {
@@ -129,7 +136,10 @@ std::string FormatStatusTable(const std::vector<PoolStats>& pools) {
   for (const PoolStats& s : pools) {
     std::string size = FormatSizeShort(DataSize(s));
     std::string_view policy = PolicyName(s.config.policy);
-    if (s.loaded) {
+    if (!s.error.empty()) {
+      out += fmt::format(kTableRow, s.config.name, size, "-", "-", "-",
+                         fmt::format("{} (error: {})", policy, s.error));
+    } else if (s.loaded) {
       out += fmt::format(kTableRow, s.config.name, size, Percent(s.used_fraction()), s.entry_count,
                          Percent(s.hit_rate()), policy);
     } else {
@@ -197,9 +207,10 @@ std::string FormatConfig(const PoolConfig& config) {
 
 std::string StatsToJson(const PoolStats& stats) { return Dump(StatsJson(stats)); }
 
+
 std::string StatsListToJson(const std::vector<PoolStats>& pools) {
   json list = json::array();
-  for (const PoolStats& s : pools) list.push_back(StatsJson(s));
+  for (const PoolStats& s : pools) list.push_back(StatsRowJson(s));
   return Dump(list);
 }
 

@@ -1,4 +1,4 @@
-// The pool segment, format version 2: every byte of shared state a pool has.
+// The pool segment, format version 3: every byte of shared state a pool has.
 // docs/formats.md is the reference. Bump kFormatVersion when any layout here changes.
 //
 //   [Header 4 KiB][process table][lease table][bitmap][entry slots][id buckets]
@@ -22,11 +22,12 @@ namespace kvcache::seg {
 static_assert(std::endian::native == std::endian::little, "segment format is little-endian");
 
 inline constexpr uint32_t kMagic = 0x4B564341;  // "KVCA" read as a little-endian u32
-inline constexpr uint32_t kFormatVersion = 2;
+inline constexpr uint32_t kFormatVersion = 3;
 inline constexpr uint64_t kHeaderSize = 4096;
 inline constexpr uint64_t kRegionAlign = 4096;
 inline constexpr uint32_t kNil = 0xFFFFFFFFu;
 inline constexpr uint32_t kProcessCapacity = 256;
+inline constexpr size_t kPoolIdBytes = 16;
 
 // Slot states. A slot is FREE, WRITING (reserved by a put that has not published),
 // LIVE (published and indexed) or RETIRED (unindexed but still pinned by readers).
@@ -93,7 +94,10 @@ struct Header {
   pthread_mutex_t lock;        // @384 robust, process-shared; guards all metadata
   uint8_t reserved2[64 - sizeof(pthread_mutex_t)];  // @384 + 40
   char name[136];              // @448 pool name, NUL-terminated
-  uint8_t reserved3[kHeaderSize - 584];  // @584
+  // Random at creation and recorded in the catalog: a segment whose id is not the one
+  // the catalog holds for the pool is someone else's and is never used (version 3).
+  uint8_t pool_id[16];         // @584
+  uint8_t reserved3[kHeaderSize - 600];  // @600
 };
 
 static_assert(std::is_standard_layout_v<Header>);
@@ -120,6 +124,8 @@ static_assert(offsetof(Header, last_reap) == 344);
 static_assert(offsetof(Header, recorded_evictions) == 368);
 static_assert(offsetof(Header, lock) == 384);
 static_assert(offsetof(Header, name) == 448);
+static_assert(offsetof(Header, pool_id) == 584);
+static_assert(offsetof(Header, reserved3) == 600);
 
 // One process that has used the pool. Guarded by the pool lock.
 struct ProcessSlot {

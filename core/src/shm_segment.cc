@@ -11,6 +11,7 @@
 #include <random>
 #include <utility>
 
+#include "file_util.h"
 #include "kvcache/size.h"
 
 namespace kvcache {
@@ -33,7 +34,7 @@ MappedSegment& MappedSegment::operator=(MappedSegment&& other) noexcept {
 }
 
 Result<int> MappedSegment::OpenForWrite(const std::string& path) const {
-  int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
   if (fd < 0) return ErrnoToStatus(errno, "open " + path);
   struct stat st {};
   if (fstat(fd, &st) != 0 || st.st_dev != dev_ || st.st_ino != ino_) {
@@ -97,14 +98,76 @@ Result<MappedSegment> MappedSegment::Create(const std::string& path, uint64_t si
   return seg;
 }
 
-Result<MappedSegment> MappedSegment::Open(const std::string& path) {
-  int fd = open(path.c_str(), O_RDWR | O_CLOEXEC);
-  if (fd < 0) return ErrnoToStatus(errno, "open " + path);
+namespace {
+
+const char* KindOf(mode_t mode) {
+  if (S_ISLNK(mode)) return "a symbolic link";
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISSOCK(mode)) return "a socket";
+  if (S_ISCHR(mode) || S_ISBLK(mode)) return "a device";
+  return "not a regular file";
+}
+
+std::string Octal(mode_t mode) {
+  char buf[16];
+  std::snprintf(buf, sizeof(buf), "0%03o", static_cast<unsigned>(mode & 0777));
+  return buf;
+}
+
+}  // namespace
+
+Status CheckSegmentFile(const struct stat& st, const std::string& path,
+                        const SegmentOwner& owner) {
+  std::string whose = "owned by " + DescribeUid(st.st_uid);
+  if (!S_ISREG(st.st_mode)) {
+    return Status::PermissionDenied("refusing segment " + path + ": it is " +
+                                    KindOf(st.st_mode) + ", " + whose);
+  }
+  if (st.st_uid != owner.uid) {
+    return Status::PermissionDenied("refusing segment " + path + ": it is " + whose +
+                                    ", not by the pool's owner " + DescribeUid(owner.uid) +
+                                    " (remove it if it is not a pool of yours)");
+  }
+  mode_t extra = st.st_mode & 022 & ~owner.allowed_write_bits;
+  if (extra != 0) {
+    return Status::PermissionDenied(
+        "refusing segment " + path + " (" + whose + "): mode " + Octal(st.st_mode) +
+        " lets " + ((extra & 002) != 0 ? "every user" : "its group") +
+        " write it, but the pool was not created so");
+  }
+  return Status::Ok();
+}
+
+Status CheckSegmentPath(const std::string& path, const SegmentOwner& owner) {
+  struct stat st {};
+  if (lstat(path.c_str(), &st) != 0) return ErrnoToStatus(errno, "stat " + path);
+  return CheckSegmentFile(st, path, owner);
+}
+
+Result<MappedSegment> MappedSegment::Open(const std::string& path, const SegmentOwner& owner) {
+  // O_NOFOLLOW: a symlink planted under the name never leads to another file;
+  // O_NONBLOCK: a FIFO planted there cannot block the open. Both are refused below.
+  int fd = open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+  if (fd < 0) {
+    int err = errno;
+    if (err != ENOENT) {
+      // Say whose file it is when it is not ours (a symlink, or a file we may not open).
+      if (Status s = CheckSegmentPath(path, owner); !s.ok() && s.code() != Code::kNotFound) {
+        return s;
+      }
+    }
+    return ErrnoToStatus(err, "open " + path);
+  }
   struct stat st {};
   if (fstat(fd, &st) != 0) {
     int err = errno;
     close(fd);
     return ErrnoToStatus(err, "stat " + path);
+  }
+  if (Status s = CheckSegmentFile(st, path, owner); !s.ok()) {
+    close(fd);
+    return s;
   }
   uint64_t size = static_cast<uint64_t>(st.st_size);
   if (size == 0) {

@@ -3,6 +3,7 @@
 // creation, so a later write never dies of SIGBUS.
 #pragma once
 
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include <cstddef>
@@ -13,6 +14,22 @@
 #include "kvcache/status.h"
 
 namespace kvcache {
+
+// Whose a segment file must be: opening refuses any other file, before mapping it.
+struct SegmentOwner {
+  uid_t uid = 0;
+  // The group/other write bits (of 022) the pool was created with on purpose; any
+  // other write bit on the file means someone else may have changed it.
+  mode_t allowed_write_bits = 0;
+};
+
+// PermissionDenied, naming the file's owner, unless `st` (of the file at `path`) is a
+// regular file owned by owner.uid without write bits beyond owner.allowed_write_bits.
+Status CheckSegmentFile(const struct stat& st, const std::string& path, const SegmentOwner& owner);
+
+// CheckSegmentFile on the file at `path` itself, never following a symlink. NotFound
+// when there is nothing there.
+Status CheckSegmentPath(const std::string& path, const SegmentOwner& owner);
 
 class MappedSegment {
  public:
@@ -29,8 +46,10 @@ class MappedSegment {
   // NoSpace (naming the pool and sizes) when the filesystem cannot hold it.
   static Result<MappedSegment> Create(const std::string& path, uint64_t size, mode_t mode,
                                       const std::function<void(std::byte*)>& init);
-  // Maps an existing segment. NotFound if `path` does not exist.
-  static Result<MappedSegment> Open(const std::string& path);
+  // Maps an existing segment after checking it is `owner`'s (CheckSegmentFile), opened
+  // without following a symlink or blocking on a FIFO. NotFound if `path` does not
+  // exist; PermissionDenied naming the owner when it is not ours.
+  static Result<MappedSegment> Open(const std::string& path, const SegmentOwner& owner);
 
   std::byte* base() const { return base_; }
   uint64_t size() const { return size_; }

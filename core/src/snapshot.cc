@@ -21,6 +21,7 @@
 #include "kvcache/types.h"
 #include "clock.h"
 #include "file_util.h"
+#include "pool_handle.h"
 #include "snapshot_format.h"
 
 namespace kvcache {
@@ -38,6 +39,34 @@ std::string ParentDir(const std::string& path) {
 uint64_t ExtentBlocks(const snapshot::RecordEntry& r, uint64_t block_size) {
   uint64_t bytes = r.meta.size + r.prefix_tokens.size() * sizeof(uint32_t) + r.metadata.size();
   return std::max<uint64_t>(1, (bytes + block_size - 1) / block_size);
+}
+
+// Blocks a put of `r` reserves in a pool of `block_size` (PoolHandle::Reserve's rule).
+uint64_t PutBlocks(const snapshot::RecordEntry& r, uint64_t block_size) {
+  uint64_t bytes = r.meta.size + r.prefix_tokens.size() * sizeof(uint32_t) + r.metadata.size();
+  return (bytes + block_size - 1) / block_size;
+}
+
+PutOptions PutOptionsOf(const snapshot::RecordEntry& r) {
+  PutOptions put;
+  put.prefix_tokens = r.prefix_tokens;
+  put.priority = r.meta.priority;
+  put.metadata = r.metadata;
+  return put;
+}
+
+// Every rule a put of each record will apply (ValidatePutOptions), checked before
+// anything changes: a record the pool would refuse must not stop a restore midway.
+Status CheckRecordsPuttable(const snapshot::SnapshotContents& contents, const std::string& path) {
+  for (const auto& r : contents.records) {
+    if (Status s = ValidatePutOptions(PutOptionsOf(r)); !s.ok()) {
+      return Status::InvalidArgument("snapshot " + Quoted(path) + ": entry " +
+                                     std::to_string(r.meta.sequence_id) +
+                                     " cannot be restored: " + s.message() +
+                                     " (nothing was changed)");
+    }
+  }
+  return Status::Ok();
 }
 
 // REQUIRES: config valid. NoSpace naming both sides when the entries cannot all fit.
@@ -101,7 +130,7 @@ Result<PersistResult> PersistPool(Manager& manager, std::string_view pool,
   KVC_RETURN_IF_ERROR(ValidatePoolName(pool));
   PersistResult result;
   result.path = options.path.empty() ? manager.DefaultSnapshotPath(pool) : options.path;
-  if (options.path.empty()) KVC_RETURN_IF_ERROR(MakeDirs(ParentDir(result.path)));
+  if (options.path.empty()) KVC_RETURN_IF_ERROR(MakeTrustedDir(ParentDir(result.path)));
 
   KVC_ASSIGN_OR_RETURN(PoolConfig config, manager.GetConfig(pool));
   // Every entry pinned at one instant: puts and gets go on, these bytes stay put.
@@ -181,11 +210,19 @@ Result<RestoreResult> RestorePool(Manager& manager, std::string_view pool,
       options.progress(done, 2 * total);
     };
   }
-  KVC_ASSIGN_OR_RETURN(auto reader, snapshot::SnapshotReader::Open(result.path));
+  // The default path is inside $CORTEX_HOME: only from a directory nobody else can
+  // write, and never through a symlink.
+  if (options.path.empty()) {
+    Status dir = CheckTrustedDir(ParentDir(result.path));
+    if (!dir.ok() && dir.code() != Code::kNotFound) return dir;
+  }
+  KVC_ASSIGN_OR_RETURN(auto reader,
+                       snapshot::SnapshotReader::Open(result.path, options.path.empty()));
   KVC_ASSIGN_OR_RETURN(snapshot::SnapshotContents contents,
                        reader->Validate(validate_progress));
   file_bytes = contents.file_bytes;
   KVC_ASSIGN_OR_RETURN(PoolConfig config, SnapshotConfig(contents, pool, result.path));
+  KVC_RETURN_IF_ERROR(CheckRecordsPuttable(contents, result.path));
 
   // Where the entries go: a live pool, or one made from the snapshot's config.
   Result<PoolStats> stats = manager.Stats(pool);
@@ -193,7 +230,18 @@ Result<RestoreResult> RestorePool(Manager& manager, std::string_view pool,
   if (!stats.ok() && stats.status().code() != Code::kNotFound) return stats.status();
   if (live) {
     KVC_ASSIGN_OR_RETURN(PoolConfig current, manager.GetConfig(pool));
-    if (!options.merge) KVC_RETURN_IF_ERROR(CheckFits(contents, current, result.path));
+    if (!options.merge) {
+      KVC_RETURN_IF_ERROR(CheckFits(contents, current, result.path));
+      // Entries still pinned by readers keep their space through the clear below: the
+      // new entries must fit around them, or nothing is changed.
+      KVC_ASSIGN_OR_RETURN(std::shared_ptr<PoolHandle> handle, manager.Open(pool));
+      std::vector<uint64_t> blocks;
+      blocks.reserve(contents.records.size());
+      for (const auto& r : contents.records) blocks.push_back(PutBlocks(r, current.block_size));
+      if (Status s = handle->CheckRoomAfterClear(blocks); !s.ok()) {
+        return Status(s.code(), "restore of " + Quoted(result.path) + ": " + s.message());
+      }
+    }
   } else {
     config.mode = PoolConfig{}.mode;
     if (options.mode) {
@@ -222,10 +270,7 @@ Result<RestoreResult> RestorePool(Manager& manager, std::string_view pool,
   uint64_t done = 0;
   uint64_t next_progress = 0;
   for (const snapshot::RecordEntry& r : contents.records) {
-    PutOptions put;
-    put.prefix_tokens = r.prefix_tokens;
-    put.priority = r.meta.priority;
-    put.metadata = r.metadata;
+    PutOptions put = PutOptionsOf(r);
     EntryStats entry_stats{r.meta.created, r.meta.last_accessed, r.meta.access_count};
     auto stopped = [&](const Status& s) {
       return Status(s.code(), "restore of " + Quoted(result.path) + " into pool " +
@@ -268,6 +313,19 @@ Result<RestoreResult> RestorePool(Manager& manager, std::string_view pool,
     }
   }
   if (options.progress) options.progress(2 * file_bytes, 2 * file_bytes);
+  // What the pool holds now, not what was written: a put that had to evict (another
+  // process filled the pool meanwhile) may have pushed out an entry restored earlier.
+  uint64_t present = 0;
+  for (const snapshot::RecordEntry& r : contents.records) {
+    Result<EntryInfo> info = manager.Stat(pool, r.meta.sequence_id);
+    if (info.ok() && info->size_bytes == r.meta.size) ++present;
+  }
+  if (present != contents.records.size()) {
+    return Status::NoSpace("restore of " + Quoted(result.path) + " into pool " + Quoted(pool) +
+                           " is incomplete: the pool holds " + std::to_string(present) + " of " +
+                           std::to_string(contents.records.size()) +
+                           " entries; the others were evicted to make room");
+  }
   return result;
 }
 

@@ -215,8 +215,11 @@ struct SnapshotContents {
 // snapshot renamed over this path meanwhile does not mix into the one being read.
 class SnapshotReader {
  public:
-  // NotFound (naming the path) when it does not exist.
-  static Result<std::unique_ptr<SnapshotReader>> Open(const std::string& path);
+  // NotFound (naming the path) when it does not exist; InvalidArgument, without
+  // blocking, when it is not a regular file (a FIFO, a device). With `no_follow` a
+  // symlink at `path` is refused too (for files inside $CORTEX_HOME).
+  static Result<std::unique_ptr<SnapshotReader>> Open(const std::string& path,
+                                                      bool no_follow = false);
   ~SnapshotReader();
   SnapshotReader(const SnapshotReader&) = delete;
   SnapshotReader& operator=(const SnapshotReader&) = delete;

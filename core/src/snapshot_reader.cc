@@ -137,8 +137,9 @@ HashPtr NewHash() {
 
 // O_NONBLOCK: opening a FIFO (or a device) for reading would otherwise wait for a
 // writer forever; such files are refused once fstat has said what they are.
-Result<int> OpenForRead(const std::string& path, struct stat* out) {
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+Result<int> OpenForRead(const std::string& path, bool no_follow, struct stat* out) {
+  int fd = open(path.c_str(),
+                O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY | (no_follow ? O_NOFOLLOW : 0));
   if (fd < 0) {
     if (errno == ENOENT) return Status::NotFound("snapshot " + Quoted(path) + " does not exist");
     return ErrnoToStatus(errno, "open snapshot " + Quoted(path));
@@ -172,9 +173,10 @@ SnapshotReader::SnapshotReader(std::string path, int fd, const struct stat& st)
       mtime_(st.st_mtim),
       ctime_(st.st_ctim) {}
 
-Result<std::unique_ptr<SnapshotReader>> SnapshotReader::Open(const std::string& path) {
+Result<std::unique_ptr<SnapshotReader>> SnapshotReader::Open(const std::string& path,
+                                                            bool no_follow) {
   struct stat st {};
-  KVC_ASSIGN_OR_RETURN(int fd, OpenForRead(path, &st));
+  KVC_ASSIGN_OR_RETURN(int fd, OpenForRead(path, no_follow, &st));
   return std::unique_ptr<SnapshotReader>(new SnapshotReader(path, fd, st));
 }
 

@@ -26,6 +26,8 @@ std::string_view CodeName(Code code) {
       return "Busy";
     case Code::kNotSupported:
       return "NotSupported";
+    case Code::kPermissionDenied:
+      return "PermissionDenied";
   }
   return "Unknown";
 }
@@ -59,6 +61,10 @@ Code CodeForErrno(int err) {
     case ENOSYS:
     case EOPNOTSUPP:
       return Code::kNotSupported;  // ENOTSUP is the same value on Linux
+    case EACCES:
+    case EPERM:
+    case ELOOP:  // O_NOFOLLOW met a symlink
+      return Code::kPermissionDenied;
     default:
       return Code::kIOError;
   }

@@ -192,6 +192,24 @@ Result<PoolConfig> PoolConfig::FromJson(std::string_view json) {
   return c;
 }
 
+Status ValidatePutOptions(const PutOptions& options) {
+  if (options.metadata.size() > kMaxPutMetadataBytes) {
+    return Status::InvalidArgument("metadata of " + std::to_string(options.metadata.size()) +
+                                   " bytes exceeds the limit of " +
+                                   std::to_string(kMaxPutMetadataBytes));
+  }
+  if (!options.metadata.empty() && !nlohmann::json::accept(options.metadata)) {
+    return Status::InvalidArgument("metadata is not valid JSON: " +
+                                   Printable(options.metadata.substr(0, 80)));
+  }
+  if (options.prefix_tokens.size() > kMaxPutPrefixTokens) {
+    return Status::InvalidArgument("prefix of " + std::to_string(options.prefix_tokens.size()) +
+                                   " tokens exceeds the limit of " +
+                                   std::to_string(kMaxPutPrefixTokens));
+  }
+  return Status::Ok();
+}
+
 Status PoolConfig::Validate() const {
   KVC_RETURN_IF_ERROR(ValidatePoolName(name));
   auto bad = [&](const std::string& why) {

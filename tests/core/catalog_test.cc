@@ -79,10 +79,10 @@ class CatalogTest : public ::testing::Test {
 
 TEST_F(CatalogTest, FreshCatalogIsAtCurrentSchemaInWalMode) {
   EXPECT_EQ(catalog_->schema_version(), Catalog::kSchemaVersion);
-  EXPECT_EQ(Catalog::kSchemaVersion, 1);
+  EXPECT_EQ(Catalog::kSchemaVersion, 2);
   EXPECT_EQ(catalog_->path(), path_);
   SQLite::Database raw(path_, SQLite::OPEN_READONLY);
-  EXPECT_EQ(raw.execAndGet("PRAGMA user_version").getInt(), 1);
+  EXPECT_EQ(raw.execAndGet("PRAGMA user_version").getInt(), 2);
   EXPECT_EQ(raw.execAndGet("PRAGMA journal_mode").getString(), "wal");
   for (const char* table : {"pools", "entries", "stats", "attachments"}) {
     EXPECT_TRUE(raw.tableExists(table)) << table;
@@ -134,7 +134,7 @@ TEST_F(CatalogTest, VersionZeroDatabaseIsMigrated) {
   }
   Result<std::unique_ptr<Catalog>> c = Catalog::Open(old);
   ASSERT_TRUE(c.ok()) << c.status().ToString();
-  EXPECT_EQ((*c)->schema_version(), 1);
+  EXPECT_EQ((*c)->schema_version(), 2);
   Result<PoolRecord> legacy = (*c)->GetPool("legacy");
   ASSERT_TRUE(legacy.ok());
   EXPECT_EQ(legacy->shm_name, "cortex_kv_legacy");
@@ -343,6 +343,31 @@ TEST_F(CatalogTest, DetachClosesTheLatestOpenAttachment) {
   EXPECT_DOUBLE_EQ((*list)[1].detached_at, 0.0);
 }
 
+TEST_F(CatalogTest, VersionOneCatalogGainsPoolIdentityColumns) {
+  std::string old = dir_.Join("v1.db");
+  {
+    SQLite::Database raw(old, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+    raw.exec(
+        "CREATE TABLE pools (name TEXT PRIMARY KEY, config TEXT, shm_name TEXT,"
+        " created_at REAL, last_modified REAL);"
+        "INSERT INTO pools VALUES ('old', '{}', 'cortex_kv_old', 1.0, 2.0);"
+        "PRAGMA user_version = 1;");
+  }
+  Result<std::unique_ptr<Catalog>> c = Catalog::Open(old);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ((*c)->schema_version(), 2);
+  Result<PoolRecord> rec = (*c)->GetPool("old");
+  ASSERT_TRUE(rec.ok());
+  EXPECT_EQ(rec->pool_id, "");
+  EXPECT_EQ(rec->owner_uid, -1);
+  PoolRecord updated = *rec;
+  updated.pool_id = std::string(32, 'a');
+  updated.owner_uid = 1234;
+  ASSERT_TRUE((*c)->UpdatePool(updated).ok());
+  EXPECT_EQ((*c)->GetPool("old")->pool_id, std::string(32, 'a'));
+  EXPECT_EQ((*c)->GetPool("old")->owner_uid, 1234);
+}
+
 TEST_F(CatalogTest, DataSurvivesReopen) {
   ASSERT_TRUE(catalog_->InsertPool(Pool("p")).ok());
   ASSERT_TRUE(catalog_->ReplaceEntries("p", {Entry(1)}).ok());
@@ -352,7 +377,7 @@ TEST_F(CatalogTest, DataSurvivesReopen) {
   Result<std::unique_ptr<Catalog>> again = Catalog::Open(path_);
   ASSERT_TRUE(again.ok()) << again.status().ToString();
   Catalog& c = **again;
-  EXPECT_EQ(c.schema_version(), 1);
+  EXPECT_EQ(c.schema_version(), 2);
   EXPECT_TRUE(c.GetPool("p").ok());
   EXPECT_EQ(c.GetEntries("p")->size(), 1u);
   EXPECT_EQ(c.GetStats("p")->misses, 4);
@@ -453,7 +478,7 @@ TEST_F(CatalogTest, ProcessesOpeningAFreshCatalogAtOnceAllSucceed) {
   }
   Result<std::unique_ptr<Catalog>> c = Catalog::Open(fresh);
   ASSERT_TRUE(c.ok()) << c.status().ToString();
-  EXPECT_EQ((*c)->schema_version(), 1);
+  EXPECT_EQ((*c)->schema_version(), 2);
   EXPECT_EQ((*c)->ListPools()->size(), static_cast<size_t>(kChildren));
 }
 

@@ -149,7 +149,8 @@ int main(int argc, char** argv) {
     return Stress(m, pool, std::strtod(argv[3], nullptr), num(4), num(5));
   }
   if (cmd == "hold-lock") {
-    auto seg = kvcache::MappedSegment::Open("/dev/shm/" + m.ShmName(pool));
+    auto seg = kvcache::MappedSegment::Open("/dev/shm/" + m.ShmName(pool),
+                                            kvcache::SegmentOwner{geteuid(), 0});
     if (!seg.ok()) return 1;
     auto* header = reinterpret_cast<kvcache::seg::Header*>(seg->base());
     pthread_mutex_lock(&header->lock);

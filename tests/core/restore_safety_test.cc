@@ -11,9 +11,12 @@
 #include <functional>
 #include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "kvcache/catalog.h"
 #include "kvcache/snapshot.h"
+#include "snapshot_format.h"  // white-box: snapshots a writer would never make
 #include "support/test_env.h"
 
 namespace kvcache {
@@ -48,7 +51,38 @@ mode_t SegmentMode(const std::string& shm_name) {
   return st.st_mode & 07777;
 }
 
-class RestoreSafetyTest : public IsolatedTest {};
+class RestoreSafetyTest : public IsolatedTest {
+ protected:
+  // Ids and generations: any change to the pool changes these.
+  std::vector<std::pair<uint64_t, uint64_t>> Fingerprint(const std::string& pool) {
+    std::vector<std::pair<uint64_t, uint64_t>> out;
+    Result<std::vector<EntryInfo>> entries = manager().Entries(pool);
+    EXPECT_TRUE(entries.ok()) << entries.status().ToString();
+    if (entries.ok()) {
+      for (const EntryInfo& e : *entries) out.emplace_back(e.sequence_id, e.generation);
+    }
+    return out;
+  }
+  // A well-formed snapshot of `pool`'s config holding one record per metadata string.
+  std::string WriteSnapshot(const std::string& pool, const std::vector<std::string>& metadata) {
+    std::string path = home_->Join(pool + "-crafted.cache");
+    Result<PoolConfig> config = manager().GetConfig(pool);
+    EXPECT_TRUE(config.ok());
+    std::vector<std::byte> payload = Pattern(9, 1000);
+    auto writer = snapshot::SnapshotWriter::Create(path, config->ToJson(), metadata.size(),
+                                                   payload.size() * metadata.size(), 1.0);
+    EXPECT_TRUE(writer.ok()) << writer.status().ToString();
+    uint64_t seq = 100;
+    for (const std::string& m : metadata) {
+      snapshot::RecordMeta meta{seq++, payload.size(), 1, 0, 1.0, 1.0, 0};
+      Status s = (*writer)->AddRecord(meta, {}, m, payload);
+      EXPECT_TRUE(s.ok()) << s.ToString();
+    }
+    Status s = (*writer)->Finish();
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    return path;
+  }
+};
 
 TEST_F(RestoreSafetyTest, SnapshotModeNeverDecidesTheNewPoolsMode) {
   PoolConfig config;
@@ -122,6 +156,64 @@ TEST_F(RestoreSafetyTest, FifoAsSnapshotPathIsRefusedWithoutBlocking) {
   ASSERT_EQ(lstat(fifo.c_str(), &st), 0);
   EXPECT_TRUE(S_ISFIFO(st.st_mode)) << "the FIFO was replaced";
   EXPECT_TRUE(manager().Stat("p", 1).ok());
+}
+
+TEST_F(RestoreSafetyTest, RecordsThePoolWouldRefuseStopTheRestoreBeforeAnythingChanges) {
+  CreatePool("p", 4 * kMiB);
+  for (uint64_t seq = 0; seq < 4; ++seq) {
+    ASSERT_TRUE(manager().Put("p", seq, Pattern(seq, 1000), 1).ok());
+  }
+  auto before = Fingerprint("p");
+  for (std::string bad : {std::string("{not json"), "\"" + std::string(65 * 1024, 'x') + "\""}) {
+    std::string path = WriteSnapshot("p", {"{\"ok\":1}", "{\"ok\":2}", bad});
+    for (bool merge : {false, true}) {
+      RestoreOptions opts;
+      opts.path = path;
+      opts.merge = merge;
+      Result<RestoreResult> r = RestorePool(manager(), "p", opts);
+      ASSERT_FALSE(r.ok()) << "merge=" << merge;
+      EXPECT_EQ(r.status().code(), Code::kInvalidArgument) << r.status().ToString();
+      EXPECT_NE(r.status().message().find("entry 102"), std::string::npos)
+          << r.status().message();
+      EXPECT_EQ(Fingerprint("p"), before) << "merge=" << merge;
+    }
+  }
+}
+
+TEST_F(RestoreSafetyTest, PinnedOldEntriesThatLeaveNoRoomFailTheRestoreUpFront) {
+  CreatePool("p", 1 * kMiB);
+  for (uint64_t seq = 0; seq < 3; ++seq) {
+    ASSERT_TRUE(manager().Put("p", seq, Pattern(seq, 300 * 1024), 1).ok());
+  }
+  ASSERT_TRUE(PersistPool(manager(), "p").ok());
+  // Readers still hold two of the old entries: their 600 KiB stay in use after a clear.
+  Result<EntryView> a = manager().View("p", 0);
+  Result<EntryView> b = manager().View("p", 1);
+  ASSERT_TRUE(a.ok() && b.ok());
+  auto before = Fingerprint("p");
+  Result<RestoreResult> r = RestorePool(manager(), "p");
+  ASSERT_FALSE(r.ok()) << "restore claimed " << r->entries << " entries; the pool holds "
+                       << manager().Entries("p")->size();
+  EXPECT_EQ(r.status().code(), Code::kNoSpace) << r.status().ToString();
+  EXPECT_NE(r.status().message().find("pinned"), std::string::npos) << r.status().message();
+  EXPECT_EQ(Fingerprint("p"), before);
+}
+
+TEST_F(RestoreSafetyTest, RestoreAroundPinnedEntriesKeepsEveryRestoredEntry) {
+  CreatePool("p", 2 * kMiB);
+  for (uint64_t seq = 0; seq < 3; ++seq) {
+    ASSERT_TRUE(manager().Put("p", seq, Pattern(seq, 300 * 1024), 1).ok());
+  }
+  ASSERT_TRUE(PersistPool(manager(), "p").ok());
+  Result<EntryView> pinned = manager().View("p", 0);
+  ASSERT_TRUE(pinned.ok());
+  Result<RestoreResult> r = RestorePool(manager(), "p");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->entries, 3u);
+  EXPECT_EQ(manager().Entries("p")->size(), 3u);
+  for (uint64_t seq = 0; seq < 3; ++seq) {
+    EXPECT_TRUE(*manager().Get("p", seq) == Pattern(seq, 300 * 1024)) << seq;
+  }
 }
 
 }  // namespace

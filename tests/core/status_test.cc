@@ -32,6 +32,7 @@ TEST(StatusTest, EveryCodeHasAStableName) {
   EXPECT_EQ(CodeName(Code::kIOError), "IOError");
   EXPECT_EQ(CodeName(Code::kBusy), "Busy");
   EXPECT_EQ(CodeName(Code::kNotSupported), "NotSupported");
+  EXPECT_EQ(CodeName(Code::kPermissionDenied), "PermissionDenied");
 }
 
 TEST(StatusTest, FactoriesSetTheirCode) {
@@ -60,9 +61,10 @@ TEST(StatusTest, ErrnoMapsToCodes) {
       {EAGAIN, Code::kBusy},
       {ENOSYS, Code::kNotSupported},
       {EOPNOTSUPP, Code::kNotSupported},
-      {EACCES, Code::kIOError},
+      {EACCES, Code::kPermissionDenied},
+      {EPERM, Code::kPermissionDenied},
+      {ELOOP, Code::kPermissionDenied},
       {EIO, Code::kIOError},
-      {EPERM, Code::kIOError},
   };
   for (const Case& c : cases) {
     EXPECT_EQ(ErrnoToStatus(c.err, "op").code(), c.code) << "errno " << c.err;

@@ -24,6 +24,10 @@ struct PoolRecord {
   std::string shm_name;
   double created_at = 0;
   double last_modified = 0;
+  // Identity of the pool's segment: the header's pool_id as 32 hex digits, and the
+  // effective uid that created it. Empty / -1 for pools recorded before schema 2.
+  std::string pool_id;
+  int64_t owner_uid = -1;
 };
 
 // Row of the seed's `entries` table: the manifest of the last snapshot of a pool.
@@ -61,11 +65,15 @@ struct AttachmentRecord {
 class Catalog {
  public:
   // Opens or creates the database at `path` (parent directories created 0700, file
-  // 0600), WAL mode, 5 s busy timeout, schema migrated to kSchemaVersion.
+  // 0600), WAL mode, 5 s busy timeout, schema migrated to kSchemaVersion. The directory
+  // must be the caller's alone and the files (database, -wal, -shm, -journal) regular
+  // files of the caller (PermissionDenied otherwise). When it cannot be opened for
+  // writing (a full or read-only filesystem) it is opened read-only: reads work, and
+  // writes fail saying why.
   static Result<std::unique_ptr<Catalog>> Open(const std::string& path);
   ~Catalog();
 
-  static constexpr int kSchemaVersion = 1;
+  static constexpr int kSchemaVersion = 2;
   int schema_version() const;
   const std::string& path() const { return path_; }
 
@@ -95,9 +103,12 @@ class Catalog {
   // Attachments of the pool, newest first.
   Result<std::vector<AttachmentRecord>> ListAttachments(std::string_view pool);
 
+  struct Impl;  // defined in catalog.cc only
+
  private:
-  struct Impl;
   explicit Catalog(std::string path, std::unique_ptr<Impl> impl);
+  static Result<std::unique_ptr<Catalog>> OpenReadOnly(const std::string& path,
+                                                       const std::string& reason);
   std::string path_;
   std::unique_ptr<Impl> impl_;
 };

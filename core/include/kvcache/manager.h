@@ -125,6 +125,12 @@ class Manager {
   // $home/kv_persist/<pool>.cache
   std::string DefaultSnapshotPath(std::string_view pool) const;
 
+  // Creates the home directory (0700) if missing and checks that nobody else can write
+  // in it: it must be owned by the effective uid and not writable by group or others.
+  // PermissionDenied naming its owner and mode otherwise. The catalog, snapshots and
+  // disk pools are only ever used below a home that passes.
+  Status CheckHome();
+
   // ---- pool lifecycle ----
   // Creates the segment (memory reserved up front) and the catalog record.
   // AlreadyExists if either exists; the existing pool is left alone.
@@ -187,7 +193,9 @@ class Manager {
 
   // ---- observation ----
   Result<PoolStats> Stats(std::string_view pool);
-  // Every pool in the catalog; pools without a live segment have loaded == false.
+  // Every pool in the catalog; pools without a live segment have loaded == false. A
+  // pool that cannot be read (a corrupt or foreign segment) is listed with its error
+  // set; it never hides the others.
   Result<std::vector<PoolStats>> StatsAll();
   // Adds the hits, misses and evictions counted since the last call to the catalog's
   // cumulative stats (which outlive segments, e.g. across a reboot). Persist calls it.

@@ -20,6 +20,7 @@ enum class Code : int {
   kIOError,
   kBusy,
   kNotSupported,
+  kPermissionDenied,  // the file or pool is not the caller's (or not trusted)
 };
 
 // Short stable name of a code, e.g. "NotFound".
@@ -39,6 +40,9 @@ class [[nodiscard]] Status {
   static Status IOError(std::string m) { return {Code::kIOError, std::move(m)}; }
   static Status Busy(std::string m) { return {Code::kBusy, std::move(m)}; }
   static Status NotSupported(std::string m) { return {Code::kNotSupported, std::move(m)}; }
+  static Status PermissionDenied(std::string m) {
+    return {Code::kPermissionDenied, std::move(m)};
+  }
 
   bool ok() const { return code_ == Code::kOk; }
   Code code() const { return code_; }

@@ -57,6 +57,15 @@ struct PutOptions {
   std::string metadata;  // JSON text; empty means none
 };
 
+// Limits of a put's attributes.
+inline constexpr size_t kMaxPutMetadataBytes = 64 * 1024;
+inline constexpr size_t kMaxPutPrefixTokens = size_t{1} << 24;
+
+// Every rule a put applies to its attributes: metadata is valid JSON of at most
+// kMaxPutMetadataBytes, the prefix at most kMaxPutPrefixTokens. InvalidArgument naming
+// the rule otherwise. (Whether the entry fits is the pool's to say.)
+Status ValidatePutOptions(const PutOptions& options);
+
 // A snapshot of one entry's metadata (not its bytes).
 struct EntryInfo {
   uint64_t sequence_id = 0;
@@ -97,6 +106,9 @@ struct PoolStats {
   double modified = 0;
   uint32_t attached = 0;
   uint64_t segment_bytes = 0;  // whole mapping: header + bitmap + index + data
+  // Set (by Manager::StatsAll) when this pool could not be read: why. The other fields
+  // then hold only what the catalog records.
+  std::string error;
 
   double hit_rate() const {
     uint64_t total = hits + misses;
