@@ -198,3 +198,30 @@ TEST_F(CliMountTest, MountCommandReportsWhyTheDaemonFailedWithoutWaiting) {
 
 }  // namespace
 }  // namespace kvcache::testing
+
+namespace kvcache::testing {
+namespace {
+
+TEST_F(CliMountTest, MountNeverFollowsAPlantedLogSymlink) {
+  REQUIRE_DAEMON();
+  TempDir elsewhere;
+  std::string target = elsewhere.Join("chosen-by-someone-else");
+  ASSERT_EQ(symlink(target.c_str(), (home_->path() + "/kvcachefs.log").c_str()), 0);
+  CliResult r = Cache({"mount", dir_});
+  EXPECT_TRUE(FailedWith(r, "kvcachefs.log")) << Describe(r);
+  struct stat st {};
+  EXPECT_NE(stat(target.c_str(), &st), 0) << "the log symlink was followed";
+  EXPECT_FALSE(IsMountPoint(dir_));
+}
+
+TEST_F(CliMountTest, MountRefusesAHomeOthersMayWrite) {
+  REQUIRE_DAEMON();
+  ASSERT_EQ(chmod(home_->path().c_str(), 0777), 0);
+  CliResult r = Cache({"mount", dir_});
+  EXPECT_TRUE(FailedWith(r, "every user")) << Describe(r);
+  EXPECT_FALSE(IsMountPoint(dir_));
+  ASSERT_EQ(chmod(home_->path().c_str(), 0700), 0);
+}
+
+}  // namespace
+}  // namespace kvcache::testing
