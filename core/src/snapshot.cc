@@ -69,6 +69,18 @@ Status CheckRecordsPuttable(const snapshot::SnapshotContents& contents, const st
   return Status::Ok();
 }
 
+// How many of the first `n` records the pool holds now (same id and size): what a
+// restore reports, so its message always matches the pool.
+uint64_t CountPresent(Manager& manager, std::string_view pool,
+                      const std::vector<snapshot::RecordEntry>& records, uint64_t n) {
+  uint64_t present = 0;
+  for (uint64_t i = 0; i < n && i < records.size(); ++i) {
+    Result<EntryInfo> info = manager.Stat(pool, records[i].meta.sequence_id);
+    if (info.ok() && info->size_bytes == records[i].meta.size) ++present;
+  }
+  return present;
+}
+
 // REQUIRES: config valid. NoSpace naming both sides when the entries cannot all fit.
 Status CheckFits(const snapshot::SnapshotContents& contents, const PoolConfig& config,
                  const std::string& path) {
@@ -230,8 +242,9 @@ Result<RestoreResult> RestorePool(Manager& manager, std::string_view pool,
   if (!stats.ok() && stats.status().code() != Code::kNotFound) return stats.status();
   if (live) {
     KVC_ASSIGN_OR_RETURN(PoolConfig current, manager.GetConfig(pool));
+    // Entries that cannot all fit even in the empty pool would evict each other.
+    KVC_RETURN_IF_ERROR(CheckFits(contents, current, result.path));
     if (!options.merge) {
-      KVC_RETURN_IF_ERROR(CheckFits(contents, current, result.path));
       // Entries still pinned by readers keep their space through the clear below: the
       // new entries must fit around them, or nothing is changed.
       KVC_ASSIGN_OR_RETURN(std::shared_ptr<PoolHandle> handle, manager.Open(pool));
@@ -273,11 +286,13 @@ Result<RestoreResult> RestorePool(Manager& manager, std::string_view pool,
     PutOptions put = PutOptionsOf(r);
     EntryStats entry_stats{r.meta.created, r.meta.last_accessed, r.meta.access_count};
     auto stopped = [&](const Status& s) {
+      uint64_t present = CountPresent(manager, pool, contents.records, result.entries);
       return Status(s.code(), "restore of " + Quoted(result.path) + " into pool " +
                                   Quoted(pool) + " stopped after " +
                                   std::to_string(result.entries) + " of " +
                                   std::to_string(contents.records.size()) +
-                                  " entries: " + s.message());
+                                  " entries (the pool holds " + std::to_string(present) +
+                                  " of them): " + s.message());
     };
     Result<PutReservation> reservation =
         manager.Reserve(pool, r.meta.sequence_id, r.meta.size, r.meta.token_count, put,
@@ -315,11 +330,7 @@ Result<RestoreResult> RestorePool(Manager& manager, std::string_view pool,
   if (options.progress) options.progress(2 * file_bytes, 2 * file_bytes);
   // What the pool holds now, not what was written: a put that had to evict (another
   // process filled the pool meanwhile) may have pushed out an entry restored earlier.
-  uint64_t present = 0;
-  for (const snapshot::RecordEntry& r : contents.records) {
-    Result<EntryInfo> info = manager.Stat(pool, r.meta.sequence_id);
-    if (info.ok() && info->size_bytes == r.meta.size) ++present;
-  }
+  uint64_t present = CountPresent(manager, pool, contents.records, contents.records.size());
   if (present != contents.records.size()) {
     return Status::NoSpace("restore of " + Quoted(result.path) + " into pool " + Quoted(pool) +
                            " is incomplete: the pool holds " + std::to_string(present) + " of " +

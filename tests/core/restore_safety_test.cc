@@ -216,5 +216,46 @@ TEST_F(RestoreSafetyTest, RestoreAroundPinnedEntriesKeepsEveryRestoredEntry) {
   }
 }
 
+TEST_F(RestoreSafetyTest, MergeOfMoreThanThePoolHoldsIsRefusedBeforeAnythingChanges) {
+  CreatePool("big", 2 * kMiB);
+  for (uint64_t seq = 0; seq < 4; ++seq) {
+    ASSERT_TRUE(manager().Put("big", seq, Pattern(seq, 300 * 1024), 1).ok());
+  }
+  ASSERT_TRUE(PersistPool(manager(), "big").ok());
+  CreatePool("small", 1 * kMiB);  // room for three of the four
+  ASSERT_TRUE(manager().Put("small", 99, Pattern(99, 100), 1).ok());
+  auto before = Fingerprint("small");
+  RestoreOptions opts;
+  opts.path = manager().DefaultSnapshotPath("big");
+  opts.merge = true;
+  Result<RestoreResult> r = RestorePool(manager(), "small", opts);
+  // Before: the entries evicted each other and restore claimed all four.
+  ASSERT_FALSE(r.ok()) << "restore claimed " << r->entries << " entries; the pool holds "
+                       << manager().Entries("small")->size();
+  EXPECT_EQ(r.status().code(), Code::kNoSpace) << r.status().ToString();
+  EXPECT_EQ(Fingerprint("small"), before);
+}
+
+TEST_F(RestoreSafetyTest, MergeEvictsOldEntriesNeverTheRestoredOnes) {
+  CreatePool("src", 2 * kMiB);
+  for (uint64_t seq = 10; seq < 13; ++seq) {
+    ASSERT_TRUE(manager().Put("src", seq, Pattern(seq, 300 * 1024), 1).ok());
+  }
+  ASSERT_TRUE(PersistPool(manager(), "src").ok());
+  CreatePool("p", 1 * kMiB);
+  for (uint64_t seq = 0; seq < 3; ++seq) {
+    ASSERT_TRUE(manager().Put("p", seq, Pattern(seq, 300 * 1024), 1).ok());
+  }
+  RestoreOptions opts;
+  opts.path = manager().DefaultSnapshotPath("src");
+  opts.merge = true;
+  Result<RestoreResult> r = RestorePool(manager(), "p", opts);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->entries, 3u);
+  for (uint64_t seq = 10; seq < 13; ++seq) {
+    EXPECT_TRUE(*manager().Get("p", seq) == Pattern(seq, 300 * 1024)) << seq;
+  }
+}
+
 }  // namespace
 }  // namespace kvcache
