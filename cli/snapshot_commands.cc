@@ -3,6 +3,7 @@
 #include <memory>
 
 #include "common.h"
+#include "kvcache/number.h"
 #include "kvcache/manager.h"
 #include "kvcache/report.h"
 #include "kvcache/snapshot.h"
@@ -26,6 +27,14 @@ void SetupSnapshotCommands(CLI::App& cache) {
                   "Snapshot file (default: $CORTEX_HOME/kv_persist/<name>.cache)");
   sub->add_flag("--merge", restore->merge,
                 "Keep the pool's other entries instead of replacing them");
+  AddParsed(
+      sub, "--mode",
+      [restore](const std::string& v) -> Status {
+        KVC_ASSIGN_OR_RETURN(restore->mode, ParseMode(v));
+        return Status::Ok();
+      },
+      "Permission bits of a pool restore creates, e.g. 0640 (default: the pool's recorded "
+      "mode, else 0600; never the snapshot's)");
   sub->callback([restore] { Finish(RunRestore(*restore)); });
 }
 
@@ -49,6 +58,7 @@ int RunRestore(const RestoreCommandOptions& opts) {
   RestoreOptions options;
   options.path = opts.path;
   options.merge = opts.merge;
+  options.mode = opts.mode;
   if (bar.enabled())
     options.progress = [&bar](uint64_t done, uint64_t total) { bar.Update(done, total); };
   Result<RestoreResult> result = RestorePool(manager, opts.name, options);

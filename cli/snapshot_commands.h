@@ -2,6 +2,8 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <cstdint>
+#include <optional>
 #include <string>
 
 namespace kvcache::cli {
@@ -15,6 +17,7 @@ struct RestoreCommandOptions {
   std::string name;
   std::string path;  // empty: $CORTEX_HOME/kv_persist/<name>.cache
   bool merge = false;
+  std::optional<uint32_t> mode;  // of a pool restore creates; unset: the default
 };
 
 void SetupSnapshotCommands(CLI::App& cache);

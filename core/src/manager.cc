@@ -187,7 +187,8 @@ Result<std::shared_ptr<PoolHandle>> Manager::Open(std::string_view pool) {
         "refusing segment " + path + ": it is not the segment pool '" + std::string(pool) +
         "' was created with (its pool id differs from the catalog's" +
         (record->pool_id.empty() ? ", which recorded none" : "") +
-        "); restore the pool from its snapshot");
+        "): another catalog's pool of that name, or one made before this catalog knew it; "
+        "remove the file if it is stale, then restore the pool from its snapshot");
   }
   if ((*opened)->name() != pool) {
     return Status::Corruption("segment for pool '" + std::string(pool) + "' names pool '" +

@@ -84,4 +84,19 @@ Result<int64_t> ParseSigned(std::string_view text, std::string_view what, int64_
   return magnitude == limit && min < 0 ? min : -static_cast<int64_t>(magnitude);
 }
 
+Result<uint32_t> ParseMode(std::string_view text) {
+  std::string_view digits = text.size() == 4 && text[0] == '0' ? text.substr(1) : text;
+  if (digits.size() != 3) {
+    return Invalid(text, "mode", "expected three octal digits, e.g. 600 or 0640");
+  }
+  uint32_t mode = 0;
+  for (char c : digits) {
+    if (c < '0' || c > '7') {
+      return Invalid(text, "mode", "expected three octal digits, e.g. 600 or 0640");
+    }
+    mode = mode * 8 + static_cast<uint32_t>(c - '0');
+  }
+  return mode;
+}
+
 }  // namespace kvcache

@@ -1,6 +1,7 @@
 // Numbers on the command line follow core's one grammar (kvcache/number.h): nothing
 // wraps, nothing empty means 0, no other base or sign sneaks in.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include "cli_runner.h"
 #include "support/test_env.h"
@@ -70,6 +71,35 @@ TEST_F(CliNumbersTest, CreateRefusesEmptyPolicyAndBadCounts) {
   ASSERT_TRUE(config.ok());
   EXPECT_EQ(config->policy, Policy::kLfu);
   EXPECT_EQ(config->max_sequences, 7u);
+}
+
+class CliRestoreModeTest : public IsolatedTest {
+ protected:
+  mode_t SegmentMode(const std::string& pool) {
+    struct stat st {};
+    if (stat(("/dev/shm/" + shm_prefix_ + pool).c_str(), &st) != 0) return 0;
+    return st.st_mode & 07777;
+  }
+};
+
+TEST_F(CliRestoreModeTest, ModeComesFromTheCallerNeverFromTheSnapshot) {
+  PoolConfig config;
+  config.name = "open";
+  config.size_bytes = 1 << 20;
+  config.mode = 0777;  // recorded in the snapshot's config as "mode": 511
+  ASSERT_TRUE(manager().CreatePool(config).ok());
+  ASSERT_TRUE(Succeeded(Cache({"put", "open", "1"}, "bytes")));
+  std::string path = home_->Join("open.cache");
+  ASSERT_TRUE(Succeeded(Cache({"persist", "open", "--path", path})));
+
+  ASSERT_TRUE(Succeeded(Cache({"restore", "a", "--path", path})));
+  EXPECT_EQ(SegmentMode("a"), 0600u);
+  ASSERT_TRUE(Succeeded(Cache({"restore", "b", "--path", path, "--mode", "0640"})));
+  EXPECT_EQ(SegmentMode("b"), 0640u);
+  for (const char* bad : {"", "999", "1777", "0x1ff", "-600"}) {
+    EXPECT_TRUE(UsageError(Cache({"restore", "c", "--path", path, "--mode", bad}))) << bad;
+  }
+  EXPECT_EQ(SegmentMode("c"), 0u);
 }
 
 }  // namespace

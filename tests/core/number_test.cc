@@ -43,5 +43,14 @@ TEST(NumberTest, MessageShowsControlBytesEscaped) {
   EXPECT_EQ(r.status().message().find('\n'), std::string::npos) << r.status().message();
 }
 
+TEST(NumberTest, ModesAreThreeOctalDigits) {
+  EXPECT_EQ(*ParseMode("600"), 0600u);
+  EXPECT_EQ(*ParseMode("0640"), 0640u);
+  EXPECT_EQ(*ParseMode("777"), 0777u);
+  for (const char* bad : {"", "8", "60", "0600 ", "1777", "0x1ff", "-600", "+600", "00600", "680"}) {
+    EXPECT_FALSE(ParseMode(bad).ok()) << bad;
+  }
+}
+
 }  // namespace
 }  // namespace kvcache

@@ -21,6 +21,10 @@ Result<uint64_t> ParseUnsigned(std::string_view text, std::string_view what,
 Result<int64_t> ParseSigned(std::string_view text, std::string_view what, int64_t min,
                             int64_t max);
 
+// Permission bits as chmod writes them: three octal digits, or four starting with 0
+// ("640", "0640"); at most 0777.
+Result<uint32_t> ParseMode(std::string_view text);
+
 // A sequence id: any uint64.
 inline Result<uint64_t> ParseSequenceId(std::string_view text) {
   return ParseUnsigned(text, "sequence id");
