@@ -1,14 +1,19 @@
 // EntryView and PutReservation: the handles the Manager gives out for pinned entries
-// and in-place puts.
+// and in-place puts. A handle acts on the pool only in the process that made it.
+#include "kvcache/entry_view.h"
+
 #include <cstring>
 
 #include "pool_handle.h"
+#include "process_table.h"
 
 namespace kvcache {
 
 EntryView::EntryView(EntryView&& other) noexcept
     : pool_(std::move(other.pool_)),
       lease_(other.lease_),
+      lease_generation_(other.lease_generation_),
+      epoch_(other.epoch_),
       info_(std::move(other.info_)),
       extent_(other.extent_) {
   other.pool_ = nullptr;
@@ -20,6 +25,8 @@ EntryView& EntryView::operator=(EntryView&& other) noexcept {
     pool_ = std::move(other.pool_);
     other.pool_ = nullptr;
     lease_ = other.lease_;
+    lease_generation_ = other.lease_generation_;
+    epoch_ = other.epoch_;
     info_ = std::move(other.info_);
     extent_ = other.extent_;
   }
@@ -40,7 +47,9 @@ std::vector<uint32_t> EntryView::prefix_tokens() const {
 
 void EntryView::Release() {
   if (pool_ == nullptr) return;
-  pool_->ReleaseLease(lease_);
+  // A copy inherited across fork() is not this process's pin: only forget it. The
+  // pool checks the owner as well, for a handle that reaches it anyway.
+  if (epoch_ == ForkEpoch()) pool_->ReleaseLease(lease_, lease_generation_).IgnoreError();
   pool_.reset();
 }
 
@@ -48,6 +57,7 @@ PutReservation::PutReservation(PutReservation&& other) noexcept
     : pool_(std::move(other.pool_)),
       slot_(other.slot_),
       generation_(other.generation_),
+      epoch_(other.epoch_),
       extent_(other.extent_),
       size_(other.size_) {
   other.pool_ = nullptr;
@@ -60,6 +70,7 @@ PutReservation& PutReservation::operator=(PutReservation&& other) noexcept {
     other.pool_ = nullptr;
     slot_ = other.slot_;
     generation_ = other.generation_;
+    epoch_ = other.epoch_;
     extent_ = other.extent_;
     size_ = other.size_;
   }
@@ -70,6 +81,10 @@ PutReservation::~PutReservation() { Abort(); }
 
 Status PutReservation::Commit() {
   if (pool_ == nullptr) return Status::InvalidArgument("reservation already used");
+  if (epoch_ != ForkEpoch()) {
+    pool_.reset();
+    return Status::InvalidArgument("reservation was made by another process (before a fork)");
+  }
   Status s = pool_->Commit(slot_, generation_);
   pool_.reset();
   return s;
@@ -81,7 +96,7 @@ Result<std::pair<int, uint64_t>> PutReservation::OpenFileRange() const {
 
 void PutReservation::Abort() {
   if (pool_ == nullptr) return;
-  pool_->Abort(slot_, generation_);
+  if (epoch_ == ForkEpoch()) pool_->Abort(slot_, generation_).IgnoreError();
   pool_.reset();
 }
 

@@ -9,6 +9,8 @@
 #include "kvcache/size.h"
 #include "optimistic_copy.h"
 #include "pool_handle.h"
+#include "process_table.h"
+#include "test_hooks.h"
 
 namespace kvcache {
 namespace {
@@ -56,8 +58,8 @@ Result<PutReservation> PoolHandle::Reserve(uint64_t seq, size_t size, uint64_t t
   {
     Locked lk(*this);
     KVC_RETURN_IF_ERROR(lk.status());
-    uint32_t me = MyProcessLocked();
-    if (me == kNil) return Status::Busy("process table of pool '" + name_ + "' is full");
+    LeaseTable::Owner me = MyProcessLocked();
+    if (me.row == kNil) return Status::Busy("process table of pool '" + name_ + "' is full");
     uint32_t i = AllocSlotLocked();
     if (i == kNil && RecoverDeadLocked() > 0) i = AllocSlotLocked();
     if (i == kNil) return Status::Busy("pool '" + name_ + "' has too many puts in flight");
@@ -66,7 +68,8 @@ Result<PutReservation> PoolHandle::Reserve(uint64_t seq, size_t size, uint64_t t
     // A free slot has generation 0, so lock-free readers still on it ignore it while
     // its [L] fields change (segment_format.h).
     seg::StoreRelaxed(s.extent_blocks, uint64_t{0});
-    s.owner = me;
+    s.owner = me.row;
+    s.owner_generation = me.generation;
     seg::StoreRelaxed(s.state, uint32_t{seg::kWriting});
     uint64_t first = 0;
     if (blocks > 0) {
@@ -94,13 +97,13 @@ Result<PutReservation> PoolHandle::Reserve(uint64_t seq, size_t size, uint64_t t
     seg::StoreRelaxed(s.last_accessed, stats ? stats->last_accessed : now);
     seg::StoreRelaxed(s.access_count, stats ? stats->access_count : uint64_t{0});
     s.pins = 0;
-    s.owner = me;
     s.heap_pos = s.prefix_next = s.prefix_prev = s.chain_next = s.chain_prev = kNil;
     uint64_t gen = NextGenerationLocked();
     AtomicGeneration(s).store(gen, std::memory_order_release);
     r.pool_ = shared_from_this();
     r.slot_ = i;
     r.generation_ = gen;
+    r.epoch_ = ForkEpoch();
     r.extent_ = Extent(s);
     r.size_ = size;
   }
@@ -116,15 +119,28 @@ Result<PutReservation> PoolHandle::Reserve(uint64_t seq, size_t size, uint64_t t
   return r;
 }
 
+bool PoolHandle::IsMyReservationLocked(uint32_t i, uint64_t generation) const {
+  if (i >= header_->slot_capacity) return false;
+  const seg::Slot& s = slots_[i];
+  LeaseTable::Owner me = MyRowLocked();
+  return s.state == seg::kWriting && s.generation == generation && me.row != kNil &&
+         s.owner == me.row && s.owner_generation == me.generation;
+}
+
 Status PoolHandle::Commit(uint32_t i, uint64_t generation) {
   Locked lk(*this);
   KVC_RETURN_IF_ERROR(lk.status());
-  seg::Slot& s = slots_[i];
-  if (s.state != seg::kWriting || s.generation != generation) {
+  if (!IsMyReservationLocked(i, generation)) {
     return Status::Busy("reservation in pool '" + name_ + "' was lost");
   }
+  seg::Slot& s = slots_[i];
+  // The intent first: from here on, recovery publishes this slot (and drops the entry
+  // it replaces) if this process dies before LinkLocked, so readers find the old entry
+  // or the new one, never neither.
+  seg::Atomic(s.state).store(seg::kCommitting, std::memory_order_release);
   uint32_t old = FindLocked(s.sequence_id);
   if (old != kNil) UnpublishLocked(old);
+  CrashPoint("commit-unpublished");
   if (header_->entry_count >= header_->max_sequences && !EvictOneLocked()) {
     FreeSlotLocked(i);
     return Status::NoSpace("pool '" + name_ + "' holds its maximum of " +
@@ -145,10 +161,13 @@ Result<std::pair<int, uint64_t>> PoolHandle::OpenFileRange(const std::byte* at) 
   return std::make_pair(fd, static_cast<uint64_t>(at - segment_.base()));
 }
 
-void PoolHandle::Abort(uint32_t i, uint64_t generation) {
+Status PoolHandle::Abort(uint32_t i, uint64_t generation) {
   Locked lk(*this);
-  if (!lk.status().ok()) return;
-  if (slots_[i].state == seg::kWriting && slots_[i].generation == generation) FreeSlotLocked(i);
+  KVC_RETURN_IF_ERROR(lk.status());
+  // Only the process that reserved the slot frees it: a copy of the reservation in a
+  // forked child, or one whose slot was reclaimed and reused, does nothing.
+  if (IsMyReservationLocked(i, generation)) FreeSlotLocked(i);
+  return Status::Ok();
 }
 
 // ---------------------------------------------------------------- gets
@@ -192,7 +211,7 @@ Status PoolHandle::GetInto(uint64_t seq, std::vector<std::byte>& out) {
   // find the slot optimistically, copy, and keep the copy only if the slot still has
   // the generation it had before the copy. Anything unusual takes the locked path.
   uint32_t me = my_process_.load(std::memory_order_relaxed);
-  if (me != kNil && my_pid_.load(std::memory_order_relaxed) == CurrentProcess().pid) {
+  if (me < processes_->capacity() && my_epoch_.load(std::memory_order_acquire) == ForkEpoch()) {
     for (int attempt = 0; attempt < 3; ++attempt) {
       UnlockedRead r;
       if (!FindUnlocked(seq, &r)) break;
@@ -251,11 +270,13 @@ Result<EntryView> PoolHandle::View(uint64_t seq, bool count_access) {
       header_->hits++;
       Touch(i);
     }
-    KVC_ASSIGN_OR_RETURN(uint32_t lease, AcquireLeaseLocked(i));
-    v.lease_ = lease;
-    v.info_ = InfoLocked(i);
+    v.info_ = InfoLocked(i);  // before the pin: nothing may throw once it is taken
+    KVC_ASSIGN_OR_RETURN(LeaseTable::Ticket lease, AcquireLeaseLocked(i));
+    v.lease_ = lease.index;
+    v.lease_generation_ = lease.generation;
     v.extent_ = Extent(slots_[i]);
   }
+  v.epoch_ = ForkEpoch();
   v.pool_ = shared_from_this();
   return v;
 }
@@ -263,9 +284,12 @@ Result<EntryView> PoolHandle::View(uint64_t seq, bool count_access) {
 std::vector<EntryView> PoolHandle::MakeViews(std::vector<PinnedEntry> pinned) {
   std::vector<EntryView> views(pinned.size());
   auto self = shared_from_this();
+  uint64_t epoch = ForkEpoch();
   for (size_t k = 0; k < pinned.size(); ++k) {
     views[k].pool_ = self;
-    views[k].lease_ = pinned[k].lease;
+    views[k].epoch_ = epoch;
+    views[k].lease_ = pinned[k].lease.index;
+    views[k].lease_generation_ = pinned[k].lease.generation;
     views[k].info_ = std::move(pinned[k].info);
     views[k].extent_ = pinned[k].extent;
   }
@@ -276,13 +300,16 @@ std::vector<EntryView> PoolHandle::MakeViews(std::vector<PinnedEntry> pinned) {
 }
 
 Status PoolHandle::PinLocked(uint32_t i, std::vector<PinnedEntry>& pinned) {
-  Result<uint32_t> lease = AcquireLeaseLocked(i);
+  // Everything that can allocate (and so throw) happens before the pin is taken.
+  if (pinned.size() == pinned.capacity()) pinned.reserve(2 * pinned.size() + 16);
+  EntryInfo info = InfoLocked(i);
+  Result<LeaseTable::Ticket> lease = AcquireLeaseLocked(i);
   if (!lease.ok()) {
-    for (const PinnedEntry& p : pinned) ReleaseLeaseLocked(p.lease);
+    for (const PinnedEntry& p : pinned) ReleaseLeaseLocked(p.lease).IgnoreError();
     pinned.clear();
     return lease.status();
   }
-  pinned.push_back({*lease, InfoLocked(i), Extent(slots_[i])});
+  pinned.push_back({*lease, std::move(info), Extent(slots_[i])});
   return Status::Ok();
 }
 

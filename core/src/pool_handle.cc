@@ -100,11 +100,9 @@ Result<std::shared_ptr<PoolHandle>> PoolHandle::Create(const std::string& path,
     std::memcpy(h->pool_id, pool_id.data(), pool_id.size());
     init_status = InitPoolMutex(&h->lock);
 
-    auto* leases = At<seg::Lease>(base, l.lease_offset);
-    for (uint32_t i = 0; i < l.lease_capacity; ++i) {
-      leases[i] = seg::Lease{kNil, kNil, i + 1 < l.lease_capacity ? i + 1 : kNil, 0};
-    }
-    h->free_lease_head = 0;
+    LeaseTable(At<seg::Lease>(base, l.lease_offset), l.lease_capacity, &h->free_lease_head,
+               &h->live_pins, l.slot_capacity, &config.name)
+        .Reset();
     BitmapAllocator(At<uint64_t>(base, l.bitmap_offset), l.block_count).Reset();
     auto* slots = At<seg::Slot>(base, l.slot_offset);
     for (uint32_t i = 0; i < l.slot_capacity; ++i) {
@@ -174,13 +172,14 @@ Status PoolHandle::ValidateAndBind() {
   header_ = h;
   name_ = h->name;
   policy_ = static_cast<Policy>(h->policy);
-  leases_ = At<seg::Lease>(base, h->lease_offset);
   slots_ = At<seg::Slot>(base, h->slot_offset);
   id_buckets_ = At<uint32_t>(base, h->id_bucket_offset);
   prefix_buckets_ = At<uint32_t>(base, h->prefix_bucket_offset);
   chain_buckets_ = At<uint32_t>(base, h->chain_bucket_offset);
   data_ = base + h->data_offset;
   processes_.emplace(At<seg::ProcessSlot>(base, h->process_offset), h->process_capacity);
+  leases_.emplace(At<seg::Lease>(base, h->lease_offset), h->lease_capacity, &h->free_lease_head,
+                  &h->live_pins, h->slot_capacity, &name_);
   bitmap_.emplace(At<uint64_t>(base, h->bitmap_offset), h->block_count);
   heap_.emplace(policy_, At<uint32_t>(base, h->heap_offset), &h->heap_size, slots_);
   return Status::Ok();
@@ -369,60 +368,66 @@ EntryInfo PoolHandle::InfoLocked(uint32_t i) const {
 
 // ---------------------------------------------------------------- processes
 
-uint32_t PoolHandle::MyProcessLocked() {
+LeaseTable::Owner PoolHandle::MyRowLocked() const {
+  if (my_epoch_.load(std::memory_order_relaxed) != ForkEpoch()) return {};
+  LeaseTable::Owner me{my_process_.load(std::memory_order_relaxed),
+                       my_generation_.load(std::memory_order_relaxed)};
+  // The row may have been reaped and reused since (then it is not ours).
+  if (!processes_->IsOwnRow(me.row, me.generation)) return {};
+  return me;
+}
+
+LeaseTable::Owner PoolHandle::MyProcessLocked() {
+  LeaseTable::Owner me = MyRowLocked();
+  if (me.row != kNil) return me;
   ProcessId self = CurrentProcess();
-  uint32_t cached = my_process_.load(std::memory_order_relaxed);
-  if (self.pid == my_pid_.load(std::memory_order_relaxed) && cached != kNil &&
-      processes_->at(cached).pid == self.pid) {
-    return cached;
-  }
-  uint32_t idx = processes_->FindOrAdd(self.pid, self.start_time);
-  if (idx == kNil && RecoverDeadLocked() > 0) idx = processes_->FindOrAdd(self.pid, self.start_time);
-  my_process_.store(idx, std::memory_order_relaxed);
-  my_pid_.store(self.pid, std::memory_order_relaxed);
-  return idx;
+  uint64_t epoch = ForkEpoch();
+  me.generation = NextGenerationLocked();
+  me.row = processes_->ClaimOwn(self, me.generation);
+  if (me.row == kNil && RecoverDeadLocked() > 0) me.row = processes_->ClaimOwn(self, me.generation);
+  if (me.row == kNil) return {};
+  my_process_.store(me.row, std::memory_order_relaxed);
+  my_generation_.store(me.generation, std::memory_order_relaxed);
+  my_epoch_.store(epoch, std::memory_order_release);
+  return me;
 }
 
 uint64_t PoolHandle::RecoverDeadLocked() {
-  std::vector<uint32_t> dead = processes_->ReapDead(&header_->hits);
-  if (dead.empty()) return 0;
-  header_->recoveries += dead.size();
+  uint32_t dead = processes_->ReapDead(&header_->hits);
+  if (dead == 0) return 0;
+  header_->recoveries += dead;
   RebuildLocked();
-  return dead.size();
+  return dead;
 }
 
 void PoolHandle::SetAttachedLocked(uint32_t n) {
   std::memcpy(header_->attached, &n, sizeof(n));
 }
 
-Result<uint32_t> PoolHandle::AcquireLeaseLocked(uint32_t slot) {
-  uint32_t me = MyProcessLocked();
-  if (me == kNil) return Status::Busy("process table of pool '" + name_ + "' is full");
-  uint32_t l = header_->free_lease_head;
-  if (l == kNil && RecoverDeadLocked() > 0) l = header_->free_lease_head;
-  if (l == kNil) return Status::Busy("pool '" + name_ + "' has too many pinned entries");
-  header_->free_lease_head = leases_[l].next;
-  leases_[l] = seg::Lease{slot, me, kNil, 0};
-  slots_[slot].pins++;
-  header_->live_pins++;
-  return l;
+Result<LeaseTable::Ticket> PoolHandle::AcquireLeaseLocked(uint32_t slot) {
+  LeaseTable::Owner me = MyProcessLocked();
+  if (me.row == kNil) return Status::Busy("process table of pool '" + name_ + "' is full");
+  Result<LeaseTable::Ticket> lease = leases_->Acquire(slot, me, NextGenerationLocked());
+  if (!lease.ok() && lease.status().code() == Code::kBusy && RecoverDeadLocked() > 0) {
+    me = MyProcessLocked();  // recovery keeps live rows; this re-reads ours
+    lease = leases_->Acquire(slot, me, NextGenerationLocked());
+  }
+  if (lease.ok()) slots_[slot].pins++;
+  return lease;
 }
 
-void PoolHandle::ReleaseLeaseLocked(uint32_t l) {
-  uint32_t slot = leases_[l].slot;
-  if (slot == kNil) return;
-  leases_[l].slot = kNil;
-  leases_[l].next = header_->free_lease_head;
-  header_->free_lease_head = l;
-  header_->live_pins--;
+Status PoolHandle::ReleaseLeaseLocked(LeaseTable::Ticket lease) {
+  KVC_ASSIGN_OR_RETURN(uint32_t slot, leases_->Release(lease, MyRowLocked()));
+  if (slot == kNil) return Status::Ok();  // not a pin of this process: nothing to do
   seg::Slot& s = slots_[slot];
   if (s.pins > 0 && --s.pins == 0 && s.state == seg::kRetired) FreeSlotLocked(slot);
+  return Status::Ok();
 }
 
-void PoolHandle::ReleaseLease(uint32_t lease) {
+Status PoolHandle::ReleaseLease(uint32_t lease, uint64_t generation) {
   Locked lk(*this);
-  if (!lk.status().ok() || lease >= header_->lease_capacity) return;
-  ReleaseLeaseLocked(lease);
+  KVC_RETURN_IF_ERROR(lk.status());
+  return ReleaseLeaseLocked({lease, generation});
 }
 
 // ---------------------------------------------------------------- eviction
@@ -538,7 +543,7 @@ Status PoolHandle::Attach(pid_t pid) {
   Locked lk(*this);
   KVC_RETURN_IF_ERROR(lk.status());
   RecoverDeadLocked();
-  uint32_t idx = processes_->FindOrAdd(pid, start);
+  uint32_t idx = processes_->FindOrAddAttach(pid, start, NextGenerationLocked());
   if (idx == kNil) return Status::Busy("process table of pool '" + name_ + "' is full");
   seg::ProcessSlot& p = processes_->at(idx);
   if (p.attach_refs++ == 0) p.attached_at = NowSeconds();
@@ -550,7 +555,7 @@ Status PoolHandle::Detach(pid_t pid) {
   Locked lk(*this);
   KVC_RETURN_IF_ERROR(lk.status());
   RecoverDeadLocked();
-  uint32_t idx = processes_->Find(pid);
+  uint32_t idx = processes_->FindAttach(pid);
   if (idx == kNil || processes_->at(idx).attach_refs == 0) {
     return Status::NotFound("process " + std::to_string(pid) + " is not attached to pool '" +
                             name_ + "'");

@@ -25,7 +25,9 @@
 
 #include "bitmap_allocator.h"
 #include "eviction_heap.h"
+#include "kvcache/entry_view.h"
 #include "kvcache/manager.h"
+#include "lease_table.h"
 #include "process_table.h"
 #include "segment_format.h"
 #include "shm_segment.h"
@@ -64,12 +66,14 @@ class PoolHandle : public std::enable_shared_from_this<PoolHandle> {
   Status Commit(uint32_t slot, uint64_t generation);
   // See PutReservation::OpenFileRange; `at` points into this pool's mapping.
   Result<std::pair<int, uint64_t>> OpenFileRange(const std::byte* at) const;
-  void Abort(uint32_t slot, uint64_t generation);
+  // Frees the reservation if this process made it; does nothing otherwise.
+  Status Abort(uint32_t slot, uint64_t generation);
 
   Status GetInto(uint64_t seq, std::vector<std::byte>& out);
   // Pins the entry; counts a hit or miss and an access unless !count_access.
   Result<EntryView> View(uint64_t seq, bool count_access = true);
-  void ReleaseLease(uint32_t lease);
+  // Releases the lease if this process holds it; does nothing otherwise.
+  Status ReleaseLease(uint32_t lease, uint64_t generation);
   Result<EntryInfo> Stat(uint64_t seq);
   Result<std::vector<EntryView>> ViewByPrefix(uint64_t prefix_hash);
   std::vector<EntryInfo> InfoByPrefix(uint64_t prefix_hash);
@@ -119,7 +123,7 @@ class PoolHandle : public std::enable_shared_from_this<PoolHandle> {
   };
 
   struct PinnedEntry {
-    uint32_t lease;
+    LeaseTable::Ticket lease;
     EntryInfo info;
     const std::byte* extent;
   };
@@ -130,12 +134,19 @@ class PoolHandle : public std::enable_shared_from_this<PoolHandle> {
   // Pins slot i into `pinned`; on failure releases every pin in `pinned`.
   Status PinLocked(uint32_t i, std::vector<PinnedEntry>& pinned);
   uint32_t FindLocked(uint64_t seq) const;
+  // True when slot i is a reservation of this process with `generation`.
+  bool IsMyReservationLocked(uint32_t i, uint64_t generation) const;
   // Counts an access. Needs no lock (lock-free gets call it too).
   void Touch(uint32_t slot);
   EntryInfo InfoLocked(uint32_t slot) const;
-  uint32_t MyProcessLocked();
-  Result<uint32_t> AcquireLeaseLocked(uint32_t slot);
-  void ReleaseLeaseLocked(uint32_t lease);
+  // This process's row in the process table, claimed on first use (a forked child
+  // claims its own); row kNil when the table is full.
+  LeaseTable::Owner MyProcessLocked();
+  // This process's row if it has claimed one, without claiming; row kNil otherwise.
+  LeaseTable::Owner MyRowLocked() const;
+  Result<LeaseTable::Ticket> AcquireLeaseLocked(uint32_t slot);
+  // Releases a lease this process holds; drops the slot's pin.
+  Status ReleaseLeaseLocked(LeaseTable::Ticket lease);
   uint32_t AllocSlotLocked();
   // Unindexes a LIVE slot; frees it now, or retires it until its last pin goes.
   void UnpublishLocked(uint32_t slot);
@@ -161,19 +172,21 @@ class PoolHandle : public std::enable_shared_from_this<PoolHandle> {
   std::string name_;
   Policy policy_ = Policy::kLru;
   seg::Header* header_ = nullptr;
-  seg::Lease* leases_ = nullptr;
   seg::Slot* slots_ = nullptr;
   uint32_t* id_buckets_ = nullptr;
   uint32_t* prefix_buckets_ = nullptr;
   uint32_t* chain_buckets_ = nullptr;
   std::byte* data_ = nullptr;
   std::optional<ProcessTable> processes_;
+  std::optional<LeaseTable> leases_;
   std::optional<BitmapAllocator> bitmap_;
   std::optional<EvictionHeap> heap_;
-  // This process's row in the process table, cached with the pid it was made for
-  // (a forked child gets its own). Under the pool lock.
-  std::atomic<pid_t> my_pid_{0};
+  // This process's row in the process table and the row's generation, cached with
+  // the ForkEpoch() they were claimed in (a forked child claims its own). Written
+  // under the pool lock; the lock-free get reads my_process_ to count its hits.
+  std::atomic<uint64_t> my_epoch_{0};
   std::atomic<uint32_t> my_process_{seg::kNil};
+  std::atomic<uint64_t> my_generation_{0};
 
   // What a lock-free lookup saw; valid only while the slot keeps `generation`.
   struct UnlockedRead {

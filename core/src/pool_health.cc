@@ -25,7 +25,7 @@ class PoolHealthChecker {
     }
     for (uint32_t i = 0; i < p_.processes_->capacity(); ++i) {
       const seg::ProcessSlot& proc = p_.processes_->at(i);
-      if (proc.pid != 0 && proc.attach_refs > 0) {
+      if (proc.kind != seg::kFreeRow && proc.attach_refs > 0) {
         report.processes.push_back({proc.pid, proc.attached_at});
       }
     }
@@ -143,13 +143,13 @@ class PoolHealthChecker {
     std::vector<uint32_t> pins(h_.slot_capacity, 0);
     uint64_t held = 0;
     for (uint32_t l = 0; l < h_.lease_capacity; ++l) {
-      const seg::Lease& lease = p_.leases_[l];
+      const seg::Lease& lease = p_.leases_->at(l);
       if (lease.slot == seg::kNil) continue;
       if (lease.slot >= h_.slot_capacity) {
         Problem("lease " + std::to_string(l) + " names no slot");
         continue;
       }
-      if (lease.process >= h_.process_capacity || p_.processes_->at(lease.process).pid == 0) {
+      if (!p_.processes_->IsOwnRow(lease.process, lease.owner_generation)) {
         Problem("lease " + std::to_string(l) + " is held by no registered process");
       }
       pins[lease.slot]++;

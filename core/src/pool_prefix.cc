@@ -61,7 +61,7 @@ Result<PrefixMatch> PoolHandle::LongestPrefix(std::span<const uint32_t> tokens) 
   // first k blocks, confirmed token by token outside the lock (hashes can collide).
   for (size_t k = chain.size(); k > 0; --k) {
     uint32_t found = kNil;
-    uint32_t lease = kNil;
+    LeaseTable::Ticket lease;
     const std::byte* extent = nullptr;
     uint64_t size = 0;
     uint32_t prefix_len = 0;
@@ -97,13 +97,18 @@ Result<PrefixMatch> PoolHandle::LongestPrefix(std::span<const uint32_t> tokens) 
     }
     Locked lk(*this);
     KVC_RETURN_IF_ERROR(lk.status());
+    // The pin goes when this scope ends, however it ends (InfoLocked allocates).
+    struct Unpin {
+      PoolHandle* pool;
+      LeaseTable::Ticket lease;
+      ~Unpin() { pool->ReleaseLeaseLocked(lease).IgnoreError(); }
+    } unpin{this, lease};
     bool confirmed = matched >= k * bt && slots_[found].state == seg::kLive;
     if (confirmed) {
       header_->hits++;
       Touch(found);
     }
     PrefixMatch match{InfoLocked(found), matched};
-    ReleaseLeaseLocked(lease);
     if (confirmed) return match;
   }
   Locked lk(*this);

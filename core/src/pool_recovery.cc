@@ -1,7 +1,7 @@
 // PoolHandle::RebuildLocked: recomputes every derived structure of a segment from its
-// slot and lease tables, after a process died holding the lock or anything else.
+// slot, lease and process tables, after a process died holding the lock or anything
+// else. It runs while recovering the lock, so it allocates nothing and cannot throw.
 #include <cstring>
-#include <unordered_map>
 
 #include "pool_handle.h"
 
@@ -9,49 +9,65 @@ namespace kvcache {
 
 using seg::kNil;
 
+namespace {
+
+// Whether a slot's extent lies inside the data region.
+bool InBounds(const seg::Slot& s, const seg::Header& h) {
+  return s.first_block <= h.block_count && s.extent_blocks <= h.block_count - s.first_block;
+}
+
+}  // namespace
+
 void PoolHandle::RebuildLocked() {
   seg::Header& h = *header_;
   const uint32_t cap = h.slot_capacity;
-  // Slots: drop unpublished writes of dead processes and anything out of bounds.
+  // Slots: drop unpublished writes whose owner is gone, and anything out of bounds. A
+  // COMMITTING slot is complete: its committer died publishing it, so it is published.
   for (uint32_t i = 0; i < cap; ++i) {
     seg::Slot& s = slots_[i];
     s.pins = 0;
     if (s.state == seg::kFree) continue;
-    bool bad_owner = s.state == seg::kWriting &&
-                     (s.owner >= h.process_capacity || processes_->at(s.owner).pid == 0);
-    bool out_of_bounds = s.first_block > h.block_count ||
-                         s.extent_blocks > h.block_count - s.first_block ||
-                         s.state > seg::kRetired;
-    if (bad_owner || out_of_bounds) seg::StoreRelaxed(s.state, uint32_t{seg::kFree});
-  }
-  // Leases: keep those of live processes on pinnable slots.
-  h.free_lease_head = kNil;
-  h.live_pins = 0;
-  for (uint32_t l = h.lease_capacity; l-- > 0;) {
-    seg::Lease& lease = leases_[l];
-    bool keep = lease.slot < cap && lease.process < h.process_capacity &&
-                processes_->at(lease.process).pid != 0 &&
-                (slots_[lease.slot].state == seg::kLive ||
-                 slots_[lease.slot].state == seg::kRetired);
-    if (keep) {
-      slots_[lease.slot].pins++;
-      h.live_pins++;
-    } else {
-      lease = seg::Lease{kNil, kNil, h.free_lease_head, 0};
-      h.free_lease_head = l;
+    // Dead processes' rows were reaped before any rebuild: a writer whose row (and
+    // generation) is gone is dead.
+    bool owner_gone =
+        s.state == seg::kWriting && !processes_->IsOwnRow(s.owner, s.owner_generation);
+    if (owner_gone || !InBounds(s, h) || s.state > seg::kCommitting) {
+      seg::StoreRelaxed(s.state, uint32_t{seg::kFree});
     }
   }
-  // One live slot per id: the newest generation wins.
-  std::unordered_map<uint64_t, uint32_t> newest;
-  for (uint32_t i = 0; i < cap; ++i) {
-    seg::Slot& s = slots_[i];
-    if (s.state == seg::kRetired && s.pins == 0) seg::StoreRelaxed(s.state, uint32_t{seg::kFree});
-    if (s.state != seg::kLive) continue;
-    auto [it, inserted] = newest.emplace(s.sequence_id, i);
-    if (!inserted) {
-      uint32_t other = it->second;
-      uint32_t loser = slots_[other].generation > s.generation ? i : other;
-      if (loser == other) it->second = i;
+  // Leases: keep those of live owners (row and generation) on pinnable slots.
+  leases_->Rebuild(
+      [&](const seg::Lease& lease) {
+        uint32_t st = slots_[lease.slot].state;
+        return processes_->IsOwnRow(lease.process, lease.owner_generation) &&
+               (st == seg::kLive || st == seg::kRetired);
+      },
+      [&](uint32_t slot) { slots_[slot].pins++; });
+  // One entry per id. The id buckets serve as the scratch index: first every
+  // COMMITTING slot (an interrupted commit replaces what it was replacing), then every
+  // LIVE one; between two of one kind the newer generation wins.
+  for (uint32_t b = 0; b < h.id_bucket_count; ++b) seg::StoreRelaxed(id_buckets_[b], kNil);
+  for (uint32_t kind : {uint32_t{seg::kCommitting}, uint32_t{seg::kLive}}) {
+    for (uint32_t i = 0; i < cap; ++i) {
+      seg::Slot& s = slots_[i];
+      if (s.state == seg::kRetired && s.pins == 0) seg::StoreRelaxed(s.state, uint32_t{seg::kFree});
+      if (s.state != kind) continue;
+      uint32_t* link = &id_buckets_[seg::BucketOf(s.sequence_id, h.id_bucket_count)];
+      while (*link != kNil && slots_[*link].sequence_id != s.sequence_id) {
+        link = &slots_[*link].id_next;
+      }
+      uint32_t other = *link;
+      if (other == kNil) {
+        seg::StoreRelaxed(s.id_next, kNil);
+        seg::StoreRelaxed(*link, i);
+        continue;
+      }
+      bool wins = slots_[other].state == kind && s.generation > slots_[other].generation;
+      uint32_t loser = wins ? other : i;
+      if (wins) {
+        seg::StoreRelaxed(s.id_next, slots_[other].id_next);
+        seg::StoreRelaxed(*link, i);
+      }
       seg::StoreRelaxed(slots_[loser].state,
                         uint32_t{slots_[loser].pins > 0 ? seg::kRetired : seg::kFree});
     }
@@ -88,7 +104,8 @@ void PoolHandle::RebuildLocked() {
       s.owner = kNil;
       seg::StoreRelaxed(s.id_next, h.free_slot_head);
       h.free_slot_head = i;
-    } else if (s.state == seg::kLive) {
+    } else if (s.state == seg::kLive || s.state == seg::kCommitting) {
+      s.owner = kNil;
       LinkLocked(i);
     } else {
       seg::StoreRelaxed(s.id_next, kNil);

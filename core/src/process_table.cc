@@ -13,11 +13,21 @@ namespace kvcache {
 namespace {
 std::atomic<pid_t> g_pid{0};
 std::atomic<uint64_t> g_start_time{0};
+std::atomic<uint64_t> g_fork_epoch{1};
+
+void RegisterForkHandler() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    pthread_atfork(nullptr, nullptr, [] {
+      g_pid.store(0, std::memory_order_relaxed);
+      g_fork_epoch.fetch_add(1, std::memory_order_relaxed);
+    });
+  });
+}
 }  // namespace
 
 ProcessId CurrentProcess() {
-  static std::once_flag once;
-  std::call_once(once, [] { pthread_atfork(nullptr, nullptr, [] { g_pid = 0; }); });
+  RegisterForkHandler();
   pid_t pid = g_pid.load(std::memory_order_acquire);
   if (pid == 0) {
     pid = getpid();
@@ -27,31 +37,70 @@ ProcessId CurrentProcess() {
   return {pid, g_start_time.load(std::memory_order_relaxed)};
 }
 
-uint32_t ProcessTable::Find(pid_t pid) const {
+uint64_t ForkEpoch() {
+  RegisterForkHandler();
+  return g_fork_epoch.load(std::memory_order_relaxed);
+}
+
+uint32_t ProcessTable::FreeRow() const {
   for (uint32_t i = 0; i < capacity_; ++i) {
-    if (slots_[i].pid == pid) return i;
+    if (slots_[i].kind == seg::kFreeRow) return i;
   }
   return seg::kNil;
 }
 
-uint32_t ProcessTable::FindOrAdd(pid_t pid, uint64_t start_time) {
-  uint32_t free_slot = seg::kNil;
-  for (uint32_t i = 0; i < capacity_; ++i) {
-    if (slots_[i].pid == pid && slots_[i].start_time == start_time) return i;
-    if (slots_[i].pid == 0 && free_slot == seg::kNil) free_slot = i;
-  }
-  if (free_slot == seg::kNil) return seg::kNil;
-  slots_[free_slot] = seg::ProcessSlot{pid, 0, start_time, 0.0, 0};
-  return free_slot;
+uint32_t ProcessTable::ClaimOwn(ProcessId self, uint64_t generation) {
+  uint32_t i = FreeRow();
+  if (i == seg::kNil) return i;
+  slots_[i] = seg::ProcessSlot{};
+  slots_[i].pid = self.pid;
+  slots_[i].start_time = self.start_time;
+  slots_[i].generation = generation;
+  slots_[i].kind = seg::kOwnRow;
+  return i;
 }
 
-std::vector<uint32_t> ProcessTable::ReapDead(uint64_t* hits) {
-  std::vector<uint32_t> dead;
+bool ProcessTable::IsOwnRow(uint32_t i, uint64_t generation) const {
+  return i < capacity_ && slots_[i].kind == seg::kOwnRow && slots_[i].generation == generation;
+}
+
+uint32_t ProcessTable::FindAttach(pid_t pid) const {
   for (uint32_t i = 0; i < capacity_; ++i) {
-    if (slots_[i].pid != 0 && !ProcessAlive(slots_[i].pid, slots_[i].start_time)) {
+    if (slots_[i].kind == seg::kAttachRow && slots_[i].pid == pid) return i;
+  }
+  return seg::kNil;
+}
+
+uint32_t ProcessTable::FindOrAddAttach(pid_t pid, uint64_t start_time, uint64_t generation) {
+  for (uint32_t i = 0; i < capacity_; ++i) {
+    if (slots_[i].kind == seg::kAttachRow && slots_[i].pid == pid &&
+        slots_[i].start_time == start_time) {
+      return i;
+    }
+  }
+  uint32_t i = FreeRow();
+  if (i == seg::kNil) return i;
+  slots_[i] = seg::ProcessSlot{};
+  slots_[i].pid = pid;
+  slots_[i].start_time = start_time;
+  slots_[i].generation = generation;
+  slots_[i].kind = seg::kAttachRow;
+  return i;
+}
+
+bool ProcessTable::Alive(uint32_t i) const {
+  const seg::ProcessSlot& row = slots_[i];
+  return row.kind != seg::kFreeRow && ProcessAlive(row.pid, row.start_time);
+}
+
+uint32_t ProcessTable::ReapDead(uint64_t* hits) {
+  uint32_t dead = 0;
+  for (uint32_t i = 0; i < capacity_; ++i) {
+    if (slots_[i].kind == seg::kFreeRow) continue;
+    if (slots_[i].kind > seg::kAttachRow || !Alive(i)) {
       *hits += seg::Atomic(slots_[i].hits).exchange(0);
       slots_[i] = seg::ProcessSlot{};
-      dead.push_back(i);
+      ++dead;
     }
   }
   return dead;
@@ -60,14 +109,16 @@ std::vector<uint32_t> ProcessTable::ReapDead(uint64_t* hits) {
 uint64_t ProcessTable::TakeHits() {
   uint64_t sum = 0;
   for (uint32_t i = 0; i < capacity_; ++i) {
-    if (slots_[i].pid != 0) sum += seg::Atomic(slots_[i].hits).exchange(0);
+    if (slots_[i].kind != seg::kFreeRow) sum += seg::Atomic(slots_[i].hits).exchange(0);
   }
   return sum;
 }
 
 uint32_t ProcessTable::CountAttached() const {
   uint32_t n = 0;
-  for (uint32_t i = 0; i < capacity_; ++i) n += slots_[i].pid != 0 && slots_[i].attach_refs > 0;
+  for (uint32_t i = 0; i < capacity_; ++i) {
+    n += slots_[i].kind != seg::kFreeRow && slots_[i].attach_refs > 0;
+  }
   return n;
 }
 

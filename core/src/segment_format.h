@@ -30,8 +30,11 @@ inline constexpr uint32_t kProcessCapacity = 256;
 inline constexpr size_t kPoolIdBytes = 16;
 
 // Slot states. A slot is FREE, WRITING (reserved by a put that has not published),
-// LIVE (published and indexed) or RETIRED (unindexed but still pinned by readers).
-enum SlotState : uint32_t { kFree = 0, kWriting = 1, kLive = 2, kRetired = 3 };
+// LIVE (published and indexed), RETIRED (unindexed but still pinned by readers) or
+// COMMITTING (complete, being published: the intent of a Commit, so that recovery
+// publishes it if its committer dies between unpublishing the old entry and linking
+// this one).
+enum SlotState : uint32_t { kFree = 0, kWriting = 1, kLive = 2, kRetired = 3, kCommitting = 4 };
 
 // The first 128 bytes are the seed's header table, at the seed's offsets.
 struct Header {
@@ -127,28 +130,48 @@ static_assert(offsetof(Header, name) == 448);
 static_assert(offsetof(Header, pool_id) == 584);
 static_assert(offsetof(Header, reserved3) == 600);
 
+// Process table rows. A kOwnRow belongs to a process that uses the pool through the
+// library: it is alive exactly while that process holds the POSIX record lock on the
+// first byte of the row in the segment file (see ProcessTable), which the kernel drops
+// when the process dies, in whatever PID namespace it runs. A kAttachRow records a pid
+// named to Attach (the `attach` command) and is judged by that pid; it holds no pins
+// or reservations.
+enum RowKind : uint32_t { kFreeRow = 0, kOwnRow = 1, kAttachRow = 2 };
+
 // One process that has used the pool. Guarded by the pool lock.
 struct ProcessSlot {
-  int32_t pid;           // 0: free
-  uint32_t attach_refs;  // explicit attaches not yet detached
-  uint64_t start_time;   // /proc/<pid>/stat starttime: tells a reused pid apart
-  double attached_at;    // unix seconds of the first attach, 0 if never attached
-  uint64_t hits;         // gets served without the pool lock (atomic; only its process
-                         // adds), folded into the header's hits by status and reaping
+  int32_t pid;           // @0  pid as its registrar saw it (diagnostic for kOwnRow); 0: free
+  uint32_t attach_refs;  // @4  explicit attaches not yet detached (kAttachRow)
+  uint64_t start_time;   // @8  /proc/<pid>/stat starttime (kAttachRow): tells a reused pid apart
+  double attached_at;    // @16 unix seconds of the first attach, 0 if never attached
+  uint64_t hits;         // @24 gets served without the pool lock (atomic; only its process
+                         //     adds), folded into the header's hits by status and reaping
+  uint64_t generation;   // @32 header generation when the row was claimed: owners of
+                         //     leases and reservations name it, so a reused row is not them
+  uint32_t kind;         // @40 RowKind
+  uint32_t reserved;     // @44
+  uint8_t reserved2[16];  // @48
 };
 static_assert(std::is_standard_layout_v<ProcessSlot>);
-static_assert(sizeof(ProcessSlot) == 32);
+static_assert(sizeof(ProcessSlot) == 64);
 static_assert(offsetof(ProcessSlot, start_time) == 8);
 static_assert(offsetof(ProcessSlot, hits) == 24);
+static_assert(offsetof(ProcessSlot, generation) == 32);
+static_assert(offsetof(ProcessSlot, kind) == 40);
 
 // A pin on a slot held by a process. Guarded by the pool lock.
 struct Lease {
-  uint32_t slot;     // kNil: free (then `next` links the free list)
-  uint32_t process;  // ProcessSlot index of the holder
-  uint32_t next;
-  uint32_t reserved;
+  uint32_t slot;              // @0  kNil: free (then `next` links the free list)
+  uint32_t process;           // @4  ProcessSlot index of the holder
+  uint32_t next;              // @8
+  uint32_t reserved;          // @12
+  uint64_t owner_generation;  // @16 the holder's ProcessSlot::generation
+  uint64_t generation;        // @24 header generation when taken: names this pin
 };
-static_assert(sizeof(Lease) == 16);
+static_assert(std::is_standard_layout_v<Lease>);
+static_assert(sizeof(Lease) == 32);
+static_assert(offsetof(Lease, owner_generation) == 16);
+static_assert(offsetof(Lease, generation) == 24);
 
 // One entry. Written only under the pool lock, except the access statistics.
 //
@@ -205,17 +228,20 @@ struct Slot {
   // raise a slot's key, so the heap is fixed lazily when a stale top is popped.
   uint64_t key_count;        // @160 access_count when last placed
   uint64_t key_tick;         // @168 access_tick when last placed
-  uint8_t reserved2[16];     // @176
+  uint64_t owner_generation;  // @176 the writer's ProcessSlot::generation while WRITING
+  uint8_t reserved2[8];      // @184
 };
 static_assert(std::is_standard_layout_v<Slot>);
 static_assert(sizeof(Slot) == 192);
 static_assert(offsetof(Slot, generation) == 8);
 static_assert(offsetof(Slot, prefix_len) == 96);
 static_assert(offsetof(Slot, state) == 108);
+static_assert(offsetof(Slot, owner) == 116);
 static_assert(offsetof(Slot, prefix_prev) == 132);
 static_assert(offsetof(Slot, chain_hash) == 136);
 static_assert(offsetof(Slot, chain_blocks) == 152);
 static_assert(offsetof(Slot, key_tick) == 168);
+static_assert(offsetof(Slot, owner_generation) == 176);
 
 template <typename T>
 inline std::atomic_ref<T> Atomic(T& field) {

@@ -1,0 +1,93 @@
+// EntryView and PutReservation: the handles a Manager gives out for pinned entries and
+// in-place puts.
+//
+// Both belong to the process that made them. The pool records the owner of every pin
+// and reservation (a row of its process table and that row's generation) and checks it
+// on release: a handle that a fork()ed child inherits is inert in the child (releasing
+// or destroying it there does nothing, committing it fails), so nothing a child does
+// with its copy can unpin or free what the parent holds.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <utility>
+#include <vector>
+
+#include "kvcache/status.h"
+#include "kvcache/types.h"
+
+namespace kvcache {
+
+class PoolHandle;  // a mapped segment; private to core
+
+// A pinned entry: its bytes stay valid and unchanged, and the entry is never evicted
+// or freed, until the view is released or destroyed. Move-only. A replacement or delete
+// of the id while a view is held frees the old bytes only when the last view goes.
+class EntryView {
+ public:
+  EntryView() = default;
+  EntryView(EntryView&& other) noexcept;
+  EntryView& operator=(EntryView&& other) noexcept;
+  EntryView(const EntryView&) = delete;
+  EntryView& operator=(const EntryView&) = delete;
+  ~EntryView();
+
+  bool valid() const { return pool_ != nullptr; }
+  const EntryInfo& info() const { return info_; }
+  // The payload, mapped straight from the pool. REQUIRES: valid().
+  std::span<const std::byte> data() const;
+  std::vector<uint32_t> prefix_tokens() const;
+  // Releases the pin now (the destructor does it otherwise). In a process other than
+  // the one that made the view, only forgets it.
+  void Release();
+
+ private:
+  friend class PoolHandle;
+  std::shared_ptr<PoolHandle> pool_;
+  uint32_t lease_ = 0;
+  uint64_t lease_generation_ = 0;
+  uint64_t epoch_ = 0;  // ForkEpoch() of the process that made it
+  EntryInfo info_;
+  const std::byte* extent_ = nullptr;  // payload, then prefix tokens, then metadata
+};
+
+// Space reserved for a put whose bytes the caller writes in place (zero copy).
+// Nothing is visible to readers until Commit(); destroying an uncommitted
+// reservation frees its space.
+class PutReservation {
+ public:
+  PutReservation() = default;
+  PutReservation(PutReservation&& other) noexcept;
+  PutReservation& operator=(PutReservation&& other) noexcept;
+  PutReservation(const PutReservation&) = delete;
+  PutReservation& operator=(const PutReservation&) = delete;
+  ~PutReservation();
+
+  bool valid() const { return pool_ != nullptr; }
+  // Where the payload goes. REQUIRES: valid().
+  std::span<std::byte> data() const { return {extent_, size_}; }
+  // The pool's segment file, opened for writing (the caller closes the fd), and the
+  // offset of data() in it: for filling large payloads with copies inside the kernel
+  // (sendfile), which skips faulting fresh pages in through the mapping.
+  // NotFound when the segment file is gone. REQUIRES: valid().
+  Result<std::pair<int, uint64_t>> OpenFileRange() const;
+  // Publishes the entry atomically: readers see the old entry or this one, whole.
+  // InvalidArgument in a process other than the one that reserved it.
+  Status Commit();
+  // Frees the space without publishing. In a process other than the one that
+  // reserved it, only forgets the reservation.
+  void Abort();
+
+ private:
+  friend class PoolHandle;
+  std::shared_ptr<PoolHandle> pool_;
+  uint32_t slot_ = 0;
+  uint64_t generation_ = 0;
+  uint64_t epoch_ = 0;  // ForkEpoch() of the process that made it
+  std::byte* extent_ = nullptr;
+  size_t size_ = 0;
+};
+
+}  // namespace kvcache
