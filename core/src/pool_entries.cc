@@ -157,7 +157,7 @@ Status PoolHandle::Commit(uint32_t i, uint64_t generation) {
 }
 
 Result<std::pair<int, uint64_t>> PoolHandle::OpenFileRange(const std::byte* at) const {
-  KVC_ASSIGN_OR_RETURN(int fd, segment_.OpenForWrite(path_));
+  KVC_ASSIGN_OR_RETURN(int fd, segment_.WriteFd(path_));
   return std::make_pair(fd, static_cast<uint64_t>(at - segment_.base()));
 }
 
@@ -210,8 +210,8 @@ Status PoolHandle::GetInto(uint64_t seq, std::vector<std::byte>& out) {
   // Fast path, without the lock, once this process has a row to count its hits in:
   // find the slot optimistically, copy, and keep the copy only if the slot still has
   // the generation it had before the copy. Anything unusual takes the locked path.
-  uint32_t me = my_process_.load(std::memory_order_relaxed);
-  if (me < processes_->capacity() && my_epoch_.load(std::memory_order_acquire) == ForkEpoch()) {
+  uint32_t me = processes_->MyRowUnlocked();
+  if (me != kNil) {
     for (int attempt = 0; attempt < 3; ++attempt) {
       UnlockedRead r;
       if (!FindUnlocked(seq, &r)) break;

@@ -18,6 +18,8 @@
 #include "kvcache/prefix.h"
 #include "kvcache/size.h"
 #include "pool_lock.h"
+#include "segment_file.h"
+#include "test_hooks.h"
 
 namespace kvcache {
 namespace {
@@ -64,8 +66,7 @@ Result<std::shared_ptr<PoolHandle>> PoolHandle::Create(const std::string& path,
     return Status::InvalidArgument("pool size " + std::to_string(config.size_bytes) +
                                    " is smaller than one block");
   }
-  Status init_status;
-  auto init = [&](std::byte* base) {
+  auto init = [&](std::byte* base) -> Status {
     auto* h = new (base) seg::Header{};
     h->size = l.block_count * l.block_size;
     h->used = 0;
@@ -98,7 +99,9 @@ Result<std::shared_ptr<PoolHandle>> PoolHandle::Create(const std::string& path,
     h->instance_id = std::random_device{}() | (uint64_t{std::random_device{}()} << 32);
     std::snprintf(h->name, sizeof(h->name), "%s", config.name.c_str());
     std::memcpy(h->pool_id, pool_id.data(), pool_id.size());
-    init_status = InitPoolMutex(&h->lock);
+    KVC_RETURN_IF_ERROR(FailPoint("pool-lock-init")
+                            ? Status::IOError("initialize pool lock: injected failure")
+                            : InitPoolMutex(&h->lock));
 
     LeaseTable(At<seg::Lease>(base, l.lease_offset), l.lease_capacity, &h->free_lease_head,
                &h->live_pins, l.slot_capacity, &config.name)
@@ -118,10 +121,10 @@ Result<std::shared_ptr<PoolHandle>> PoolHandle::Create(const std::string& path,
     std::memset(base + l.chain_bucket_offset, 0xFF, l.id_bucket_count * sizeof(uint32_t));
     h->version = seg::kFormatVersion;
     std::atomic_ref<uint32_t>(h->magic).store(seg::kMagic, std::memory_order_release);
+    return Status::Ok();
   };
   KVC_ASSIGN_OR_RETURN(MappedSegment segment,
                        MappedSegment::Create(path, l.segment_size, config.mode, init));
-  KVC_RETURN_IF_ERROR(init_status);
   std::shared_ptr<PoolHandle> pool(new PoolHandle(std::move(segment), path));
   KVC_RETURN_IF_ERROR(pool->ValidateAndBind());
   return pool;
@@ -177,7 +180,8 @@ Status PoolHandle::ValidateAndBind() {
   prefix_buckets_ = At<uint32_t>(base, h->prefix_bucket_offset);
   chain_buckets_ = At<uint32_t>(base, h->chain_bucket_offset);
   data_ = base + h->data_offset;
-  processes_.emplace(At<seg::ProcessSlot>(base, h->process_offset), h->process_capacity);
+  processes_.emplace(At<seg::ProcessSlot>(base, h->process_offset), h->process_capacity,
+                     &segment_.file(), h->process_offset);
   leases_.emplace(At<seg::Lease>(base, h->lease_offset), h->lease_capacity, &h->free_lease_head,
                   &h->live_pins, h->slot_capacity, &name_);
   bitmap_.emplace(At<uint64_t>(base, h->bitmap_offset), h->block_count);
@@ -369,26 +373,19 @@ EntryInfo PoolHandle::InfoLocked(uint32_t i) const {
 // ---------------------------------------------------------------- processes
 
 LeaseTable::Owner PoolHandle::MyRowLocked() const {
-  if (my_epoch_.load(std::memory_order_relaxed) != ForkEpoch()) return {};
-  LeaseTable::Owner me{my_process_.load(std::memory_order_relaxed),
-                       my_generation_.load(std::memory_order_relaxed)};
-  // The row may have been reaped and reused since (then it is not ours).
-  if (!processes_->IsOwnRow(me.row, me.generation)) return {};
-  return me;
+  uint32_t row = processes_->MyRow();
+  if (row == kNil) return {};
+  return {row, processes_->at(row).generation};
 }
 
 LeaseTable::Owner PoolHandle::MyProcessLocked() {
   LeaseTable::Owner me = MyRowLocked();
   if (me.row != kNil) return me;
   ProcessId self = CurrentProcess();
-  uint64_t epoch = ForkEpoch();
   me.generation = NextGenerationLocked();
   me.row = processes_->ClaimOwn(self, me.generation);
   if (me.row == kNil && RecoverDeadLocked() > 0) me.row = processes_->ClaimOwn(self, me.generation);
   if (me.row == kNil) return {};
-  my_process_.store(me.row, std::memory_order_relaxed);
-  my_generation_.store(me.generation, std::memory_order_relaxed);
-  my_epoch_.store(epoch, std::memory_order_release);
   return me;
 }
 

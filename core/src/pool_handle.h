@@ -181,12 +181,6 @@ class PoolHandle : public std::enable_shared_from_this<PoolHandle> {
   std::optional<LeaseTable> leases_;
   std::optional<BitmapAllocator> bitmap_;
   std::optional<EvictionHeap> heap_;
-  // This process's row in the process table and the row's generation, cached with
-  // the ForkEpoch() they were claimed in (a forked child claims its own). Written
-  // under the pool lock; the lock-free get reads my_process_ to count its hits.
-  std::atomic<uint64_t> my_epoch_{0};
-  std::atomic<uint32_t> my_process_{seg::kNil};
-  std::atomic<uint64_t> my_generation_{0};
 
   // What a lock-free lookup saw; valid only while the slot keeps `generation`.
   struct UnlockedRead {

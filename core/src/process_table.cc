@@ -42,22 +42,38 @@ uint64_t ForkEpoch() {
   return g_fork_epoch.load(std::memory_order_relaxed);
 }
 
-uint32_t ProcessTable::FreeRow() const {
+uint32_t ProcessTable::ClaimOwn(ProcessId self, uint64_t generation) {
   for (uint32_t i = 0; i < capacity_; ++i) {
-    if (slots_[i].kind == seg::kFreeRow) return i;
+    if (slots_[i].kind != seg::kFreeRow) continue;
+    // A free row whose byte is locked belongs to a process whose row was cleared
+    // while it lived (damaged table): leave it to that process.
+    if (!file_->TryLockByte(LockOffset(i))) continue;
+    slots_[i] = seg::ProcessSlot{};
+    slots_[i].pid = self.pid;
+    slots_[i].start_time = self.start_time;
+    slots_[i].generation = generation;
+    slots_[i].kind = seg::kOwnRow;
+    file_->row.store(i, std::memory_order_relaxed);
+    file_->row_generation.store(generation, std::memory_order_relaxed);
+    file_->row_epoch.store(ForkEpoch(), std::memory_order_release);
+    return i;
   }
   return seg::kNil;
 }
 
-uint32_t ProcessTable::ClaimOwn(ProcessId self, uint64_t generation) {
-  uint32_t i = FreeRow();
-  if (i == seg::kNil) return i;
-  slots_[i] = seg::ProcessSlot{};
-  slots_[i].pid = self.pid;
-  slots_[i].start_time = self.start_time;
-  slots_[i].generation = generation;
-  slots_[i].kind = seg::kOwnRow;
-  return i;
+uint32_t ProcessTable::MyRowUnlocked() const {
+  if (file_->row_epoch.load(std::memory_order_acquire) != ForkEpoch()) return seg::kNil;
+  uint32_t row = file_->row.load(std::memory_order_relaxed);
+  return row < capacity_ ? row : seg::kNil;
+}
+
+uint32_t ProcessTable::MyRow() const {
+  uint32_t row = MyRowUnlocked();
+  if (row == seg::kNil ||
+      !IsOwnRow(row, file_->row_generation.load(std::memory_order_relaxed))) {
+    return seg::kNil;  // none, or reaped and reused since
+  }
+  return row;
 }
 
 bool ProcessTable::IsOwnRow(uint32_t i, uint64_t generation) const {
@@ -78,8 +94,9 @@ uint32_t ProcessTable::FindOrAddAttach(pid_t pid, uint64_t start_time, uint64_t 
       return i;
     }
   }
-  uint32_t i = FreeRow();
-  if (i == seg::kNil) return i;
+  uint32_t i = 0;
+  while (i < capacity_ && slots_[i].kind != seg::kFreeRow) ++i;
+  if (i == capacity_) return seg::kNil;
   slots_[i] = seg::ProcessSlot{};
   slots_[i].pid = pid;
   slots_[i].start_time = start_time;
@@ -90,7 +107,17 @@ uint32_t ProcessTable::FindOrAddAttach(pid_t pid, uint64_t start_time, uint64_t 
 
 bool ProcessTable::Alive(uint32_t i) const {
   const seg::ProcessSlot& row = slots_[i];
-  return row.kind != seg::kFreeRow && ProcessAlive(row.pid, row.start_time);
+  switch (row.kind) {
+    case seg::kOwnRow:
+      // This process's own locks never show to itself (F_GETLK): it knows its row.
+      return i == MyRow() || file_->LockedByOther(LockOffset(i));
+    case seg::kAttachRow:
+      // Named by pid on purpose (`attach --pid`), in the attaching caller's namespace;
+      // such a row holds no pins or reservations.
+      return ProcessAlive(row.pid, row.start_time);
+    default:
+      return false;
+  }
 }
 
 uint32_t ProcessTable::ReapDead(uint64_t* hits) {

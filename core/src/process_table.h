@@ -4,6 +4,22 @@
 // process by pid. Each claim gives the row a new generation, so an owner recorded
 // before a row was reaped and reused never matches the row's next process.
 //
+// Whether the process of an own row is alive is decided by a POSIX record lock that
+// it holds on the row's first byte in the segment file, never by its pid: the kernel
+// drops the lock when the process dies, the lock is not inherited by a fork()ed child
+// (which claims a row of its own), and it means the same in every PID namespace that
+// shares the file (containers with --ipc=host, sidecars). /proc/<pid> would not: a pid
+// is only meaningful in its own namespace. The alternatives and why not:
+//  - a robust mutex per row: owned by a thread, so it would need a thread living as
+//    long as the process, and its unmapping while locked leaves the kernel's robust
+//    list pointing into freed memory;
+//  - an OFD lock (F_OFD_SETLK): inherited across fork() with the descriptor, so a
+//    child would keep a dead parent's row alive;
+//  - a heartbeat: needs a thread and a timeout, so a stopped process (SIGSTOP, a
+//    debugger) would be reaped while it holds pins.
+// The one trap of record locks, that closing ANY descriptor of the file drops all of
+// the process's locks on it, is handled by SegmentFile (one descriptor per inode).
+//
 // Not synchronized: the caller holds the pool lock.
 #pragma once
 
@@ -12,6 +28,7 @@
 #include <cstdint>
 
 #include "segment_format.h"
+#include "segment_file.h"
 
 namespace kvcache {
 
@@ -28,11 +45,18 @@ uint64_t ForkEpoch();
 
 class ProcessTable {
  public:
-  ProcessTable(seg::ProcessSlot* slots, uint32_t capacity) : slots_(slots), capacity_(capacity) {}
+  // `file` is the segment file, `offset` where the table starts in it.
+  ProcessTable(seg::ProcessSlot* slots, uint32_t capacity, SegmentFile* file, uint64_t offset)
+      : slots_(slots), capacity_(capacity), file_(file), offset_(offset) {}
 
-  // Claims a free row for the calling process with `generation`; kNil when the table
-  // is full.
+  // Claims a free row for the calling process with `generation`, locking it; kNil
+  // when the table is full.
   uint32_t ClaimOwn(ProcessId self, uint64_t generation);
+  // The calling process's own row, kNil if it has none (or lost it).
+  uint32_t MyRow() const;
+  // MyRow() without reading the table, for lock-free callers: the row this process
+  // claimed (in this ForkEpoch), kNil if none. Only a hint: it may have been reaped.
+  uint32_t MyRowUnlocked() const;
   // True when row i is an own row claimed with `generation` and its process lives.
   bool IsOwnRow(uint32_t i, uint64_t generation) const;
   // The attach row of the live process (pid, start_time), added if needed; kNil when
@@ -54,10 +78,12 @@ class ProcessTable {
   uint32_t capacity() const { return capacity_; }
 
  private:
-  uint32_t FreeRow() const;
+  uint64_t LockOffset(uint32_t i) const { return offset_ + uint64_t{i} * sizeof(seg::ProcessSlot); }
 
   seg::ProcessSlot* slots_;
   uint32_t capacity_;
+  SegmentFile* file_;
+  uint64_t offset_;
 };
 
 }  // namespace kvcache

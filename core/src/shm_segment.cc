@@ -7,11 +7,18 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <dirent.h>
+
 #include <cerrno>
+#include <ctime>
+#include <mutex>
+#include <set>
 #include <random>
 #include <utility>
 
 #include "file_util.h"
+#include "segment_file.h"
+#include "test_hooks.h"
 #include "kvcache/size.h"
 
 namespace kvcache {
@@ -19,29 +26,24 @@ namespace kvcache {
 MappedSegment::MappedSegment(MappedSegment&& other) noexcept
     : base_(std::exchange(other.base_, nullptr)),
       size_(std::exchange(other.size_, 0)),
-      dev_(other.dev_),
-      ino_(other.ino_) {}
+      file_(std::move(other.file_)) {}
 
 MappedSegment& MappedSegment::operator=(MappedSegment&& other) noexcept {
   if (this != &other) {
     if (base_ != nullptr) munmap(base_, size_);
     base_ = std::exchange(other.base_, nullptr);
     size_ = std::exchange(other.size_, 0);
-    dev_ = other.dev_;
-    ino_ = other.ino_;
+    file_ = std::move(other.file_);
   }
   return *this;
 }
 
-Result<int> MappedSegment::OpenForWrite(const std::string& path) const {
-  int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-  if (fd < 0) return ErrnoToStatus(errno, "open " + path);
+Result<int> MappedSegment::WriteFd(const std::string& path) const {
   struct stat st {};
-  if (fstat(fd, &st) != 0 || st.st_dev != dev_ || st.st_ino != ino_) {
-    close(fd);
+  if (lstat(path.c_str(), &st) != 0 || st.st_dev != file_->dev() || st.st_ino != file_->ino()) {
     return Status::NotFound(path + " is no longer the mapped segment");
   }
-  return fd;
+  return file_->fd();
 }
 
 MappedSegment::~MappedSegment() {
@@ -65,36 +67,140 @@ Status NoRoom(const std::string& path, uint64_t size) {
 
 }  // namespace
 
-Result<MappedSegment> MappedSegment::Create(const std::string& path, uint64_t size, mode_t mode,
-                                            const std::function<void(std::byte*)>& init) {
-  if (access(path.c_str(), F_OK) == 0) return Status::AlreadyExists(path + " already exists");
-  std::random_device rd;
-  std::string tmp = DirOf(path) + "/.kvc-creating-" + std::to_string(getpid()) + "-" +
-                    std::to_string(rd());
-  int fd = open(tmp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
-  if (fd < 0) return ErrnoToStatus(errno, "create " + tmp);
-  auto fail = [&](Status s) {
+namespace {
+
+constexpr char kCreatingPrefix[] = ".kvc-creating-";
+// A creating file younger than this is never swept, whatever its lock says: creators of
+// format version 2 took no lock.
+constexpr double kCreatingGraceSeconds = 2.0;
+
+// The creating files of this process, which its own sweeps must not open: closing a
+// descriptor of one would drop the lock that says its creator lives.
+struct Creating {
+  std::mutex mu;
+  std::set<std::string> names;  // GUARDED_BY(mu)
+};
+Creating& OwnCreating() {
+  static Creating* c = new Creating;
+  return *c;
+}
+
+flock Byte0(short type) {
+  flock fl{};
+  fl.l_type = type;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = 0;
+  fl.l_len = 1;
+  return fl;
+}
+
+}  // namespace
+
+uint64_t SweepStaleCreatingFiles(const std::string& dir) {
+  DIR* d = opendir(dir.c_str());
+  if (d == nullptr) return 0;
+  uint64_t swept = 0;
+  timespec now{};
+  clock_gettime(CLOCK_REALTIME, &now);
+  while (dirent* e = readdir(d)) {
+    std::string name = e->d_name;
+    if (name.rfind(kCreatingPrefix, 0) != 0) continue;
+    std::string path = dir + "/" + name;
+    {
+      std::lock_guard<std::mutex> lock(OwnCreating().mu);
+      if (OwnCreating().names.count(path) > 0) continue;
+    }
+    struct stat st {};
+    if (lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid()) continue;
+    double age = static_cast<double>(now.tv_sec - st.st_mtim.tv_sec) +
+                 static_cast<double>(now.tv_nsec - st.st_mtim.tv_nsec) * 1e-9;
+    if (age < kCreatingGraceSeconds) continue;
+    int fd = open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+    if (fd < 0) continue;
+    // The creator holds a write lock on byte 0 until it publishes or gives up; taking
+    // it means the creator is gone (the kernel dropped its lock when it died).
+    flock fl = Byte0(F_WRLCK);
+    struct stat fst {};
+    if (fcntl(fd, F_SETLK, &fl) == 0 && fstat(fd, &fst) == 0 && fst.st_ino == st.st_ino &&
+        fst.st_dev == st.st_dev && fst.st_nlink > 0) {
+      if (unlink(path.c_str()) == 0) ++swept;
+    }
     close(fd);
+  }
+  closedir(d);
+  return swept;
+}
+
+Result<MappedSegment> MappedSegment::Create(const std::string& path, uint64_t size, mode_t mode,
+                                            const std::function<Status(std::byte*)>& init) {
+  if (access(path.c_str(), F_OK) == 0) return Status::AlreadyExists(path + " already exists");
+  SweepStaleCreatingFiles(DirOf(path));
+  std::random_device rd;
+  std::string tmp;
+  int fd = -1;
+  // Create the file and lock it; a sweep that took it in between (nlink 0) means
+  // another name.
+  for (int attempt = 0; fd < 0; ++attempt) {
+    tmp = DirOf(path) + "/" + kCreatingPrefix + std::to_string(getpid()) + "-" +
+          std::to_string(rd());
+    {
+      std::lock_guard<std::mutex> lock(OwnCreating().mu);
+      OwnCreating().names.insert(tmp);
+    }
+    fd = open(tmp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+    if (fd < 0) {
+      int err = errno;
+      std::lock_guard<std::mutex> lock(OwnCreating().mu);
+      OwnCreating().names.erase(tmp);
+      return ErrnoToStatus(err, "create " + tmp);
+    }
+    flock fl = Byte0(F_WRLCK);
+    struct stat st {};
+    if (fcntl(fd, F_SETLKW, &fl) != 0 || fstat(fd, &st) != 0 || st.st_nlink == 0) {
+      close(fd);
+      fd = -1;
+      std::lock_guard<std::mutex> lock(OwnCreating().mu);
+      OwnCreating().names.erase(tmp);
+      if (attempt == 3) return Status::IOError("cannot create a temporary file in " + DirOf(path));
+    }
+  }
+  auto forget = [&] {
+    std::lock_guard<std::mutex> lock(OwnCreating().mu);
+    OwnCreating().names.erase(tmp);
+  };
+  auto fail = [&](Status s) {
     unlink(tmp.c_str());
+    close(fd);
+    forget();
     return s;
   };
   if (fchmod(fd, mode) != 0) return fail(ErrnoToStatus(errno, "chmod " + tmp));
   if (int err = posix_fallocate(fd, 0, static_cast<off_t>(size)); err != 0) {
     return fail(err == ENOSPC ? NoRoom(path, size) : ErrnoToStatus(err, "reserve " + path));
   }
-  struct stat st {};
-  if (fstat(fd, &st) != 0) return fail(ErrnoToStatus(errno, "stat " + tmp));
   void* base = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (base == MAP_FAILED) return fail(ErrnoToStatus(errno, "mmap " + path));
-  MappedSegment seg(static_cast<std::byte*>(base), size, st.st_dev, st.st_ino);
-  init(seg.base_);
+  // Never published unless initialized: a segment with an uninitialized lock would
+  // wedge or crash whoever maps it.
+  if (Status s = init(static_cast<std::byte*>(base)); !s.ok()) {
+    munmap(base, size);
+    return fail(s);
+  }
+  CrashPoint("create-unpublished");
   if (renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, path.c_str(), RENAME_NOREPLACE) != 0) {
     int err = errno;
+    munmap(base, size);
     Status s = err == EEXIST ? Status::AlreadyExists(path + " already exists")
                              : ErrnoToStatus(err, "publish " + path);
     return fail(s);
   }
-  close(fd);
+  forget();
+  flock unlock = Byte0(F_UNLCK);
+  fcntl(fd, F_SETLK, &unlock);
+  // The descriptor stays open: it is this process's one descriptor of the segment
+  // (segment_file.h), on which its process-table row is locked.
+  KVC_ASSIGN_OR_RETURN(std::shared_ptr<SegmentFile> file, SegmentFile::Adopt(fd));
+  MappedSegment seg(static_cast<std::byte*>(base), size, std::move(file));
   return seg;
 }
 
@@ -146,39 +252,15 @@ Status CheckSegmentPath(const std::string& path, const SegmentOwner& owner) {
 }
 
 Result<MappedSegment> MappedSegment::Open(const std::string& path, const SegmentOwner& owner) {
-  // O_NOFOLLOW: a symlink planted under the name never leads to another file;
-  // O_NONBLOCK: a FIFO planted there cannot block the open. Both are refused below.
-  int fd = open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
-  if (fd < 0) {
-    int err = errno;
-    if (err != ENOENT) {
-      // Say whose file it is when it is not ours (a symlink, or a file we may not open).
-      if (Status s = CheckSegmentPath(path, owner); !s.ok() && s.code() != Code::kNotFound) {
-        return s;
-      }
-    }
-    return ErrnoToStatus(err, "open " + path);
-  }
-  struct stat st {};
-  if (fstat(fd, &st) != 0) {
-    int err = errno;
-    close(fd);
-    return ErrnoToStatus(err, "stat " + path);
-  }
-  if (Status s = CheckSegmentFile(st, path, owner); !s.ok()) {
-    close(fd);
-    return s;
-  }
-  uint64_t size = static_cast<uint64_t>(st.st_size);
-  if (size == 0) {
-    close(fd);
-    return Status::Corruption(path + " is empty");
-  }
-  void* base = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  int err = errno;
-  close(fd);
-  if (base == MAP_FAILED) return ErrnoToStatus(err, "mmap " + path);
-  return MappedSegment(static_cast<std::byte*>(base), size, st.st_dev, st.st_ino);
+  KVC_ASSIGN_OR_RETURN(std::shared_ptr<SegmentFile> file,
+                       SegmentFile::Open(path, [&](const struct stat& st) {
+                         return CheckSegmentFile(st, path, owner);
+                       }));
+  uint64_t size = file->size();
+  if (size == 0) return Status::Corruption(path + " is empty");
+  void* base = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, file->fd(), 0);
+  if (base == MAP_FAILED) return ErrnoToStatus(errno, "mmap " + path);
+  return MappedSegment(static_cast<std::byte*>(base), size, std::move(file));
 }
 
 }  // namespace kvcache

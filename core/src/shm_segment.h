@@ -9,11 +9,14 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 
 #include "kvcache/status.h"
 
 namespace kvcache {
+
+class SegmentFile;
 
 // Whose a segment file must be: opening refuses any other file, before mapping it.
 struct SegmentOwner {
@@ -41,11 +44,16 @@ class MappedSegment {
   ~MappedSegment();
 
   // Creates `path` with `size` bytes reserved and mapped, runs `init` on the mapping,
-  // and only then makes it visible under `path` (a rename that never replaces), so
-  // no process ever maps a half-initialized segment. AlreadyExists if `path` exists;
+  // and only if it succeeds makes it visible under `path` (a rename that never
+  // replaces), so no process ever maps a half-initialized segment; a failed init's
+  // status is returned and nothing is left behind. AlreadyExists if `path` exists;
   // NoSpace (naming the pool and sizes) when the filesystem cannot hold it.
+  //
+  // The file is made as <dir>/.kvc-creating-<pid>-<random>, with a record lock on its
+  // first byte held until it is published. Creating first sweeps such files of
+  // creators that are gone (SweepStaleCreatingFiles).
   static Result<MappedSegment> Create(const std::string& path, uint64_t size, mode_t mode,
-                                      const std::function<void(std::byte*)>& init);
+                                      const std::function<Status(std::byte*)>& init);
   // Maps an existing segment after checking it is `owner`'s (CheckSegmentFile), opened
   // without following a symlink or blocking on a FIFO. NotFound if `path` does not
   // exist; PermissionDenied naming the owner when it is not ours.
@@ -53,17 +61,25 @@ class MappedSegment {
 
   std::byte* base() const { return base_; }
   uint64_t size() const { return size_; }
-  // Opens `path` for writing if it still names the file this segment maps (not one
-  // created over the name since); the caller closes the fd. NotFound otherwise.
-  Result<int> OpenForWrite(const std::string& path) const;
+  // This process's descriptor of the mapped file (read-write), if `path` still names
+  // it (not a file created over the name since); NotFound otherwise. The descriptor
+  // belongs to the segment: never close it (segment_file.h says why).
+  Result<int> WriteFd(const std::string& path) const;
+  // The open file: its descriptor and this process's record locks on it.
+  SegmentFile& file() const { return *file_; }
 
  private:
-  MappedSegment(std::byte* base, uint64_t size, dev_t dev, ino_t ino)
-      : base_(base), size_(size), dev_(dev), ino_(ino) {}
+  MappedSegment(std::byte* base, uint64_t size, std::shared_ptr<SegmentFile> file)
+      : base_(base), size_(size), file_(std::move(file)) {}
   std::byte* base_ = nullptr;
   uint64_t size_ = 0;
-  dev_t dev_ = 0;  // identity of the mapped file
-  ino_t ino_ = 0;
+  std::shared_ptr<SegmentFile> file_;
 };
+
+// Removes the files <dir>/.kvc-creating-* of creators that are gone: files of this
+// user, at least 2 s old, whose creator no longer holds the lock on their first byte
+// (the kernel drops it when the creator dies). A concurrent creator's file is never
+// touched. Returns how many were removed.
+uint64_t SweepStaleCreatingFiles(const std::string& dir);
 
 }  // namespace kvcache

@@ -308,7 +308,6 @@ Result<RestoreResult> RestorePool(Manager& manager, std::string_view pool,
                                       : Result<std::pair<int, uint64_t>>(Status::NotFound(""));
     if (range.ok()) {
       copied = reader->CopyPayload(r, range->first, range->second);
-      close(range->first);
     } else {
       PrefaultForWrite(reservation->data());
       copied = reader->ReadPayload(r, reservation->data());

@@ -9,7 +9,9 @@ namespace kvcache {
 
 void CrashPoint(const char* name) {
   static const char* const crash_at = std::getenv("KVC_TEST_CRASH_AT");
+  static const char* const stop_at = std::getenv("KVC_TEST_STOP_AT");
   if (crash_at != nullptr && std::strcmp(crash_at, name) == 0) raise(SIGKILL);
+  if (stop_at != nullptr && std::strcmp(stop_at, name) == 0) raise(SIGSTOP);
 }
 
 bool FailPoint(const char* name) {

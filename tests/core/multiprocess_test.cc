@@ -2,6 +2,10 @@
 // their creators, concurrent processes never see torn or foreign bytes, and a process
 // killed at any point does not wedge or corrupt the pool.
 #include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
 
 #include <chrono>
 
@@ -111,6 +115,101 @@ TEST_F(MultiProcessTest, ProcessKilledHoldingPinsReleasesThem) {
   });
   EXPECT_EQ(manager().Health("pins")->pinned_entries, 0u);
   ExpectHealthy("pins");
+}
+
+TEST_F(MultiProcessTest, ProcessKilledInsideCommitLeavesTheNewEntry) {
+  CreatePool("commit", 1 << 20);
+  ASSERT_TRUE(manager().Put("commit", 5, Pattern(1, 5000), 1).ok());
+  auto old_view = manager().View("commit", 5);  // the old bytes stay readable through this
+  ASSERT_TRUE(old_view.ok());
+  // The worker dies after unpublishing the old entry and before linking its new one.
+  Child writer({Worker(), "crash-commit", "commit", "5", "6000", "2"});
+  ASSERT_EQ(writer.Wait(), 128 + SIGKILL);
+  WithinASecond([&] {
+    auto got = manager().Get("commit", 5);
+    ASSERT_TRUE(got.ok()) << got.status().ToString();  // never neither
+    EXPECT_EQ(*got, Pattern(2, 6000));                   // recovery finished the commit
+  });
+  EXPECT_TRUE(std::equal(old_view->data().begin(), old_view->data().end(),
+                         Pattern(1, 5000).begin()));
+  EXPECT_EQ(manager().Stats("commit")->entry_count, 1u);
+  ExpectHealthy("commit");
+  old_view->Release();
+  EXPECT_EQ(manager().Stats("commit")->used, 8192u);  // the old extent went with its pin
+}
+
+// A process in another PID namespace (its own /proc, as in a container sharing
+// /dev/shm) is alive to the pool while it runs, and dead once it is killed.
+class OtherNamespaceTest : public MultiProcessTest {
+ protected:
+  std::vector<std::string> InNamespace(std::vector<std::string> argv) {
+    std::vector<std::string> out = {"/usr/bin/unshare", "--pid", "--mount-proc", "--kill-child"};
+    out.insert(out.end(), argv.begin(), argv.end());
+    return out;
+  }
+  // Every operation that reaps dead processes.
+  void Reap(const std::string& pool) {
+    ASSERT_TRUE(manager().Stats(pool).ok());
+    auto h = manager().Health(pool);
+    ASSERT_TRUE(h.ok());
+    EXPECT_EQ(h->recovered_processes, 0u);
+    ASSERT_TRUE(manager().Attach(pool, getpid()).ok());
+    ASSERT_TRUE(manager().Detach(pool, getpid()).ok());
+  }
+  // Polls `done` for up to 5 s (a killed namespace's process dies asynchronously).
+  template <typename Fn>
+  bool Eventually(Fn done) {
+    for (int i = 0; i < 500; ++i) {
+      if (done()) return true;
+      usleep(10000);
+    }
+    return false;
+  }
+  static constexpr size_t kEntry = 256 * 1024 - 100;  // four fill a 1 MiB pool
+};
+
+TEST_F(OtherNamespaceTest, PinsSurviveReapingAndGoWithTheProcess) {
+  CreatePool("nspin", 1 << 20);
+  for (uint64_t i = 0; i < 4; ++i) {
+    ASSERT_TRUE(manager().Put("nspin", i, Pattern(i, kEntry), 1).ok());
+  }
+  Child holder(InNamespace({Worker(), "hold-pins", "nspin", "0"}));
+  ASSERT_TRUE(holder.WaitForLine("ready"));
+  Reap("nspin");
+  // A put that needs space evicts around the pin, never through it.
+  ASSERT_TRUE(manager().Put("nspin", 9, Pattern(9, 3 * kEntry), 1).ok());
+  EXPECT_EQ(manager().Put("nspin", 10, Pattern(10, 4 * kEntry), 1).code(), Code::kNoSpace);
+  EXPECT_EQ(*manager().Get("nspin", 0), Pattern(0, kEntry));
+  EXPECT_EQ(manager().Health("nspin")->pinned_entries, 1u);
+  holder.Kill(SIGKILL);
+  holder.Wait();
+  EXPECT_TRUE(Eventually([&] { return manager().Health("nspin")->pinned_entries == 0; }));
+  EXPECT_TRUE(manager().Put("nspin", 10, Pattern(10, 4 * kEntry - 4096), 1).ok());
+  ExpectHealthy("nspin");
+}
+
+TEST_F(OtherNamespaceTest, PutInFlightSurvivesReapingAndIsReclaimedWhenKilled) {
+  CreatePool("nsput", 1 << 20);
+  testing::TempDir dir;
+  std::string go = dir.Join("go");
+  Child writer(InNamespace({Worker(), "put-when", "nsput", "5", "600000", "9", go}));
+  ASSERT_TRUE(writer.WaitForLine("ready"));
+  Reap("nsput");
+  // The writer's reservation holds 600000 bytes: this put cannot have them.
+  EXPECT_EQ(manager().Put("nsput", 6, Pattern(6, 500000), 1).code(), Code::kNoSpace);
+  ASSERT_EQ(std::system(("touch " + go).c_str()), 0);
+  ASSERT_EQ(writer.Wait(), 0);  // its commit found its reservation intact
+  EXPECT_EQ(*manager().Get("nsput", 5), Pattern(9, 600000));
+
+  // And once killed, its reservation goes back.
+  ASSERT_TRUE(manager().Remove("nsput", 5).ok());
+  Child doomed(InNamespace({Worker(), "put-when", "nsput", "7", "600000", "3", go + "-never"}));
+  ASSERT_TRUE(doomed.WaitForLine("ready"));
+  EXPECT_EQ(manager().Put("nsput", 6, Pattern(6, 500000), 1).code(), Code::kNoSpace);
+  doomed.Kill(SIGKILL);
+  doomed.Wait();
+  EXPECT_TRUE(Eventually([&] { return manager().Put("nsput", 6, Pattern(6, 500000), 1).ok(); }));
+  ExpectHealthy("nsput");
 }
 
 TEST_F(MultiProcessTest, ProcessKilledMidPutLeavesNoTrace) {

@@ -295,7 +295,6 @@ TEST_F(PoolTest, ReservationCanBeFilledThroughTheSegmentFile) {
   ASSERT_TRUE(range.ok()) << range.status().ToString();
   ASSERT_EQ(pwrite(range->first, data.data(), data.size(), static_cast<off_t>(range->second)),
             static_cast<ssize_t>(data.size()));
-  close(range->first);
   ASSERT_TRUE(r->Commit().ok());
   EXPECT_EQ(*manager().Get("file", 5), data);
 

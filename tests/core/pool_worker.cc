@@ -7,6 +7,12 @@
 //   pool_worker hold-lock POOL                 take the pool lock, print "ready", sleep
 //   pool_worker hold-pins POOL SEQ...          pin the entries, print "ready", sleep
 //   pool_worker half-put POOL SEQ SIZE         reserve and half fill a put, print "ready", sleep
+//   pool_worker crash-commit POOL SEQ SIZE SEED  put Pattern(SEED, SIZE), dying (SIGKILL) inside
+//                                              Commit after the old entry is unpublished
+//   pool_worker create POOL SIZE               create the pool (with the fault points the
+//                                              environment names, see test_hooks.h)
+//   pool_worker put-when POOL SEQ SIZE SEED FILE  reserve and fill, print "ready", commit once
+//                                              FILE exists; exit 0 iff the commit succeeded
 //
 // Exit codes: 0 ok, 1 operation failed, 2 data check failed, 3 usage.
 #include <unistd.h>
@@ -164,6 +170,33 @@ int main(int argc, char** argv) {
       views.push_back(std::move(*v));
     }
     Ready();
+  }
+  if (cmd == "create" && argc == 4) {
+    kvcache::PoolConfig config;
+    config.name = pool;
+    config.size_bytes = num(3);
+    kvcache::Status s = m.CreatePool(config);
+    if (!s.ok()) return Fail("create", s);
+    return 0;
+  }
+  if (cmd == "crash-commit" && argc == 6) {
+    setenv("KVC_TEST_CRASH_AT", "commit-unpublished", 1);
+    auto data = Pattern(num(5), num(4));
+    kvcache::Status s = m.Put(pool, num(3), data, 7);
+    std::fprintf(stderr, "survived the crash point: %s\n", s.ToString().c_str());
+    return 1;
+  }
+  if (cmd == "put-when" && argc == 7) {
+    auto data = Pattern(num(5), num(4));
+    auto r = m.Reserve(pool, num(3), data.size(), 1);
+    if (!r.ok()) return Fail("reserve", r.status());
+    std::memcpy(r->data().data(), data.data(), data.size());
+    std::printf("ready\n");
+    std::fflush(stdout);
+    while (access(argv[6], F_OK) != 0) usleep(10000);
+    kvcache::Status s = r->Commit();
+    if (!s.ok()) return Fail("commit", s);
+    return 0;
   }
   if (cmd == "half-put" && argc == 5) {
     auto r = m.Reserve(pool, num(3), num(4), 1);

@@ -68,10 +68,13 @@ class PutReservation {
   bool valid() const { return pool_ != nullptr; }
   // Where the payload goes. REQUIRES: valid().
   std::span<std::byte> data() const { return {extent_, size_}; }
-  // The pool's segment file, opened for writing (the caller closes the fd), and the
-  // offset of data() in it: for filling large payloads with copies inside the kernel
-  // (sendfile), which skips faulting fresh pages in through the mapping.
-  // NotFound when the segment file is gone. REQUIRES: valid().
+  // A descriptor of the pool's segment file, open for writing, and the offset of
+  // data() in it: for filling large payloads with copies inside the kernel (sendfile,
+  // copy_file_range), which skips faulting fresh pages in through the mapping. The
+  // descriptor belongs to the pool: do not close it (closing any descriptor of the
+  // file would drop the record lock that tells other processes this one is alive).
+  // Valid while the reservation is. NotFound when the segment file is gone.
+  // REQUIRES: valid().
   Result<std::pair<int, uint64_t>> OpenFileRange() const;
   // Publishes the entry atomically: readers see the old entry or this one, whole.
   // InvalidArgument in a process other than the one that reserved it.
