@@ -182,6 +182,7 @@ Status PoolHandle::ValidateAndBind() {
   data_ = base + h->data_offset;
   processes_.emplace(At<seg::ProcessSlot>(base, h->process_offset), h->process_capacity,
                      &segment_.file(), h->process_offset);
+  evict_scratch_.reserve(h->slot_capacity);
   leases_.emplace(At<seg::Lease>(base, h->lease_offset), h->lease_capacity, &h->free_lease_head,
                   &h->live_pins, h->slot_capacity, &name_);
   bitmap_.emplace(At<uint64_t>(base, h->bitmap_offset), h->block_count);
@@ -197,6 +198,9 @@ void PoolHandle::MarkDestroyed() {
   std::atomic_ref<uint32_t>(header_->destroyed).store(1, std::memory_order_release);
 }
 
+// Nothing between taking the lock and the end of this constructor allocates or throws:
+// a throw here would leave the lock held by a live thread and wedge every process.
+// After it, the destructor releases the lock however the holder's scope ends.
 PoolHandle::Locked::Locked(PoolHandle& pool) : pool_(pool) {
   Result<LockOutcome> r = LockPoolMutex(&pool.header_->lock);
   if (!r.ok()) {
@@ -430,11 +434,16 @@ Status PoolHandle::ReleaseLease(uint32_t lease, uint64_t generation) {
 // ---------------------------------------------------------------- eviction
 
 bool PoolHandle::EvictOneLocked() {
-  std::vector<uint32_t> pinned;
+  // Pinned tops are set aside in evict_scratch_, sized when the pool was mapped:
+  // nothing here allocates, so nothing can throw between taking a slot out of the heap
+  // and putting it back.
+  std::vector<uint32_t>& pinned = evict_scratch_;
+  pinned.clear();
   bool evicted = false;
   for (heap_->SettleTop(); !heap_->empty(); heap_->SettleTop()) {
     uint32_t victim = heap_->Top();
     if (slots_[victim].pins > 0) {
+      if (pinned.size() == pinned.capacity()) break;  // a damaged heap: stop, lose nothing
       heap_->Remove(victim);
       pinned.push_back(victim);
       continue;

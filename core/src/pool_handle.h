@@ -179,6 +179,9 @@ class PoolHandle : public std::enable_shared_from_this<PoolHandle> {
   std::byte* data_ = nullptr;
   std::optional<ProcessTable> processes_;
   std::optional<LeaseTable> leases_;
+  // EvictOneLocked's list of pinned slots it set aside; capacity slot_capacity,
+  // reserved outside the lock. Used only under the pool lock.
+  std::vector<uint32_t> evict_scratch_;
   std::optional<BitmapAllocator> bitmap_;
   std::optional<EvictionHeap> heap_;
 
