@@ -197,7 +197,7 @@ int KvcacheFs::Republish(Ino ino, const Node& node, std::string_view name,
   if (!bytes.empty()) std::memcpy(reservation->data().data(), bytes.data(), bytes.size());
   if (Status s = reservation->Commit(); !s.ok()) return ToErrno(s);
   uint64_t old_generation = info.generation;
-  view->Release();
+  if (Status s = view->Release(); !s.ok()) return ToErrno(s);
   Result<EntryInfo> after = manager_.Stat(node.pool, node.seq);
   // Same bytes: this inode's cached pages stay right under the new generation.
   if (after.ok() && node.generation == old_generation) inodes_.Rebound(ino, after->generation);

@@ -21,7 +21,7 @@ EntryView::EntryView(EntryView&& other) noexcept
 
 EntryView& EntryView::operator=(EntryView&& other) noexcept {
   if (this != &other) {
-    Release();
+    Release().IgnoreError();  // as the destructor
     pool_ = std::move(other.pool_);
     other.pool_ = nullptr;
     lease_ = other.lease_;
@@ -33,7 +33,9 @@ EntryView& EntryView::operator=(EntryView&& other) noexcept {
   return *this;
 }
 
-EntryView::~EntryView() { Release(); }
+// A destructor cannot report: a pin it fails to release (the pool lock is unusable) is
+// dropped when the pool is repaired or this process's row is reaped.
+EntryView::~EntryView() { Release().IgnoreError(); }
 
 std::span<const std::byte> EntryView::data() const { return {extent_, info_.size_bytes}; }
 
@@ -45,12 +47,14 @@ std::vector<uint32_t> EntryView::prefix_tokens() const {
   return tokens;
 }
 
-void EntryView::Release() {
-  if (pool_ == nullptr) return;
+Status EntryView::Release() {
+  if (pool_ == nullptr) return Status::Ok();
   // A copy inherited across fork() is not this process's pin: only forget it. The
   // pool checks the owner as well, for a handle that reaches it anyway.
-  if (epoch_ == ForkEpoch()) pool_->ReleaseLease(lease_, lease_generation_).IgnoreError();
+  Status s;
+  if (epoch_ == ForkEpoch()) s = pool_->ReleaseLease(lease_, lease_generation_);
   pool_.reset();
+  return s;
 }
 
 PutReservation::PutReservation(PutReservation&& other) noexcept
@@ -65,7 +69,7 @@ PutReservation::PutReservation(PutReservation&& other) noexcept
 
 PutReservation& PutReservation::operator=(PutReservation&& other) noexcept {
   if (this != &other) {
-    Abort();
+    Abort().IgnoreError();  // as the destructor
     pool_ = std::move(other.pool_);
     other.pool_ = nullptr;
     slot_ = other.slot_;
@@ -77,7 +81,9 @@ PutReservation& PutReservation::operator=(PutReservation&& other) noexcept {
   return *this;
 }
 
-PutReservation::~PutReservation() { Abort(); }
+// An abort that fails (the pool lock is unusable) leaves the slot WRITING; recovery
+// frees it once this process is gone.
+PutReservation::~PutReservation() { Abort().IgnoreError(); }
 
 Status PutReservation::Commit() {
   if (pool_ == nullptr) return Status::InvalidArgument("reservation already used");
@@ -94,10 +100,12 @@ Result<std::pair<int, uint64_t>> PutReservation::OpenFileRange() const {
   return pool_->OpenFileRange(extent_);
 }
 
-void PutReservation::Abort() {
-  if (pool_ == nullptr) return;
-  if (epoch_ == ForkEpoch()) pool_->Abort(slot_, generation_).IgnoreError();
+Status PutReservation::Abort() {
+  if (pool_ == nullptr) return Status::Ok();
+  Status s;
+  if (epoch_ == ForkEpoch()) s = pool_->Abort(slot_, generation_);
   pool_.reset();
+  return s;
 }
 
 }  // namespace kvcache

@@ -325,7 +325,8 @@ Result<PoolConfig> Manager::GetConfig(std::string_view pool) {
   Result<PoolRecord> record = cat->GetPool(pool);
   if (record.ok()) return PoolConfig::FromJson(record->config_json);
   KVC_ASSIGN_OR_RETURN(auto handle, Open(pool));
-  return handle->Stats().config;
+  KVC_ASSIGN_OR_RETURN(PoolStats stats, handle->Stats());
+  return stats.config;
 }
 
 Status Manager::Put(std::string_view pool, uint64_t seq, std::span<const std::byte> data,
@@ -416,7 +417,7 @@ Result<std::vector<EntryView>> Manager::PinAll(std::string_view pool) {
 Result<PoolStats> Manager::Stats(std::string_view pool) {
   Result<std::shared_ptr<PoolHandle>> handle = Open(pool);
   if (handle.ok()) {
-    PoolStats st = (*handle)->Stats();
+    KVC_ASSIGN_OR_RETURN(PoolStats st, (*handle)->Stats());
     st.shm_name = ShmName(pool);
     if (Result<PoolConfig> config = GetConfig(pool); config.ok()) st.config.mode = config->mode;
     return st;
@@ -469,16 +470,21 @@ Result<std::vector<PoolStats>> Manager::StatsAll() {
 Status Manager::RecordStats(std::string_view pool) {
   KVC_ASSIGN_OR_RETURN(auto handle, Open(pool));
   KVC_ASSIGN_OR_RETURN(Catalog * cat, catalog());
-  PoolHandle::CounterDelta d = handle->TakeUnrecorded();
+  KVC_ASSIGN_OR_RETURN(PoolHandle::CounterDelta d, handle->TakeUnrecorded());
   Status s = cat->AddStats(pool, static_cast<int64_t>(d.hits), static_cast<int64_t>(d.misses),
                            static_cast<int64_t>(d.evictions));
-  if (!s.ok()) handle->GiveBack(d);
+  if (!s.ok()) {
+    // The counters stay unrecorded for the next call; if even that fails, say both.
+    if (Status back = handle->GiveBack(d); !back.ok()) {
+      return Status(s.code(), s.message() + "; and " + back.message());
+    }
+  }
   return s;
 }
 
 Result<HealthReport> Manager::Health(std::string_view pool) {
   KVC_ASSIGN_OR_RETURN(auto handle, Open(pool));
-  HealthReport report = handle->Health();
+  KVC_ASSIGN_OR_RETURN(HealthReport report, handle->Health());
   report.stats.shm_name = ShmName(pool);
   return report;
 }

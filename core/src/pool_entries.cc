@@ -336,9 +336,9 @@ Status PoolHandle::Remove(uint64_t seq) {
   return Status::Ok();
 }
 
-uint64_t PoolHandle::Clear() {
+Result<uint64_t> PoolHandle::Clear() {
   Locked lk(*this);
-  if (!lk.status().ok()) return 0;
+  KVC_RETURN_IF_ERROR(lk.status());
   uint64_t n = 0;
   for (uint32_t i = 0; i < header_->slot_capacity; ++i) {
     if (slots_[i].state == seg::kLive) {
@@ -377,11 +377,11 @@ Result<uint64_t> PoolHandle::Evict(double percent) {
 
 // ---------------------------------------------------------------- listing
 
-std::vector<EntryInfo> PoolHandle::Entries() {
+Result<std::vector<EntryInfo>> PoolHandle::Entries() {
   std::vector<EntryInfo> out;
   {
     Locked lk(*this);
-    if (!lk.status().ok()) return out;
+    KVC_RETURN_IF_ERROR(lk.status());
     out.reserve(header_->entry_count);
     for (uint32_t i = 0; i < header_->slot_capacity; ++i) {
       if (slots_[i].state == seg::kLive) out.push_back(InfoLocked(i));

@@ -204,7 +204,7 @@ void PoolHandle::MarkDestroyed() {
 PoolHandle::Locked::Locked(PoolHandle& pool) : pool_(pool) {
   Result<LockOutcome> r = LockPoolMutex(&pool.header_->lock);
   if (!r.ok()) {
-    status_ = r.status();
+    status_ = Status(r.status().code(), "pool '" + pool.name_ + "': " + r.status().message());
     return;
   }
   if (*r == LockOutcome::kOwnerDied) {
@@ -488,10 +488,10 @@ uint64_t PoolHandle::AllocateExtentLocked(uint64_t blocks) {
 
 // ---------------------------------------------------------------- stats, processes
 
-PoolStats PoolHandle::Stats() {
+Result<PoolStats> PoolHandle::Stats() {
   PoolStats st;
   Locked lk(*this);
-  if (!lk.status().ok()) return st;
+  KVC_RETURN_IF_ERROR(lk.status());
   RecoverDeadLocked();
   SetAttachedLocked(processes_->CountAttached());
   header_->hits += processes_->TakeHits();
@@ -520,9 +520,9 @@ PoolStats PoolHandle::Stats() {
   return st;
 }
 
-PoolHandle::CounterDelta PoolHandle::TakeUnrecorded() {
+Result<PoolHandle::CounterDelta> PoolHandle::TakeUnrecorded() {
   Locked lk(*this);
-  if (!lk.status().ok()) return {};
+  KVC_RETURN_IF_ERROR(lk.status());
   seg::Header& h = *header_;
   h.hits += processes_->TakeHits();
   CounterDelta d{h.hits - h.recorded_hits, h.misses - h.recorded_misses,
@@ -533,12 +533,13 @@ PoolHandle::CounterDelta PoolHandle::TakeUnrecorded() {
   return d;
 }
 
-void PoolHandle::GiveBack(const CounterDelta& d) {
+Status PoolHandle::GiveBack(const CounterDelta& d) {
   Locked lk(*this);
-  if (!lk.status().ok()) return;
+  KVC_RETURN_IF_ERROR(lk.status());
   header_->recorded_hits -= d.hits;
   header_->recorded_misses -= d.misses;
   header_->recorded_evictions -= d.evictions;
+  return Status::Ok();
 }
 
 Status PoolHandle::Attach(pid_t pid) {

@@ -34,6 +34,9 @@
 
 namespace kvcache {
 
+// Every operation that takes the pool lock returns a Status or Result: a lock that
+// cannot be taken (timed out, unrecoverable, garbage) is an error naming the pool,
+// never an empty or default answer.
 class PoolHandle : public std::enable_shared_from_this<PoolHandle> {
  public:
   using PoolId = std::array<uint8_t, seg::kPoolIdBytes>;
@@ -76,28 +79,29 @@ class PoolHandle : public std::enable_shared_from_this<PoolHandle> {
   Status ReleaseLease(uint32_t lease, uint64_t generation);
   Result<EntryInfo> Stat(uint64_t seq);
   Result<std::vector<EntryView>> ViewByPrefix(uint64_t prefix_hash);
-  std::vector<EntryInfo> InfoByPrefix(uint64_t prefix_hash);
+  Result<std::vector<EntryInfo>> InfoByPrefix(uint64_t prefix_hash);
   // See Manager::LongestPrefix.
   Result<PrefixMatch> LongestPrefix(std::span<const uint32_t> tokens);
   Status Remove(uint64_t seq);
-  uint64_t Clear();
+  Result<uint64_t> Clear();
   // Ok when entries taking `extent_blocks` blocks each would all be placed, in this
   // order and without evicting any of them, once Clear() had run: pinned entries keep
   // their space. NoSpace saying how much is pinned otherwise. Changes nothing.
   Status CheckRoomAfterClear(std::span<const uint64_t> extent_blocks);
   Result<uint64_t> Evict(double percent);
-  std::vector<EntryInfo> Entries();
+  Result<std::vector<EntryInfo>> Entries();
   Result<std::vector<EntryView>> PinAll();
 
-  PoolStats Stats();
+  Result<PoolStats> Stats();
   // Counters gathered since the last call; marks them recorded. GiveBack undoes a take
   // whose recording failed.
   struct CounterDelta {
     uint64_t hits = 0, misses = 0, evictions = 0;
   };
-  CounterDelta TakeUnrecorded();
-  void GiveBack(const CounterDelta& delta);
-  HealthReport Health();
+  Result<CounterDelta> TakeUnrecorded();
+  Status GiveBack(const CounterDelta& delta);
+  // Every problem found is in the report; an error only when the pool cannot be locked.
+  Result<HealthReport> Health();
   Status Attach(pid_t pid);
   Status Detach(pid_t pid);
 

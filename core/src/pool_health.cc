@@ -174,20 +174,18 @@ class PoolHealthChecker {
   std::vector<std::string>* problems_ = nullptr;
 };
 
-HealthReport PoolHandle::Health() {
+Result<HealthReport> PoolHandle::Health() {
   HealthReport report;
   uint64_t before;
   {
     Locked lk(*this);
-    before = lk.status().ok() ? header_->recoveries : 0;
+    KVC_RETURN_IF_ERROR(lk.status());
+    before = header_->recoveries;
   }
-  report.stats = Stats();  // reaps dead processes first
+  KVC_ASSIGN_OR_RETURN(report.stats, Stats());  // reaps dead processes first
   {
     Locked lk(*this);
-    if (!lk.status().ok()) {
-      report.problems.push_back(lk.status().message());
-      return report;
-    }
+    KVC_RETURN_IF_ERROR(lk.status());
     report.recovered_processes = header_->recoveries - before;
     PoolHealthChecker(*this).Check(report);
   }

@@ -32,11 +32,11 @@ Result<std::vector<EntryView>> PoolHandle::ViewByPrefix(uint64_t prefix_hash) {
   return MakeViews(std::move(pinned));
 }
 
-std::vector<EntryInfo> PoolHandle::InfoByPrefix(uint64_t prefix_hash) {
+Result<std::vector<EntryInfo>> PoolHandle::InfoByPrefix(uint64_t prefix_hash) {
   std::vector<EntryInfo> out;
   {
     Locked lk(*this);
-    if (!lk.status().ok()) return out;
+    KVC_RETURN_IF_ERROR(lk.status());
     seg::ForEachInChain<&seg::Slot::prefix_next>(
         slots_, header_->slot_capacity,
         prefix_buckets_[seg::BucketOf(prefix_hash, header_->prefix_bucket_count)],

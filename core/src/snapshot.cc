@@ -182,7 +182,7 @@ Result<PersistResult> PersistPool(Manager& manager, std::string_view pool,
     manifest.push_back(std::move(rec));
     done += info.size_bytes;
     // The bytes are in the file (or the writer's buffer) now: let eviction have them.
-    v.Release();
+    KVC_RETURN_IF_ERROR(v.Release());
     if (options.progress && done >= next_progress) {
       options.progress(done, payload);
       next_progress = done + (64u << 20);
@@ -313,7 +313,9 @@ Result<RestoreResult> RestorePool(Manager& manager, std::string_view pool,
       copied = reader->ReadPayload(r, reservation->data());
     }
     if (Status s = std::move(copied); !s.ok()) {
-      reservation->Abort();
+      if (Status aborted = reservation->Abort(); !aborted.ok()) {
+        s = Status(s.code(), s.message() + "; and " + aborted.message());
+      }
       return stopped(s);
     }
     if (Status s = reservation->Commit(); !s.ok()) return stopped(s);

@@ -237,7 +237,7 @@ TEST_F(PoolTest, PinnedEntryIsNeverEvictedAndReplacementWaitsForLastPin) {
   auto old = Pattern(1, 512 * 1024);
   EXPECT_TRUE(std::equal(old.begin(), old.end(), view->data().begin()));
   EXPECT_EQ(manager().Stats("pin")->used, 768u * 1024);
-  view->Release();
+  ASSERT_TRUE(view->Release().ok());
   EXPECT_EQ(manager().Stats("pin")->used, 256u * 1024);
   ExpectHealthy("pin");
 }

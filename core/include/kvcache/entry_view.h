@@ -39,9 +39,10 @@ class EntryView {
   // The payload, mapped straight from the pool. REQUIRES: valid().
   std::span<const std::byte> data() const;
   std::vector<uint32_t> prefix_tokens() const;
-  // Releases the pin now (the destructor does it otherwise). In a process other than
-  // the one that made the view, only forgets it.
-  void Release();
+  // Releases the pin now (the destructor does it otherwise, dropping any error). In a
+  // process other than the one that made the view, only forgets it. An error (the pool
+  // lock unusable) leaves the pin held; the view is released anyway.
+  Status Release();
 
  private:
   friend class PoolHandle;
@@ -79,9 +80,10 @@ class PutReservation {
   // Publishes the entry atomically: readers see the old entry or this one, whole.
   // InvalidArgument in a process other than the one that reserved it.
   Status Commit();
-  // Frees the space without publishing. In a process other than the one that
-  // reserved it, only forgets the reservation.
-  void Abort();
+  // Frees the space without publishing (the destructor does it otherwise, dropping any
+  // error). In a process other than the one that reserved it, only forgets the
+  // reservation. The reservation is used up either way.
+  Status Abort();
 
  private:
   friend class PoolHandle;
