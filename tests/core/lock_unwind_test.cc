@@ -67,7 +67,7 @@ TEST_F(LockUnwindTest, AllocationFailureWhileRecoveringTheLockDoesNotWedgeThePoo
   try {
     // Takes the lock (recovering it), then fails to allocate its report (the pool name
     // is too long to be stored without the heap).
-    PoolStats st = (*pool)->Stats();
+    Result<PoolStats> st = (*pool)->Stats();
     (void)st;
   } catch (const std::bad_alloc&) {
     threw = true;

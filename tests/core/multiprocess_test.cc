@@ -134,7 +134,7 @@ TEST_F(MultiProcessTest, ProcessKilledInsideCommitLeavesTheNewEntry) {
                          Pattern(1, 5000).begin()));
   EXPECT_EQ(manager().Stats("commit")->entry_count, 1u);
   ExpectHealthy("commit");
-  old_view->Release();
+  ASSERT_TRUE(old_view->Release().ok());
   EXPECT_EQ(manager().Stats("commit")->used, 8192u);  // the old extent went with its pin
 }
 
