@@ -39,13 +39,20 @@ Result<PutReservation> PoolHandle::Reserve(uint64_t seq, size_t size, uint64_t t
                                    " tokens exceeds the limit of 16777216");
   }
   uint32_t prefix_len = static_cast<uint32_t>(options.prefix_tokens.size());
-  uint64_t total = uint64_t{size} + 4 * uint64_t{prefix_len} + options.metadata.size();
+  // The payload is checked alone first: with it at most the pool's size (far below
+  // 2^64), the sum with the bounded tail and the block rounding cannot wrap.
   uint64_t bs = header_->block_size;
-  uint64_t blocks = (total + bs - 1) / bs;
-  if (blocks > header_->block_count) {
-    return Status::NoSpace("entry of " + FormatSizeLong(total) + " is larger than pool '" +
-                           name_ + "' (" + FormatSizeLong(header_->size) + ")");
+  uint64_t pool_bytes = header_->block_count * bs;  // no wrap: checked at attach
+  uint64_t tail_bytes = 4 * uint64_t{prefix_len} + options.metadata.size();
+  if (uint64_t{size} > pool_bytes || tail_bytes > pool_bytes - uint64_t{size}) {
+    std::string total = uint64_t{size} > UINT64_MAX - tail_bytes
+                            ? std::to_string(size) + " + " + std::to_string(tail_bytes) + " bytes"
+                            : FormatSizeLong(uint64_t{size} + tail_bytes);
+    return Status::NoSpace("entry of " + total + " is larger than pool '" + name_ + "' (" +
+                           FormatSizeLong(pool_bytes) + ")");
   }
+  uint64_t total = uint64_t{size} + tail_bytes;
+  uint64_t blocks = total / bs + (total % bs != 0);
   uint64_t prefix_hash = prefix_len > 0 ? PrefixHashValue(options.prefix_tokens) : 0;
   uint32_t block_tokens = header_->prefix_block_tokens;
   uint32_t chain_blocks = prefix_len / block_tokens;

@@ -155,8 +155,15 @@ Status PoolHandle::ValidateAndBind() {
   uint32_t bs = h->block_size;
   if (bs < 512 || (bs & (bs - 1)) != 0) return bad("bad block size");
   if (h->max_sequences == 0 || h->max_sequences > (1u << 24)) return bad("bad max_sequences");
+  // Checked before anything multiplies it: a block_count whose product with the block
+  // size wraps would otherwise describe a small segment and be walked as a huge one.
+  if (h->block_count == 0 || h->block_count > segment_.size() / bs) {
+    return bad("block count " + std::to_string(h->block_count) + " does not fit in " +
+               std::to_string(segment_.size()) + " bytes");
+  }
   seg::Layout l = seg::ComputeLayout(h->block_count * bs, bs, h->max_sequences);
-  if (l.segment_size != h->segment_size || l.segment_size != segment_.size() ||
+  if (l.block_count != h->block_count || l.bitmap_bytes != h->bitmap_bytes ||
+      l.segment_size != h->segment_size || l.segment_size != segment_.size() ||
       l.data_offset != h->data_offset || l.slot_capacity != h->slot_capacity ||
       l.lease_capacity != h->lease_capacity || l.bitmap_offset != h->bitmap_offset ||
       l.slot_offset != h->slot_offset || l.heap_offset != h->heap_offset ||

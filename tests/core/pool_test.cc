@@ -437,6 +437,49 @@ TEST_F(PoolTest, CorruptSegmentIsRefusedNotCrashed) {
   close(fd);
 }
 
+TEST_F(PoolTest, HeaderWhoseBlockCountWrapsIsCorruptionNotACrash) {
+  CreatePool("wrap", 4 * kMiB);
+  ASSERT_TRUE(manager().Put("wrap", 1, Pattern(1, 5000), 1).ok());
+  // block_count + 2^52 blocks of 4 KiB: the product wraps to the real data size, so
+  // every derived offset still matches the segment.
+  uint64_t blocks = RawField<uint64_t>("wrap", 32) + (uint64_t{1} << 52);
+  int fd = open(SegmentPath("wrap").c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(pwrite(fd, &blocks, 8, 32), 8);
+  close(fd);
+  Manager fresh(options());
+  for (const Status& s : {fresh.Stats("wrap").status(), fresh.Entries("wrap").status(),
+                          fresh.Health("wrap").status(), fresh.Get("wrap", 1).status()}) {
+    EXPECT_EQ(s.code(), Code::kCorruption) << s.ToString();
+    EXPECT_NE(s.message().find("block count"), std::string::npos) << s.ToString();
+  }
+}
+
+TEST_F(PoolTest, SizesThatWrapAreRefusedAndChangeNothing) {
+  CreatePool("huge", 1 * kMiB);
+  PutOptions meta{.metadata = "\"" + std::string(198, 'x') + "\""};  // 200 bytes
+  PutOptions prefix;
+  prefix.prefix_tokens.assign(1000, 7);
+  struct Case {
+    size_t size;
+    const PutOptions* options;
+  } cases[] = {{SIZE_MAX - 100, &meta},  {SIZE_MAX, &meta},      {SIZE_MAX, nullptr},
+               {SIZE_MAX - 4095, nullptr}, {SIZE_MAX - 3000, &prefix}, {2 * kMiB, nullptr},
+               {kMiB - 100, &meta}};
+  for (const Case& c : cases) {
+    Result<PutReservation> r =
+        manager().Reserve("huge", 1, c.size, 1, c.options != nullptr ? *c.options : PutOptions{});
+    ASSERT_FALSE(r.ok()) << c.size << " bytes gave a span of " << r->data().size();
+    EXPECT_EQ(r.status().code(), Code::kNoSpace) << r.status().ToString();
+    EXPECT_NE(r.status().message().find("larger than pool 'huge'"), std::string::npos)
+        << r.status().ToString();
+  }
+  EXPECT_EQ(manager().Stats("huge")->used, 0u);
+  // The largest entry that fits still does.
+  ASSERT_TRUE(manager().Reserve("huge", 1, kMiB - 200, 1, meta).ok());
+  ExpectHealthy("huge");
+}
+
 TEST_F(PoolTest, RecordedStatsAccumulateAcrossSegments) {
   CreatePool("acc", 8 * kMiB);
   ASSERT_TRUE(manager().Put("acc", 1, Pattern(1, 10), 1).ok());
