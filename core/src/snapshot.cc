@@ -21,6 +21,7 @@
 #include "kvcache/types.h"
 #include "clock.h"
 #include "file_util.h"
+#include "manager_internals.h"
 #include "pool_handle.h"
 #include "snapshot_format.h"
 
@@ -193,7 +194,7 @@ Result<PersistResult> PersistPool(Manager& manager, std::string_view pool,
   result.bytes = payload;
   if (options.progress) options.progress(payload, payload);
 
-  KVC_ASSIGN_OR_RETURN(Catalog * catalog, manager.catalog());
+  KVC_ASSIGN_OR_RETURN(Catalog * catalog, ManagerInternals::catalog(manager));
   if (Status s = catalog->ReplaceEntries(pool, manifest); !s.ok()) {
     return Status(s.code(), "snapshot " + Quoted(result.path) +
                                 " was written, but recording its manifest failed: " +
@@ -247,7 +248,7 @@ Result<RestoreResult> RestorePool(Manager& manager, std::string_view pool,
     if (!options.merge) {
       // Entries still pinned by readers keep their space through the clear below: the
       // new entries must fit around them, or nothing is changed.
-      KVC_ASSIGN_OR_RETURN(std::shared_ptr<PoolHandle> handle, manager.Open(pool));
+      KVC_ASSIGN_OR_RETURN(std::shared_ptr<PoolHandle> handle, ManagerInternals::Open(manager, pool));
       std::vector<uint64_t> blocks;
       blocks.reserve(contents.records.size());
       for (const auto& r : contents.records) blocks.push_back(PutBlocks(r, current.block_size));
@@ -259,7 +260,7 @@ Result<RestoreResult> RestorePool(Manager& manager, std::string_view pool,
     config.mode = PoolConfig{}.mode;
     if (options.mode) {
       config.mode = *options.mode;
-    } else if (Result<Catalog*> cat = manager.catalog(); cat.ok()) {
+    } else if (Result<Catalog*> cat = ManagerInternals::catalog(manager); cat.ok()) {
       if (Result<PoolRecord> record = (*cat)->GetPool(pool); record.ok()) {
         if (Result<PoolConfig> known = PoolConfig::FromJson(record->config_json); known.ok()) {
           config.mode = known->mode;
@@ -343,7 +344,7 @@ Result<RestoreResult> RestorePool(Manager& manager, std::string_view pool,
 
 std::vector<std::pair<std::string, Result<RestoreResult>>> RestoreMissingPools(Manager& manager) {
   std::vector<std::pair<std::string, Result<RestoreResult>>> out;
-  Result<Catalog*> catalog = manager.catalog();
+  Result<Catalog*> catalog = ManagerInternals::catalog(manager);
   if (!catalog.ok()) {
     out.emplace_back("", catalog.status());
     return out;

@@ -8,6 +8,7 @@
 
 #include "kvcache/catalog.h"
 #include "kvcache/manager.h"
+#include "manager_internals.h"
 #include "support/test_env.h"
 
 namespace kvcache {
@@ -88,7 +89,7 @@ TEST_F(OwnershipTest, SegmentUnknownToTheCatalogIsRefusedNotAdopted) {
 
 TEST_F(OwnershipTest, CatalogRecordsThePoolIdAndOwner) {
   ASSERT_TRUE(manager().CreatePool(Config("p")).ok());
-  Result<Catalog*> cat = manager().catalog();
+  Result<Catalog*> cat = ManagerInternals::catalog(manager());
   ASSERT_TRUE(cat.ok());
   Result<PoolRecord> record = (*cat)->GetPool("p");
   ASSERT_TRUE(record.ok());

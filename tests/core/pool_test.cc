@@ -9,6 +9,7 @@
 
 #include "kvcache/catalog.h"
 #include "kvcache/manager.h"
+#include "manager_internals.h"
 #include "kvcache/prefix.h"
 #include "support/test_env.h"
 
@@ -395,7 +396,7 @@ TEST_F(PoolTest, AttachDetachTracksProcesses) {
   EXPECT_EQ(manager().Stats("att")->attached, 1u);
   EXPECT_EQ(manager().Detach("att", getppid()).code(), Code::kNotFound);
   EXPECT_EQ(manager().Attach("att", 0x3FFFFFF0).code(), Code::kNotFound);
-  auto rows = (*manager().catalog())->ListAttachments("att");
+  auto rows = (*ManagerInternals::catalog(manager()))->ListAttachments("att");
   ASSERT_TRUE(rows.ok());
   EXPECT_EQ(rows->size(), 2u);
   auto health = manager().Health("att");
@@ -487,7 +488,7 @@ TEST_F(PoolTest, RecordedStatsAccumulateAcrossSegments) {
   EXPECT_FALSE(manager().Get("acc", 2).ok());
   ASSERT_TRUE(manager().RecordStats("acc").ok());
   ASSERT_TRUE(manager().RecordStats("acc").ok());  // nothing new: adds nothing
-  Catalog* cat = *manager().catalog();
+  Catalog* cat = *ManagerInternals::catalog(manager());
   EXPECT_EQ(cat->GetStats("acc")->hits, 3);
   EXPECT_EQ(cat->GetStats("acc")->misses, 1);
   // A reboot: the segment and its counters go, the catalog's totals stay.
@@ -497,7 +498,7 @@ TEST_F(PoolTest, RecordedStatsAccumulateAcrossSegments) {
   ASSERT_TRUE(manager().Put("acc", 1, Pattern(1, 10), 1).ok());
   ASSERT_TRUE(manager().Get("acc", 1).ok());
   ASSERT_TRUE(manager().RecordStats("acc").ok());
-  EXPECT_EQ((*manager().catalog())->GetStats("acc")->hits, 4);
+  EXPECT_EQ((*ManagerInternals::catalog(manager()))->GetStats("acc")->hits, 4);
 }
 
 TEST_F(PoolTest, GarbledIndexIsReportedNotFollowedOffTheMap) {

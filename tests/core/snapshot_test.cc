@@ -25,6 +25,7 @@
 #include "snapshot_format.h"  // white-box: both payload copy paths
 #include "kvcache/catalog.h"
 #include "kvcache/prefix.h"
+#include "manager_internals.h"
 #include "support/test_env.h"
 
 namespace kvcache {
@@ -272,7 +273,7 @@ TEST_F(SnapshotTest, PersistRecordsTheManifestInTheCatalog) {
   CreatePool("m", 8 * kMiB);
   auto want = PutRandom("m", 14, 15, 8 * 1024);
   ASSERT_TRUE(PersistPool(manager(), "m").ok());
-  auto catalog = manager().catalog();
+  auto catalog = ManagerInternals::catalog(manager());
   ASSERT_TRUE(catalog.ok());
   auto rows = (*catalog)->GetEntries("m");
   ASSERT_TRUE(rows.ok()) << rows.status().ToString();

@@ -142,14 +142,12 @@ class Manager {
   // Recovers dead processes, then verifies every invariant of the segment.
   Result<HealthReport> Health(std::string_view pool);
 
-  // The catalog (opened on first use), for the persistence code and the CLI.
-  Result<Catalog*> catalog();
-
-  // Opens (maps) the pool's segment, cached per Manager. For callers inside core.
-  Result<std::shared_ptr<PoolHandle>> Open(std::string_view pool);
-
- private:
+  friend class ManagerInternals;  // core's snapshot code (manager_internals.h)
   struct Impl;
+  // The catalog (opened on first use).
+  Result<Catalog*> catalog();
+  // Opens (maps) the pool's segment, cached per Manager.
+  Result<std::shared_ptr<PoolHandle>> Open(std::string_view pool);
   // Ok, or why options_ cannot be used (a bad shm prefix): every operation returns it.
   Status CheckOptions() const;
   ManagerOptions options_;
