@@ -142,8 +142,10 @@ class SnapshotTest : public IsolatedTest {
       if (!e.prefix.empty()) {
         auto found = manager().GetByPrefix(pool, e.prefix);
         ASSERT_TRUE(found.ok()) << found.status().ToString();
-        bool has = std::any_of(found->begin(), found->end(), [&](const EntryView& v) {
-          return v.info().sequence_id == seq;
+        // A copy: C++20 lambdas may not capture structured bindings (clang 14 refuses).
+        uint64_t id = seq;
+        bool has = std::any_of(found->begin(), found->end(), [id](const EntryView& v) {
+          return v.info().sequence_id == id;
         });
         EXPECT_TRUE(has) << "get_by_prefix does not find " << seq;
       }
