@@ -1,6 +1,9 @@
 #include "control_files.h"
 
+#include <sys/stat.h>
+
 #include <cerrno>
+#include <cstring>
 #include <vector>
 
 #include "errno_map.h"
@@ -28,14 +31,42 @@ std::string Usage(PoolFile file) {
     case PoolFile::kEvict:
       return "write a percent of entries to evict, e.g. `echo 25 > evict` or `echo 25% > evict`\n";
     case PoolFile::kPersist:
-      return "write an empty line to persist to the default path, or a path: "
-             "`echo > persist`, `echo /path/x.cache > persist`\n";
+      return "write an empty line to persist to the default path, or a path (a relative "
+             "one is inside the snapshot directory): `echo > persist`, "
+             "`echo /path/x.cache > persist`\n";
     case PoolFile::kRestore:
-      return "write an empty line to restore from the default path, or a path: "
-             "`echo > restore`, `echo /path/x.cache > restore`\n";
+      return "write an empty line to restore from the default path, or a path (a relative "
+             "one is inside the snapshot directory): `echo > restore`, "
+             "`echo /path/x.cache > restore`\n";
     default:
       return "";
   }
+}
+
+// The snapshot file a persist or restore request names. The daemon's working
+// directory means nothing to the writer (it is / once daemonized), so a relative path
+// is taken inside the pool's snapshot directory, and may not climb out of it.
+Result<std::string> SnapshotPath(Manager& manager, const std::string& pool,
+                                 std::string_view text) {
+  if (text.empty() || text.front() == '/') return std::string(text);
+  std::string_view rest = text;
+  while (!rest.empty()) {
+    size_t slash = rest.find('/');
+    std::string_view part = rest.substr(0, slash);
+    if (part == "..") {
+      return Status::InvalidArgument("relative path '" + std::string(text) +
+                                     "' leaves the snapshot directory; give an absolute path");
+    }
+    rest = slash == std::string_view::npos ? std::string_view() : rest.substr(slash + 1);
+  }
+  std::string dir = manager.DefaultSnapshotPath(pool);
+  dir.resize(dir.rfind('/'));
+  // As for the default path, the snapshot directory is made on first use.
+  if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    return Status::IOError("cannot make the snapshot directory " + dir + ": " +
+                           std::strerror(errno));
+  }
+  return dir + "/" + std::string(text);
 }
 
 }  // namespace
@@ -69,8 +100,13 @@ Result<std::string> RenderPoolFile(Manager& manager, const std::string& pool, Po
 }
 
 Result<std::string> ControlFiles::Execute(const std::string& pool, PoolFile file,
-                                          std::string_view request) {
+                                          std::string_view request, bool trusted) {
   std::string_view text = Trim(request);
+  if (!trusted && !text.empty() && (file == PoolFile::kPersist || file == PoolFile::kRestore)) {
+    return Status::InvalidArgument(
+        "only the mount's owner may name a snapshot path; write an empty line to use the "
+        "pool's own snapshot");
+  }
   switch (file) {
     case PoolFile::kEvict: {
       if (text.empty()) {
@@ -80,13 +116,13 @@ Result<std::string> ControlFiles::Execute(const std::string& pool, PoolFile file
     }
     case PoolFile::kPersist: {
       PersistOptions options;
-      options.path = std::string(text);
+      KVC_ASSIGN_OR_RETURN(options.path, SnapshotPath(manager_, pool, text));
       KVC_ASSIGN_OR_RETURN(PersistResult result, PersistPool(manager_, pool, options));
       return PersistedMessage(pool, result.entries, result.path);
     }
     case PoolFile::kRestore: {
       RestoreOptions options;
-      options.path = std::string(text);
+      KVC_ASSIGN_OR_RETURN(options.path, SnapshotPath(manager_, pool, text));
       KVC_ASSIGN_OR_RETURN(RestoreResult result, RestorePool(manager_, pool, options));
       return RestoreReport(pool, result);
     }
@@ -95,8 +131,9 @@ Result<std::string> ControlFiles::Execute(const std::string& pool, PoolFile file
   }
 }
 
-int ControlFiles::Run(const std::string& pool, PoolFile file, std::string_view request) {
-  Result<std::string> outcome = Execute(pool, file, request);
+int ControlFiles::Run(const std::string& pool, PoolFile file, std::string_view request,
+                      bool trusted) {
+  Result<std::string> outcome = Execute(pool, file, request, trusted);
   std::string text = outcome.ok() ? WithNewline(*outcome)
                                   : WithNewline("error: " + outcome.status().message());
   {

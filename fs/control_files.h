@@ -28,14 +28,18 @@ class ControlFiles {
   // Runs one request written to <pool>/<file> ("25", "25%", "" or a path). Returns 0,
   // or the errno for the writer (EINVAL for a malformed request, which changes
   // nothing). Either way the file then reads as the outcome, with the reason on error.
+  // Only a `trusted` writer (root or the daemon's own user) may name a snapshot path:
+  // the daemon reads and writes it with its own rights, and another user could name
+  // someone else's snapshot. Others persist and restore at the pool's default path.
   // REQUIRES: IsControlFile(file).
-  int Run(const std::string& pool, PoolFile file, std::string_view request);
+  int Run(const std::string& pool, PoolFile file, std::string_view request, bool trusted);
 
   // What reading <pool>/<file> shows: the last outcome, or how to use the file.
   std::string LastResult(const std::string& pool, PoolFile file) const;
 
  private:
-  Result<std::string> Execute(const std::string& pool, PoolFile file, std::string_view request);
+  Result<std::string> Execute(const std::string& pool, PoolFile file, std::string_view request,
+                              bool trusted);
 
   Manager& manager_;
   mutable std::mutex mu_;

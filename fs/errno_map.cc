@@ -19,7 +19,9 @@ int ToErrno(const Status& status) {
     case Code::kBusy:
       return EBUSY;
     case Code::kNotSupported:
-      return ENOSYS;
+      // Never ENOSYS: the kernel takes it to mean the operation is not implemented
+      // and stops sending it for the life of the mount (create, open, flush, xattrs).
+      return EOPNOTSUPP;
     case Code::kPermissionDenied:
       return EACCES;
     case Code::kCorruption:

@@ -5,7 +5,9 @@
 
 namespace kvcache::fs {
 
-// 0 for OK; ENOENT, EEXIST, ENOSPC, EINVAL, EIO, EBUSY, ENOSYS for the others.
+// 0 for OK; ENOENT, EEXIST, ENOSPC, EINVAL, EIO, EBUSY, EOPNOTSUPP, EACCES for the
+// others.
+// Never ENOSYS, which the kernel latches as "not implemented" for the whole mount.
 int ToErrno(const Status& status);
 
 }  // namespace kvcache::fs

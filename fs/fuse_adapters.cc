@@ -15,6 +15,11 @@ constexpr unsigned kMaxIo = 1u << 20;
 
 KvcacheFs& Fs(fuse_req_t req) { return *static_cast<KvcacheFs*>(fuse_req_userdata(req)); }
 
+Caller CallerOf(fuse_req_t req) {
+  const fuse_ctx* ctx = fuse_req_ctx(req);
+  return Caller{ctx->uid, ctx->gid, ctx->pid};
+}
+
 FileHandle* Handle(const fuse_file_info* fi) {
   return fi == nullptr ? nullptr : reinterpret_cast<FileHandle*>(fi->fh);
 }
@@ -35,7 +40,7 @@ void OpInit(void* /*userdata*/, fuse_conn_info* conn) {
 
 void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   fuse_entry_param entry{};
-  int err = Fs(req).DoLookup(parent, name, &entry);
+  int err = Fs(req).DoLookup(CallerOf(req), parent, name, &entry);
   if (err != 0) {
     fuse_reply_err(req, err);
   } else if (fuse_reply_entry(req, &entry) != 0) {
@@ -112,7 +117,7 @@ void SetOpenFlags(fuse_file_info* fi, const OpenResult& result) {
 
 void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   OpenResult result;
-  int err = Fs(req).DoOpen(ino, fi->flags, &result);
+  int err = Fs(req).DoOpen(CallerOf(req), ino, fi->flags, &result);
   if (err != 0) {
     fuse_reply_err(req, err);
     return;
@@ -126,7 +131,7 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t /*mode
               fuse_file_info* fi) {
   fuse_entry_param entry{};
   OpenResult result;
-  int err = Fs(req).DoCreate(parent, name, fi->flags, &entry, &result);
+  int err = Fs(req).DoCreate(CallerOf(req), parent, name, fi->flags, &entry, &result);
   if (err != 0) {
     fuse_reply_err(req, err);
     return;

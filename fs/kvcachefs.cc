@@ -22,9 +22,46 @@ KvcacheFs::KvcacheFs(Manager& manager, FsOptions options)
       gid_(getegid()),
       controls_(manager) {}
 
-KvcacheFs::~KvcacheFs() { invalidator_.Stop(); }
+KvcacheFs::~KvcacheFs() { poller_.Stop(); }
 
-void KvcacheFs::BaseAttr(Ino ino, mode_t mode, struct stat* attr) const {
+namespace {
+
+// What a node of a pool whose segment has bits `pool` shows: entries are never
+// executable; directories are searchable where readable; what derives from entries
+// (by-prefix) and the text files are read-only; control files are writable by the
+// owner alone (they make the daemon read and write snapshot files).
+mode_t PoolPerms(const Node& node, mode_t pool) {
+  mode_t read = pool & 0444;
+  switch (node.kind) {
+    case NodeKind::kPoolDir:
+      return (pool & 0666) | (read >> 2);
+    case NodeKind::kByPrefixDir:
+    case NodeKind::kPrefixDir:
+      return read | (read >> 2);
+    case NodeKind::kSeqFile:
+      return pool & 0666;
+    case NodeKind::kPoolFile:
+      return IsControlFile(node.pool_file) ? read | (pool & 0200) : read;
+    case NodeKind::kPrefixLink:
+      return 0777;
+    default:
+      return 0;
+  }
+}
+
+}  // namespace
+
+PoolOwner KvcacheFs::OwnerOf(const std::string& pool) {
+  Result<PoolOwner> owner = manager_.Owner(pool);
+  if (owner.ok()) return *owner;
+  return PoolOwner{uid_, gid_, 0600};
+}
+
+bool KvcacheFs::IsPrivileged(const Caller& caller, const PoolOwner& owner) const {
+  return caller.uid == 0 || caller.uid == uid_ || caller.uid == owner.uid;
+}
+
+void KvcacheFs::BaseAttr(Ino ino, mode_t mode, struct stat* attr) {
   *attr = {};
   attr->st_ino = ino;
   attr->st_mode = mode;
@@ -33,19 +70,26 @@ void KvcacheFs::BaseAttr(Ino ino, mode_t mode, struct stat* attr) const {
   attr->st_uid = uid_;
   attr->st_gid = gid_;
   attr->st_blksize = kBlockSize;
+  std::optional<Node> node = inodes_.Get(ino);
+  if (node && !node->pool.empty()) {
+    PoolOwner owner = OwnerOf(node->pool);
+    attr->st_uid = owner.uid;
+    attr->st_gid = owner.gid;
+    attr->st_mode = (mode & S_IFMT) | PoolPerms(*node, owner.mode);
+  }
 }
 
-void KvcacheFs::DirAttr(Ino ino, mode_t perms, struct stat* attr) const {
+void KvcacheFs::DirAttr(Ino ino, mode_t perms, struct stat* attr) {
   BaseAttr(ino, S_IFDIR | perms, attr);
 }
 
-void KvcacheFs::FileAttr(Ino ino, mode_t perms, uint64_t size, struct stat* attr) const {
+void KvcacheFs::FileAttr(Ino ino, mode_t perms, uint64_t size, struct stat* attr) {
   BaseAttr(ino, S_IFREG | perms, attr);
   attr->st_size = static_cast<off_t>(size);
   attr->st_blocks = static_cast<blkcnt_t>((size + 511) / 512);
 }
 
-void KvcacheFs::SeqAttr(Ino ino, const EntryInfo& info, struct stat* attr) const {
+void KvcacheFs::SeqAttr(Ino ino, const EntryInfo& info, struct stat* attr) {
   FileAttr(ino, 0644, info.size_bytes, attr);
   attr->st_mtim = ToTimespec(info.created);
   attr->st_ctim = attr->st_mtim;
@@ -59,7 +103,7 @@ void KvcacheFs::FillEntry(Ino ino, const struct stat& attr, fuse_entry_param* en
   entry->generation = boot_generation_;
   entry->attr = attr;
   entry->attr_timeout = timeout;
-  entry->entry_timeout = options_.entry_timeout;
+  entry->entry_timeout = timeout;
 }
 
 void KvcacheFs::NotePool(const std::string& pool) {
@@ -68,22 +112,19 @@ void KvcacheFs::NotePool(const std::string& pool) {
 }
 
 int KvcacheFs::PoolExists(const std::string& pool) {
-  Result<PoolConfig> config = manager_.GetConfig(pool);
-  if (!config.ok()) return ToErrno(config.status());
+  // The catalog alone says which pools exist: a name that is only a file in /dev/shm
+  // (planted there by anyone) is never mapped.
+  Result<std::vector<std::string>> pools = manager_.ListPools();
+  if (!pools.ok()) return ToErrno(pools.status());
+  if (!std::binary_search(pools->begin(), pools->end(), pool)) return ENOENT;
   NotePool(pool);
   return 0;
 }
 
-void KvcacheFs::StaleSeqInode(Ino ino, const Node& node) {
-  invalidator_.InvalidateInode(ino);
-  if (std::optional<Ino> dir = inodes_.Find(PoolNode(NodeKind::kPoolDir, node.pool))) {
-    invalidator_.InvalidateEntry(*dir, std::to_string(node.seq));
-  }
-}
-
 // ---------------------------------------------------------------- lookup
 
-int KvcacheFs::DoLookup(Ino parent, std::string_view name, fuse_entry_param* entry) {
+int KvcacheFs::DoLookup(const Caller& caller, Ino parent, std::string_view name,
+                        fuse_entry_param* entry) {
   if (name.size() > kMaxNameLength) return ENAMETOOLONG;
   std::optional<Node> dir = inodes_.Get(parent);
   if (!dir) return ESTALE;
@@ -91,7 +132,7 @@ int KvcacheFs::DoLookup(Ino parent, std::string_view name, fuse_entry_param* ent
     case NodeKind::kRoot:
       return LookupInRoot(name, entry);
     case NodeKind::kPoolDir:
-      return LookupInPool(dir->pool, name, entry);
+      return LookupInPool(caller, dir->pool, name, entry);
     case NodeKind::kByPrefixDir: {
       Result<uint64_t> value = ParsePrefixHash(name);
       if (!value.ok()) return EINVAL;
@@ -104,7 +145,7 @@ int KvcacheFs::DoLookup(Ino parent, std::string_view name, fuse_entry_param* ent
       struct stat attr;
       Ino ino = inodes_.Acquire(node);
       DirAttr(ino, 0555, &attr);
-      FillEntry(ino, attr, entry, options_.attr_timeout);
+      FillEntry(ino, attr, entry, 0);
       return 0;
     }
     case NodeKind::kPrefixDir: {
@@ -123,7 +164,7 @@ int KvcacheFs::DoLookup(Ino parent, std::string_view name, fuse_entry_param* ent
       Ino ino = inodes_.Acquire(node);
       FileAttr(ino, 0777, ("../../" + std::to_string(seq.seq)).size(), &attr);
       attr.st_mode = S_IFLNK | 0777;
-      FillEntry(ino, attr, entry, options_.attr_timeout);
+      FillEntry(ino, attr, entry, 0);
       return 0;
     }
     default:
@@ -147,17 +188,20 @@ int KvcacheFs::LookupInRoot(std::string_view name, fuse_entry_param* entry) {
   if (int err = PoolExists(pool); err != 0) return err;
   Ino ino = inodes_.Acquire(PoolNode(NodeKind::kPoolDir, pool));
   DirAttr(ino, 0755, &attr);
-  FillEntry(ino, attr, entry, options_.attr_timeout);
+  FillEntry(ino, attr, entry, options_.dir_timeout);
   return 0;
 }
 
-int KvcacheFs::LookupInPool(const std::string& pool, std::string_view name,
-                            fuse_entry_param* entry) {
+int KvcacheFs::LookupInPool(const Caller& caller, const std::string& pool,
+                            std::string_view name, fuse_entry_param* entry) {
+  // Every path into a pool passes here (names of entries are never cached), so a
+  // segment removed and made anew behind our back is noticed before it is used.
+  manager_.ForgetIfReplaced(pool);
   struct stat attr;
   if (name == kByPrefixName) {
     Ino ino = inodes_.Acquire(PoolNode(NodeKind::kByPrefixDir, pool));
     DirAttr(ino, 0555, &attr);
-    FillEntry(ino, attr, entry, options_.attr_timeout);
+    FillEntry(ino, attr, entry, options_.dir_timeout);
     return 0;
   }
   if (std::optional<PoolFile> file = ParsePoolFile(name)) {
@@ -170,26 +214,26 @@ int KvcacheFs::LookupInPool(const std::string& pool, std::string_view name,
   }
   SeqName seq = ParseSeqName(name);
   if (seq.error != 0) return seq.error;
-  return LookupSeq(pool, seq.seq, entry);
+  return LookupSeq(pool, seq.seq, caller.pid, entry);
 }
 
-int KvcacheFs::LookupSeq(const std::string& pool, uint64_t seq, fuse_entry_param* entry) {
+int KvcacheFs::LookupSeq(const std::string& pool, uint64_t seq, pid_t caller_pid,
+                         fuse_entry_param* entry) {
   Result<EntryInfo> info = manager_.Stat(pool, seq);
   if (!info.ok()) {
-    if (info.status().code() == Code::kNotFound) {
-      // The kernel looks a name up before opening it, so a missing id is only ever
-      // seen here: count the miss the open would have counted.
+    if (info.status().code() == Code::kNotFound && IsOpenForRead(caller_pid)) {
+      // The kernel never sends an OPEN for a name its lookup refused, so a read of a
+      // missing id is only ever seen here: count the miss the open would have
+      // counted. A stat or `test -e` is not a read and counts nothing.
       Result<EntryView> view = manager_.View(pool, seq);
       if (view.ok()) info = view->info();
     }
     if (!info.ok()) return ToErrno(info.status());
   }
-  std::optional<Ino> superseded;
-  Ino ino = inodes_.AcquireSeq(pool, seq, info->generation, &superseded);
-  if (superseded) invalidator_.InvalidateInode(*superseded);
+  Ino ino = inodes_.AcquireSeq(pool, seq, info->generation, nullptr);
   struct stat attr;
   SeqAttr(ino, *info, &attr);
-  FillEntry(ino, attr, entry, options_.attr_timeout);
+  FillEntry(ino, attr, entry, 0);
   return 0;
 }
 
@@ -201,16 +245,21 @@ int KvcacheFs::DoGetattr(Ino ino, const FileHandle* handle, struct stat* attr,
                          double* timeout) {
   std::optional<Node> node = inodes_.Get(ino);
   if (!node) return ESTALE;
-  *timeout = options_.attr_timeout;
+  *timeout = 0;
   switch (node->kind) {
     case NodeKind::kRoot:
+      *timeout = options_.dir_timeout;
       DirAttr(ino, 0755, attr);
       return 0;
     case NodeKind::kPoolDir:
       if (int err = PoolExists(node->pool); err != 0) return err;
+      *timeout = options_.dir_timeout;
       DirAttr(ino, 0755, attr);
       return 0;
     case NodeKind::kByPrefixDir:
+      *timeout = options_.dir_timeout;
+      DirAttr(ino, 0555, attr);
+      return 0;
     case NodeKind::kPrefixDir:
       DirAttr(ino, 0555, attr);
       return 0;
@@ -219,11 +268,9 @@ int KvcacheFs::DoGetattr(Ino ino, const FileHandle* handle, struct stat* attr,
       attr->st_mode = S_IFLNK | 0777;
       return 0;
     case NodeKind::kRootFile:
-      *timeout = 0;
       FileAttr(ino, 0444, 0, attr);
       return 0;
     case NodeKind::kPoolFile:
-      *timeout = 0;
       FileAttr(ino, IsControlFile(node->pool_file) ? 0644 : 0444, 0, attr);
       return 0;
     case NodeKind::kSeqFile:
@@ -242,7 +289,6 @@ int KvcacheFs::DoGetattr(Ino ino, const FileHandle* handle, struct stat* attr,
   }
   Result<EntryInfo> info = manager_.Stat(node->pool, node->seq);
   if (!info.ok()) return ToErrno(info.status());
-  if (info->generation != node->generation) StaleSeqInode(ino, *node);
   SeqAttr(ino, *info, attr);
   return 0;
 }
@@ -258,7 +304,7 @@ int KvcacheFs::DoSetattr(Ino ino, const struct stat& attr, int to_set, FileHandl
           handle != nullptr && handle->write ? handle->write : FindWrite(ino);
       // A published entry is write-once; only a file being written can be resized.
       if (!write) return EPERM;
-      std::lock_guard lock(write->mu);
+      auto lock = write->LockToChange();
       if (!write->staging.Resize(static_cast<uint64_t>(attr.st_size))) return ENOMEM;
       write->dirty = true;
     } else if (!(node->kind == NodeKind::kPoolFile && IsControlFile(node->pool_file))) {
@@ -310,12 +356,12 @@ void KvcacheFs::PollPools() {
     }
     for (const std::string& p : gone) known_pools_.erase(p);
   }
+  // Segments destroyed, removed or replaced: unmapped (once no open file pins them),
+  // and mapped afresh on next use.
+  for (const std::string& p : now) manager_.ForgetIfReplaced(p);
   for (const std::string& p : gone) {
-    for (const auto& [seq_ino, seq_node] : inodes_.SeqNodes(p)) {
-      invalidator_.InvalidateInode(seq_ino);
-    }
+    manager_.ForgetIfReplaced(p);
     inodes_.DropPool(p);
-    invalidator_.InvalidateEntry(kRootIno, p);
   }
 }
 

@@ -18,6 +18,7 @@
 
 #include <fuse_lowlevel.h>
 
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -29,9 +30,11 @@
 #include <unordered_map>
 #include <vector>
 
+#include "caller.h"
 #include "control_files.h"
 #include "inode_table.h"
-#include "invalidator.h"
+#include "periodic_task.h"
+#include "pin_quota.h"
 #include "kvcache/manager.h"
 #include "staging_buffer.h"
 
@@ -39,15 +42,31 @@ namespace kvcache::fs {
 
 struct FsOptions {
   PoolConfig pool_defaults;  // for `mkdir MOUNT/name`; name is filled in
-  // How long the kernel may trust names and attributes of the pool tree. Coherence
-  // of sequence bytes does not depend on these (see InodeTable).
-  double entry_timeout = 1.0;
-  double attr_timeout = 1.0;
+  // How long the kernel may trust the names and attributes of directories that only
+  // come and go with pools (pool directories, by-prefix/).
+  //
+  // Whatever comes and goes with entries (sequence files, by-prefix/<hash>/ and its
+  // links) is never cached: the kernel asks on every use, so when an unlink, an evict
+  // or a restore returns, nothing it removed can still be seen, and a create never
+  // trips over a stale name. The alternative, telling the kernel to forget names
+  // (fuse_lowlevel_notify_inval_entry), blocks in the kernel on the directory's lock
+  // while a lookup in that directory waits for this daemon; if the daemon dies then,
+  // the notifying thread never returns, the process never exits, and readers hang
+  // unkillable. So the daemon sends the kernel no notifications at all. Coherence of
+  // sequence bytes rests on inode generations (see InodeTable).
+  double dir_timeout = 1.0;
 };
 
 // A sequence file being written: staged here, published whole at flush/release.
+//
+// Publishing copies the staging into the pool, which takes as long as the entry is
+// big, so it runs without `mu` (a stat of the file must not wait for it). Meanwhile the
+// staging is read-only: whoever changes it takes LockToChange(), which waits for the
+// publish to end; readers (getattr, read, getxattr) just take `mu`.
 struct WriteState {
   std::mutex mu;
+  std::condition_variable publish_done;  // signalled when `publishing` turns false
+  bool publishing = false;               // guarded by mu
   std::string pool;                // immutable
   uint64_t seq = 0;                // immutable
   Ino ino = 0;                     // immutable
@@ -56,6 +75,12 @@ struct WriteState {
   uint64_t token_count = 0;        // guarded by mu
   PutOptions options;              // guarded by mu
   int handles = 0;                 // guarded by KvcacheFs::writes_mu_
+
+  std::unique_lock<std::mutex> LockToChange() {
+    std::unique_lock lock(mu);
+    publish_done.wait(lock, [this] { return !publishing; });
+    return lock;
+  }
 };
 
 // What an open file handle (fuse_file_info::fh) points to.
@@ -65,9 +90,12 @@ struct FileHandle {
   Ino ino = 0;
   EntryView view;                     // kEntry: pinned until release
   std::string text;                   // kText: rendered at open
-  std::string pool;                   // kControl
+  std::string pool;                   // kControl, and kEntry when quota_held
   PoolFile file = PoolFile::kStatus;  // kControl
   std::shared_ptr<WriteState> write;  // kWrite
+  bool quota_held = false;            // kEntry: one pin counted for quota_uid
+  uid_t quota_uid = 0;
+  bool trusted = false;               // kControl: opened by root or the daemon's user
 };
 
 struct OpenResult {
@@ -84,11 +112,13 @@ class KvcacheFs {
   KvcacheFs& operator=(const KvcacheFs&) = delete;
 
   Manager& manager() { return manager_; }
-  Invalidator& invalidator() { return invalidator_; }
+  PeriodicTask& poller() { return poller_; }
   const InodeTable& inodes() const { return inodes_; }
 
   // ---- names and attributes (kvcachefs.cc) ----
-  int DoLookup(Ino parent, std::string_view name, fuse_entry_param* entry);
+  // A lookup of a missing id counts a miss only when `caller` is opening it to read.
+  int DoLookup(const Caller& caller, Ino parent, std::string_view name,
+               fuse_entry_param* entry);
   void DoForget(Ino ino, uint64_t nlookup);
   int DoGetattr(Ino ino, const FileHandle* handle, struct stat* attr, double* timeout);
   int DoSetattr(Ino ino, const struct stat& attr, int to_set, FileHandle* handle,
@@ -112,9 +142,9 @@ class KvcacheFs {
   void DoReleasedir(DirHandle* handle);
 
   // ---- files (kvcachefs_files.cc) ----
-  int DoOpen(Ino ino, int flags, OpenResult* out);
-  int DoCreate(Ino parent, std::string_view name, int flags, fuse_entry_param* entry,
-               OpenResult* out);
+  int DoOpen(const Caller& caller, Ino ino, int flags, OpenResult* out);
+  int DoCreate(const Caller& caller, Ino parent, std::string_view name, int flags,
+               fuse_entry_param* entry, OpenResult* out);
   // Points *out at the bytes to reply: into the pinned pool mapping for entries (no
   // copy), else into *scratch.
   int DoRead(FileHandle* handle, size_t size, off_t offset, std::span<const std::byte>* out,
@@ -129,32 +159,44 @@ class KvcacheFs {
   int DoSetxattr(Ino ino, std::string_view name, std::string_view value);
   int DoRemovexattr(Ino ino, std::string_view name);
 
-  // Runs in the invalidator thread: pools destroyed by others drop out of the mount.
+  // Runs now and then on poller(): pools destroyed by others drop out of the mount.
   void PollPools();
 
  private:
   // kvcachefs.cc
+  // `timeout`: how long the kernel may trust both the name and the attributes.
   void FillEntry(Ino ino, const struct stat& attr, fuse_entry_param* entry, double timeout);
-  // The attributes every node shares (owner, times, block size).
-  void BaseAttr(Ino ino, mode_t mode, struct stat* attr) const;
-  void DirAttr(Ino ino, mode_t perms, struct stat* attr) const;
-  void FileAttr(Ino ino, mode_t perms, uint64_t size, struct stat* attr) const;
-  void SeqAttr(Ino ino, const EntryInfo& info, struct stat* attr) const;
+  // The attributes every node shares (owner, times, block size). A node of a pool
+  // shows the pool's owner, and permission bits derived from the pool's (see
+  // PoolPerms), whatever `mode` asks for: default_permissions enforces them.
+  void BaseAttr(Ino ino, mode_t mode, struct stat* attr);
+  void DirAttr(Ino ino, mode_t perms, struct stat* attr);
+  void FileAttr(Ino ino, mode_t perms, uint64_t size, struct stat* attr);
+  void SeqAttr(Ino ino, const EntryInfo& info, struct stat* attr);
+  // The pool's segment owner and bits; a pool without a live segment shows as the
+  // daemon's user's alone.
+  PoolOwner OwnerOf(const std::string& pool);
+  // True when `caller` is not counted against the pool's pin quota.
+  bool IsPrivileged(const Caller& caller, const PoolOwner& owner) const;
   int PoolExists(const std::string& pool);
   int LookupInRoot(std::string_view name, fuse_entry_param* entry);
-  int LookupInPool(const std::string& pool, std::string_view name, fuse_entry_param* entry);
-  int LookupSeq(const std::string& pool, uint64_t seq, fuse_entry_param* entry);
+  int LookupInPool(const Caller& caller, const std::string& pool, std::string_view name,
+                   fuse_entry_param* entry);
+  // A missing id counts a miss when thread `caller_pid` is opening it to read.
+  int LookupSeq(const std::string& pool, uint64_t seq, pid_t caller_pid,
+                fuse_entry_param* entry);
   int ListDir(Ino ino, const Node& node, std::vector<DirEntry>* out);
   void NotePool(const std::string& pool);
-  void StaleSeqInode(Ino ino, const Node& node);
   int EntryFor(const DirEntry& d, fuse_entry_param* entry);
 
   // kvcachefs_files.cc
   std::shared_ptr<WriteState> FindWrite(Ino ino);
   std::shared_ptr<WriteState> OpenWrite(Ino ino, const std::string& pool, uint64_t seq,
                                         const EntryInfo* replaced);
-  int Publish(WriteState& state);  // REQUIRES: state.mu held
-  int OpenSeq(Ino ino, const Node& node, int flags, OpenResult* out);
+  // Publishes the staged bytes if dirty. `lock` holds state.mu; it is released while
+  // the bytes are put and held again on return.
+  int Publish(WriteState& state, std::unique_lock<std::mutex>& lock);
+  int OpenSeq(const Caller& caller, Ino ino, const Node& node, int flags, OpenResult* out);
 
   // kvcachefs_xattr.cc
   int Republish(Ino ino, const Node& node, std::string_view name, std::string_view value);
@@ -166,13 +208,15 @@ class KvcacheFs {
   const gid_t gid_;
   InodeTable inodes_;
   ControlFiles controls_;
-  Invalidator invalidator_;
+  PeriodicTask poller_;
 
   std::mutex writes_mu_;
   std::unordered_map<Ino, std::shared_ptr<WriteState>> writes_;  // guarded by writes_mu_
 
   std::mutex pools_mu_;
   std::set<std::string> known_pools_;  // guarded by pools_mu_
+
+  PinQuota pin_quota_;
 };
 
 }  // namespace kvcache::fs

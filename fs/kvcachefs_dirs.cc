@@ -25,7 +25,7 @@ int KvcacheFs::DoMkdir(Ino parent, std::string_view name, fuse_entry_param* entr
   Ino ino = inodes_.Acquire(PoolNode(NodeKind::kPoolDir, config.name));
   struct stat attr;
   DirAttr(ino, 0755, &attr);
-  FillEntry(ino, attr, entry, options_.attr_timeout);
+  FillEntry(ino, attr, entry, options_.dir_timeout);
   return 0;
 }
 
@@ -107,6 +107,7 @@ int KvcacheFs::ListDir(Ino ino, const Node& node, std::vector<DirEntry>* out) {
       return 0;
     }
     case NodeKind::kPoolDir: {
+      manager_.ForgetIfReplaced(node.pool);
       if (int err = PoolExists(node.pool); err != 0) return err;
       add(std::string(kByPrefixName), PoolNode(NodeKind::kByPrefixDir, node.pool));
       for (PoolFile f : kAllPoolFiles) {
@@ -125,18 +126,13 @@ int KvcacheFs::ListDir(Ino ino, const Node& node, std::vector<DirEntry>* out) {
         d.node = PoolNode(NodeKind::kSeqFile, node.pool);
         d.node.seq = e.sequence_id;
         d.node.generation = e.generation;
-        d.cookie = kSeqCookieBase + static_cast<off_t>(e.sequence_id) + 1;
+        d.cookie = ++cookie;
         d.info = std::move(e);
         out->push_back(std::move(d));
       }
-      // Names the kernel may hold for entries deleted or replaced behind our back.
+      // Ids deleted behind our back lose their inode binding.
       for (const auto& [seq_ino, seq_node] : inodes_.SeqNodes(node.pool)) {
-        auto it = live.find(seq_node.seq);
-        if (it == live.end() || it->second != seq_node.generation) {
-          invalidator_.InvalidateInode(seq_ino);
-          invalidator_.InvalidateEntry(ino, std::to_string(seq_node.seq));
-          if (it == live.end()) inodes_.Unbind(node.pool, seq_node.seq);
-        }
+        if (!live.count(seq_node.seq)) inodes_.Unbind(node.pool, seq_node.seq);
       }
       return 0;
     }
@@ -193,11 +189,9 @@ int KvcacheFs::EntryFor(const DirEntry& d, fuse_entry_param* entry) {
   const Node& n = d.node;
   switch (n.kind) {
     case NodeKind::kSeqFile: {
-      std::optional<Ino> superseded;
-      Ino ino = inodes_.AcquireSeq(n.pool, n.seq, n.generation, &superseded);
-      if (superseded) invalidator_.InvalidateInode(*superseded);
+      Ino ino = inodes_.AcquireSeq(n.pool, n.seq, n.generation, nullptr);
       SeqAttr(ino, d.info, &attr);
-      FillEntry(ino, attr, entry, options_.attr_timeout);
+      FillEntry(ino, attr, entry, 0);
       return 0;
     }
     case NodeKind::kRootFile:
@@ -212,13 +206,13 @@ int KvcacheFs::EntryFor(const DirEntry& d, fuse_entry_param* entry) {
       Ino ino = inodes_.Acquire(n);
       FileAttr(ino, 0777, ("../../" + std::to_string(n.seq)).size(), &attr);
       attr.st_mode = S_IFLNK | 0777;
-      FillEntry(ino, attr, entry, options_.attr_timeout);
+      FillEntry(ino, attr, entry, 0);
       return 0;
     }
     default: {
       Ino ino = inodes_.Acquire(n);
       DirAttr(ino, n.kind == NodeKind::kPoolDir ? 0755 : 0555, &attr);
-      FillEntry(ino, attr, entry, options_.attr_timeout);
+      FillEntry(ino, attr, entry, n.kind == NodeKind::kPrefixDir ? 0 : options_.dir_timeout);
       return 0;
     }
   }
@@ -234,8 +228,9 @@ int KvcacheFs::DoReaddir(Ino ino, DirHandle* handle, off_t offset, bool plus,
   }
   handle->fresh = false;
   auto& entries = handle->entries;
-  auto it = std::upper_bound(entries.begin(), entries.end(), offset,
-                             [](off_t off, const DirEntry& d) { return off < d.cookie; });
+  if (offset < 0) return EINVAL;
+  auto it = static_cast<uint64_t>(offset) >= entries.size() ? entries.end()
+                                                            : entries.begin() + offset;
   for (; it != entries.end(); ++it) {
     fuse_entry_param entry{};
     bool counted = false;

@@ -58,21 +58,34 @@ std::shared_ptr<WriteState> KvcacheFs::OpenWrite(Ino ino, const std::string& poo
   return state;
 }
 
-int KvcacheFs::Publish(WriteState& state) {
+int KvcacheFs::Publish(WriteState& state, std::unique_lock<std::mutex>& lock) {
+  // Another handle of the same file may be publishing it: its result counts for us.
+  state.publish_done.wait(lock, [&] { return !state.publishing; });
+  if (!state.dirty) return 0;
   state.dirty = false;
-  Status s = manager_.Put(state.pool, state.seq, state.staging.bytes(), state.token_count,
-                          state.options);
-  if (!s.ok()) return ToErrno(s);
-  Result<EntryInfo> info = manager_.Stat(state.pool, state.seq);
-  if (info.ok()) {
-    inodes_.Published(state.ino, info->generation);
-  } else {
-    inodes_.Unbind(state.pool, state.seq);
+  state.publishing = true;
+  std::span<const std::byte> bytes = state.staging.bytes();
+  uint64_t token_count = state.token_count;
+  PutOptions options = state.options;
+  lock.unlock();
+  manager_.ForgetIfReplaced(state.pool);  // never publish into an unlinked segment
+  Status s = manager_.Put(state.pool, state.seq, bytes, token_count, options);
+  if (s.ok()) {
+    Result<EntryInfo> info = manager_.Stat(state.pool, state.seq);
+    if (info.ok()) {
+      inodes_.Published(state.ino, info->generation);
+    } else {
+      inodes_.Unbind(state.pool, state.seq);
+    }
   }
-  return 0;
+  lock.lock();
+  state.publishing = false;
+  state.publish_done.notify_all();
+  return ToErrno(s);
 }
 
-int KvcacheFs::OpenSeq(Ino ino, const Node& node, int flags, OpenResult* out) {
+int KvcacheFs::OpenSeq(const Caller& caller, Ino ino, const Node& node, int flags,
+                       OpenResult* out) {
   auto handle = std::make_unique<FileHandle>();
   handle->ino = ino;
   if (Writing(flags)) {
@@ -80,7 +93,7 @@ int KvcacheFs::OpenSeq(Ino ino, const Node& node, int flags, OpenResult* out) {
     if (write) {
       write = OpenWrite(ino, node.pool, node.seq, nullptr);
       if (flags & O_TRUNC) {
-        std::lock_guard lock(write->mu);
+        auto lock = write->LockToChange();
         if (!write->staging.Resize(0)) return ENOMEM;
         write->dirty = true;
       }
@@ -121,13 +134,27 @@ int KvcacheFs::OpenSeq(Ino ino, const Node& node, int flags, OpenResult* out) {
   if (info->generation != node.generation) {
     // New bytes under this id: the kernel must look the name up again and open the
     // new inode; this one's pages belong to the old bytes.
-    StaleSeqInode(ino, node);
     return ESTALE;
   }
+  if (!IsPrivileged(caller, OwnerOf(node.pool))) {
+    Result<PoolConfig> config = manager_.GetConfig(node.pool);
+    if (!config.ok()) return ToErrno(config.status());
+    if (!pin_quota_.TryAcquire(node.pool, caller.uid, config->max_sequences)) return EMFILE;
+    handle->quota_held = true;
+    handle->quota_uid = caller.uid;
+    handle->pool = node.pool;
+  }
+  auto unquota = [&] {
+    if (handle->quota_held) pin_quota_.Release(node.pool, handle->quota_uid);
+    handle->quota_held = false;
+  };
   Result<EntryView> view = manager_.View(node.pool, node.seq);
-  if (!view.ok()) return ToErrno(view.status());
+  if (!view.ok()) {
+    unquota();
+    return ToErrno(view.status());
+  }
   if (view->info().generation != node.generation) {
-    StaleSeqInode(ino, node);
+    unquota();
     return ESTALE;
   }
   handle->kind = FileHandle::Kind::kEntry;
@@ -137,14 +164,15 @@ int KvcacheFs::OpenSeq(Ino ino, const Node& node, int flags, OpenResult* out) {
   return 0;
 }
 
-int KvcacheFs::DoOpen(Ino ino, int flags, OpenResult* out) {
+int KvcacheFs::DoOpen(const Caller& caller, Ino ino, int flags, OpenResult* out) {
   std::optional<Node> node = inodes_.Get(ino);
   if (!node) return ESTALE;
   auto handle = std::make_unique<FileHandle>();
   handle->ino = ino;
+  if (!node->pool.empty()) manager_.ForgetIfReplaced(node->pool);
   switch (node->kind) {
     case NodeKind::kSeqFile:
-      return OpenSeq(ino, *node, flags, out);
+      return OpenSeq(caller, ino, *node, flags, out);
     case NodeKind::kRootFile: {
       if (Writing(flags)) return EACCES;
       Result<std::string> text = RenderRootFile(manager_, node->root_file);
@@ -156,6 +184,7 @@ int KvcacheFs::DoOpen(Ino ino, int flags, OpenResult* out) {
       if (IsControlFile(node->pool_file)) {
         if (int err = PoolExists(node->pool); err != 0) return err;
         handle->kind = FileHandle::Kind::kControl;
+        handle->trusted = caller.uid == 0 || caller.uid == uid_;
         handle->pool = node->pool;
         handle->file = node->pool_file;
         break;
@@ -177,8 +206,8 @@ int KvcacheFs::DoOpen(Ino ino, int flags, OpenResult* out) {
   return 0;
 }
 
-int KvcacheFs::DoCreate(Ino parent, std::string_view name, int flags, fuse_entry_param* entry,
-                        OpenResult* out) {
+int KvcacheFs::DoCreate(const Caller& caller, Ino parent, std::string_view name, int flags,
+                        fuse_entry_param* entry, OpenResult* out) {
   std::optional<Node> dir = inodes_.Get(parent);
   if (!dir) return ESTALE;
   if (name.size() > kMaxNameLength) return ENAMETOOLONG;
@@ -195,9 +224,9 @@ int KvcacheFs::DoCreate(Ino parent, std::string_view name, int flags, fuse_entry
     if (flags & O_EXCL) return EEXIST;
     if (!Writing(flags) || !(flags & O_TRUNC)) {
       // An existing entry opened with O_CREAT: an ordinary open of it.
-      if (int err = LookupSeq(pool, seq.seq, entry); err != 0) return err;
+      if (int err = LookupSeq(pool, seq.seq, /*caller_pid=*/0, entry); err != 0) return err;
       std::optional<Node> node = inodes_.Get(entry->ino);
-      int err = node ? OpenSeq(entry->ino, *node, flags, out) : ESTALE;
+      int err = node ? OpenSeq(caller, entry->ino, *node, flags, out) : ESTALE;
       if (err != 0) inodes_.Unref(entry->ino);
       return err;
     }
@@ -209,7 +238,7 @@ int KvcacheFs::DoCreate(Ino parent, std::string_view name, int flags, fuse_entry
   handle->write = OpenWrite(ino, pool, seq.seq, info.ok() ? &*info : nullptr);
   struct stat attr;
   FileAttr(ino, 0644, 0, &attr);
-  FillEntry(ino, attr, entry, options_.attr_timeout);
+  FillEntry(ino, attr, entry, 0);
   out->direct_io = true;
   out->handle = handle.release();
   return 0;
@@ -247,10 +276,11 @@ int KvcacheFs::DoWrite(FileHandle* handle, off_t offset, std::span<const std::by
     case FileHandle::Kind::kControl:
       return controls_.Run(handle->pool, handle->file,
                            std::string_view(reinterpret_cast<const char*>(data.data()),
-                                            data.size()));
+                                            data.size()),
+                           handle->trusted);
     case FileHandle::Kind::kWrite: {
       if (offset < 0) return EINVAL;
-      std::lock_guard lock(handle->write->mu);
+      auto lock = handle->write->LockToChange();
       if (!handle->write->staging.WriteAt(static_cast<uint64_t>(offset), data)) return ENOMEM;
       handle->write->dirty = true;
       return 0;
@@ -264,8 +294,8 @@ int KvcacheFs::DoFlush(FileHandle* handle) {
   if (handle->kind != FileHandle::Kind::kWrite) return 0;
   // Publishing at flush (close), not at release, which the kernel sends after
   // close() has returned: a reader right after close must find the entry.
-  std::lock_guard lock(handle->write->mu);
-  return handle->write->dirty ? Publish(*handle->write) : 0;
+  std::unique_lock lock(handle->write->mu);
+  return Publish(*handle->write, lock);
 }
 
 int KvcacheFs::DoRelease(FileHandle* handle) {
@@ -273,12 +303,13 @@ int KvcacheFs::DoRelease(FileHandle* handle) {
   if (handle->kind == FileHandle::Kind::kWrite) {
     std::shared_ptr<WriteState> write = handle->write;
     {
-      std::lock_guard lock(write->mu);
-      if (write->dirty) err = Publish(*write);
+      std::unique_lock lock(write->mu);
+      err = Publish(*write, lock);
     }
     std::lock_guard lock(writes_mu_);
     if (--write->handles == 0) writes_.erase(write->ino);
   }
+  if (handle->quota_held) pin_quota_.Release(handle->pool, handle->quota_uid);
   delete handle;
   return err;
 }

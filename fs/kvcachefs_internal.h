@@ -12,9 +12,6 @@
 
 namespace kvcache::fs {
 
-// Cookies of sequence files are derived from their ids, so an offset handed out
-// stays meaningful whatever is added or removed meanwhile.
-constexpr off_t kSeqCookieBase = 16;
 constexpr uint32_t kBlockSize = 1 << 20;  // st_blksize: tools then do 1 MiB I/O
 
 inline struct timespec ToTimespec(double seconds) {
@@ -55,8 +52,12 @@ struct KvcacheFs::DirEntry {
   Ino self = 0;    // "." and "..": no lookup is counted for them
 };
 
+// A directory handle lists a snapshot taken at opendir (and again at rewinddir), so a
+// cookie is the position in that snapshot plus one: every u64 id lists, whatever its
+// value (an off_t cannot hold an id plus a base), and offsets handed out stay valid
+// for the handle whatever is added or removed meanwhile.
 struct KvcacheFs::DirHandle {
-  std::vector<DirEntry> entries;  // sorted by cookie
+  std::vector<DirEntry> entries;  // cookie == index + 1
   bool fresh = true;              // listed by opendir, not yet read
 };
 

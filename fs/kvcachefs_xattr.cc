@@ -156,7 +156,7 @@ int KvcacheFs::DoSetxattr(Ino ino, std::string_view name, std::string_view value
   if (!IsSettable(n)) return EPERM;
   if (std::shared_ptr<WriteState> write = FindWrite(ino)) {
     // Being written: the attributes go out with the bytes at close.
-    std::lock_guard lock(write->mu);
+    auto lock = write->LockToChange();
     uint64_t tokens = write->token_count;
     PutOptions options = write->options;
     if (int err = Apply(n, value, &tokens, &options); err != 0) return err;

@@ -58,6 +58,18 @@ void PrintUsage(const char* program) {
   fuse_lowlevel_help();
 }
 
+void RestorePools(kvcache::Manager& manager) {
+  for (const auto& [pool, result] : kvcache::RestoreMissingPools(manager)) {
+    if (result.ok()) {
+      std::fprintf(stderr, "kvcachefs: restored %llu entries to '%s'\n",
+                   static_cast<unsigned long long>(result->entries), pool.c_str());
+    } else {
+      std::fprintf(stderr, "kvcachefs: restore of '%s' failed: %s\n", pool.c_str(),
+                   result.status().message().c_str());
+    }
+  }
+}
+
 int Run(int argc, char** argv) {
   fuse_args args = FUSE_ARGS_INIT(argc, argv);
   DaemonOptions daemon;
@@ -109,17 +121,6 @@ int Run(int argc, char** argv) {
   kvcache::ManagerOptions manager_options;
   if (daemon.home != nullptr) manager_options.home = daemon.home;
   kvcache::Manager manager(manager_options);
-  if (daemon.restore) {
-    for (const auto& [pool, result] : kvcache::RestoreMissingPools(manager)) {
-      if (result.ok()) {
-        std::fprintf(stderr, "kvcachefs: restored %llu entries to '%s'\n",
-                     static_cast<unsigned long long>(result->entries), pool.c_str());
-      } else {
-        std::fprintf(stderr, "kvcachefs: restore of '%s' failed: %s\n", pool.c_str(),
-                     result.status().message().c_str());
-      }
-    }
-  }
 
   fuse_opt_add_arg(&args,
                    "-odefault_permissions,fsname=kvcachefs,subtype=kvcachefs,max_read=1048576");
@@ -148,8 +149,11 @@ int Run(int argc, char** argv) {
         }
       }
       fuse_daemonize(cmdline.foreground);
-      fs.invalidator().Start(session, [&fs] { fs.PollPools(); },
-                             std::chrono::milliseconds(500));
+      // Only now, in the process that serves the mount: an SQLite connection must not
+      // cross a fork (its file locks stay with the parent that exits). Requests wait
+      // in the kernel until the loop starts, so nobody sees a pool half restored.
+      if (daemon.restore) RestorePools(manager);
+      fs.poller().Start([&fs] { fs.PollPools(); }, std::chrono::milliseconds(500));
       fuse_loop_config* config = fuse_loop_cfg_create();
       fuse_loop_cfg_set_max_threads(config, kMaxThreads);
       fuse_loop_cfg_set_idle_threads(config, kMaxThreads);
@@ -160,7 +164,7 @@ int Run(int argc, char** argv) {
       // SIGHUP): a requested, clean exit.
       failed = !(result == 0 || result == SIGINT || result == SIGTERM || result == SIGHUP);
       fuse_loop_cfg_destroy(config);
-      fs.invalidator().Stop();
+      fs.poller().Stop();
       fuse_session_unmount(session);
     }
     fuse_remove_signal_handlers(session);

@@ -254,6 +254,31 @@ Status Manager::CreatePool(const PoolConfig& config) {
   return LoadPool(config);
 }
 
+bool Manager::ForgetIfReplaced(std::string_view pool) {
+  std::shared_ptr<PoolHandle> handle;
+  {
+    std::shared_lock<std::shared_mutex> lock(impl_->mu);
+    auto it = impl_->pools.find(pool);
+    if (it == impl_->pools.end()) return false;
+    handle = it->second;
+  }
+  if (handle->IsCurrent()) return false;
+  std::unique_lock<std::shared_mutex> lock(impl_->mu);
+  auto it = impl_->pools.find(pool);
+  if (it == impl_->pools.end() || it->second != handle) return false;
+  impl_->pools.erase(it);
+  return true;
+}
+
+Result<PoolOwner> Manager::Owner(std::string_view pool) {
+  KVC_ASSIGN_OR_RETURN(auto handle, Open(pool));
+  struct stat st {};
+  if (lstat(handle->path().c_str(), &st) != 0) {
+    return ErrnoToStatus(errno, "stat " + handle->path());
+  }
+  return PoolOwner{st.st_uid, st.st_gid, static_cast<uint32_t>(st.st_mode & 07777)};
+}
+
 Status Manager::DestroyPool(std::string_view pool) {
   KVC_RETURN_IF_ERROR(CheckOptions());
   KVC_RETURN_IF_ERROR(ValidatePoolName(pool));

@@ -62,6 +62,8 @@ class PoolHandle : public std::enable_shared_from_this<PoolHandle> {
   bool destroyed() const;
   // Marks the segment destroyed for every process mapping it.
   void MarkDestroyed();
+  // False once the pool was destroyed, or its path removed or given to another file.
+  bool IsCurrent() const { return !destroyed() && segment_.IsFileAt(path_); }
 
   Result<PutReservation> Reserve(uint64_t seq, size_t size, uint64_t token_count,
                                  const PutOptions& options,

@@ -46,6 +46,12 @@ Result<int> MappedSegment::WriteFd(const std::string& path) const {
   return file_->fd();
 }
 
+bool MappedSegment::IsFileAt(const std::string& path) const {
+  struct stat st {};
+  return lstat(path.c_str(), &st) == 0 && st.st_dev == file_->dev() &&
+         st.st_ino == file_->ino();
+}
+
 MappedSegment::~MappedSegment() {
   if (base_ != nullptr) munmap(base_, size_);
 }

@@ -67,6 +67,9 @@ class MappedSegment {
   Result<int> WriteFd(const std::string& path) const;
   // The open file: its descriptor and this process's record locks on it.
   SegmentFile& file() const { return *file_; }
+  // True when `path` still names the file this segment maps (it was not removed, nor
+  // replaced by another file since). One lstat().
+  bool IsFileAt(const std::string& path) const;
 
  private:
   MappedSegment(std::byte* base, uint64_t size, std::shared_ptr<SegmentFile> file)

@@ -1,5 +1,6 @@
 // Read-only text files and the evict / persist / restore control files.
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -88,6 +89,34 @@ TEST_F(ControlFilesTest, PersistAndRestoreAtAGivenPath) {
   ASSERT_EQ(access(path.c_str(), F_OK), 0);
   ASSERT_TRUE(manager().Remove("p", 8).ok());
   ASSERT_EQ(WriteText(Path("p/restore"), path + "\n"), 0);
+  EXPECT_EQ(Count(), 8u);
+}
+
+TEST_F(ControlFilesTest, RelativePathsAreInsideTheSnapshotDirectory) {
+  // The daemon runs in /: a relative path must not land there.
+  std::string name = "kvct-relative-" + std::to_string(getpid()) + ".cache";
+  std::string in_snapshots = home_->Join("kv_persist/" + name);
+  ASSERT_EQ(WriteText(Path("p/persist"), name + "\n"), 0);
+  EXPECT_EQ(Read("p/persist"), PersistedMessage("p", 8, in_snapshots) + "\n");
+  EXPECT_EQ(access(in_snapshots.c_str(), F_OK), 0);
+  EXPECT_NE(access(("/" + name).c_str(), F_OK), 0);
+  unlink(("/" + name).c_str());
+
+  ASSERT_TRUE(manager().Remove("p", 8).ok());
+  ASSERT_EQ(WriteText(Path("p/restore"), name + "\n"), 0);
+  EXPECT_EQ(Count(), 8u);
+
+  // A subdirectory of it works; climbing out of it is refused and writes nothing.
+  ASSERT_EQ(mkdir(home_->Join("kv_persist/sub").c_str(), 0700), 0);
+  ASSERT_EQ(WriteText(Path("p/persist"), "sub/x.cache\n"), 0);
+  EXPECT_EQ(access(home_->Join("kv_persist/sub/x.cache").c_str(), F_OK), 0);
+  for (const char* bad : {"../x.cache", "sub/../../x.cache", ".."}) {
+    SCOPED_TRACE(bad);
+    EXPECT_EQ(WriteText(Path("p/persist"), std::string(bad) + "\n"), EINVAL);
+    EXPECT_NE(Read("p/persist").find("snapshot directory"), std::string::npos);
+    EXPECT_EQ(WriteText(Path("p/restore"), std::string(bad) + "\n"), EINVAL);
+  }
+  EXPECT_NE(access(home_->Join("x.cache").c_str(), F_OK), 0);
   EXPECT_EQ(Count(), 8u);
 }
 

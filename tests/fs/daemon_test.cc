@@ -1,9 +1,17 @@
 // The daemon's life: clean unmounts, a SIGKILL and a quick restart.
+#include <dirent.h>
 #include <signal.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <iomanip>
+#include <sstream>
+#include <thread>
 
 #include "kvcache/prefix.h"
 #include "kvcache/snapshot.h"
@@ -74,6 +82,73 @@ TEST_F(DaemonTest, RestoreOptionBringsBackPoolsWhoseMemoryIsGone) {
   EXPECT_EQ(Shell("test -L '" + Path("keep/by-prefix/" + hash + "/5") + "'"), 0);
   // A pool without a snapshot stays known but not loaded.
   EXPECT_FALSE(manager().Stats("nosnap")->loaded);
+}
+
+// The kvcachefs process whose argv[1] is `mountpoint`, 0 if none.
+pid_t DaemonServing(const std::string& mountpoint) {
+  DIR* proc = opendir("/proc");
+  if (proc == nullptr) return 0;
+  pid_t found = 0;
+  while (dirent* e = readdir(proc)) {
+    pid_t pid = static_cast<pid_t>(std::atoi(e->d_name));
+    if (pid <= 0) continue;
+    std::ifstream cmdline("/proc/" + std::string(e->d_name) + "/cmdline");
+    std::string argv0, argv1;
+    if (!std::getline(cmdline, argv0, '\0') || !std::getline(cmdline, argv1, '\0')) continue;
+    if (argv0.size() >= 9 && argv0.substr(argv0.size() - 9) == "kvcachefs" &&
+        argv1 == mountpoint) {
+      found = pid;
+      break;
+    }
+  }
+  closedir(proc);
+  return found;
+}
+
+// True when /proc/locks shows `pid` holding a lock on the file `path`.
+bool HoldsLock(pid_t pid, const std::string& path) {
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0) return false;
+  std::ostringstream id;
+  id << std::hex << std::setfill('0') << std::setw(2) << major(st.st_dev) << ":"
+     << std::setw(2) << minor(st.st_dev) << ":" << std::dec << st.st_ino;
+  std::ifstream in("/proc/locks");
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream f(line);
+    std::string n, kind, adv, mode, pid_s, file;
+    f >> n >> kind >> adv >> mode >> pid_s >> file;
+    if (pid_s == std::to_string(pid) && file == id.str()) return true;
+  }
+  return false;
+}
+
+TEST_F(DaemonTest, RestoreInTheBackgroundOpensTheCatalogInTheServingProcess) {
+  CreatePool("keep", 16 << 20);
+  ASSERT_TRUE(manager().Put("keep", 5, Pattern(3, 3000), 12).ok());
+  ASSERT_TRUE(PersistPool(manager(), "keep").ok());
+  daemon_->Kill(SIGTERM);
+  UnlinkSegmentsWithPrefix(shm_prefix_);
+  manager_ = std::make_unique<Manager>(options());
+
+  // Without -f: the daemon forks itself into the background.
+  std::string binary = BuildDir() + "/fs/kvcachefs";
+  ASSERT_EQ(Shell("'" + binary + "' '" + mountpoint_ + "' -o 'home=" + home_->path() +
+                  "' -o restore"), 0);
+  pid_t pid = DaemonServing(mountpoint_);
+  ASSERT_GT(pid, 0);
+  std::vector<std::byte> back;
+  EXPECT_EQ(ReadFile(Path("keep/5"), &back), 0);
+  EXPECT_TRUE(back == Pattern(3, 3000));
+  // SQLite in WAL mode holds a read lock on the -shm file for as long as its
+  // connection is open: the serving process must hold it, not the parent that exited.
+  EXPECT_TRUE(HoldsLock(pid, home_->Join("kv_cache.db-shm")))
+      << "the daemon's catalog connection was opened before it forked";
+  ASSERT_EQ(Shell("fusermount3 -u '" + mountpoint_ + "'"), 0);
+  for (int i = 0; i < 500 && kill(pid, 0) == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_NE(kill(pid, 0), 0) << "daemon did not exit after unmount";
 }
 
 }  // namespace

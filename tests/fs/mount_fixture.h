@@ -7,6 +7,7 @@
 #include <sys/types.h>
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "support/test_env.h"
@@ -23,6 +24,8 @@ class MountGuard {
   pid_t pid() const { return pid_; }
   // Kills the daemon with `signal` and reaps it; returns its wait status.
   int Kill(int signal);
+  // Hands the daemon over to the caller, who kills and reaps it.
+  pid_t Release() { return std::exchange(pid_, -1); }
 
  private:
   std::string mountpoint_;

@@ -57,7 +57,16 @@ TEST(ErrnoMapTest, EveryCodeHasAnErrno) {
   EXPECT_EQ(ToErrno(Status::Corruption("x")), EIO);
   EXPECT_EQ(ToErrno(Status::IOError("x")), EIO);
   EXPECT_EQ(ToErrno(Status::Busy("x")), EBUSY);
-  EXPECT_EQ(ToErrno(Status::NotSupported("x")), ENOSYS);
+  EXPECT_EQ(ToErrno(Status::NotSupported("x")), EOPNOTSUPP);
+}
+
+// ENOSYS makes the kernel stop sending an operation for the life of the mount (create
+// falls back to mknod, flush, xattrs, ...): no core code may ever map to it.
+TEST(ErrnoMapTest, NoCodeMapsToAnErrnoTheKernelLatches) {
+  for (int c = static_cast<int>(Code::kOk); c <= static_cast<int>(Code::kPermissionDenied);
+       ++c) {
+    EXPECT_NE(ToErrno(Status(static_cast<Code>(c), "x")), ENOSYS) << c;
+  }
 }
 
 }  // namespace

@@ -3,8 +3,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cmath>
+#include <thread>
 
 #include "mount_fixture.h"
 
@@ -69,6 +72,74 @@ TEST_F(SequenceFilesTest, OpeningAMissingIdCountsAMiss) {
   EXPECT_EQ(open(Path("p/424242").c_str(), O_RDONLY), -1);
   EXPECT_EQ(errno, ENOENT);
   EXPECT_EQ(manager().Stats("p")->misses, misses + 1);
+}
+
+TEST_F(SequenceFilesTest, LookingAtAMissingIdCountsNoMiss) {
+  ASSERT_TRUE(manager().Put("p", 1, Pattern(1, 100), 0).ok());
+  uint64_t misses = manager().Stats("p")->misses;
+  struct stat st;
+  EXPECT_NE(stat(Path("p/424242").c_str(), &st), 0);
+  EXPECT_NE(access(Path("p/424243").c_str(), F_OK), 0);
+  EXPECT_NE(Shell("test -e '" + Path("p/424244") + "'"), 0);
+  EXPECT_NE(Shell("ls '" + Path("p/424245") + "' 2>/dev/null"), 0);
+  EXPECT_EQ(manager().Stats("p")->misses, misses);
+  // Creating a new id is not a miss either; reading a missing one still is.
+  ASSERT_EQ(WriteFile(Path("p/424246"), Pattern(2, 10)), 0);
+  EXPECT_EQ(manager().Stats("p")->misses, misses);
+  EXPECT_EQ(open(Path("p/424247").c_str(), O_RDWR), -1);
+  EXPECT_EQ(manager().Stats("p")->misses, misses + 1);
+}
+
+// Writes `data` to `path` and closes it (the close publishes); returns how long the
+// close took. With `dup_out`, a duplicate of the descriptor is left open there and
+// `closing` is set just before the close.
+std::chrono::nanoseconds WriteAndTimeClose(const std::string& path,
+                                           const std::vector<std::byte>& data,
+                                           int* dup_out = nullptr,
+                                           std::atomic<bool>* closing = nullptr) {
+  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0) return {};
+  for (size_t done = 0; done < data.size();) {
+    ssize_t w = write(fd, data.data() + done, std::min<size_t>(data.size() - done, 1 << 20));
+    if (w <= 0) break;
+    done += static_cast<size_t>(w);
+  }
+  if (dup_out != nullptr) *dup_out = dup(fd);
+  auto start = std::chrono::steady_clock::now();
+  if (closing != nullptr) closing->store(true);
+  close(fd);
+  return std::chrono::steady_clock::now() - start;
+}
+
+TEST_F(SequenceFilesTest, StatDoesNotWaitForAPublishInProgress) {
+  std::vector<std::byte> data = Pattern(5, 160 << 20);
+  // How long a publish of this size takes here, once the pool's pages are warm.
+  WriteAndTimeClose(Path("p/5"), data);
+  std::chrono::nanoseconds publish = WriteAndTimeClose(Path("p/5"), data);
+  ASSERT_GT(publish, std::chrono::milliseconds(8)) << "publish too fast to measure";
+
+  int other = -1;
+  std::atomic<bool> closing{false};
+  std::thread writer([&] { WriteAndTimeClose(Path("p/5"), data, &other, &closing); });
+  while (!closing.load()) std::this_thread::sleep_for(std::chrono::microseconds(100));
+  std::this_thread::sleep_for(publish / 8);
+  // The same open file through another descriptor, asking the daemon (not the
+  // kernel's cache).
+  auto start = std::chrono::steady_clock::now();
+  struct statx st;
+  int rc = statx(other, "", AT_EMPTY_PATH | AT_STATX_FORCE_SYNC, STATX_BASIC_STATS, &st);
+  auto took = std::chrono::steady_clock::now() - start;
+  writer.join();
+  close(other);
+  EXPECT_EQ(rc, 0);
+  EXPECT_LT(took, publish / 2) << "stat took "
+                               << std::chrono::duration<double, std::milli>(took).count()
+                               << " ms; a publish takes "
+                               << std::chrono::duration<double, std::milli>(publish).count()
+                               << " ms";
+  std::vector<std::byte> back;
+  ASSERT_EQ(ReadFile(Path("p/5"), &back), 0);
+  EXPECT_TRUE(back == data);
 }
 
 TEST_F(SequenceFilesTest, PublishedEntriesAreWriteOnce) {

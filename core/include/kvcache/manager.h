@@ -45,6 +45,14 @@ inline constexpr size_t kMaxShmPrefixLength = 64;
 // digit or '_', without "..": so <prefix><pool> is always one file in /dev/shm.
 Status ValidateShmPrefix(std::string_view prefix);
 
+// Who a pool belongs to: the owner, group and permission bits of its segment file,
+// which decide who may map it (and what the mount shows on the pool's directory).
+struct PoolOwner {
+  uid_t uid = 0;
+  gid_t gid = 0;
+  uint32_t mode = 0;  // permission bits, e.g. 0600
+};
+
 // Statistics to give an entry instead of fresh ones (used by restore).
 struct EntryStats {
   double created = 0;
@@ -142,6 +150,18 @@ class Manager {
   // Recovers dead processes, then verifies every invariant of the segment.
   Result<HealthReport> Health(std::string_view pool);
 
+  // Forgets this Manager's mapping of `pool` when its segment was destroyed, removed or
+  // replaced since it was mapped (`rm` of the segment, e.g. by systemd's RemoveIPC,
+  // then a create or restore), so that the next call maps whatever is there now instead
+  // of serving an unlinked file. Views and reservations of the old mapping stay valid
+  // until released. Returns true when a mapping was forgotten. Costs one lstat(): for
+  // long-lived processes at points of their choosing, not for every get.
+  bool ForgetIfReplaced(std::string_view pool);
+  // The owner of the pool's segment file. NotFound when the pool is not loaded.
+  Result<PoolOwner> Owner(std::string_view pool);
+
+
+ private:
   friend class ManagerInternals;  // core's snapshot code (manager_internals.h)
   struct Impl;
   // The catalog (opened on first use).

@@ -1,0 +1,22 @@
+// Who sent a request: the credentials the kernel passes with it, and what the calling
+// thread is doing.
+#pragma once
+
+#include <sys/types.h>
+
+namespace kvcache::fs {
+
+struct Caller {
+  uid_t uid = 0;
+  gid_t gid = 0;
+  pid_t pid = 0;  // the calling thread, in the daemon's PID namespace; 0 when unknown
+};
+
+// True when thread `tid` is blocked in open(2)/openat(2) asking to read a file
+// without creating it. The kernel sends the same LOOKUP for `cat x` as for `stat x`
+// or `test -e x`, and never sends an OPEN for a name its lookup refused; the caller's
+// system call (/proc/<tid>/syscall) is the only thing that tells them apart. False
+// when it cannot be told (pid 0, another architecture's call, no permission).
+bool IsOpenForRead(pid_t tid);
+
+}  // namespace kvcache::fs

@@ -1,0 +1,87 @@
+// Directory listings of a pool: every u64 id lists, once, and listing always ends.
+#include <dirent.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "mount_fixture.h"
+
+namespace kvcache::testing {
+namespace {
+
+class ListingTest : public MountedTest {
+ protected:
+  void SetUp() override {
+    MountedTest::SetUp();
+    CreatePool("p", 16 << 20);
+  }
+
+  // Names listed under `rel`, reading at most `cap` entries (a listing that never
+  // ends fails the test instead of hanging it).
+  std::vector<std::string> List(const std::string& rel, size_t cap = 10000) {
+    std::vector<std::string> names;
+    DIR* dir = opendir(Path(rel).c_str());
+    if (dir == nullptr) {
+      ADD_FAILURE() << "opendir " << rel << ": errno " << errno;
+      return names;
+    }
+    while (dirent* e = readdir(dir)) {
+      names.emplace_back(e->d_name);
+      if (names.size() > cap) {
+        ADD_FAILURE() << "listing of " << rel << " does not end";
+        break;
+      }
+    }
+    closedir(dir);
+    return names;
+  }
+};
+
+TEST_F(ListingTest, IdsNearTheTopOfTheU64RangeListOnce) {
+  constexpr uint64_t kMax = std::numeric_limits<uint64_t>::max();
+  constexpr uint64_t kHalf = uint64_t{1} << 63;
+  std::vector<uint64_t> ids = {0, 7, kHalf - 18, kHalf - 17, kHalf - 1, kHalf, kHalf + 1,
+                               kMax - 1, kMax};
+  for (uint64_t id : ids) ASSERT_TRUE(manager().Put("p", id, Pattern(id, 100), 1).ok()) << id;
+
+  std::vector<std::string> names = List("p");
+  std::multiset<std::string> listed(names.begin(), names.end());
+  for (uint64_t id : ids) EXPECT_EQ(listed.count(std::to_string(id)), 1u) << id;
+  for (const char* fixed : {".", "..", "by-prefix", "status", "evict", "restore"}) {
+    EXPECT_EQ(listed.count(fixed), 1u) << fixed;
+  }
+  EXPECT_EQ(names.size(), ids.size() + 2 + 1 + 7);  // dots, by-prefix, fixed files
+
+  // Each listed id opens and stats as itself.
+  struct stat st;
+  ASSERT_EQ(stat(Path("p/" + std::to_string(kMax)).c_str(), &st), 0);
+  EXPECT_EQ(st.st_size, 100);
+  EXPECT_EQ(Shell("ls '" + Path("p") + "' | grep -qx " + std::to_string(kMax)), 0);
+}
+
+TEST_F(ListingTest, ReadingInSmallPiecesResumesWhereItStopped) {
+  // Many entries so the kernel asks for the listing in several pieces.
+  constexpr uint64_t kHalf = uint64_t{1} << 63;
+  std::set<std::string> want;
+  for (uint64_t i = 0; i < 600; ++i) {
+    uint64_t id = (i % 2 == 0) ? i : kHalf + i * 1000003;
+    ASSERT_TRUE(manager().Put("p", id, Pattern(i, 10), 1).ok());
+    want.insert(std::to_string(id));
+  }
+  std::vector<std::string> names = List("p");
+  std::set<std::string> got;
+  for (const std::string& n : names) {
+    if (!n.empty() && n[0] >= '0' && n[0] <= '9') {
+      EXPECT_TRUE(got.insert(n).second) << n;
+    }
+  }
+  EXPECT_EQ(got, want);
+}
+
+}  // namespace
+}  // namespace kvcache::testing
