@@ -3,7 +3,8 @@
 set -euo pipefail
 pkgs=(cmake ninja-build g++ pkg-config libfuse3-dev fuse3 libsqlitecpp-dev libsqlite3-dev
       libcli11-dev libfmt-dev libgtest-dev libgmock-dev libbenchmark-dev libssl-dev
-      libxxhash-dev nlohmann-json3-dev attr)
+      libxxhash-dev nlohmann-json3-dev attr pybind11-dev python3-dev python3-pytest
+      python3-numpy)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
