@@ -96,7 +96,7 @@ py::object View::Enter(py::object self) {
 void View::Release() {
   ReleaseMemoryview(memoryview_);
   if (exports == 0) {
-    view_.Release();
+    Check(view_.Release());
   } else {
     release_pending_ = true;
   }
@@ -105,7 +105,8 @@ void View::Release() {
 void View::OnBufferReleased() {
   if (--exports == 0 && release_pending_) {
     release_pending_ = false;
-    view_.Release();
+    // Called from a buffer slot, which cannot raise; the view is released either way.
+    view_.Release().IgnoreError();
   }
 }
 
@@ -138,7 +139,7 @@ void Reservation::Commit() {
 void Reservation::Abort() {
   DropOwnMemoryview();
   if (exports == 0) {
-    reservation_.Abort();
+    Check(reservation_.Abort());
   } else {
     abort_pending_ = true;
   }
@@ -161,7 +162,8 @@ void Reservation::Exit(bool failed) {
 void Reservation::OnBufferReleased() {
   if (--exports == 0 && abort_pending_) {
     abort_pending_ = false;
-    reservation_.Abort();
+    // Called from a buffer slot, which cannot raise; the reservation is used up either way.
+    reservation_.Abort().IgnoreError();
   }
 }
 
