@@ -34,6 +34,7 @@ ManagerOptions ResolveOptions(ManagerOptions options) {
     const char* env = std::getenv("CORTEX_SHM_PREFIX");
     options.shm_prefix = env != nullptr && *env != '\0' ? env : "cortex_kv_";
   }
+  if (options.catalog_path.empty()) options.catalog_path = options.home + "/kv_cache.db";
   return options;
 }
 
@@ -108,7 +109,7 @@ Result<Catalog*> Manager::catalog() {
   KVC_RETURN_IF_ERROR(CheckOptions());
   std::lock_guard<std::mutex> lock(impl_->catalog_mu);
   if (impl_->catalog == nullptr) {
-    KVC_ASSIGN_OR_RETURN(impl_->catalog, Catalog::Open(options_.home + "/kv_cache.db"));
+    KVC_ASSIGN_OR_RETURN(impl_->catalog, Catalog::Open(options_.catalog_path));
   }
   return impl_->catalog.get();
 }

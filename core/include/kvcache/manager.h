@@ -34,6 +34,9 @@ struct ManagerOptions {
   std::string home;
   // Segment names are <shm_prefix><pool>. Empty: $CORTEX_SHM_PREFIX, else "cortex_kv_".
   std::string shm_prefix;
+  // The SQLite catalog file. Empty: <home>/kv_cache.db. (The original Python API takes
+  // the catalog's path, KVCacheManager(db_path); snapshots stay below home.)
+  std::string catalog_path;
 };
 
 // Resolves the defaults above from the environment.
