@@ -8,6 +8,7 @@
 #
 # Stages (each its own build directory beside build/, or under BUILD_DIR's parent):
 #   normal  build/       g++ (-Werror in CI), the whole suite
+#   clang   build-clang/ clang++ (-Werror, -Wthread-safety), the whole suite
 #   asan    build-asan/  clang, ASan+UBSan+LeakSanitizer, the whole suite
 #   tsan    build-tsan/  clang, ThreadSanitizer, the core and multi-process suites
 #   fuzz    build-fuzz/  clang, libFuzzer+ASan+UBSan: each fuzzer for FUZZ_SECONDS (30)
@@ -22,7 +23,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 
 # Stages that run by default. A stage joins this list once main passes it; until then
 # `--stage asan,tsan,fuzz` runs them.
-default_stages=(normal)
+default_stages=(normal clang)
 # Fuzzers run in CI; segment_fuzzer joins once segment validation survives it.
 ci_fuzzers=(parse_fuzzer snapshot_fuzzer control_fuzzer xattr_fuzzer)
 all_fuzzers=(parse_fuzzer snapshot_fuzzer control_fuzzer xattr_fuzzer segment_fuzzer)
@@ -88,6 +89,13 @@ sanitizer_env() {
 run_normal() {
   BUILD_DIR=$build "$root/scripts/build.sh" "${launcher[@]}"
   (cd "$build" && ctest --output-on-failure -j"$jobs" --timeout 300 "${ctest_args[@]}")
+}
+
+run_clang() {
+  local dir=$base/build-clang
+  configure_clang "$dir"
+  cmake --build "$dir" -j"$jobs"
+  (cd "$dir" && ctest --output-on-failure -j"$jobs" --timeout 300 "${ctest_args[@]}")
 }
 
 run_asan() {
