@@ -60,7 +60,7 @@ start_daemon() {
   "$daemon_bin" "$mnt" -f -o "home=$CORTEX_HOME" >>"$dir/log/daemon" 2>&1 &
   daemon=$!
   for _ in $(seq 500); do
-    grep -q " $mnt fuse.kvcachefs" /proc/self/mountinfo && stat -f "$mnt" >/dev/null 2>&1 && return 0
+    grep " $mnt " /proc/self/mountinfo | grep -q fuse.kvcachefs && stat -f "$mnt" >/dev/null 2>&1 && return 0
     sleep 0.02
   done
   echo "kvcachefs did not mount" >&2

@@ -31,6 +31,7 @@ struct Fixture {
   kvcache::Manager manager{kvcache::fuzz::Home().options()};
   kvcache::fs::KvcacheFs fs{manager, {}};
   Ino staged = 0;     // a file open for writing, not yet published
+  kvcache::fs::FileHandle* staged_handle = nullptr;  // kept open for the process's life
   Ino published = 0;  // an entry in the pool
 };
 
@@ -50,6 +51,7 @@ Fixture& TheFixture() {
     kvcache::fs::OpenResult open;
     Check(fx->fs.DoCreate(pool_ino, "7", O_WRONLY | O_CREAT, &e, &open) == 0, "create a file");
     fx->staged = e.ino;
+    fx->staged_handle = open.handle;
     Check(fx->fs.DoLookup(pool_ino, "9", &e) == 0, "look up the published entry");
     fx->published = e.ino;
     return fx;

@@ -207,8 +207,9 @@ int Reader(const std::string& pool, uint64_t writers, const char* mnt) {
       counters->gets++;
       if (Check(id, buf.data(), buf.size()) == 0) {
         counters->corrupt++;
-        std::fprintf(stderr, "corrupt read of %llu (%zu bytes)\n",
-                     static_cast<unsigned long long>(id), buf.size());
+        std::fprintf(stderr, "corrupt read of %llu (%zu bytes) through %s\n",
+                     static_cast<unsigned long long>(id), buf.size(),
+                     mnt != nullptr ? "the mount" : "the library");
       }
     }
   }
