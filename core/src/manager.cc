@@ -420,6 +420,12 @@ Status Manager::Remove(std::string_view pool, uint64_t seq) {
   return handle->Remove(seq);
 }
 
+Result<EntryInfo> Manager::UpdateEntry(std::string_view pool, uint64_t seq, uint64_t generation,
+                                       const EntryUpdate& update) {
+  KVC_ASSIGN_OR_RETURN(auto handle, Open(pool));
+  return handle->Update(seq, generation, update);
+}
+
 Result<uint64_t> Manager::Clear(std::string_view pool) {
   KVC_ASSIGN_OR_RETURN(auto handle, Open(pool));
   return handle->Clear();

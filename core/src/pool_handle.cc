@@ -514,6 +514,12 @@ Result<PoolStats> PoolHandle::Stats() {
   st.size = h.size;
   st.used = h.used;
   st.free = h.free;
+  for (uint32_t i = 0; i < h.slot_capacity; ++i) {
+    const seg::Slot& s = slots_[i];
+    if (s.pins > 0 && (s.state == seg::kLive || s.state == seg::kRetired)) {
+      st.pinned += s.extent_blocks * h.block_size;
+    }
+  }
   st.block_count = h.block_count;
   st.entry_count = h.entry_count;
   st.hits = h.hits;

@@ -85,6 +85,8 @@ class PoolHandle : public std::enable_shared_from_this<PoolHandle> {
   // See Manager::LongestPrefix.
   Result<PrefixMatch> LongestPrefix(std::span<const uint32_t> tokens);
   Status Remove(uint64_t seq);
+  // See Manager::UpdateEntry (pool_update.cc).
+  Result<EntryInfo> Update(uint64_t seq, uint64_t generation, const EntryUpdate& update);
   Result<uint64_t> Clear();
   // Ok when entries taking `extent_blocks` blocks each would all be placed, in this
   // order and without evicting any of them, once Clear() had run: pinned entries keep

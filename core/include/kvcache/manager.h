@@ -131,6 +131,15 @@ class Manager {
   // than one block are found by GetByPrefix only).
   Result<PrefixMatch> LongestPrefix(std::string_view pool, std::span<const uint32_t> tokens);
   Status Remove(std::string_view pool, uint64_t seq);
+  // Changes the attributes of entry `seq` in place, only while it is still
+  // `generation`: the payload is neither copied nor moved, the generation, creation
+  // time and access statistics stay. NotFound when the id has no entry of that
+  // generation (replaced or removed meanwhile); NoSpace when the new prefix tokens and
+  // metadata do not fit beside the payload (its extent cannot grow into free blocks
+  // right after it); InvalidArgument for a prefix or metadata over the put limits.
+  // A view pinned before the update may read the new prefix tokens.
+  Result<EntryInfo> UpdateEntry(std::string_view pool, uint64_t seq, uint64_t generation,
+                                const EntryUpdate& update);
   // Removes every entry (pinned ones are freed when released). Returns how many.
   Result<uint64_t> Clear(std::string_view pool);
   // Evicts max(1, floor(n * percent / 100)) of the n > 0 entries by policy.

@@ -66,6 +66,15 @@ inline constexpr size_t kMaxPutPrefixTokens = size_t{1} << 24;
 // the rule otherwise. (Whether the entry fits is the pool's to say.)
 Status ValidatePutOptions(const PutOptions& options);
 
+// A change to one entry's attributes, leaving its bytes where they are. Fields left
+// empty keep their value.
+struct EntryUpdate {
+  std::optional<uint64_t> token_count;
+  std::optional<int32_t> priority;
+  std::optional<std::vector<uint32_t>> prefix_tokens;  // empty vector: no prefix
+  std::optional<std::string> metadata;
+};
+
 // A snapshot of one entry's metadata (not its bytes).
 struct EntryInfo {
   uint64_t sequence_id = 0;
@@ -96,6 +105,7 @@ struct PoolStats {
   uint64_t size = 0;        // data region bytes
   uint64_t used = 0;
   uint64_t free = 0;
+  uint64_t pinned = 0;      // bytes of entries pinned by a reader: never evictable
   uint64_t block_count = 0;
   uint64_t entry_count = 0;
   uint64_t hits = 0;
