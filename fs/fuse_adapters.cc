@@ -168,16 +168,21 @@ void OpWrite(fuse_req_t req, fuse_ino_t /*ino*/, const char* buf, size_t size, o
 }
 
 void OpFlush(fuse_req_t req, fuse_ino_t /*ino*/, fuse_file_info* fi) {
-  fuse_reply_err(req, Fs(req).DoFlush(Handle(fi)));
+  fuse_reply_err(req, Fs(req).DoFlush(Handle(fi), fuse_req_ctx(req)->pid));
 }
 
 void OpRelease(fuse_req_t req, fuse_ino_t /*ino*/, fuse_file_info* fi) {
   fuse_reply_err(req, Fs(req).DoRelease(Handle(fi)));
 }
 
-void OpFsync(fuse_req_t req, fuse_ino_t /*ino*/, int /*datasync*/, fuse_file_info* /*fi*/) {
-  // Nothing is durable before close publishes it; pools live in memory.
-  fuse_reply_err(req, 0);
+void OpFsync(fuse_req_t req, fuse_ino_t /*ino*/, int /*datasync*/, fuse_file_info* fi) {
+  // Publishes a file being written; pools live in memory, so that is all there is.
+  fuse_reply_err(req, Fs(req).DoFsync(Handle(fi)));
+}
+
+void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t new_parent,
+              const char* new_name, unsigned int flags) {
+  fuse_reply_err(req, Fs(req).DoRename(parent, name, new_parent, new_name, flags));
 }
 
 void OpOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
@@ -244,7 +249,8 @@ void OpStatfs(fuse_req_t req, fuse_ino_t /*ino*/) {
 
 void OpSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value,
                 size_t size, int /*flags*/) {
-  fuse_reply_err(req, Fs(req).DoSetxattr(ino, name, std::string_view(value, size)));
+  fuse_reply_err(req, Fs(req).DoSetxattr(ino, name, std::string_view(value, size),
+                                         fuse_req_ctx(req)->pid));
 }
 
 // Replies with the size when the caller asks for it (size 0), else with the bytes.
@@ -279,7 +285,7 @@ void OpListxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
 }
 
 void OpRemovexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
-  fuse_reply_err(req, Fs(req).DoRemovexattr(ino, name));
+  fuse_reply_err(req, Fs(req).DoRemovexattr(ino, name, fuse_req_ctx(req)->pid));
 }
 
 fuse_lowlevel_ops MakeOperations() {
@@ -294,6 +300,7 @@ fuse_lowlevel_ops MakeOperations() {
   ops.mkdir = OpMkdir;
   ops.rmdir = OpRmdir;
   ops.unlink = OpUnlink;
+  ops.rename = OpRename;
   ops.open = OpOpen;
   ops.create = OpCreate;
   ops.read = OpRead;

@@ -33,7 +33,7 @@ Ino InodeTable::Acquire(const Node& node) {
 }
 
 Ino InodeTable::AcquireSeq(const std::string& pool, uint64_t seq, uint64_t generation,
-                           std::optional<Ino>* superseded) {
+                           std::optional<Ino>* superseded, const SeqAttrs& attrs) {
   std::lock_guard lock(mu_);
   auto bind = seq_binding_.find({pool, seq});
   if (bind != seq_binding_.end()) {
@@ -50,6 +50,7 @@ Ino InodeTable::AcquireSeq(const std::string& pool, uint64_t seq, uint64_t gener
   node.pool = pool;
   node.seq = seq;
   node.generation = generation;
+  node.attrs = attrs;
   nodes_[ino] = Entry{std::move(node), 1, 0};
   seq_binding_[{pool, seq}] = ino;
   return ino;
@@ -67,7 +68,7 @@ Ino InodeTable::CreatePending(const std::string& pool, uint64_t seq) {
   return ino;
 }
 
-void InodeTable::Published(Ino ino, uint64_t generation) {
+void InodeTable::Published(Ino ino, uint64_t generation, const SeqAttrs& attrs) {
   std::lock_guard lock(mu_);
   auto it = nodes_.find(ino);
   if (it == nodes_.end()) return;
@@ -75,6 +76,7 @@ void InodeTable::Published(Ino ino, uint64_t generation) {
   auto key = std::make_pair(node.pool, node.seq);
   if (node.generation == 0) {
     node.generation = generation;
+    node.attrs = attrs;
     seq_binding_[key] = ino;
     return;
   }
@@ -91,6 +93,58 @@ void InodeTable::Rebound(Ino ino, uint64_t generation) {
   }
   it->second.node.generation = generation;
   seq_binding_[{it->second.node.pool, it->second.node.seq}] = ino;
+}
+
+Ino InodeTable::CreateScratch(const std::string& pool, const std::string& name) {
+  std::lock_guard lock(mu_);
+  Ino ino = next_ino_++;
+  Node node;
+  node.kind = NodeKind::kScratchFile;
+  node.pool = pool;
+  node.name = name;
+  nodes_[ino] = Entry{std::move(node), 1, 0};
+  return ino;
+}
+
+bool InodeTable::Ref(Ino ino) {
+  std::lock_guard lock(mu_);
+  auto it = nodes_.find(ino);
+  if (it == nodes_.end()) return false;
+  it->second.nlookup++;
+  return true;
+}
+
+void InodeTable::RenameScratch(Ino ino, const std::string& name) {
+  std::lock_guard lock(mu_);
+  auto it = nodes_.find(ino);
+  if (it != nodes_.end() && it->second.node.kind == NodeKind::kScratchFile) {
+    it->second.node.name = name;
+  }
+}
+
+void InodeTable::Renamed(Ino ino, uint64_t seq, uint64_t generation, const SeqAttrs& attrs) {
+  std::lock_guard lock(mu_);
+  auto it = nodes_.find(ino);
+  if (it == nodes_.end()) return;
+  Node& node = it->second.node;
+  if (node.kind == NodeKind::kSeqFile) {
+    auto bind = seq_binding_.find({node.pool, node.seq});
+    if (bind != seq_binding_.end() && bind->second == ino) seq_binding_.erase(bind);
+  }
+  node.kind = NodeKind::kSeqFile;
+  node.name.clear();
+  node.seq = seq;
+  node.generation = generation;
+  node.attrs = attrs;
+  it->second.last_open_generation = 0;
+  seq_binding_[{node.pool, seq}] = ino;
+}
+
+std::optional<Ino> InodeTable::BoundSeq(const std::string& pool, uint64_t seq) const {
+  std::lock_guard lock(mu_);
+  auto it = seq_binding_.find({pool, seq});
+  if (it == seq_binding_.end()) return std::nullopt;
+  return it->second;
 }
 
 void InodeTable::Unbind(const std::string& pool, uint64_t seq) {
@@ -128,7 +182,7 @@ bool InodeTable::Forget(Ino ino, uint64_t n) {
   if (node.kind == NodeKind::kSeqFile) {
     auto bind = seq_binding_.find({node.pool, node.seq});
     if (bind != seq_binding_.end() && bind->second == ino) seq_binding_.erase(bind);
-  } else {
+  } else if (node.kind != NodeKind::kScratchFile) {
     by_key_.erase(KeyOf(node));
   }
   nodes_.erase(it);

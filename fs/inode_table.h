@@ -35,10 +35,19 @@ enum class NodeKind : uint8_t {
   kPrefixDir,    // <pool>/by-prefix/<hash>/
   kPrefixLink,   // <pool>/by-prefix/<hash>/<seq>
   kSeqFile,      // <pool>/<seq>
+  kScratchFile,  // <pool>/<name> being written that is not an entry (names.h)
 };
 
 // What a node is. For kSeqFile, `generation` is the entry generation the inode
 // stands for, 0 while the file is being created and has never been published.
+// What a sequence file's attributes were at its generation: served for an inode of an
+// outdated generation, whose open files still read that generation's bytes.
+struct SeqAttrs {
+  uint64_t size = 0;
+  double created = 0;
+  double last_accessed = 0;
+};
+
 struct Node {
   NodeKind kind = NodeKind::kRoot;
   RootFile root_file = RootFile::kStatus;
@@ -47,6 +56,8 @@ struct Node {
   std::string hash;
   uint64_t seq = 0;
   uint64_t generation = 0;
+  SeqAttrs attrs;    // kSeqFile: of `generation`
+  std::string name;  // kScratchFile
 };
 
 class InodeTable {
@@ -61,7 +72,7 @@ class InodeTable {
   // When the id was bound to an inode of another generation, that inode is returned
   // in *superseded (its cache should be dropped) and the id is bound to a new inode.
   Ino AcquireSeq(const std::string& pool, uint64_t seq, uint64_t generation,
-                 std::optional<Ino>* superseded);
+                 std::optional<Ino>* superseded, const SeqAttrs& attrs = {});
 
   // A new inode for a sequence file being created (generation 0), counting one lookup.
   // It is not bound to the id until it is published.
@@ -70,7 +81,19 @@ class InodeTable {
   // The bytes of a file written through the mount were published as `generation`.
   // An inode that was still pending (its page cache can only hold the new bytes)
   // becomes the id's inode; any other inode goes stale and the next lookup makes one.
-  void Published(Ino ino, uint64_t generation);
+  void Published(Ino ino, uint64_t generation, const SeqAttrs& attrs = {});
+
+  // A new inode for scratch file `name` of `pool`, counting one lookup.
+  Ino CreateScratch(const std::string& pool, const std::string& name);
+  // Counts one more lookup of a known inode; false when the kernel forgot it.
+  bool Ref(Ino ino);
+  // A scratch file renamed to another scratch name.
+  void RenameScratch(Ino ino, const std::string& name);
+  // `ino` (a scratch file, or the file of another id) now stands for entry `seq` at
+  // `generation`, and is the id's inode: a rename published it there.
+  void Renamed(Ino ino, uint64_t seq, uint64_t generation, const SeqAttrs& attrs);
+  // The inode bound to an id, if any.
+  std::optional<Ino> BoundSeq(const std::string& pool, uint64_t seq) const;
 
   // The entry of `ino` was republished with the same bytes (new attributes only):
   // the inode keeps serving it under the new generation.

@@ -39,6 +39,7 @@ mode_t PoolPerms(const Node& node, mode_t pool) {
     case NodeKind::kPrefixDir:
       return read | (read >> 2);
     case NodeKind::kSeqFile:
+    case NodeKind::kScratchFile:
       return pool & 0666;
     case NodeKind::kPoolFile:
       return IsControlFile(node.pool_file) ? read | (pool & 0200) : read;
@@ -212,6 +213,7 @@ int KvcacheFs::LookupInPool(const Caller& caller, const std::string& pool,
     FillEntry(ino, attr, entry, 0);
     return 0;
   }
+  if (ParseScratchName(name).kind != ScratchKind::kNone) return LookupScratch(pool, name, entry);
   SeqName seq = ParseSeqName(name);
   if (seq.error != 0) return seq.error;
   return LookupSeq(pool, seq.seq, caller.pid, entry);
@@ -230,7 +232,7 @@ int KvcacheFs::LookupSeq(const std::string& pool, uint64_t seq, pid_t caller_pid
     }
     if (!info.ok()) return ToErrno(info.status());
   }
-  Ino ino = inodes_.AcquireSeq(pool, seq, info->generation, nullptr);
+  Ino ino = inodes_.AcquireSeq(pool, seq, info->generation, nullptr, AttrsOf(*info));
   struct stat attr;
   SeqAttr(ino, *info, &attr);
   FillEntry(ino, attr, entry, 0);
@@ -274,22 +276,40 @@ int KvcacheFs::DoGetattr(Ino ino, const FileHandle* handle, struct stat* attr,
       FileAttr(ino, IsControlFile(node->pool_file) ? 0644 : 0444, 0, attr);
       return 0;
     case NodeKind::kSeqFile:
+    case NodeKind::kScratchFile:
       break;
   }
+  // An open file's attributes are its own version's, so the kernel's size for it never
+  // changes under its readers.
   if (handle != nullptr && handle->kind == FileHandle::Kind::kEntry) {
     SeqAttr(ino, handle->view.info(), attr);
     return 0;
   }
-  std::shared_ptr<WriteState> write =
-      handle != nullptr && handle->write ? handle->write : FindWrite(ino);
+  std::shared_ptr<WriteState> write;
+  if (handle != nullptr && handle->write) {
+    write = handle->write;
+  } else if (node->kind == NodeKind::kScratchFile || node->generation == 0) {
+    write = FindWrite(ino);
+    if (!write) return ESTALE;
+  }
   if (write) {
+    *timeout = 0;
     std::lock_guard lock(write->mu);
     FileAttr(ino, 0644, write->staging.size(), attr);
     return 0;
   }
   Result<EntryInfo> info = manager_.Stat(node->pool, node->seq);
-  if (!info.ok()) return ToErrno(info.status());
-  SeqAttr(ino, *info, attr);
+  if (info.ok() && info->generation == node->generation) {
+    SeqAttr(ino, *info, attr);
+    return 0;
+  }
+  if (!info.ok() && info.status().code() != Code::kNotFound) return ToErrno(info.status());
+  // Replaced or removed: this inode still stands for the version its open files read.
+  EntryInfo old;
+  old.size_bytes = node->attrs.size;
+  old.created = node->attrs.created;
+  old.last_accessed = node->attrs.last_accessed;
+  SeqAttr(ino, old, attr);
   return 0;
 }
 
@@ -299,13 +319,26 @@ int KvcacheFs::DoSetattr(Ino ino, const struct stat& attr, int to_set, FileHandl
   if (!node) return ESTALE;
   if (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) return EPERM;
   if (to_set & FUSE_SET_ATTR_SIZE) {
-    if (node->kind == NodeKind::kSeqFile) {
-      std::shared_ptr<WriteState> write =
-          handle != nullptr && handle->write ? handle->write : FindWrite(ino);
+    if (node->kind == NodeKind::kSeqFile || node->kind == NodeKind::kScratchFile) {
+      // Without a handle, only a file nobody else can see: the writer's own.
+      std::shared_ptr<WriteState> write;
+      if (handle != nullptr && handle->write) {
+        write = handle->write;
+      } else if (node->kind == NodeKind::kScratchFile || node->generation == 0) {
+        write = FindWrite(ino);
+      }
       // A published entry is write-once; only a file being written can be resized.
       if (!write) return EPERM;
       auto lock = write->LockToChange();
-      if (!write->staging.Resize(static_cast<uint64_t>(attr.st_size))) return ENOMEM;
+      uint64_t size = static_cast<uint64_t>(attr.st_size);
+      // Checked before any memory is touched: `truncate -s 1T` costs nothing.
+      if (attr.st_size < 0) return EINVAL;
+      if (write->scratch != ScratchKind::kTokens) {
+        if (int err = CheckRoom(*write, size); err != 0) return err;
+      } else if (size > write->limit) {
+        return EFBIG;
+      }
+      if (!write->staging.Resize(size)) return ENOMEM;
       write->dirty = true;
     } else if (!(node->kind == NodeKind::kPoolFile && IsControlFile(node->pool_file))) {
       return EACCES;

@@ -21,8 +21,10 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <span>
 #include <string>
@@ -57,7 +59,9 @@ struct FsOptions {
   double dir_timeout = 1.0;
 };
 
-// A sequence file being written: staged here, published whole at flush/release.
+// A file being written: its bytes are staged here and published whole as entry `seq`
+// by the writer: at the writer's close, fsync, the last close of its open file, or a
+// rename of a scratch file onto the id. Nobody else ever sees staged bytes.
 //
 // Publishing copies the staging into the pool, which takes as long as the entry is
 // big, so it runs without `mu` (a stat of the file must not wait for it). Meanwhile the
@@ -67,14 +71,19 @@ struct WriteState {
   std::mutex mu;
   std::condition_variable publish_done;  // signalled when `publishing` turns false
   bool publishing = false;               // guarded by mu
-  std::string pool;                // immutable
-  uint64_t seq = 0;                // immutable
-  Ino ino = 0;                     // immutable
-  StagingBuffer staging;           // guarded by mu
-  bool dirty = true;               // guarded by mu; staged bytes not yet published
-  uint64_t token_count = 0;        // guarded by mu
-  PutOptions options;              // guarded by mu
-  int handles = 0;                 // guarded by KvcacheFs::writes_mu_
+  std::string pool;          // immutable
+  ScratchKind scratch = ScratchKind::kNone;  // guarded by mu; kNone: an <id> file
+  uint64_t seq = 0;          // guarded by mu; the id published to (kNone, or renamed)
+  Ino ino = 0;               // immutable
+  pid_t owner = 0;           // immutable: thread group of the process that opened it
+  StagingBuffer staging;     // guarded by mu
+  bool dirty = true;         // guarded by mu; staged bytes not yet published
+  int error = 0;             // guarded by mu; a write refused for space: never published
+  uint64_t limit = 0;        // guarded by mu; the pool's size: larger is EFBIG
+  uint64_t room = 0;         // guarded by mu; pool minus pinned bytes when last looked
+  uint64_t token_count = 0;  // guarded by mu
+  PutOptions options;        // guarded by mu
+  int handles = 0;           // guarded by KvcacheFs::writes_mu_
 
   std::unique_lock<std::mutex> LockToChange() {
     std::unique_lock lock(mu);
@@ -142,6 +151,7 @@ class KvcacheFs {
   void DoReleasedir(DirHandle* handle);
 
   // ---- files (kvcachefs_files.cc) ----
+  // `caller.pid` (the requesting thread) tells the writer from other processes.
   int DoOpen(const Caller& caller, Ino ino, int flags, OpenResult* out);
   int DoCreate(const Caller& caller, Ino parent, std::string_view name, int flags,
                fuse_entry_param* entry, OpenResult* out);
@@ -150,14 +160,22 @@ class KvcacheFs {
   int DoRead(FileHandle* handle, size_t size, off_t offset, std::span<const std::byte>* out,
              std::vector<std::byte>* scratch);
   int DoWrite(FileHandle* handle, off_t offset, std::span<const std::byte> data);
-  int DoFlush(FileHandle* handle);
+  // A close: publishes when the closing process is the writer; an inherited descriptor
+  // closed by another process publishes nothing.
+  int DoFlush(FileHandle* handle, pid_t pid = 0);
+  // Publishes what the writer staged; returns the publish's error.
+  int DoFsync(FileHandle* handle);
   int DoRelease(FileHandle* handle);
+  // Renames within one pool: a scratch file onto an id publishes it; an entry onto
+  // another id moves it; a scratch file to another scratch name renames it.
+  int DoRename(Ino parent, std::string_view name, Ino new_parent, std::string_view new_name,
+               unsigned flags);
 
   // ---- extended attributes (kvcachefs_xattr.cc) ----
   int DoGetxattr(Ino ino, std::string_view name, std::string* value);
   int DoListxattr(Ino ino, std::string* names);  // NUL-separated
-  int DoSetxattr(Ino ino, std::string_view name, std::string_view value);
-  int DoRemovexattr(Ino ino, std::string_view name);
+  int DoSetxattr(Ino ino, std::string_view name, std::string_view value, pid_t pid = 0);
+  int DoRemovexattr(Ino ino, std::string_view name, pid_t pid = 0);
 
   // Runs now and then on poller(): pools destroyed by others drop out of the mount.
   void PollPools();
@@ -190,16 +208,40 @@ class KvcacheFs {
   int EntryFor(const DirEntry& d, fuse_entry_param* entry);
 
   // kvcachefs_files.cc
+  // The writer of a pending inode or scratch file `ino`.
   std::shared_ptr<WriteState> FindWrite(Ino ino);
-  std::shared_ptr<WriteState> OpenWrite(Ino ino, const std::string& pool, uint64_t seq,
-                                        const EntryInfo* replaced);
+  // The writer of id `seq` of `pool` owned by thread group `owner` (0: any owner).
+  std::shared_ptr<WriteState> FindWriter(const std::string& pool, uint64_t seq, pid_t owner);
+  // A new writer registered under writes_; limits read from the pool.
+  Result<std::shared_ptr<WriteState>> NewWrite(Ino ino, const std::string& pool, uint64_t seq,
+                                               ScratchKind scratch, pid_t owner);
+  void DropWrite(const std::shared_ptr<WriteState>& state);
+  // Checks that `end` bytes fit the pool; 0, EFBIG or ENOSPC. REQUIRES: state.mu held.
+  int CheckRoom(WriteState& state, uint64_t end);
   // Publishes the staged bytes if dirty. `lock` holds state.mu; it is released while
   // the bytes are put and held again on return.
   int Publish(WriteState& state, std::unique_lock<std::mutex>& lock);
+  // The tokens staged in scratch file "<seq>.tokens" of `pool`, if any.
+  std::optional<std::vector<uint32_t>> CompanionTokens(const std::string& pool, uint64_t seq);
+  void DropCompanion(const std::string& pool, uint64_t seq);
+  // At the close of a "<id>.tokens" file: attaches the tokens to <id> when it is
+  // published and nobody is writing it; else they wait for its publish.
+  int ApplyCompanion(const std::shared_ptr<WriteState>& state);
   int OpenSeq(const Caller& caller, Ino ino, const Node& node, int flags, OpenResult* out);
+  int OpenScratch(Ino ino, const std::shared_ptr<WriteState>& state, int flags,
+                  OpenResult* out);
+  int CreateScratch(const std::string& pool, std::string_view name, ScratchName scratch,
+                    int flags, fuse_entry_param* entry, OpenResult* out, pid_t pid);
+  int LookupScratch(const std::string& pool, std::string_view name, fuse_entry_param* entry);
+  int UnlinkScratch(const std::string& pool, std::string_view name);
+  int RenameToSeq(const std::string& pool, std::string_view name, uint64_t target,
+                  unsigned flags);
+  int MoveSeq(const std::string& pool, uint64_t from, uint64_t to, unsigned flags);
 
   // kvcachefs_xattr.cc
-  int Republish(Ino ino, const Node& node, std::string_view name, std::string_view value);
+  int UpdateInPlace(Ino ino, const Node& node, std::string_view name, std::string_view value);
+  int RepublishWithCopy(Ino ino, const Node& node, std::string_view name,
+                        std::string_view value);
 
   Manager& manager_;
   const FsOptions options_;
@@ -211,7 +253,12 @@ class KvcacheFs {
   PeriodicTask poller_;
 
   std::mutex writes_mu_;
-  std::unordered_map<Ino, std::shared_ptr<WriteState>> writes_;  // guarded by writes_mu_
+  // Every writer: of pending inodes, of published ids replaced in place, of scratch
+  // files (which outlive their handles until renamed or unlinked).
+  std::unordered_multimap<Ino, std::shared_ptr<WriteState>> writes_;  // guarded by writes_mu_
+  // Scratch files by (pool, name).
+  std::map<std::pair<std::string, std::string>, std::shared_ptr<WriteState>>
+      scratch_;  // guarded by writes_mu_
 
   std::mutex pools_mu_;
   std::set<std::string> known_pools_;  // guarded by pools_mu_

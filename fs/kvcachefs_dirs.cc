@@ -61,6 +61,7 @@ int KvcacheFs::DoUnlink(Ino parent, std::string_view name) {
   if (dir->kind != NodeKind::kPoolDir) return EPERM;
   if (name == kByPrefixName) return EISDIR;
   if (ParsePoolFile(name)) return EPERM;
+  if (ParseScratchName(name).kind != ScratchKind::kNone) return UnlinkScratch(dir->pool, name);
   SeqName seq = ParseSeqName(name);
   if (seq.error != 0) return seq.error;
   if (Status s = manager_.Remove(dir->pool, seq.seq); !s.ok()) return ToErrno(s);
@@ -189,7 +190,7 @@ int KvcacheFs::EntryFor(const DirEntry& d, fuse_entry_param* entry) {
   const Node& n = d.node;
   switch (n.kind) {
     case NodeKind::kSeqFile: {
-      Ino ino = inodes_.AcquireSeq(n.pool, n.seq, n.generation, nullptr);
+      Ino ino = inodes_.AcquireSeq(n.pool, n.seq, n.generation, nullptr, AttrsOf(d.info));
       SeqAttr(ino, d.info, &attr);
       FillEntry(ino, attr, entry, 0);
       return 0;

@@ -1,11 +1,22 @@
 // Opening, reading, writing and publishing files of the mounted tree.
+//
+// A file written through the mount is staged in the daemon (WriteState) and published
+// whole, only by its writer: the process that opened it for writing closing it, fsync,
+// the last close of its open file, or a rename onto an id. Other opens never see the
+// staged bytes: a new id's file being written is not there for them (ENOENT), and a
+// replaced id serves its published version until the replacement is published. Space is
+// checked at every write, so a save that cannot fit fails at the write() that crosses
+// the limit instead of at a close nobody looks at.
 #include <fcntl.h>
 
 #include <cerrno>
 #include <cstring>
+#include <fstream>
+#include <string>
 
 #include "errno_map.h"
 #include "kvcachefs.h"
+#include "kvcachefs_internal.h"
 
 namespace kvcache::fs {
 namespace {
@@ -24,101 +35,144 @@ std::span<const std::byte> AsBytes(std::string_view s) {
 
 }  // namespace
 
+pid_t ThreadGroupOf(pid_t tid) {
+  if (tid <= 0) return tid;
+  std::ifstream in("/proc/" + std::to_string(tid) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("Tgid:", 0) == 0) return static_cast<pid_t>(std::stol(line.substr(5)));
+  }
+  return tid;
+}
+
+// ---------------------------------------------------------------- writers
+
 std::shared_ptr<WriteState> KvcacheFs::FindWrite(Ino ino) {
   std::lock_guard lock(writes_mu_);
   auto it = writes_.find(ino);
   return it == writes_.end() ? nullptr : it->second;
 }
 
-std::shared_ptr<WriteState> KvcacheFs::OpenWrite(Ino ino, const std::string& pool, uint64_t seq,
-                                                 const EntryInfo* replaced) {
-  // Attributes of the entry being replaced carry over, as xattrs do across O_TRUNC.
-  PutOptions carried;
-  uint64_t tokens = 0;
-  if (replaced != nullptr) {
-    tokens = replaced->token_count;
-    carried.priority = replaced->priority;
-    carried.metadata = replaced->metadata;
-    if (replaced->prefix_length > 0) {
-      Result<EntryView> view = manager_.Pin(pool, seq);
-      if (view.ok()) carried.prefix_tokens = view->prefix_tokens();
+std::shared_ptr<WriteState> KvcacheFs::FindWriter(const std::string& pool, uint64_t seq,
+                                                  pid_t owner) {
+  // Lock order: a state's mu, then writes_mu_; never the other way.
+  std::vector<std::shared_ptr<WriteState>> candidates;
+  {
+    std::lock_guard lock(writes_mu_);
+    for (auto& [ino, state] : writes_) {
+      if (state->pool == pool && (owner == 0 || state->owner == owner)) {
+        candidates.push_back(state);
+      }
     }
   }
-  std::lock_guard lock(writes_mu_);
-  std::shared_ptr<WriteState>& state = writes_[ino];
-  if (!state) {
-    state = std::make_shared<WriteState>();
-    state->pool = pool;
-    state->seq = seq;
-    state->ino = ino;
-    state->token_count = tokens;
-    state->options = std::move(carried);
+  for (std::shared_ptr<WriteState>& state : candidates) {
+    std::lock_guard state_lock(state->mu);
+    if (state->scratch == ScratchKind::kNone && state->seq == seq) return state;
   }
-  state->handles++;
+  return nullptr;
+}
+
+Result<std::shared_ptr<WriteState>> KvcacheFs::NewWrite(Ino ino, const std::string& pool,
+                                                        uint64_t seq, ScratchKind scratch,
+                                                        pid_t owner) {
+  KVC_ASSIGN_OR_RETURN(PoolStats stats, manager_.Stats(pool));
+  auto state = std::make_shared<WriteState>();
+  state->pool = pool;
+  state->seq = seq;
+  state->scratch = scratch;
+  state->ino = ino;
+  state->owner = owner;
+  state->limit = stats.size;
+  state->room = stats.size > stats.pinned ? stats.size - stats.pinned : 0;
+  std::lock_guard lock(writes_mu_);
+  state->handles = 1;
+  writes_.emplace(ino, state);
   return state;
+}
+
+void KvcacheFs::DropWrite(const std::shared_ptr<WriteState>& state) {
+  std::lock_guard lock(writes_mu_);
+  auto [begin, end] = writes_.equal_range(state->ino);
+  for (auto it = begin; it != end; ++it) {
+    if (it->second == state) {
+      writes_.erase(it);
+      return;
+    }
+  }
+}
+
+int KvcacheFs::CheckRoom(WriteState& state, uint64_t end) {
+  if (end > state.limit) return EFBIG;
+  if (end > state.room) {
+    // Pins come and go: look again before refusing.
+    Result<PoolStats> stats = manager_.Stats(state.pool);
+    if (!stats.ok()) return ToErrno(stats.status());
+    state.room = stats->size > stats->pinned ? stats->size - stats->pinned : 0;
+    if (end > state.room) return ENOSPC;
+  }
+  return 0;
 }
 
 int KvcacheFs::Publish(WriteState& state, std::unique_lock<std::mutex>& lock) {
   // Another handle of the same file may be publishing it: its result counts for us.
   state.publish_done.wait(lock, [&] { return !state.publishing; });
+  if (state.error != 0) return state.error;
   if (!state.dirty) return 0;
-  state.dirty = false;
   state.publishing = true;
+  std::string pool = state.pool;
+  uint64_t seq = state.seq;
   std::span<const std::byte> bytes = state.staging.bytes();
   uint64_t token_count = state.token_count;
   PutOptions options = state.options;
   lock.unlock();
-  manager_.ForgetIfReplaced(state.pool);  // never publish into an unlinked segment
-  Status s = manager_.Put(state.pool, state.seq, bytes, token_count, options);
+  std::optional<std::vector<uint32_t>> companion = CompanionTokens(pool, seq);
+  if (companion) options.prefix_tokens = std::move(*companion);
+  manager_.ForgetIfReplaced(pool);  // never publish into an unlinked segment
+  Status s = manager_.Put(pool, seq, bytes, token_count, options);
   if (s.ok()) {
-    Result<EntryInfo> info = manager_.Stat(state.pool, state.seq);
-    if (info.ok()) {
+    if (companion) DropCompanion(pool, seq);
+    std::optional<Node> node = inodes_.Get(state.ino);
+    Result<EntryInfo> info = manager_.Stat(pool, seq);
+    if (!info.ok()) {
+      inodes_.Unbind(pool, seq);
+    } else if (node && node->kind == NodeKind::kSeqFile && node->generation != 0) {
+      // Replaced in place: the inode keeps standing for the version its readers
+      // opened; the next lookup of the id (names are never cached) makes one for the
+      // new bytes.
       inodes_.Published(state.ino, info->generation);
-    } else {
-      inodes_.Unbind(state.pool, state.seq);
+    } else if (node && node->kind == NodeKind::kSeqFile) {
+      inodes_.Published(state.ino, info->generation, AttrsOf(*info));
     }
   }
   lock.lock();
+  if (s.ok()) state.dirty = false;
   state.publishing = false;
   state.publish_done.notify_all();
   return ToErrno(s);
 }
 
+// ---------------------------------------------------------------- opening
+
 int KvcacheFs::OpenSeq(const Caller& caller, Ino ino, const Node& node, int flags,
                        OpenResult* out) {
   auto handle = std::make_unique<FileHandle>();
   handle->ino = ino;
+  if (node.generation == 0) {
+    // Being created by its writer: nobody else sees it. ESTALE makes the kernel look
+    // the name up again, which finds the published version or nothing.
+    return ESTALE;
+  }
   if (Writing(flags)) {
-    std::shared_ptr<WriteState> write = FindWrite(ino);
-    if (write) {
-      write = OpenWrite(ino, node.pool, node.seq, nullptr);
-      if (flags & O_TRUNC) {
-        auto lock = write->LockToChange();
-        if (!write->staging.Resize(0)) return ENOMEM;
-        write->dirty = true;
-      }
-    } else {
-      // Published bytes are write-once: only a whole replacement may be staged.
-      if (!(flags & O_TRUNC)) return EPERM;
-      Result<EntryInfo> info = manager_.Stat(node.pool, node.seq);
-      if (!info.ok() && info.status().code() != Code::kNotFound) return ToErrno(info.status());
-      write = OpenWrite(ino, node.pool, node.seq, info.ok() ? &*info : nullptr);
-    }
+    // Published bytes are write-once: only a whole replacement may be staged.
+    if (!(flags & O_TRUNC)) return EPERM;
+    Result<std::shared_ptr<WriteState>> write =
+        NewWrite(ino, node.pool, node.seq, ScratchKind::kNone, ThreadGroupOf(caller.pid));
+    if (!write.ok()) return ToErrno(write.status());
     handle->kind = FileHandle::Kind::kWrite;
-    handle->write = std::move(write);
+    handle->write = std::move(write).value();
     out->direct_io = true;
     out->handle = handle.release();
     return 0;
-  }
-  if (node.generation == 0) {
-    // Not published yet: only the writer's own file, read back from the staging.
-    if (FindWrite(ino)) {
-      handle->kind = FileHandle::Kind::kWrite;
-      handle->write = OpenWrite(ino, node.pool, node.seq, nullptr);
-      out->direct_io = true;
-      out->handle = handle.release();
-      return 0;
-    }
   }
   Result<EntryInfo> info = manager_.Stat(node.pool, node.seq);
   if (!info.ok()) {
@@ -173,6 +227,11 @@ int KvcacheFs::DoOpen(const Caller& caller, Ino ino, int flags, OpenResult* out)
   switch (node->kind) {
     case NodeKind::kSeqFile:
       return OpenSeq(caller, ino, *node, flags, out);
+    case NodeKind::kScratchFile: {
+      std::shared_ptr<WriteState> state = FindWrite(ino);
+      if (!state) return ESTALE;
+      return OpenScratch(ino, state, flags, out);
+    }
     case NodeKind::kRootFile: {
       if (Writing(flags)) return EACCES;
       Result<std::string> text = RenderRootFile(manager_, node->root_file);
@@ -213,9 +272,13 @@ int KvcacheFs::DoCreate(const Caller& caller, Ino parent, std::string_view name,
   if (name.size() > kMaxNameLength) return ENAMETOOLONG;
   if (dir->kind != NodeKind::kPoolDir) return dir->kind == NodeKind::kRoot ? EPERM : EACCES;
   if (name == kByPrefixName || ParsePoolFile(name)) return EEXIST;
+  const std::string& pool = dir->pool;
+  if (ScratchName scratch = ParseScratchName(name); scratch.kind != ScratchKind::kNone) {
+    if (int err = PoolExists(pool); err != 0) return err;
+    return CreateScratch(pool, name, scratch, flags, entry, out, caller.pid);
+  }
   SeqName seq = ParseSeqName(name);
   if (seq.error != 0) return seq.error;
-  const std::string& pool = dir->pool;
   if (int err = PoolExists(pool); err != 0) return err;
 
   Result<EntryInfo> info = manager_.Stat(pool, seq.seq);
@@ -231,11 +294,19 @@ int KvcacheFs::DoCreate(const Caller& caller, Ino parent, std::string_view name,
       return err;
     }
   }
+  // A new inode, bound to the id only when published: until then the id's published
+  // version (if any) is what everyone else finds.
   Ino ino = inodes_.CreatePending(pool, seq.seq);
+  Result<std::shared_ptr<WriteState>> write =
+      NewWrite(ino, pool, seq.seq, ScratchKind::kNone, ThreadGroupOf(caller.pid));
+  if (!write.ok()) {
+    inodes_.Unref(ino);
+    return ToErrno(write.status());
+  }
   auto handle = std::make_unique<FileHandle>();
   handle->ino = ino;
   handle->kind = FileHandle::Kind::kWrite;
-  handle->write = OpenWrite(ino, pool, seq.seq, info.ok() ? &*info : nullptr);
+  handle->write = std::move(write).value();
   struct stat attr;
   FileAttr(ino, 0644, 0, &attr);
   FillEntry(ino, attr, entry, 0);
@@ -243,6 +314,8 @@ int KvcacheFs::DoCreate(const Caller& caller, Ino parent, std::string_view name,
   out->handle = handle.release();
   return 0;
 }
+
+// ---------------------------------------------------------------- reading and writing
 
 int KvcacheFs::DoRead(FileHandle* handle, size_t size, off_t offset,
                       std::span<const std::byte>* out, std::vector<std::byte>* scratch) {
@@ -280,9 +353,21 @@ int KvcacheFs::DoWrite(FileHandle* handle, off_t offset, std::span<const std::by
                            handle->trusted);
     case FileHandle::Kind::kWrite: {
       if (offset < 0) return EINVAL;
-      auto lock = handle->write->LockToChange();
-      if (!handle->write->staging.WriteAt(static_cast<uint64_t>(offset), data)) return ENOMEM;
-      handle->write->dirty = true;
+      WriteState& write = *handle->write;
+      auto lock = write.LockToChange();
+      if (write.error != 0) return write.error;
+      uint64_t end = static_cast<uint64_t>(offset) + data.size();
+      if (write.scratch != ScratchKind::kTokens) {
+        if (int err = CheckRoom(write, end); err != 0) {
+          // What was written cannot become the entry: the file is never published.
+          write.error = err;
+          return err;
+        }
+      } else if (end > write.limit) {
+        return EFBIG;
+      }
+      if (!write.staging.WriteAt(static_cast<uint64_t>(offset), data)) return ENOMEM;
+      write.dirty = true;
       return 0;
     }
     default:
@@ -290,24 +375,51 @@ int KvcacheFs::DoWrite(FileHandle* handle, off_t offset, std::span<const std::by
   }
 }
 
-int KvcacheFs::DoFlush(FileHandle* handle) {
+int KvcacheFs::DoFlush(FileHandle* handle, pid_t pid) {
   if (handle->kind != FileHandle::Kind::kWrite) return 0;
-  // Publishing at flush (close), not at release, which the kernel sends after
+  WriteState& write = *handle->write;
+  ScratchKind scratch;
+  {
+    std::lock_guard lock(write.mu);
+    scratch = write.scratch;
+  }
+  if (scratch == ScratchKind::kTokens) return ApplyCompanion(handle->write);
+  // A close by a process that inherited the descriptor: the writer is not done.
+  if (pid != 0 && ThreadGroupOf(pid) != write.owner) return 0;
+  std::unique_lock lock(write.mu);
+  if (write.scratch != ScratchKind::kNone) return write.error;
+  // Published at the writer's close, not at release, which the kernel sends after
   // close() has returned: a reader right after close must find the entry.
-  std::unique_lock lock(handle->write->mu);
-  return Publish(*handle->write, lock);
+  return Publish(write, lock);
+}
+
+int KvcacheFs::DoFsync(FileHandle* handle) {
+  if (handle->kind != FileHandle::Kind::kWrite) return 0;
+  WriteState& write = *handle->write;
+  std::unique_lock lock(write.mu);
+  if (write.scratch != ScratchKind::kNone) return write.error;
+  return Publish(write, lock);
 }
 
 int KvcacheFs::DoRelease(FileHandle* handle) {
   int err = 0;
   if (handle->kind == FileHandle::Kind::kWrite) {
     std::shared_ptr<WriteState> write = handle->write;
+    bool scratch;
     {
       std::unique_lock lock(write->mu);
-      err = Publish(*write, lock);
+      scratch = write->scratch != ScratchKind::kNone;
+      // The last close of the writer's open file: whatever is still staged goes out
+      // (an inheriting process wrote last, or the writer never closed it itself).
+      if (!scratch) err = Publish(*write, lock);
     }
-    std::lock_guard lock(writes_mu_);
-    if (--write->handles == 0) writes_.erase(write->ino);
+    bool drop;
+    {
+      std::lock_guard lock(writes_mu_);
+      drop = --write->handles == 0 && !scratch;
+    }
+    // Scratch files stay until renamed or unlinked.
+    if (drop) DropWrite(write);
   }
   if (handle->quota_held) pin_quota_.Release(handle->pool, handle->quota_uid);
   delete handle;

@@ -44,6 +44,13 @@ inline Node PoolNode(NodeKind kind, const std::string& pool) {
   return n;
 }
 
+inline SeqAttrs AttrsOf(const EntryInfo& info) {
+  return {info.size_bytes, info.created, info.last_accessed};
+}
+
+// The thread group (process) of thread `tid`, from /proc; `tid` itself when unknown.
+pid_t ThreadGroupOf(pid_t tid);
+
 struct KvcacheFs::DirEntry {
   std::string name;
   Node node;

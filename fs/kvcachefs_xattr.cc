@@ -13,6 +13,7 @@
 #include "kvcache/number.h"
 #include "kvcache/prefix.h"
 #include "kvcachefs.h"
+#include "kvcachefs_internal.h"
 
 namespace kvcache::fs {
 namespace {
@@ -95,7 +96,7 @@ int KvcacheFs::DoListxattr(Ino ino, std::string* names) {
   std::optional<Node> node = inodes_.Get(ino);
   if (!node) return ESTALE;
   names->clear();
-  if (node->kind != NodeKind::kSeqFile) return 0;
+  if (node->kind != NodeKind::kSeqFile && node->kind != NodeKind::kScratchFile) return 0;
   for (std::string_view n : kNames) {
     names->append(kPrefix);
     names->append(n);
@@ -108,10 +109,13 @@ int KvcacheFs::DoGetxattr(Ino ino, std::string_view name, std::string* value) {
   std::optional<Node> node = inodes_.Get(ino);
   if (!node) return ESTALE;
   std::string_view n = ShortName(name);
-  if (node->kind != NodeKind::kSeqFile || n.empty()) return ENODATA;
+  bool file = node->kind == NodeKind::kSeqFile || node->kind == NodeKind::kScratchFile;
+  if (!file || n.empty()) return ENODATA;
 
-  if (std::shared_ptr<WriteState> write = FindWrite(ino); write && node->generation == 0) {
+  if (node->kind == NodeKind::kScratchFile || node->generation == 0) {
     // Not published yet: the staged attributes.
+    std::shared_ptr<WriteState> write = FindWrite(ino);
+    if (!write) return ESTALE;
     std::lock_guard lock(write->mu);
     if (n == "token_count") *value = std::to_string(write->token_count);
     else if (n == "priority") *value = std::to_string(write->options.priority);
@@ -147,15 +151,23 @@ int KvcacheFs::DoGetxattr(Ino ino, std::string_view name, std::string* value) {
   return 0;
 }
 
-int KvcacheFs::DoSetxattr(Ino ino, std::string_view name, std::string_view value) {
+int KvcacheFs::DoSetxattr(Ino ino, std::string_view name, std::string_view value, pid_t pid) {
   std::optional<Node> node = inodes_.Get(ino);
   if (!node) return ESTALE;
-  if (node->kind != NodeKind::kSeqFile) return ENOTSUP;
+  if (node->kind != NodeKind::kSeqFile && node->kind != NodeKind::kScratchFile) return ENOTSUP;
   std::string_view n = ShortName(name);
   if (n.empty()) return ENOTSUP;
   if (!IsSettable(n)) return EPERM;
-  if (std::shared_ptr<WriteState> write = FindWrite(ino)) {
-    // Being written: the attributes go out with the bytes at close.
+  std::shared_ptr<WriteState> write;
+  if (node->kind == NodeKind::kScratchFile || node->generation == 0) {
+    write = FindWrite(ino);
+    if (!write) return ESTALE;
+  } else if (pid != 0) {
+    // The writer replacing this id sets the attributes of its own version.
+    write = FindWriter(node->pool, node->seq, ThreadGroupOf(pid));
+  }
+  if (write) {
+    // Being written: the attributes go out with the bytes when published.
     auto lock = write->LockToChange();
     uint64_t tokens = write->token_count;
     PutOptions options = write->options;
@@ -165,42 +177,67 @@ int KvcacheFs::DoSetxattr(Ino ino, std::string_view name, std::string_view value
     write->dirty = true;
     return 0;
   }
-  return Republish(ino, *node, n, value);
+  return UpdateInPlace(ino, *node, n, value);
 }
 
-int KvcacheFs::DoRemovexattr(Ino ino, std::string_view name) {
+int KvcacheFs::DoRemovexattr(Ino ino, std::string_view name, pid_t pid) {
   std::string_view n = ShortName(name);
-  if (n == "token_count" || n == "priority") return DoSetxattr(ino, name, "0");
-  return DoSetxattr(ino, name, "");
+  if (n == "token_count" || n == "priority") return DoSetxattr(ino, name, "0", pid);
+  return DoSetxattr(ino, name, "", pid);
 }
 
-int KvcacheFs::Republish(Ino ino, const Node& node, std::string_view name,
-                         std::string_view value) {
-  // A published entry changes only as a whole: pin the bytes, put them again with the
-  // new attributes and the old statistics, in place of the old entry.
-  Result<EntryInfo> before = manager_.Stat(node.pool, node.seq);
-  if (!before.ok()) return ToErrno(before.status());
+int KvcacheFs::UpdateInPlace(Ino ino, const Node& node, std::string_view name,
+                             std::string_view value) {
+  // Parsed against empty attributes: only the one being set is sent.
+  uint64_t tokens = 0;
+  PutOptions parsed;
+  if (int err = Apply(name, value, &tokens, &parsed); err != 0) return err;
+  EntryUpdate update;
+  if (name == "token_count") update.token_count = tokens;
+  if (name == "priority") update.priority = parsed.priority;
+  if (name == "prefix_tokens") update.prefix_tokens = std::move(parsed.prefix_tokens);
+  if (name == "metadata") update.metadata = std::move(parsed.metadata);
+  // Only the version this inode stands for: a newer put is never reverted.
+  Result<EntryInfo> updated =
+      manager_.UpdateEntry(node.pool, node.seq, node.generation, update);
+  if (updated.ok()) return 0;
+  if (updated.status().code() == Code::kNotFound) return ESTALE;
+  if (updated.status().code() != Code::kNoSpace) return ToErrno(updated.status());
+  // No free blocks right after the payload for the new tail.
+  return RepublishWithCopy(ino, node, name, value);
+}
+
+int KvcacheFs::RepublishWithCopy(Ino ino, const Node& node, std::string_view name,
+                                 std::string_view value) {
+  // Pin the bytes, put them again with the new attributes and the old statistics, in
+  // place of the old entry, if it is still the version this inode stands for.
   Result<EntryView> view = manager_.Pin(node.pool, node.seq);
-  if (!view.ok()) return ToErrno(view.status());
+  if (!view.ok()) return view.status().code() == Code::kNotFound ? ESTALE
+                                                                   : ToErrno(view.status());
   const EntryInfo& info = view->info();
+  if (info.generation != node.generation) return ESTALE;
   uint64_t tokens = info.token_count;
   PutOptions options;
   options.prefix_tokens = view->prefix_tokens();
   options.priority = info.priority;
   options.metadata = info.metadata;
   if (int err = Apply(name, value, &tokens, &options); err != 0) return err;
-  EntryStats stats{info.created, before->last_accessed, before->access_count};
+  EntryStats stats{info.created, info.last_accessed, info.access_count};
   std::span<const std::byte> bytes = view->data();
   Result<PutReservation> reservation =
       manager_.Reserve(node.pool, node.seq, bytes.size(), tokens, options, stats);
   if (!reservation.ok()) return ToErrno(reservation.status());
   if (!bytes.empty()) std::memcpy(reservation->data().data(), bytes.data(), bytes.size());
+  Result<EntryInfo> current = manager_.Stat(node.pool, node.seq);
+  if (!current.ok() || current->generation != node.generation) {
+    reservation->Abort().IgnoreError();  // ESTALE is the answer either way
+    return ESTALE;
+  }
   if (Status s = reservation->Commit(); !s.ok()) return ToErrno(s);
-  uint64_t old_generation = info.generation;
   if (Status s = view->Release(); !s.ok()) return ToErrno(s);
   Result<EntryInfo> after = manager_.Stat(node.pool, node.seq);
   // Same bytes: this inode's cached pages stay right under the new generation.
-  if (after.ok() && node.generation == old_generation) inodes_.Rebound(ino, after->generation);
+  if (after.ok()) inodes_.Rebound(ino, after->generation);
   return 0;
 }
 

@@ -55,6 +55,21 @@ SeqName ParseSeqName(std::string_view name) {
   return {*value, 0};
 }
 
+ScratchName ParseScratchName(std::string_view name) {
+  if (name.empty() || name.size() > kMaxNameLength || name == "." || name == "..") return {};
+  if (name.find('/') != std::string_view::npos) return {};
+  if (name.size() > kTokensSuffix.size() &&
+      name.substr(name.size() - kTokensSuffix.size()) == kTokensSuffix) {
+    SeqName seq = ParseSeqName(name.substr(0, name.size() - kTokensSuffix.size()));
+    if (seq.error == 0) return {ScratchKind::kTokens, seq.seq};
+  }
+  constexpr std::string_view kTmp = ".tmp";
+  if (name[0] == '.' || (name.size() > kTmp.size() && name.substr(name.size() - kTmp.size()) == kTmp)) {
+    return {ScratchKind::kTemp, 0};
+  }
+  return {};
+}
+
 int CheckPoolDirName(std::string_view name) {
   if (name.size() > kMaxNameLength) return ENAMETOOLONG;
   if (ParseRootFile(name)) return EINVAL;

@@ -45,6 +45,19 @@ struct SeqName {
 };
 SeqName ParseSeqName(std::string_view name);
 
+// A file in a pool directory that is not an entry: written by one engine, never listed,
+// published only by a rename onto an id (kTemp) or consumed by the publish of <id>
+// (kTokens: little-endian u32 prefix tokens of entry <id>).
+//   kTemp:   a hidden name (".x", not "." or "..") or one ending in ".tmp"
+//   kTokens: "<id>.tokens"
+enum class ScratchKind : uint8_t { kNone, kTemp, kTokens };
+struct ScratchName {
+  ScratchKind kind = ScratchKind::kNone;
+  uint64_t seq = 0;  // kTokens: the entry the tokens are for
+};
+ScratchName ParseScratchName(std::string_view name);
+inline constexpr std::string_view kTokensSuffix = ".tokens";
+
 // A name for a new pool directory: 0, or ENAMETOOLONG / EINVAL (bad characters,
 // too long for a pool, or one of the fixed top-level names).
 int CheckPoolDirName(std::string_view name);
