@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <sstream>
 #include <string>
 
 #include "errno_map.h"
@@ -43,6 +44,24 @@ pid_t ThreadGroupOf(pid_t tid) {
     if (line.rfind("Tgid:", 0) == 0) return static_cast<pid_t>(std::stol(line.substr(5)));
   }
   return tid;
+}
+
+bool DyingBySignal(pid_t tid) {
+  if (tid <= 0) return false;
+  std::ifstream in("/proc/" + std::to_string(tid) + "/stat");
+  std::string line;
+  if (!std::getline(in, line)) return false;
+  size_t paren = line.rfind(')');
+  if (paren == std::string::npos) return false;
+  // Fields after the command: state is field 3, flags 9, exit_code 52 (proc(5)).
+  std::istringstream fields(line.substr(paren + 1));
+  std::vector<std::string> f;
+  for (std::string field; fields >> field;) f.push_back(field);
+  if (f.size() < 50) return false;
+  constexpr unsigned long kExiting = 0x4;  // PF_EXITING
+  unsigned long flags = std::stoul(f[9 - 3]);
+  long exit_code = std::stol(f[52 - 3]);
+  return (flags & kExiting) != 0 && (exit_code & 0x7f) != 0;
 }
 
 // ---------------------------------------------------------------- writers
@@ -388,6 +407,12 @@ int KvcacheFs::DoFlush(FileHandle* handle, pid_t pid) {
   if (pid != 0 && ThreadGroupOf(pid) != write.owner) return 0;
   std::unique_lock lock(write.mu);
   if (write.scratch != ScratchKind::kNone) return write.error;
+  // The writer killed mid-save (its descriptors closed by its death): what it staged
+  // is partial and is never published.
+  if (DyingBySignal(pid)) {
+    write.error = EIO;
+    return EIO;
+  }
   // Published at the writer's close, not at release, which the kernel sends after
   // close() has returned: a reader right after close must find the entry.
   return Publish(write, lock);

@@ -50,6 +50,9 @@ inline SeqAttrs AttrsOf(const EntryInfo& info) {
 
 // The thread group (process) of thread `tid`, from /proc; `tid` itself when unknown.
 pid_t ThreadGroupOf(pid_t tid);
+// True when thread `tid` is exiting because a signal killed it (its descriptors are
+// being closed by its death, not by the program).
+bool DyingBySignal(pid_t tid);
 
 struct KvcacheFs::DirEntry {
   std::string name;

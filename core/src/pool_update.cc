@@ -97,7 +97,7 @@ Result<EntryInfo> PoolHandle::Update(uint64_t seq, uint64_t generation,
     bitmap_->Mark(next, extra);
     header_->used += extra * bs;
     header_->free -= extra * bs;
-    s.extent_blocks = blocks;
+    seg::StoreRelaxed(s.extent_blocks, blocks);  // lock-free gets read it
   }
 
   if (update.prefix_tokens) {

@@ -3,6 +3,7 @@
 // to one version, long prefixes from a companion file, fsync. Readers and inheriting
 // children are real separate processes.
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
@@ -177,6 +178,36 @@ TEST_F(WritePathTest, ForkedChildClosingAnInheritedDescriptorPublishesNothing) {
             static_cast<ssize_t>(data.size() - 5000));
   ASSERT_EQ(close(fd), 0);
   EXPECT_TRUE(*manager().Get("p", 22) == data);
+}
+
+TEST_F(WritePathTest, WriterKilledMidSaveNeverPublishes) {
+  std::vector<std::byte> old_data = Pattern(30, 80000);
+  ASSERT_TRUE(manager().Put("p", 24, old_data, 0).ok());
+  for (const std::string name : {"24", "25"}) {  // a replacement, and a new id
+    int ready[2];
+    ASSERT_EQ(pipe(ready), 0);
+    pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      int fd = open(Path("p/" + name).c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      std::vector<std::byte> part = Pattern(31, 30000);
+      if (fd < 0 || write(fd, part.data(), part.size()) != 30000) _exit(1);
+      if (write(ready[1], "x", 1) != 1) _exit(1);
+      pause();
+      _exit(0);
+    }
+    close(ready[1]);
+    char c;
+    ASSERT_EQ(read(ready[0], &c, 1), 1);
+    close(ready[0]);
+    kill(pid, SIGKILL);
+    int status;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));  // release is async
+  }
+  EXPECT_TRUE(*manager().Get("p", 24) == old_data);
+  EXPECT_EQ(ChildReads(Path("p/24"), old_data), 0);
+  EXPECT_EQ(manager().Stat("p", 25).status().code(), Code::kNotFound);
 }
 
 TEST_F(WritePathTest, OpenFileKeepsItsGenerationsSizeAfterAReplacement) {
