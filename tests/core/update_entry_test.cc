@@ -35,7 +35,7 @@ TEST_F(UpdateEntryTest, ChangesAttributesWithoutMovingThePayload) {
   ASSERT_TRUE(view.ok());
   EXPECT_EQ(view->prefix_tokens(), tokens);
   EXPECT_TRUE(std::equal(data.begin(), data.end(), view->data().begin()));
-  view->Release();
+  ASSERT_TRUE(view->Release().ok());
   ASSERT_EQ(manager().FindByPrefixHash("p", PrefixHash(tokens))->size(), 1u);
   // Shrinking back: the old prefix is no longer indexed.
   EntryUpdate clear;
