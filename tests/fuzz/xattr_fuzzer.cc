@@ -46,13 +46,14 @@ Fixture& TheFixture() {
     std::vector<std::byte> payload(1000, std::byte{0x11});
     CheckOk(fx->manager.Put(kPool, 9, payload, 5), "put the published entry");
     fuse_entry_param e{};
-    Check(fx->fs.DoLookup(kvcache::fs::kRootIno, kPool, &e) == 0, "look up the pool");
+    const kvcache::fs::Caller me{};  // root, from no process (pid 0)
+    Check(fx->fs.DoLookup(me, kvcache::fs::kRootIno, kPool, &e) == 0, "look up the pool");
     Ino pool_ino = e.ino;
     kvcache::fs::OpenResult open;
-    Check(fx->fs.DoCreate(pool_ino, "7", O_WRONLY | O_CREAT, &e, &open) == 0, "create a file");
+    Check(fx->fs.DoCreate(me, pool_ino, "7", O_WRONLY | O_CREAT, &e, &open) == 0, "create a file");
     fx->staged = e.ino;
     fx->staged_handle = open.handle;
-    Check(fx->fs.DoLookup(pool_ino, "9", &e) == 0, "look up the published entry");
+    Check(fx->fs.DoLookup(me, pool_ino, "9", &e) == 0, "look up the published entry");
     fx->published = e.ino;
     return fx;
   }();
