@@ -256,6 +256,26 @@ TEST_F(WritePathTest, TempFileRenamedOntoAnIdPublishesAtomically) {
   }
 }
 
+TEST_F(WritePathTest, TempFilesShowThePoolsOwnerAndModeLikeEntries) {
+  ASSERT_TRUE(manager().Put("p", 37, Pattern(23, 100), 0).ok());
+  int fd = open(Path("p/.37.tmp").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  ASSERT_GE(fd, 0) << strerror(errno);
+  ASSERT_EQ(write(fd, "abc", 3), 3);
+  struct stat entry, temp, temp_by_fd;
+  ASSERT_EQ(stat(Path("p/37").c_str(), &entry), 0);
+  ASSERT_EQ(stat(Path("p/.37.tmp").c_str(), &temp), 0);
+  ASSERT_EQ(fstat(fd, &temp_by_fd), 0);
+  ASSERT_EQ(close(fd), 0);
+  // The permission checks (default_permissions) of other users go by these.
+  EXPECT_EQ(temp.st_mode, entry.st_mode);
+  EXPECT_EQ(temp_by_fd.st_mode, entry.st_mode);
+  EXPECT_EQ(temp.st_uid, entry.st_uid);
+  EXPECT_EQ(temp.st_gid, entry.st_gid);
+  EXPECT_EQ(temp.st_size, 3);
+  ASSERT_EQ(unlink(Path("p/.37.tmp").c_str()), 0);
+  EXPECT_EQ(access(Path("p/.37.tmp").c_str(), F_OK), -1);
+}
+
 TEST_F(WritePathTest, RenameMovesAPublishedEntryToAnotherId) {
   PutOptions options;
   options.prefix_tokens = {1, 2, 3};
