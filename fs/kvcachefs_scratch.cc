@@ -209,8 +209,16 @@ int KvcacheFs::RenameToSeq(const std::string& pool, std::string_view name, uint6
   }
   {
     auto lock = state->LockToChange();
+    // Published meanwhile by a concurrent rename of the same file: it is gone.
+    if (state->scratch == ScratchKind::kNone) return ENOENT;
     if (state->scratch != ScratchKind::kTemp) return EINVAL;
     if (state->error != 0) return state->error;
+    {
+      // Renamed to another scratch name meanwhile: not under `name` any more.
+      std::lock_guard map_lock(writes_mu_);
+      auto it = scratch_.find({pool, std::string(name)});
+      if (it == scratch_.end() || it->second != state) return ENOENT;
+    }
     state->scratch = ScratchKind::kNone;
     state->seq = target;
     state->dirty = true;  // whatever was staged becomes the entry
@@ -219,9 +227,8 @@ int KvcacheFs::RenameToSeq(const std::string& pool, std::string_view name, uint6
       state->seq = 0;
       return err;
     }
-  }
-  {
-    std::lock_guard lock(writes_mu_);
+    // Still under `lock`: a rename of the same name waiting for it then finds it gone.
+    std::lock_guard map_lock(writes_mu_);
     scratch_.erase({pool, std::string(name)});
   }
   Result<EntryInfo> info = manager_.Stat(pool, target);
@@ -302,18 +309,24 @@ int KvcacheFs::DoRename(Ino parent, std::string_view name, Ino new_parent,
       std::lock_guard lock(writes_mu_);
       auto it = scratch_.find({pool, std::string(name)});
       if (it == scratch_.end()) return ENOENT;
+      state = it->second;
+    }
+    // Lock order: the state's mu, then writes_mu_. A rename onto an id publishing
+    // this file meanwhile is waited for; the file is then no longer under `name`.
+    auto state_lock = state->LockToChange();
+    {
+      std::lock_guard lock(writes_mu_);
+      auto it = scratch_.find({pool, std::string(name)});
+      if (it == scratch_.end() || it->second != state) return ENOENT;
       if ((flags & RENAME_NOREPLACE) && scratch_.count({pool, std::string(new_name)})) {
         return EEXIST;
       }
-      state = it->second;
       scratch_.erase(it);
       scratch_[{pool, std::string(new_name)}] = state;
     }
-    {
-      std::lock_guard state_lock(state->mu);
-      state->scratch = to_scratch.kind;
-      state->seq = to_scratch.seq;
-    }
+    state->scratch = to_scratch.kind;
+    state->seq = to_scratch.seq;
+    state_lock.unlock();
     inodes_.RenameScratch(state->ino, std::string(new_name));
     return 0;
   }
