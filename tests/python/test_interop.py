@@ -1,6 +1,7 @@
 """The same pools from Python and from the real cortex binary of this build."""
 
 import json
+import os
 import subprocess
 
 import kvcache
@@ -41,3 +42,28 @@ def test_a_pool_made_from_python_is_read_by_the_cli(env, tmp_path):
     assert out.read_bytes() == b"hello!"
     cortex("destroy", "pypool")
     assert "pypool" not in m.pools()
+
+
+def test_python_and_a_kvcachefs_mount_share_entries(env, tmp_path):
+    m = kvcache.Manager()
+    m.create_pool("mnt", "4M")
+    payload = bytes(range(256)) * 40
+    with m.reserve("mnt", 5, len(payload), token_count=3, prefix_tokens=[9, 8, 7]) as mv:
+        mv[:] = payload
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    cortex("mount", str(mnt))
+    try:
+        assert (mnt / "mnt" / "5").read_bytes() == payload
+        hashes = os.listdir(mnt / "mnt" / "by-prefix")
+        assert len(hashes) == 1
+        assert (mnt / "mnt" / "by-prefix" / hashes[0] / "5").read_bytes() == payload
+        written = b"written through the mount" * 100
+        (mnt / "mnt" / "6").write_bytes(written)
+        assert m.get("mnt", 6) == written
+        m.remove("mnt", 5)
+        assert not (mnt / "mnt" / "5").exists()
+        assert sorted(os.listdir(mnt / "mnt")).count("6") == 1
+    finally:
+        subprocess.run([cortex_binary(), "cache", "unmount", str(mnt)], timeout=60)
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
