@@ -36,9 +36,10 @@ def main():
     prefix = f"kvcpybench_{os.getpid()}_"
     m = kvcache.Manager(home=home, shm_prefix=prefix)
     try:
-        m.create_pool("bench", "256M")
-        small = os.urandom(4096)
         n = 20000
+        # Every 4 KiB entry stays resident: room for all of them, so gets never miss.
+        m.create_pool("bench", "256M", max_sequences=n)
+        small = os.urandom(4096)
         seqs = range(n)
 
         def put_small():
