@@ -50,7 +50,7 @@ void AddAttachCommand(CLI::App& cache, const char* name, const char* description
 void SetupPoolCommands(CLI::App& cache) {
   auto create = std::make_shared<CreateOptions>();
   CLI::App* sub = cache.add_subcommand("create", "Create a cache pool in shared memory");
-  sub->add_option("name", create->name, "Pool name ([A-Za-z0-9._-], up to 128 bytes)")->required();
+  sub->add_option("name", create->name, "Pool name ([A-Za-z0-9._:@-], not starting with . or -, up to 128 bytes)")->required();
   sub->add_option("--size", create->size, "Data size: 16G, 512M, 1.5G, 4096 (powers of 1024)")
       ->required();
   AddParsed(
@@ -83,7 +83,8 @@ void SetupPoolCommands(CLI::App& cache) {
   auto evict = std::make_shared<EvictOptions>();
   sub = cache.add_subcommand("evict", "Evict a share of a pool's entries by its policy");
   sub->add_option("name", evict->name, "Pool name")->required();
-  sub->add_option("--percent", evict->percent, "Share of the entries: 25, 25%, 12.5")->required();
+  sub->add_option("--percent", evict->percent,
+                  "Share of the entries: 25, 25%, 12.5 (default: 25)");
   sub->callback([evict] { Finish(RunEvict(*evict)); });
 }
 

@@ -31,7 +31,7 @@ struct AttachOptions {
 
 struct EvictOptions {
   std::string name;
-  std::string percent;
+  std::string percent = "25";  // the original's default
 };
 
 void SetupPoolCommands(CLI::App& cache);

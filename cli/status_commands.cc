@@ -57,7 +57,7 @@ int RunEntries(const EntriesOptions& opts) {
   Manager manager;
   Result<std::vector<EntryInfo>> entries = manager.Entries(opts.name);
   if (!entries.ok()) return Fail(entries.status());
-  PrintText(opts.json ? EntriesToJson(*entries) : FormatEntries(*entries));
+  PrintText(opts.json ? EntriesToJson(*entries) : FormatEntries(opts.name, *entries));
   return kExitOk;
 }
 

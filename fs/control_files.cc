@@ -88,7 +88,7 @@ Result<std::string> RenderPoolFile(Manager& manager, const std::string& pool, Po
     }
     case PoolFile::kEntries: {
       KVC_ASSIGN_OR_RETURN(std::vector<EntryInfo> entries, manager.Entries(pool));
-      return FormatEntries(entries);
+      return FormatEntries(pool, entries);
     }
     case PoolFile::kConfig: {
       KVC_ASSIGN_OR_RETURN(PoolConfig config, manager.GetConfig(pool));

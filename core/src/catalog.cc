@@ -10,10 +10,14 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <exception>
 #include <functional>
 #include <iterator>
+#include <string>
+#include <string_view>
 #include <thread>
+#include <vector>
 
 #include "file_util.h"
 #include "kvcache/types.h"
@@ -23,27 +27,91 @@ namespace {
 
 constexpr int kBusyTimeoutMs = 5000;
 
+// The columns of each table as of schema version 1 (the seed's implementation wrote the
+// same), and how to create it.
+struct TableShape {
+  const char* name;
+  const char* columns;  // comma-separated, in order
+  const char* create;
+};
+
+constexpr TableShape kTablesV1[] = {
+    {"pools", "name,config,shm_name,created_at,last_modified",
+     "CREATE TABLE pools ("
+     "  name TEXT PRIMARY KEY, config TEXT, shm_name TEXT,"
+     "  created_at REAL, last_modified REAL)"},
+    {"entries",
+     "pool_name,sequence_id,prefix_hash,created_at,last_accessed,access_count,token_count,"
+     "size_bytes,offset,priority,metadata",
+     "CREATE TABLE entries ("
+     "  pool_name TEXT, sequence_id INTEGER, prefix_hash TEXT,"
+     "  created_at REAL, last_accessed REAL, access_count INTEGER, token_count INTEGER,"
+     "  size_bytes INTEGER, \"offset\" INTEGER, priority INTEGER, metadata TEXT,"
+     "  PRIMARY KEY (pool_name, sequence_id))"},
+    {"stats", "pool_name,hits,misses,evictions,updated_at",
+     "CREATE TABLE stats ("
+     "  pool_name TEXT PRIMARY KEY, hits INTEGER DEFAULT 0, misses INTEGER DEFAULT 0,"
+     "  evictions INTEGER DEFAULT 0, updated_at REAL)"},
+    {"attachments", "id,pool_name,pid,attached_at,detached_at",
+     "CREATE TABLE attachments ("
+     "  id INTEGER PRIMARY KEY, pool_name TEXT, pid INTEGER,"
+     "  attached_at REAL, detached_at REAL)"},
+};
+
+std::vector<std::string> ColumnsOf(SQLite::Database& db, const std::string& table) {
+  std::vector<std::string> out;
+  SQLite::Statement q(db, "SELECT name FROM pragma_table_info(?1)");
+  q.bind(1, table);
+  while (q.executeStep()) out.push_back(q.getColumn(0).getString());
+  return out;
+}
+
+std::vector<std::string> SplitColumns(std::string_view list) {
+  std::vector<std::string> out;
+  while (!list.empty()) {
+    size_t comma = list.find(',');
+    out.emplace_back(list.substr(0, comma));
+    list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 1);
+  }
+  return out;
+}
+
+// Gives `table` its version-1 shape. A table of another shape (the original Python
+// implementation's: entries with an `id` and NOT NULL columns, stats without
+// `updated_at`, attachments keyed by (pool_name, pid)) is rebuilt, keeping every row's
+// values in the columns both shapes have.
+void ReshapeTable(SQLite::Database& db, const TableShape& shape) {
+  const std::string name = shape.name;
+  std::vector<std::string> have = ColumnsOf(db, name);
+  std::vector<std::string> want = SplitColumns(shape.columns);
+  if (have.empty()) {
+    db.exec(shape.create);
+    return;
+  }
+  if (have == want) return;
+  std::string common;
+  for (const std::string& c : want) {
+    if (std::find(have.begin(), have.end(), c) == have.end()) continue;
+    if (!common.empty()) common += ", ";
+    common += "\"" + c + "\"";
+  }
+  const std::string old = name + "_before_upgrade";
+  db.exec("ALTER TABLE " + name + " RENAME TO " + old);
+  db.exec(shape.create);
+  if (!common.empty()) {
+    db.exec("INSERT INTO " + name + " (" + common + ") SELECT " + common + " FROM " + old);
+  }
+  db.exec("DROP TABLE " + old);
+}
+
 // Migration i takes the schema from version i to i + 1. Each runs inside the
 // IMMEDIATE transaction that also bumps user_version, so a crash or a second process
-// opening at the same time never sees a half-migrated catalog. IF NOT EXISTS lets a
-// catalog written by the seed's implementation (user_version 0, same tables) upgrade.
+// opening at the same time never sees a half-migrated catalog. Version 0 is an empty
+// file, a catalog of the seed's implementation (same tables), or the original Python
+// implementation's catalog (other shapes; see ReshapeTable).
 void MigrateTo1(SQLite::Database& db) {
-  db.exec(
-      "CREATE TABLE IF NOT EXISTS pools ("
-      "  name TEXT PRIMARY KEY, config TEXT, shm_name TEXT,"
-      "  created_at REAL, last_modified REAL);"
-      "CREATE TABLE IF NOT EXISTS entries ("
-      "  pool_name TEXT, sequence_id INTEGER, prefix_hash TEXT,"
-      "  created_at REAL, last_accessed REAL, access_count INTEGER, token_count INTEGER,"
-      "  size_bytes INTEGER, \"offset\" INTEGER, priority INTEGER, metadata TEXT,"
-      "  PRIMARY KEY (pool_name, sequence_id));"
-      "CREATE TABLE IF NOT EXISTS stats ("
-      "  pool_name TEXT PRIMARY KEY, hits INTEGER DEFAULT 0, misses INTEGER DEFAULT 0,"
-      "  evictions INTEGER DEFAULT 0, updated_at REAL);"
-      "CREATE TABLE IF NOT EXISTS attachments ("
-      "  id INTEGER PRIMARY KEY, pool_name TEXT, pid INTEGER,"
-      "  attached_at REAL, detached_at REAL);"
-      "CREATE INDEX IF NOT EXISTS attachments_by_pool_pid ON attachments (pool_name, pid);");
+  for (const TableShape& shape : kTablesV1) ReshapeTable(db, shape);
+  db.exec("CREATE INDEX IF NOT EXISTS attachments_by_pool_pid ON attachments (pool_name, pid);");
 }
 
 // The segment identity of each pool: a segment is used only when its header carries
@@ -165,9 +233,37 @@ int Catalog::schema_version() const { return impl_->schema_version; }
 
 namespace {
 
+bool HasTables(SQLite::Database& db) {
+  SQLite::Statement q(db, "SELECT count(*) FROM sqlite_master WHERE type = 'table'");
+  q.executeStep();
+  return q.getColumn(0).getInt() > 0;
+}
+
+// Before the first upgrade of a catalog that already holds tables (one written by the
+// original implementation), a consistent copy of it goes beside it as `<path>.v0.bak`,
+// private like the catalog. An existing backup is kept, never overwritten.
+void BackUpBeforeUpgrade(SQLite::Database& db, const std::string& path) {
+  if (!HasTables(db)) return;
+  const std::string backup = path + ".v0.bak";
+  int fd = open(backup.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) {
+    if (errno == EEXIST) return;
+    throw SQLite::Exception("create " + backup + ": " + std::strerror(errno));
+  }
+  close(fd);
+  try {
+    SQLite::Statement q(db, "VACUUM INTO ?1");  // accepts an empty file
+    q.bind(1, backup);
+    q.exec();
+  } catch (...) {
+    unlink(backup.c_str());
+    throw;
+  }
+}
+
 // Puts a connection in WAL mode and brings its schema to kSchemaVersion; returns the
 // version found. `step` names what was being done, for the error message.
-int SetUp(SQLite::Database& db, const char** step) {
+int SetUp(SQLite::Database& db, const std::string& path, const char** step) {
   // journal_mode answers with the mode in force; a filesystem without shared-memory
   // support keeps the rollback journal, which is still correct, only slower.
   *step = "set WAL mode";
@@ -180,6 +276,10 @@ int SetUp(SQLite::Database& db, const char** step) {
   *step = "read schema version";
   int version = UserVersion(db);
   if (version >= Catalog::kSchemaVersion) return version;
+  if (version == 0) {
+    *step = "back up the catalog before upgrading it";
+    BackUpBeforeUpgrade(db, path);
+  }
   *step = "migrate schema";
   SQLite::Transaction txn(db, SQLite::TransactionBehavior::IMMEDIATE);
   version = UserVersion(db);  // another process may have migrated meanwhile
@@ -236,7 +336,7 @@ Result<std::unique_ptr<Catalog>> Catalog::Open(const std::string& path) {
     const char* step = "open";
     try {
       auto impl = std::make_unique<Impl>(path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
-      int version = SetUp(impl->db, &step);
+      int version = SetUp(impl->db, path, &step);
       if (version > kSchemaVersion) {
         return Status::NotSupported("catalog " + path + ": schema version " +
                                     std::to_string(version) + " is newer than supported (" +

@@ -53,6 +53,7 @@ uint64_t PrefixHashValue(std::span<const uint32_t> tokens) {
 }
 
 std::string PrefixHash(std::span<const uint32_t> tokens) {
+  if (tokens.empty()) return {};  // the original's hash of no tokens
   return PrefixHashToHex(PrefixHashValue(tokens));
 }
 

@@ -132,6 +132,7 @@ constexpr Metric kMetrics[] = {
 }  // namespace
 
 std::string FormatStatusTable(const std::vector<PoolStats>& pools) {
+  if (pools.empty()) return "No cache pools found\n";  // the original's words
   std::string out = fmt::format(kTableRow, "POOL", "SIZE", "USED", "ENTRIES", "HIT RATE", "POLICY");
   for (const PoolStats& s : pools) {
     std::string size = FormatSizeShort(DataSize(s));
@@ -181,7 +182,8 @@ std::string FormatHealth(const HealthReport& report) {
   return out;
 }
 
-std::string FormatEntries(const std::vector<EntryInfo>& entries) {
+std::string FormatEntries(std::string_view pool, const std::vector<EntryInfo>& entries) {
+  if (entries.empty()) return fmt::format("No entries in pool '{}'\n", pool);  // the original's
   std::string out =
       fmt::format(kEntriesRow, "SEQ ID", "TOKENS", "SIZE", "ACCESSES", "PRIORITY", "LAST ACCESS");
   for (const EntryInfo& e : entries) {

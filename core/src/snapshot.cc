@@ -31,11 +31,6 @@ namespace {
 // Payloads at least this large are restored with sendfile into the segment file.
 constexpr uint64_t kKernelCopyMin = 64u << 10;
 
-std::string ParentDir(const std::string& path) {
-  size_t slash = path.rfind('/');
-  return slash == std::string::npos ? std::string() : path.substr(0, slash);
-}
-
 // Blocks an entry's extent takes in a pool: payload, then prefix tokens, then metadata.
 uint64_t ExtentBlocks(const snapshot::RecordEntry& r, uint64_t block_size) {
   uint64_t bytes = r.meta.size + r.prefix_tokens.size() * sizeof(uint32_t) + r.metadata.size();
@@ -143,7 +138,10 @@ Result<PersistResult> PersistPool(Manager& manager, std::string_view pool,
   KVC_RETURN_IF_ERROR(ValidatePoolName(pool));
   PersistResult result;
   result.path = options.path.empty() ? manager.DefaultSnapshotPath(pool) : options.path;
-  if (options.path.empty()) KVC_RETURN_IF_ERROR(MakeTrustedDir(ParentDir(result.path)));
+  // The default directory must be private; a directory given with the path is made
+  // (0700) when missing, as the original does.
+  KVC_RETURN_IF_ERROR(options.path.empty() ? MakeTrustedDir(DirName(result.path))
+                                           : MakeDirs(DirName(result.path)));
 
   KVC_ASSIGN_OR_RETURN(PoolConfig config, manager.GetConfig(pool));
   // Every entry pinned at one instant: puts and gets go on, these bytes stay put.
@@ -226,7 +224,7 @@ Result<RestoreResult> RestorePool(Manager& manager, std::string_view pool,
   // The default path is inside $CORTEX_HOME: only from a directory nobody else can
   // write, and never through a symlink.
   if (options.path.empty()) {
-    Status dir = CheckTrustedDir(ParentDir(result.path));
+    Status dir = CheckTrustedDir(DirName(result.path));
     if (!dir.ok() && dir.code() != Code::kNotFound) return dir;
   }
   KVC_ASSIGN_OR_RETURN(auto reader,

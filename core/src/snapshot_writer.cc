@@ -27,13 +27,6 @@ constexpr size_t kDirectWrite = 1u << 20;
 // and the final fsync has little left to do.
 constexpr uint64_t kWritebackChunk = 64u << 20;
 
-std::string DirName(const std::string& path) {
-  size_t slash = path.rfind('/');
-  if (slash == std::string::npos) return ".";
-  if (slash == 0) return "/";
-  return path.substr(0, slash);
-}
-
 std::string BaseName(const std::string& path) {
   size_t slash = path.rfind('/');
   return slash == std::string::npos ? path : path.substr(slash + 1);

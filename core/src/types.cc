@@ -45,7 +45,7 @@ std::string Printable(std::string_view text) {
 
 bool IsPoolNameChar(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-         c == '_' || c == '-';
+         c == '_' || c == '-' || c == ':' || c == '@';  // "llama2:7b", "model@rev" 
 }
 
 // Reads an unsigned integer field; absent fields keep the default already in `out`.
@@ -134,10 +134,12 @@ Status ValidatePoolName(std::string_view name) {
     return bad("longer than " + std::to_string(kMaxPoolNameLength) + " bytes (" +
                std::to_string(name.size()) + ")");
   }
-  if (name == "." || name == "..") return bad("'.' and '..' are reserved");
+  if (name.front() == '.') return bad("must not start with '.'");
   if (name.front() == '-') return bad("must not start with '-'");
   for (char c : name) {
-    if (!IsPoolNameChar(c)) return bad("only letters, digits, '.', '_' and '-' are allowed");
+    if (!IsPoolNameChar(c)) {
+      return bad("only letters, digits, '.', '_', '-', ':' and '@' are allowed");
+    }
   }
   return Status::Ok();
 }

@@ -362,7 +362,7 @@ file) to <home>/kv_cache.db. Failures raise kvcache.Error subclasses.
            py::arg("pool") = py::none(), "The `cortex cache status` table.")
       .def("entries_text",
            [](PyM& s, const std::string& pool) {
-             return FormatEntries(Unlocked([&] { return s.m().Entries(pool); }));
+             return FormatEntries(pool, Unlocked([&] { return s.m().Entries(pool); }));
            })
       .def("health_text",
            [](PyM& s, const std::string& pool) {

@@ -94,6 +94,27 @@ TEST_F(CliMountTest, MountAndUnmountRoundTrip) {
   EXPECT_TRUE(gone) << "kvcachefs pid " << daemon << " still running";
 }
 
+// Names like Ollama's model tags are pool directories on the mount.
+TEST_F(CliMountTest, PoolNamesWithColonAndAtAreDirectories) {
+  REQUIRE_DAEMON();
+  const std::string name = "team@llama2:7b";
+  ASSERT_TRUE(Succeeded(Cache({"create", name, "--size", "4M"})));
+  ASSERT_TRUE(manager().Put(name, 5, Pattern(5, 3000), 1).ok());
+  ASSERT_TRUE(Succeeded(Cache({"mount", dir_})));
+  struct stat st {};
+  ASSERT_EQ(stat((dir_ + "/" + name).c_str(), &st), 0);
+  EXPECT_TRUE(S_ISDIR(st.st_mode));
+  std::vector<std::byte> want = Pattern(5, 3000);
+  EXPECT_EQ(ReadFile(dir_ + "/" + name + "/5"),
+            std::string(reinterpret_cast<const char*>(want.data()), want.size()));
+  {
+    std::ofstream out(dir_ + "/" + name + "/persist");
+    out << "\n";
+  }
+  EXPECT_EQ(stat((home_->path() + "/kv_persist/" + name + ".cache").c_str(), &st), 0);
+  ASSERT_TRUE(Succeeded(Cache({"unmount", dir_})));
+}
+
 TEST_F(CliMountTest, MountDefaultsToTheMntDirectoryUnderCortexHome) {
   REQUIRE_DAEMON();
   std::string dir = home_->path() + "/mnt";

@@ -260,10 +260,17 @@ TEST_F(CliPoolTest, StatusWithoutANameListsEveryPoolAndListIsTheSame) {
   EXPECT_EQ(list.out, status.out);
 }
 
-TEST_F(CliPoolTest, StatusOfNoPoolsIsTheHeader) {
+TEST_F(CliPoolTest, EmptyListingsSayTheOriginalsWords) {
   CliResult r = Cache({"status"});
   ASSERT_TRUE(Succeeded(r));
-  EXPECT_EQ(r.out, kHeader);
+  EXPECT_EQ(r.out, "No cache pools found\n");
+  ASSERT_TRUE(Succeeded(Cache({"create", "p", "--size", "1M"})));
+  CliResult e = Cache({"entries", "p"});
+  ASSERT_TRUE(Succeeded(e));
+  EXPECT_EQ(e.out, "No entries in pool 'p'\n");
+  CliResult j = Cache({"entries", "p", "--json"});
+  ASSERT_TRUE(Succeeded(j));
+  EXPECT_EQ(j.out, "[]\n");
 }
 
 TEST_F(CliPoolTest, StatusShowsUseAfterPuts) {
@@ -408,7 +415,7 @@ TEST_F(CliPoolTest, EvictWithBadPercentNamesItAndEvictsNothing) {
         << percent;
   }
   EXPECT_TRUE(FailedWith(Cache({"evict", "p", "--percent=-5"}), "'-5'"));
-  EXPECT_TRUE(UsageError(Cache({"evict", "p"})));
+  EXPECT_TRUE(UsageError(Cache({"evict", "p", "--percent"})));
   EXPECT_EQ(EntryCount("p"), 4u);
 }
 

@@ -67,7 +67,10 @@ TEST(ReportTest, StatusTableMatchesTheSeedExactly) {
                 "llama-cache          16.0G        0.0%         0          0.0%       lru\n");
 }
 
-TEST(ReportTest, StatusTableOfNoPoolsIsJustTheHeader) { EXPECT_EQ(FormatStatusTable({}), kHeader); }
+TEST(ReportTest, EmptyListingsSayTheOriginalsWords) {
+  EXPECT_EQ(FormatStatusTable({}), "No cache pools found\n");
+  EXPECT_EQ(FormatEntries("llama", {}), "No entries in pool 'llama'\n");
+}
 
 TEST(ReportTest, StatusTableShowsUsedShareEntriesAndHitRate) {
   PoolStats s = LoadedPool("mistral-7b", 8 * kGiB, Policy::kLfu);
@@ -137,7 +140,7 @@ TEST(ReportTest, EntriesTableShowsLastAccessInLocalTime) {
   e.access_count = 7;
   e.priority = -3;
   e.last_accessed = 1700000000.75;
-  std::string text = FormatEntries({e});
+  std::string text = FormatEntries("p", {e});
   EXPECT_EQ(
       text,
       "SEQ ID               TOKENS     SIZE       ACCESSES   PRIORITY   LAST ACCESS\n"

@@ -64,18 +64,19 @@ TEST(TierTest, UnknownTierIsRejectedByName) {
   EXPECT_EQ(r.status().message(), "invalid tier 'tpu': expected cpu, gpu or disk");
 }
 
-TEST(PoolNameTest, AcceptsLettersDigitsDotUnderscoreDash) {
+TEST(PoolNameTest, AcceptsLettersDigitsDotUnderscoreDashColonAt) {
   for (const std::string& good :
        {std::string("llama-cache"), std::string("a"), std::string("A.b_c-1"),
-        std::string("llama.70b"), std::string("..."), std::string("a..b"), std::string(".hidden"),
-        std::string(128, 'x')}) {
+        std::string("llama.70b"), std::string("a..b"), std::string("llama2:7b"),
+        std::string("org@model:q4_0"), std::string("a."), std::string(128, 'x')}) {
     EXPECT_TRUE(ValidatePoolName(good).ok()) << good;
   }
 }
 
 TEST(PoolNameTest, RejectsBadNamesNamingThem) {
   for (const std::string& bad :
-       {std::string(""), std::string("."), std::string(".."), std::string("-x"), std::string("a/b"),
+       {std::string(""), std::string("."), std::string(".."), std::string("..."),
+        std::string(".hidden"), std::string("-x"), std::string("a/b"), std::string("a\\b"),
         std::string("a b"), std::string(129, 'x'), std::string("caf\xc3\xa9"), std::string("a\nb"),
         std::string("a\0b", 3), std::string("x*")}) {
     Status s = ValidatePoolName(bad);

@@ -30,7 +30,7 @@ TEST_F(ControlFilesTest, TextFilesShowWhatTheCliPrints) {
   EXPECT_EQ(Read("status"), FormatStatusTable(*manager().StatsAll()));
   EXPECT_EQ(Read("metrics"), FormatMetrics(*manager().StatsAll()));
   EXPECT_EQ(Read("p/status"), FormatStatusTable({*manager().Stats("p")}));
-  EXPECT_EQ(Read("p/entries"), FormatEntries(*manager().Entries("p")));
+  EXPECT_EQ(Read("p/entries"), FormatEntries("p", *manager().Entries("p")));
   EXPECT_EQ(Read("p/config"), FormatConfig(*manager().GetConfig("p")));
   EXPECT_NE(Read("p/health").find("Health check for 'p'"), std::string::npos);
   EXPECT_NE(Read("metrics").find("pool=\"p\""), std::string::npos);

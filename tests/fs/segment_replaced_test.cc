@@ -57,7 +57,7 @@ TEST_F(SegmentReplacedTest, MountFollowsASegmentRemovedAndRestored) {
   EXPECT_EQ(ReadFile(Path("p/2"), &back), ENOENT);
   std::string entries;
   ASSERT_EQ(ReadText(Path("p/entries"), &entries), 0);
-  EXPECT_EQ(entries, FormatEntries(*manager().Entries("p")));
+  EXPECT_EQ(entries, FormatEntries("p", *manager().Entries("p")));
 
   // Writes through the mount land in the segment everyone else sees.
   ASSERT_EQ(WriteFile(Path("p/3"), Pattern(3, 7000)), 0);

@@ -1,6 +1,7 @@
 // Prefix hashing. PrefixHash is the seed's: the first 16 hex characters of SHA-256
 // over the tokens encoded as little-endian uint32 ([1,2,3,4,5] -> "4f6addc9659d6fb9").
-// ChainHash links fixed-size token blocks for longest-prefix matching.
+// No tokens hash to "", as in the original; such an entry has no prefix and is never
+// indexed. ChainHash links fixed-size token blocks for longest-prefix matching.
 #pragma once
 
 #include <cstdint>

@@ -19,7 +19,7 @@ std::string FormatStatusTable(const std::vector<PoolStats>& pools);
 // The seed's health report ("Health check for 'x':", "  Status: HEALTHY", ...).
 std::string FormatHealth(const HealthReport& report);
 // SEQ ID  TOKENS  SIZE  ACCESSES  PRIORITY  LAST ACCESS
-std::string FormatEntries(const std::vector<EntryInfo>& entries);
+std::string FormatEntries(std::string_view pool, const std::vector<EntryInfo>& entries);
 // The pool's config, one "key: value" per line.
 std::string FormatConfig(const PoolConfig& config);
 

@@ -47,7 +47,8 @@ struct PoolConfig {
   Status Validate() const;
 };
 
-// A pool name is 1..128 bytes of [A-Za-z0-9._-], not "." or "..", not starting with '-'.
+// A pool name is 1..128 bytes of [A-Za-z0-9._:@-], not starting with '.' or '-' (so
+// never "." or ".."): it is a file name in /dev/shm, on the mount and in snapshot paths.
 Status ValidatePoolName(std::string_view name);
 
 // Optional attributes of a put.
