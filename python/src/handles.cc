@@ -20,16 +20,31 @@ T* Owner(PyObject* obj) {
   }
 }
 
+// "release", interned once (the module is never unloaded).
+PyObject* ReleaseName() {
+  static PyObject* name = PyUnicode_InternFromString("release");
+  return name;
+}
+
 // Drops the memoryview the context manager handed out; one that still has arrays made
 // from it stays alive (and keeps its export of the owner) until they go.
 void ReleaseMemoryview(py::object& memoryview) {
   if (!memoryview) return;
-  try {
-    memoryview.attr("release")();
-  } catch (py::error_already_set& e) {
-    if (!e.matches(PyExc_BufferError)) throw;
+  PyObject* done = PyObject_CallMethodNoArgs(memoryview.ptr(), ReleaseName());
+  if (done == nullptr) {
+    if (!PyErr_ExceptionMatches(PyExc_BufferError)) throw py::error_already_set();
+    PyErr_Clear();  // an array made from it is alive: it goes when the array does
   }
+  Py_XDECREF(done);
   memoryview = py::object();
+}
+
+// A memoryview over `owner` through its buffer slot. Called once per `with` block, so
+// it goes straight to the C API.
+py::object MemoryviewOf(const py::object& owner) {
+  PyObject* mv = PyMemoryView_FromObject(owner.ptr());
+  if (mv == nullptr) throw py::error_already_set();
+  return py::reinterpret_steal<py::object>(mv);
 }
 
 extern "C" int ViewGetBuffer(PyObject* obj, Py_buffer* buffer, int flags) {
@@ -89,7 +104,7 @@ std::vector<uint32_t> View::prefix_tokens() const {
 
 py::object View::Enter(py::object self) {
   if (released()) throw py::value_error("the view is released");
-  memoryview_ = py::module_::import("builtins").attr("memoryview")(self);
+  memoryview_ = MemoryviewOf(self);
   return memoryview_;
 }
 
@@ -112,7 +127,7 @@ void View::OnBufferReleased() {
 
 py::object Reservation::Enter(py::object self) {
   if (done()) throw py::value_error("the reservation is committed or aborted");
-  memoryview_ = py::module_::import("builtins").attr("memoryview")(self);
+  memoryview_ = MemoryviewOf(self);
   return memoryview_;
 }
 
