@@ -19,4 +19,11 @@ struct Caller {
 // when it cannot be told (pid 0, another architecture's call, no permission).
 bool IsOpenForRead(pid_t tid);
 
+// True when thread `tid` is blocked in open(2)/openat(2)/creat(2) with O_CREAT and
+// O_TRUNC for writing: it is about to replace the file's bytes. Such a lookup is
+// answered "no such name" so the kernel creates a new inode for the writer instead of
+// truncating the one readers of the published version share (the kernel sets that
+// inode's size to 0 and then to the writer's progress, cutting their reads short).
+bool IsOpenToReplace(pid_t tid);
+
 }  // namespace kvcache::fs

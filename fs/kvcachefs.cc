@@ -221,6 +221,9 @@ int KvcacheFs::LookupInPool(const Caller& caller, const std::string& pool,
 
 int KvcacheFs::LookupSeq(const std::string& pool, uint64_t seq, pid_t caller_pid,
                          fuse_entry_param* entry) {
+  // A writer replacing the id gets a new inode through CREATE (see IsOpenToReplace);
+  // the published version's inode, which readers share, is never truncated.
+  if (IsOpenToReplace(caller_pid)) return ENOENT;
   Result<EntryInfo> info = manager_.Stat(pool, seq);
   if (!info.ok()) {
     if (info.status().code() == Code::kNotFound && IsOpenForRead(caller_pid)) {

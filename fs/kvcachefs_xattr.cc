@@ -35,6 +35,11 @@ std::string_view ShortName(std::string_view name) {
   return {};
 }
 
+// Attributes outside the user namespace (security.selinux, system.posix_acl_access, ...)
+// are not supported at all. ENOTSUP rather than ENODATA: `ls -l` asks every file for
+// those two and stops asking a filesystem once it answers ENOTSUP.
+bool IsUnsupportedNamespace(std::string_view name) { return name.substr(0, 5) != "user."; }
+
 bool IsSettable(std::string_view short_name) {
   for (size_t i = 0; i < kSettable; ++i) {
     if (kNames[i] == short_name) return true;
@@ -106,6 +111,7 @@ int KvcacheFs::DoListxattr(Ino ino, std::string* names) {
 }
 
 int KvcacheFs::DoGetxattr(Ino ino, std::string_view name, std::string* value) {
+  if (IsUnsupportedNamespace(name)) return ENOTSUP;
   std::optional<Node> node = inodes_.Get(ino);
   if (!node) return ESTALE;
   std::string_view n = ShortName(name);

@@ -3,27 +3,13 @@
 #include <cstdio>
 #include <string>
 
+#include "text.h"
+
 namespace kvcache {
 namespace {
 
-// Control bytes in a bad input are shown as \xNN, so the message stays one clean line.
-std::string Shown(std::string_view text) {
-  std::string out;
-  for (unsigned char c : text.substr(0, 64)) {
-    if (c < 0x20 || c == 0x7f) {
-      char buf[8];
-      std::snprintf(buf, sizeof(buf), "\\x%02x", c);
-      out += buf;
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  if (text.size() > 64) out += "...";
-  return out;
-}
-
 Status Invalid(std::string_view text, std::string_view what, std::string_view why) {
-  return Status::InvalidArgument("invalid " + std::string(what) + " '" + Shown(text) +
+  return Status::InvalidArgument("invalid " + std::string(what) + " '" + Printable(text, 64) +
                                  "': " + std::string(why));
 }
 

@@ -9,6 +9,8 @@
 #include <cstring>
 #include <string>
 
+#include "text.h"
+
 namespace kvcache {
 namespace {
 
@@ -31,15 +33,7 @@ void WithLittleEndianBytes(std::span<const uint32_t> tokens, Fn&& fn) {
   }
 }
 
-bool IsSpace(char c) {
-  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
-}
 
-std::string_view Trim(std::string_view s) {
-  while (!s.empty() && IsSpace(s.front())) s.remove_prefix(1);
-  while (!s.empty() && IsSpace(s.back())) s.remove_suffix(1);
-  return s;
-}
 
 }  // namespace
 
@@ -100,9 +94,9 @@ uint64_t ChainHash(uint64_t parent, std::span<const uint32_t> block) {
 
 // Accepts "1,2,3", "1 2 3", "1, 2, 3", "[1, 2, 3]" and surrounding whitespace.
 Result<std::vector<uint32_t>> ParseTokenList(std::string_view text) {
-  std::string_view s = Trim(text);
+  std::string_view s = TrimSpace(text);
   if (s.size() >= 2 && s.front() == '[' && s.back() == ']') {
-    s = Trim(s.substr(1, s.size() - 2));
+    s = TrimSpace(s.substr(1, s.size() - 2));
   }
   std::vector<uint32_t> tokens;
   size_t i = 0;
@@ -114,7 +108,7 @@ Result<std::vector<uint32_t>> ParseTokenList(std::string_view text) {
     while (i < s.size() && !IsSpace(s[i]) && s[i] != ',') ++i;
     std::string_view token = s.substr(start, i - start);
     if (token.empty()) {
-      return Status::InvalidArgument("invalid token list '" + std::string(Trim(text)) +
+      return Status::InvalidArgument("invalid token list '" + std::string(TrimSpace(text)) +
                                      "': empty token at position " +
                                      std::to_string(tokens.size() + 1));
     }
@@ -130,7 +124,7 @@ Result<std::vector<uint32_t>> ParseTokenList(std::string_view text) {
       ++i;
       skip_space();
       if (i == s.size()) {
-        return Status::InvalidArgument("invalid token list '" + std::string(Trim(text)) +
+        return Status::InvalidArgument("invalid token list '" + std::string(TrimSpace(text)) +
                                        "': trailing ','");
       }
     }

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "kvcache/size.h"
+#include "text.h"
 
 namespace kvcache {
 namespace {
@@ -18,8 +19,6 @@ using nlohmann::json;
 
 constexpr std::string_view kTableRow = "{:<20} {:<12} {:<12} {:<10} {:<10} {}\n";
 constexpr std::string_view kEntriesRow = "{:<20} {:<10} {:<10} {:<10} {:<10} {}\n";
-
-constexpr std::string_view kSpace = " \t\r\n";
 
 std::string Percent(double fraction) { return fmt::format("{:.1f}%", fraction * 100.0); }
 
@@ -288,20 +287,8 @@ Result<double> ParsePercent(std::string_view text) {
     return Status::InvalidArgument(
         fmt::format("invalid percent '{}': expected a number above 0 and at most 100", text));
   };
-  std::string_view t = text;
-  auto trim = [&t] {
-    size_t first = t.find_first_not_of(kSpace);
-    if (first == std::string_view::npos) {
-      t = {};
-      return;
-    }
-    t = t.substr(first, t.find_last_not_of(kSpace) - first + 1);
-  };
-  trim();
-  if (!t.empty() && t.back() == '%') {
-    t.remove_suffix(1);
-    trim();
-  }
+  std::string_view t = TrimSpace(text);
+  if (!t.empty() && t.back() == '%') t = TrimSpace(t.substr(0, t.size() - 1));
   if (t.empty()) return invalid();
   double value = 0;
   auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), value, std::chars_format::fixed);

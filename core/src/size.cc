@@ -4,6 +4,8 @@
 #include <limits>
 #include <string>
 
+#include "text.h"
+
 namespace kvcache {
 namespace {
 
@@ -15,16 +17,8 @@ constexpr uint64_t kMaxSize = static_cast<uint64_t>(std::numeric_limits<int64_t>
 // that many, so they are refused rather than handled.
 constexpr size_t kMaxFractionDigits = 24;
 
-bool IsSpace(char c) {
-  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
-}
 bool IsDigit(char c) { return c >= '0' && c <= '9'; }
 
-std::string_view Trim(std::string_view s) {
-  while (!s.empty() && IsSpace(s.front())) s.remove_prefix(1);
-  while (!s.empty() && IsSpace(s.back())) s.remove_suffix(1);
-  return s;
-}
 
 Status Invalid(std::string_view text, std::string_view why) {
   return Status::InvalidArgument("invalid size '" + std::string(text) + "': " + std::string(why));
@@ -70,7 +64,7 @@ std::string FormatScaled(uint64_t bytes, const char* const* units, const char* f
 Result<uint64_t> ParseSize(std::string_view text) {
   static constexpr std::string_view kExpected =
       "expected a number with an optional K, M, G or T suffix";
-  std::string_view s = Trim(text);
+  std::string_view s = TrimSpace(text);
   if (s.empty()) return Invalid(text, kExpected);
 
   size_t i = 0;

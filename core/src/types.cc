@@ -1,9 +1,12 @@
 #include "kvcache/types.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <string>
+
+#include "text.h"
 
 namespace kvcache {
 namespace {
@@ -24,23 +27,6 @@ bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
     if (x != b[i]) return false;
   }
   return true;
-}
-
-// Bad input is echoed back in messages; control bytes would garble a terminal or a
-// control file's reply, so they are shown as \xNN.
-std::string Printable(std::string_view text) {
-  std::string out;
-  out.reserve(text.size());
-  for (unsigned char c : text) {
-    if (c < 0x20 || c == 0x7f) {
-      char buf[8];
-      std::snprintf(buf, sizeof(buf), "\\x%02x", c);
-      out += buf;
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  return out;
 }
 
 bool IsPoolNameChar(char c) {
@@ -81,6 +67,24 @@ Status ReadString(const Json& j, const char* key, bool required, std::string* ou
 }
 
 }  // namespace
+
+// Bad input is echoed back in messages; control bytes would garble a terminal or a
+// control file's reply, so they are shown as \xNN.
+std::string Printable(std::string_view text, size_t max) {
+  std::string out;
+  out.reserve(std::min(text.size(), max));
+  for (unsigned char c : text.substr(0, max)) {
+    if (c < 0x20 || c == 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof(buf), "\\x%02x", c);
+      out += buf;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  if (text.size() > max) out += "...";
+  return out;
+}
 
 Result<Policy> ParsePolicy(std::string_view text) {
   for (Policy p : {Policy::kLru, Policy::kLfu, Policy::kFifo, Policy::kPriority}) {

@@ -9,7 +9,10 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <functional>
@@ -158,6 +161,41 @@ TEST_F(WritePathTest, ReaderDuringAReplacementReadsTheOldVersionWhole) {
   ASSERT_EQ(close(fd), 0);
   EXPECT_TRUE(*manager().Get("p", 21) == new_data);
   EXPECT_EQ(ChildReads(Path("p/21"), new_data), 0);
+}
+
+// The soak's shape: a writer replaces an id with open(O_CREAT | O_TRUNC) and many small
+// writes while other processes open and read it whole, again and again. Every read is
+// one whole published version: never empty, never cut short by the writer's progress.
+TEST_F(WritePathTest, ReadersRacingAReplacementInSmallWritesReadWholeVersions) {
+  std::vector<std::byte> v1 = Pattern(40, 60000), v2 = Pattern(41, 30000);
+  ASSERT_TRUE(manager().Put("p", 26, v1, 0).ok());
+  std::atomic<bool> stop{false};
+  std::thread writer([&] {
+    for (int round = 0; !stop; ++round) {
+      const std::vector<std::byte>& data = round % 2 == 0 ? v2 : v1;
+      int fd = open(Path("p/26").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      if (fd < 0) continue;
+      WriteAll(fd, data, 1024);
+      close(fd);
+    }
+  });
+  int bad = 0, reads = 0;
+  for (auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+       std::chrono::steady_clock::now() < deadline && bad == 0;) {
+    bad = InChild([&] {
+      for (int i = 0; i < 20; ++i) {
+        std::vector<std::byte> got;
+        if (ReadFile(Path("p/26"), &got) != 0) continue;
+        if (got != v1 && got != v2) return 100 + static_cast<int>(std::min<size_t>(got.size() / 1024, 100));
+      }
+      return 0;
+    });
+    reads += 20;
+  }
+  stop = true;
+  writer.join();
+  EXPECT_EQ(bad, 0) << "a read returned neither version (100 + KiB read) within " << reads
+                    << " reads";
 }
 
 TEST_F(WritePathTest, ForkedChildClosingAnInheritedDescriptorPublishesNothing) {

@@ -48,6 +48,23 @@ TEST_F(XattrTest, ShowsTheEntrysMetadata) {
   EXPECT_EQ(Get("p/3", "nonsense"), "<errno " + std::to_string(ENODATA) + ">");
 }
 
+// `ls -l` asks every file for security.selinux and system.posix_acl_access; GNU ls stops
+// asking a filesystem that answers ENOTSUP once, but keeps asking after ENODATA.
+TEST_F(XattrTest, NamespacesOtherThanUserAreUnsupportedSoListingsStopAsking) {
+  ASSERT_TRUE(manager().Put("p", 3, Pattern(1, 100), 1).ok());
+  for (const std::string rel : {"", "p", "p/3", "p/status", "p/by-prefix"}) {
+    for (const char* name : {"security.selinux", "system.posix_acl_access",
+                             "system.posix_acl_default", "trusted.x"}) {
+      char buf[256];
+      errno = 0;
+      EXPECT_EQ(getxattr(Path(rel).c_str(), name, buf, sizeof(buf)), -1) << rel << " " << name;
+      EXPECT_EQ(errno, ENOTSUP) << "'" << rel << "' " << name;
+    }
+  }
+  // Our own namespace still answers ENODATA for a name it does not have.
+  EXPECT_EQ(Get("p/3", "nonsense"), "<errno " + std::to_string(ENODATA) + ">");
+}
+
 TEST_F(XattrTest, ListsEveryAttribute) {
   ASSERT_TRUE(manager().Put("p", 3, Pattern(1, 100), 0).ok());
   char buf[4096];
