@@ -79,6 +79,7 @@ struct WriteState {
   StagingBuffer staging;     // guarded by mu
   bool dirty = true;         // guarded by mu; staged bytes not yet published
   int error = 0;             // guarded by mu; a write refused for space: never published
+  bool closed_by_owner = false;  // guarded by mu; the writer closed or synced it once
   uint64_t limit = 0;        // guarded by mu; the pool's size: larger is EFBIG
   uint64_t room = 0;         // guarded by mu; pool minus pinned bytes when last looked
   uint64_t token_count = 0;  // guarded by mu

@@ -413,6 +413,7 @@ int KvcacheFs::DoFlush(FileHandle* handle, pid_t pid) {
     write.error = EIO;
     return EIO;
   }
+  write.closed_by_owner = true;
   // Published at the writer's close, not at release, which the kernel sends after
   // close() has returned: a reader right after close must find the entry.
   return Publish(write, lock);
@@ -423,6 +424,7 @@ int KvcacheFs::DoFsync(FileHandle* handle) {
   WriteState& write = *handle->write;
   std::unique_lock lock(write.mu);
   if (write.scratch != ScratchKind::kNone) return write.error;
+  write.closed_by_owner = true;
   return Publish(write, lock);
 }
 
@@ -434,9 +436,11 @@ int KvcacheFs::DoRelease(FileHandle* handle) {
     {
       std::unique_lock lock(write->mu);
       scratch = write->scratch != ScratchKind::kNone;
-      // The last close of the writer's open file: whatever is still staged goes out
-      // (an inheriting process wrote last, or the writer never closed it itself).
-      if (!scratch) err = Publish(*write, lock);
+      // The last close of the writer's open file: what a process that inherited the
+      // descriptor wrote after the writer's close goes out too. A file its writer
+      // never closed (the kernel dropping an open that a kill cut short) holds
+      // nothing the writer meant to save: it is never published.
+      if (!scratch && write->closed_by_owner) err = Publish(*write, lock);
     }
     bool drop;
     {
