@@ -72,21 +72,33 @@ def main():
             for s in range(k):
                 m.get("bench", s)
 
-        def numpy_copy():
+        # A put writes each entry to its own place in the pool: the reference copies into
+        # k distinct slices of one preallocated array (the same memory footprint).
+        dst = numpy.empty(k * big.nbytes, dtype=numpy.uint8)
+
+        def numpy_copy_into_place():
+            for s in range(k):
+                numpy.copyto(dst[s * big.nbytes:(s + 1) * big.nbytes], big)
+
+        # A get returns new bytes: the reference copies into a new array each time.
+        def numpy_copy_new():
             for _ in range(k):
                 out = numpy.empty_like(big)
                 numpy.copyto(out, big)
 
         put2 = median_rate(put_big, gb)
         get2 = median_rate(get_big, gb)
-        ref = median_rate(numpy_copy, gb)
+        ref_put = median_rate(numpy_copy_into_place, gb)
+        ref_get = median_rate(numpy_copy_new, gb)
         print("| operation | kvcache | reference | ratio |")
         print("|---|---|---|---|")
         print(f"| 4 KiB put | {put4:,.0f}/s | goal 200,000/s | {put4 / 200000:.2f} |")
         print(f"| 4 KiB get | {get4:,.0f}/s | goal 300,000/s | {get4 / 300000:.2f} |")
         print(f"| 4 KiB view | {view4:,.0f}/s | goal 500,000/s | {view4 / 500000:.2f} |")
-        print(f"| 2 MiB put | {put2:.2f} GB/s | numpy copy {ref:.2f} GB/s | {put2 / ref:.2f} (goal 0.8) |")
-        print(f"| 2 MiB get | {get2:.2f} GB/s | numpy copy {ref:.2f} GB/s | {get2 / ref:.2f} (goal 0.8) |")
+        print(f"| 2 MiB put | {put2:.2f} GB/s | numpy copy into place {ref_put:.2f} GB/s "
+              f"| {put2 / ref_put:.2f} (goal 0.8) |")
+        print(f"| 2 MiB get | {get2:.2f} GB/s | numpy copy to a new array {ref_get:.2f} GB/s "
+              f"| {get2 / ref_get:.2f} (goal 0.8) |")
     finally:
         try:
             m.destroy_pool("bench")
