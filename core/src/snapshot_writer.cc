@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -56,8 +57,10 @@ int WriteAll(int fd, struct iovec* iov, int count, uint64_t offset) {
   return 0;
 }
 
-// A persist killed mid-way leaves <target>.tmp.<pid>.XXXXXX behind; remove those of
-// processes that no longer exist (never a live writer's file).
+// A persist killed mid-way leaves <target>.tmp.<pid>.XXXXXX behind; remove those whose
+// writer is gone (never a live writer's file). A writer holds an flock on its temp file
+// until it is done, and the lock goes with its death: that is what tells a live writer
+// in another PID namespace (whose pid means nothing here) from a dead one.
 void RemoveStaleTemps(const std::string& target) {
   std::string dir = DirName(target);
   std::string prefix = BaseName(target) + ".tmp.";
@@ -69,7 +72,10 @@ void RemoveStaleTemps(const std::string& target) {
     pid_t pid = static_cast<pid_t>(atol(name.c_str() + prefix.size()));
     if (pid <= 0) continue;
     if (kill(pid, 0) == 0 || errno != ESRCH) continue;
-    unlinkat(dirfd(d), name.c_str(), 0);
+    int fd = openat(dirfd(d), name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) continue;
+    if (flock(fd, LOCK_EX | LOCK_NB) == 0) unlinkat(dirfd(d), name.c_str(), 0);
+    close(fd);
   }
   closedir(d);
 }
@@ -121,6 +127,13 @@ Result<std::unique_ptr<SnapshotWriter>> SnapshotWriter::Create(const std::string
   // mkostemp creates the file O_EXCL with mode 0600.
   int fd = mkostemp(temp.data(), O_CLOEXEC);
   if (fd < 0) return ErrnoToStatus(errno, "persist " + Quoted(target) + ": create temp file");
+  // Held until the file is closed: the mark of a live writer (see RemoveStaleTemps).
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    Status s = ErrnoToStatus(errno, "persist " + Quoted(target) + ": lock temp file");
+    close(fd);
+    unlink(temp.c_str());
+    return s;
+  }
   std::unique_ptr<SnapshotWriter> w(
       new SnapshotWriter(target, temp, fd, entry_count, payload_bytes));
   posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);

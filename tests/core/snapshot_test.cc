@@ -6,6 +6,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -542,6 +543,41 @@ TEST_F(SnapshotTest, PersistKilledAtRandomMomentsLeavesThePreviousSnapshotLoadab
   EXPECT_TRUE(TempFilesIn(path.substr(0, path.rfind('/'))).empty());
   RecordProperty("persist_us", static_cast<int>(persist_us));
   RecordProperty("rounds_where_the_persist_completed", completed);
+}
+
+// A persist running in another PID namespace names its temp file with a pid that means
+// nothing here; its lock on the file, not the pid, keeps a sweep from removing it.
+TEST_F(SnapshotTest, SweepKeepsTheTempFileOfALiveWriterWhosePidIsNotOurs) {
+  CreatePool("n", 4 * kMiB);
+  ASSERT_TRUE(manager().Put("n", 1, Pattern(1, 1000), 1).ok());
+  std::string path = manager().DefaultSnapshotPath("n");
+  ASSERT_TRUE(PersistPool(manager(), "n").ok());
+  pid_t gone = fork();  // a pid that exists in no namespace we can see once reaped
+  if (gone == 0) _exit(0);
+  waitpid(gone, nullptr, 0);
+  std::string temp = path + ".tmp." + std::to_string(gone) + ".Ab12Cd";
+  int ready[2], release[2];
+  ASSERT_EQ(pipe(ready), 0);
+  ASSERT_EQ(pipe(release), 0);
+  pid_t writer = fork();
+  if (writer == 0) {
+    int fd = open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0600);
+    if (fd < 0 || flock(fd, LOCK_EX) != 0) _exit(1);
+    char c = 0;
+    if (write(ready[1], &c, 1) != 1 || read(release[0], &c, 1) != 1) _exit(2);
+    _exit(0);
+  }
+  char c;
+  ASSERT_EQ(read(ready[0], &c, 1), 1);
+  ASSERT_TRUE(PersistPool(manager(), "n").ok());
+  EXPECT_EQ(TempFilesIn(path.substr(0, path.rfind('/'))).size(), 1u) << "a live writer's file";
+  ASSERT_EQ(write(release[1], &c, 1), 1);
+  int status = 0;
+  waitpid(writer, &status, 0);
+  EXPECT_EQ(status, 0);
+  ASSERT_TRUE(PersistPool(manager(), "n").ok());
+  EXPECT_TRUE(TempFilesIn(path.substr(0, path.rfind('/'))).empty()) << "its writer is gone";
+  for (int fd : {ready[0], ready[1], release[0], release[1]}) close(fd);
 }
 
 TEST_F(SnapshotTest, FailedPersistRemovesItsTempFileAndKeepsTheOldSnapshot) {
