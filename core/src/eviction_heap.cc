@@ -20,12 +20,17 @@ bool EvictionHeap::Before(uint32_t a, uint32_t b) const {
   return false;
 }
 
+// A sift that meets a bad index stops with every slot it moved placed (the one being
+// sifted stays where it was taken from): the heap holds the same indexes as before.
 void EvictionHeap::SiftUp(uint32_t pos) {
-  uint32_t slot = heap_[pos];
+  uint32_t slot;
+  if (!SlotAt(pos, &slot)) return;
   while (pos > 0) {
     uint32_t parent = (pos - 1) / 2;
-    if (!Before(slot, heap_[parent])) break;
-    Place(pos, heap_[parent]);
+    uint32_t above;
+    if (!SlotAt(parent, &above)) break;
+    if (!Before(slot, above)) break;
+    Place(pos, above);
     pos = parent;
   }
   Place(pos, slot);
@@ -33,19 +38,33 @@ void EvictionHeap::SiftUp(uint32_t pos) {
 
 void EvictionHeap::SiftDown(uint32_t pos) {
   uint32_t n = *size_;
-  uint32_t slot = heap_[pos];
+  uint32_t slot;
+  if (!SlotAt(pos, &slot)) return;
   for (;;) {
     uint32_t child = 2 * pos + 1;
     if (child >= n) break;
-    if (child + 1 < n && Before(heap_[child + 1], heap_[child])) ++child;
-    if (!Before(heap_[child], slot)) break;
-    Place(pos, heap_[child]);
+    uint32_t below;
+    if (!SlotAt(child, &below)) break;
+    if (child + 1 < n) {
+      uint32_t right;
+      if (!SlotAt(child + 1, &right)) break;
+      if (Before(right, below)) {
+        ++child;
+        below = right;
+      }
+    }
+    if (!Before(below, slot)) break;
+    Place(pos, below);
     pos = child;
   }
   Place(pos, slot);
 }
 
 void EvictionHeap::Push(uint32_t slot) {
+  if (*size_ >= capacity_) {  // more entries than slots: the size is garbage
+    damaged_ = true;
+    return;
+  }
   Snapshot(slot);
   uint32_t pos = (*size_)++;
   Place(pos, slot);
@@ -54,35 +73,51 @@ void EvictionHeap::Push(uint32_t slot) {
 
 void EvictionHeap::Remove(uint32_t slot) {
   uint32_t pos = slots_[slot].heap_pos;
+  uint32_t at;
+  if (!SlotAt(pos, &at) || at != slot) {
+    damaged_ = true;
+    return;
+  }
+  uint32_t last = *size_ - 1;
+  uint32_t moved = slot;
+  if (pos != last && !SlotAt(last, &moved)) return;
   slots_[slot].heap_pos = seg::kNil;
-  uint32_t last = --(*size_);
+  *size_ = last;
   if (pos == last) return;
-  Place(pos, heap_[last]);
-  Update(heap_[pos]);
+  Place(pos, moved);
+  Update(moved);
 }
 
 void EvictionHeap::SettleTop() {
-  while (*size_ > 0 && Stale(heap_[0])) {
-    Snapshot(heap_[0]);
+  uint32_t top;
+  while (*size_ > 0 && SlotAt(0, &top) && Stale(top)) {
+    Snapshot(top);
     SiftDown(0);
   }
 }
 
 void EvictionHeap::Update(uint32_t slot) {
-  Snapshot(slot);
   uint32_t pos = slots_[slot].heap_pos;
-  if (pos > 0 && Before(slot, heap_[(pos - 1) / 2])) {
+  uint32_t at;
+  if (!SlotAt(pos, &at) || at != slot) {
+    damaged_ = true;
+    return;
+  }
+  Snapshot(slot);
+  uint32_t parent;
+  if (pos > 0 && SlotAt((pos - 1) / 2, &parent) && Before(slot, parent)) {
     SiftUp(pos);
-  } else {
+  } else if (!damaged_) {
     SiftDown(pos);
   }
 }
 
-bool EvictionHeap::Verify(uint32_t capacity) const {
+bool EvictionHeap::Verify() const {
   uint32_t n = *size_;
+  if (n > capacity_) return false;
   for (uint32_t pos = 0; pos < n; ++pos) {
     uint32_t slot = heap_[pos];
-    if (slot >= capacity || slots_[slot].heap_pos != pos) return false;
+    if (slot >= capacity_ || slots_[slot].heap_pos != pos) return false;
     if (pos > 0 && Before(slot, heap_[(pos - 1) / 2])) return false;
   }
   return true;

@@ -14,6 +14,13 @@
 // cost O(1), victims amortized O(log n), and the order is exact.
 //
 // Not synchronized: the caller holds the pool lock.
+//
+// The heap lives in shared memory that anyone who can write the segment can garble:
+// every slot index read from it is checked against the slot capacity, every position
+// against the size, and every slot's recorded position against where it was found. An
+// operation that meets a bad one stops there, changes nothing more, and marks the heap
+// damaged() (until ClearDamage) for the caller to report. The checks are comparisons
+// on values already loaded: the cost stays O(log n).
 #pragma once
 
 #include <cstdint>
@@ -25,27 +32,35 @@ namespace kvcache {
 
 class EvictionHeap {
  public:
-  EvictionHeap(Policy policy, uint32_t* heap, uint32_t* size, seg::Slot* slots)
-      : policy_(policy), heap_(heap), size_(size), slots_(slots) {}
+  // `heap` has room for `capacity` slot indexes; slots are below `capacity`.
+  EvictionHeap(Policy policy, uint32_t* heap, uint32_t* size, seg::Slot* slots,
+               uint32_t capacity)
+      : policy_(policy), heap_(heap), size_(size), slots_(slots), capacity_(capacity) {}
 
   uint32_t size() const { return *size_; }
   bool empty() const { return *size_ == 0; }
-  uint32_t at(uint32_t pos) const { return heap_[pos]; }
-  // REQUIRES: !empty()
+  // REQUIRES: !empty() && !damaged() (SettleTop checked the top).
   uint32_t Top() const { return heap_[0]; }
 
+  // True once an operation met an index out of range or out of place.
+  bool damaged() const { return damaged_; }
+  void MarkDamaged() { damaged_ = true; }
+  void ClearDamage() { damaged_ = false; }
+
+  // REQUIRES: slot < capacity and not in the heap.
   void Push(uint32_t slot);
+  // REQUIRES: slot < capacity. Damage when the slot is not where it says it is.
   void Remove(uint32_t slot);
   // Restores the order after the slot's key changed in either direction.
   void Update(uint32_t slot);
-  // Refreshes the top while its placed key is stale. Afterwards the top, if any, is
-  // the true minimum.
+  // Refreshes the top while its placed key is stale. Afterwards the top, if any and
+  // unless damaged(), is the true minimum.
   void SettleTop();
   // True when a's key orders before b's (a is evicted first).
   bool Before(uint32_t a, uint32_t b) const;
-  // Checks the heap property and positions (and that every index is below
-  // `capacity`); false on the first violation.
-  bool Verify(uint32_t capacity) const;
+  // Checks the size, every index, every position and the heap property; false on
+  // the first violation.
+  bool Verify() const;
 
  private:
   void SiftUp(uint32_t pos);
@@ -70,11 +85,24 @@ class EvictionHeap {
     heap_[pos] = slot;
     slots_[slot].heap_pos = pos;
   }
+  // The slot at `pos` into *slot, or false (and damaged) when the size or the index
+  // there is out of range.
+  bool SlotAt(uint32_t pos, uint32_t* slot) {
+    uint32_t n = *size_;
+    if (n > capacity_ || pos >= n || heap_[pos] >= capacity_) {
+      damaged_ = true;
+      return false;
+    }
+    *slot = heap_[pos];
+    return true;
+  }
 
   Policy policy_;
   uint32_t* heap_;
   uint32_t* size_;
   seg::Slot* slots_;
+  uint32_t capacity_;
+  bool damaged_ = false;
 };
 
 }  // namespace kvcache

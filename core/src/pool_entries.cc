@@ -41,8 +41,8 @@ Result<PutReservation> PoolHandle::Reserve(uint64_t seq, size_t size, uint64_t t
   uint32_t prefix_len = static_cast<uint32_t>(options.prefix_tokens.size());
   // The payload is checked alone first: with it at most the pool's size (far below
   // 2^64), the sum with the bounded tail and the block rounding cannot wrap.
-  uint64_t bs = header_->block_size;
-  uint64_t pool_bytes = header_->block_count * bs;  // no wrap: checked at attach
+  uint64_t bs = layout_.block_size;
+  uint64_t pool_bytes = layout_.block_count * bs;  // no wrap: checked at attach
   uint64_t tail_bytes = 4 * uint64_t{prefix_len} + options.metadata.size();
   if (uint64_t{size} > pool_bytes || tail_bytes > pool_bytes - uint64_t{size}) {
     std::string total = uint64_t{size} > UINT64_MAX - tail_bytes
@@ -54,7 +54,7 @@ Result<PutReservation> PoolHandle::Reserve(uint64_t seq, size_t size, uint64_t t
   uint64_t total = uint64_t{size} + tail_bytes;
   uint64_t blocks = total / bs + (total % bs != 0);
   uint64_t prefix_hash = prefix_len > 0 ? PrefixHashValue(options.prefix_tokens) : 0;
-  uint32_t block_tokens = header_->prefix_block_tokens;
+  uint32_t block_tokens = prefix_block_tokens_;
   uint32_t chain_blocks = prefix_len / block_tokens;
   uint64_t chain_hash = 0;
   for (uint32_t b = 0; b < chain_blocks; ++b) {
@@ -83,6 +83,7 @@ Result<PutReservation> PoolHandle::Reserve(uint64_t seq, size_t size, uint64_t t
       first = AllocateExtentLocked(blocks);
       if (first == BitmapAllocator::kNone) {
         FreeSlotLocked(i);
+        KVC_RETURN_IF_ERROR(HeapStatusLocked());  // eviction stopped at damage
         return Status::NoSpace("pool '" + name_ + "' is full: " + FormatSizeLong(blocks * bs) +
                                " needed, " + FormatSizeLong(header_->free) +
                                " free and nothing more can be evicted");
@@ -127,7 +128,7 @@ Result<PutReservation> PoolHandle::Reserve(uint64_t seq, size_t size, uint64_t t
 }
 
 bool PoolHandle::IsMyReservationLocked(uint32_t i, uint64_t generation) const {
-  if (i >= header_->slot_capacity) return false;
+  if (i >= layout_.slot_capacity) return false;
   const seg::Slot& s = slots_[i];
   LeaseTable::Owner me = MyRowLocked();
   return s.state == seg::kWriting && s.generation == generation && me.row != kNil &&
@@ -148,11 +149,11 @@ Status PoolHandle::Commit(uint32_t i, uint64_t generation) {
   uint32_t old = FindLocked(s.sequence_id);
   if (old != kNil) UnpublishLocked(old);
   CrashPoint("commit-unpublished");
-  if (header_->entry_count >= header_->max_sequences && !EvictOneLocked()) {
+  if (header_->entry_count >= max_sequences_ && !EvictOneLocked()) {
     FreeSlotLocked(i);
+    KVC_RETURN_IF_ERROR(HeapStatusLocked());
     return Status::NoSpace("pool '" + name_ + "' holds its maximum of " +
-                           std::to_string(header_->max_sequences) +
-                           " entries and none can be evicted");
+                           std::to_string(max_sequences_) + " entries and none can be evicted");
   }
   s.create_tick = NextTickLocked();
   seg::Atomic(s.access_tick).store(MonotonicNs(), std::memory_order_relaxed);
@@ -160,7 +161,7 @@ Status PoolHandle::Commit(uint32_t i, uint64_t generation) {
   LinkLocked(i);
   header_->puts++;
   header_->modified = NowSeconds();
-  return Status::Ok();
+  return HeapStatusLocked();  // published, but the eviction order needs repair
 }
 
 Result<std::pair<int, uint64_t>> PoolHandle::OpenFileRange(const std::byte* at) const {
@@ -182,10 +183,9 @@ Status PoolHandle::Abort(uint32_t i, uint64_t generation) {
 // The reader half of the seqlock described at seg::Slot: every load is atomic, and what
 // was read counts only if the generation is unchanged after the acquire fence.
 bool PoolHandle::FindUnlocked(uint64_t seq, UnlockedRead* read) const {
-  const uint32_t cap = header_->slot_capacity;
+  const uint32_t cap = layout_.slot_capacity;
   uint32_t steps = 0;
-  for (uint32_t i = seg::Atomic(id_buckets_[seg::BucketOf(seq, header_->id_bucket_count)])
-                        .load(std::memory_order_acquire);
+  for (uint32_t i = seg::Atomic(IdHead(seq)).load(std::memory_order_acquire);
        i != kNil; i = seg::Atomic(slots_[i].id_next).load(std::memory_order_acquire)) {
     // A chain can change under us (a slot freed and relinked): bound the walk.
     if (i >= cap || ++steps > cap) return false;
@@ -203,11 +203,12 @@ bool PoolHandle::FindUnlocked(uint64_t seq, UnlockedRead* read) const {
     uint64_t size = seg::Atomic(s.size_bytes).load(std::memory_order_relaxed);
     std::atomic_thread_fence(std::memory_order_acquire);
     if (AtomicGeneration(s).load(std::memory_order_relaxed) != gen) return false;
-    if (first > header_->block_count || blocks > header_->block_count - first ||
-        size > blocks * header_->block_size) {
+    // Checked against the geometry cached at mapping: no wrap, nothing outside the data.
+    if (!seg::ExtentInBounds(first, blocks, layout_.block_count) ||
+        size > blocks * layout_.block_size) {
       return false;
     }
-    *read = {i, gen, data_ + first * header_->block_size, size};
+    *read = {i, gen, data_ + first * layout_.block_size, size};
     return true;
   }
   return false;
@@ -245,6 +246,7 @@ Status PoolHandle::GetInto(uint64_t seq, std::vector<std::byte>& out) {
         if (attempt == 0) header_->misses++;
         return SeqNotFound(seq);
       }
+      KVC_RETURN_IF_ERROR(CheckSlotLocked(i));
       if (attempt == 0) {
         header_->hits++;
         Touch(i);
@@ -277,7 +279,8 @@ Result<EntryView> PoolHandle::View(uint64_t seq, bool count_access) {
       header_->hits++;
       Touch(i);
     }
-    v.info_ = InfoLocked(i);  // before the pin: nothing may throw once it is taken
+    // Before the pin: nothing may throw once it is taken.
+    KVC_ASSIGN_OR_RETURN(v.info_, InfoLocked(i));
     KVC_ASSIGN_OR_RETURN(LeaseTable::Ticket lease, AcquireLeaseLocked(i));
     v.lease_ = lease.index;
     v.lease_generation_ = lease.generation;
@@ -309,14 +312,15 @@ std::vector<EntryView> PoolHandle::MakeViews(std::vector<PinnedEntry> pinned) {
 Status PoolHandle::PinLocked(uint32_t i, std::vector<PinnedEntry>& pinned) {
   // Everything that can allocate (and so throw) happens before the pin is taken.
   if (pinned.size() == pinned.capacity()) pinned.reserve(2 * pinned.size() + 16);
-  EntryInfo info = InfoLocked(i);
-  Result<LeaseTable::Ticket> lease = AcquireLeaseLocked(i);
+  Result<EntryInfo> info = InfoLocked(i);
+  Result<LeaseTable::Ticket> lease =
+      info.ok() ? AcquireLeaseLocked(i) : Result<LeaseTable::Ticket>(info.status());
   if (!lease.ok()) {
     for (const PinnedEntry& p : pinned) ReleaseLeaseLocked(p.lease).IgnoreError();
     pinned.clear();
     return lease.status();
   }
-  pinned.push_back({*lease, std::move(info), Extent(slots_[i])});
+  pinned.push_back({*lease, std::move(*info), Extent(slots_[i])});
   return Status::Ok();
 }
 
@@ -340,19 +344,20 @@ Status PoolHandle::Remove(uint64_t seq) {
     return SeqNotFound(seq);
   }
   UnpublishLocked(i);
-  return Status::Ok();
+  return HeapStatusLocked();  // removed, but the eviction order needs repair
 }
 
 Result<uint64_t> PoolHandle::Clear() {
   Locked lk(*this);
   KVC_RETURN_IF_ERROR(lk.status());
   uint64_t n = 0;
-  for (uint32_t i = 0; i < header_->slot_capacity; ++i) {
+  for (uint32_t i = 0; i < layout_.slot_capacity; ++i) {
     if (slots_[i].state == seg::kLive) {
       UnpublishLocked(i);
       ++n;
     }
   }
+  KVC_RETURN_IF_ERROR(HeapStatusLocked());
   return n;
 }
 
@@ -379,6 +384,7 @@ Result<uint64_t> PoolHandle::Evict(double percent) {
       break;
     }
   }
+  KVC_RETURN_IF_ERROR(HeapStatusLocked());
   return evicted;
 }
 
@@ -389,9 +395,11 @@ Result<std::vector<EntryInfo>> PoolHandle::Entries() {
   {
     Locked lk(*this);
     KVC_RETURN_IF_ERROR(lk.status());
-    out.reserve(header_->entry_count);
-    for (uint32_t i = 0; i < header_->slot_capacity; ++i) {
-      if (slots_[i].state == seg::kLive) out.push_back(InfoLocked(i));
+    out.reserve(header_->entry_count);  // at most the slot capacity (CheckHeaderLocked)
+    for (uint32_t i = 0; i < layout_.slot_capacity; ++i) {
+      if (slots_[i].state != seg::kLive) continue;
+      KVC_ASSIGN_OR_RETURN(EntryInfo info, InfoLocked(i));
+      out.push_back(std::move(info));
     }
   }
   std::sort(out.begin(), out.end(),
@@ -404,8 +412,8 @@ Result<std::vector<EntryView>> PoolHandle::PinAll() {
   {
     Locked lk(*this);
     KVC_RETURN_IF_ERROR(lk.status());
-    pinned.reserve(header_->entry_count);
-    for (uint32_t i = 0; i < header_->slot_capacity; ++i) {
+    pinned.reserve(header_->entry_count);  // at most the slot capacity (CheckHeaderLocked)
+    for (uint32_t i = 0; i < layout_.slot_capacity; ++i) {
       if (slots_[i].state != seg::kLive) continue;
       KVC_RETURN_IF_ERROR(PinLocked(i, pinned));
     }

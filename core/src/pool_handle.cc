@@ -178,22 +178,28 @@ Status PoolHandle::ValidateAndBind() {
   }
   if (std::memchr(h->name, '\0', sizeof(h->name)) == nullptr) return bad("unterminated name");
 
+  // From here on only the validated layout is used to size or place anything: the
+  // header's copies of it are checked against it (CheckHeaderLocked), never trusted.
   std::byte* base = segment_.base();
   header_ = h;
+  layout_ = l;
+  max_sequences_ = h->max_sequences;
+  prefix_block_tokens_ = h->prefix_block_tokens;
   name_ = h->name;
   policy_ = static_cast<Policy>(h->policy);
-  slots_ = At<seg::Slot>(base, h->slot_offset);
-  id_buckets_ = At<uint32_t>(base, h->id_bucket_offset);
-  prefix_buckets_ = At<uint32_t>(base, h->prefix_bucket_offset);
-  chain_buckets_ = At<uint32_t>(base, h->chain_bucket_offset);
-  data_ = base + h->data_offset;
-  processes_.emplace(At<seg::ProcessSlot>(base, h->process_offset), h->process_capacity,
-                     &segment_.file(), h->process_offset);
-  evict_scratch_.reserve(h->slot_capacity);
-  leases_.emplace(At<seg::Lease>(base, h->lease_offset), h->lease_capacity, &h->free_lease_head,
-                  &h->live_pins, h->slot_capacity, &name_);
-  bitmap_.emplace(At<uint64_t>(base, h->bitmap_offset), h->block_count);
-  heap_.emplace(policy_, At<uint32_t>(base, h->heap_offset), &h->heap_size, slots_);
+  slots_ = At<seg::Slot>(base, l.slot_offset);
+  id_buckets_ = At<uint32_t>(base, l.id_bucket_offset);
+  prefix_buckets_ = At<uint32_t>(base, l.prefix_bucket_offset);
+  chain_buckets_ = At<uint32_t>(base, l.chain_bucket_offset);
+  data_ = base + l.data_offset;
+  processes_.emplace(At<seg::ProcessSlot>(base, l.process_offset), seg::kProcessCapacity,
+                     &segment_.file(), l.process_offset);
+  evict_scratch_.reserve(l.slot_capacity);
+  leases_.emplace(At<seg::Lease>(base, l.lease_offset), l.lease_capacity, &h->free_lease_head,
+                  &h->live_pins, l.slot_capacity, &name_);
+  bitmap_.emplace(At<uint64_t>(base, l.bitmap_offset), l.block_count);
+  heap_.emplace(policy_, At<uint32_t>(base, l.heap_offset), &h->heap_size, slots_,
+                l.slot_capacity);
   return Status::Ok();
 }
 
@@ -208,7 +214,7 @@ void PoolHandle::MarkDestroyed() {
 // Nothing between taking the lock and the end of this constructor allocates or throws:
 // a throw here would leave the lock held by a live thread and wedge every process.
 // After it, the destructor releases the lock however the holder's scope ends.
-PoolHandle::Locked::Locked(PoolHandle& pool) : pool_(pool) {
+PoolHandle::Locked::Locked(PoolHandle& pool, bool inspect) : pool_(pool) {
   Result<LockOutcome> r = LockPoolMutex(&pool.header_->lock);
   if (!r.ok()) {
     status_ = Status(r.status().code(), "pool '" + pool.name_ + "': " + r.status().message());
@@ -223,6 +229,13 @@ PoolHandle::Locked::Locked(PoolHandle& pool) : pool_(pool) {
     MarkConsistent(&pool.header_->lock);
   }
   pool.header_->lock_owner_pid = static_cast<uint32_t>(CurrentProcess().pid);
+  pool.heap_->ClearDamage();
+  if (inspect) return;
+  if (Status s = pool.CheckHeaderLocked(); !s.ok()) {
+    pool.header_->lock_owner_pid = 0;
+    UnlockPoolMutex(&pool.header_->lock);
+    status_ = std::move(s);
+  }
 }
 
 PoolHandle::Locked::~Locked() {
@@ -231,12 +244,90 @@ PoolHandle::Locked::~Locked() {
   UnlockPoolMutex(&pool_.header_->lock);
 }
 
+// ---------------------------------------------------------------- damage checks
+
+Status PoolHandle::Corrupt(const std::string& what) const {
+  return Status::Corruption("pool '" + name_ + "' is corrupt: " + what);
+}
+
+Status PoolHandle::CheckHeaderLocked() const {
+  const seg::Header& h = *header_;
+  const seg::Layout& l = layout_;
+  auto changed = [&](const char* field, uint64_t now, uint64_t was) {
+    return Corrupt("its header's " + std::string(field) + " is " + std::to_string(now) +
+                   ", it was " + std::to_string(was) + " when the pool was opened");
+  };
+  // The geometry: fixed at creation, so any change is damage.
+  if (h.block_count != l.block_count) return changed("block count", h.block_count, l.block_count);
+  if (h.block_size != l.block_size) return changed("block size", h.block_size, l.block_size);
+  if (h.size != l.block_count * l.block_size) {
+    return changed("size", h.size, l.block_count * l.block_size);
+  }
+  if (h.slot_capacity != l.slot_capacity) {
+    return changed("slot capacity", h.slot_capacity, l.slot_capacity);
+  }
+  if (h.lease_capacity != l.lease_capacity) {
+    return changed("lease capacity", h.lease_capacity, l.lease_capacity);
+  }
+  if (h.id_bucket_count != l.id_bucket_count || h.chain_bucket_count != l.id_bucket_count ||
+      h.prefix_bucket_count != l.prefix_bucket_count) {
+    return changed("bucket count", h.id_bucket_count, l.id_bucket_count);
+  }
+  if (h.max_sequences != max_sequences_) {
+    return changed("max_sequences", h.max_sequences, max_sequences_);
+  }
+  // The changing fields: counts, list heads and byte counters that the operations
+  // below index or size with.
+  auto beyond = [&](const std::string& what, uint64_t value, const char* limit_name,
+                    uint64_t limit) {
+    return Corrupt("its header's " + what + " is " + std::to_string(value) + ", beyond its " +
+                   std::to_string(limit) + " " + limit_name);
+  };
+  if (h.heap_size > l.slot_capacity) {
+    return beyond("eviction order size", h.heap_size, "slots", l.slot_capacity);
+  }
+  if (h.entry_count > l.slot_capacity) {
+    return beyond("entry count", h.entry_count, "slots", l.slot_capacity);
+  }
+  if (h.free_slot_head != kNil && h.free_slot_head >= l.slot_capacity) {
+    return beyond("free slot list head", h.free_slot_head, "slots", l.slot_capacity);
+  }
+  if (h.free_lease_head != kNil && h.free_lease_head >= l.lease_capacity) {
+    return beyond("free lease list head", h.free_lease_head, "leases", l.lease_capacity);
+  }
+  if (h.live_pins > l.lease_capacity) {
+    return beyond("pin count", h.live_pins, "leases", l.lease_capacity);
+  }
+  if (h.used > h.size || h.free != h.size - h.used || h.used % l.block_size != 0) {
+    return Corrupt("its header counts " + std::to_string(h.used) + " bytes used and " +
+                   std::to_string(h.free) + " free of " + std::to_string(h.size));
+  }
+  return Status::Ok();
+}
+
+Status PoolHandle::CheckSlotLocked(uint32_t i) const {
+  const seg::Slot& s = slots_[i];
+  if (seg::SlotFits(s, layout_.block_count, layout_.block_size)) return Status::Ok();
+  return Corrupt("entry " + std::to_string(s.sequence_id) + " (slot " + std::to_string(i) +
+                 ") claims blocks " + std::to_string(s.first_block) + "+" +
+                 std::to_string(s.extent_blocks) + " holding " + std::to_string(s.size_bytes) +
+                 " bytes, " + std::to_string(s.prefix_len) + " prefix tokens and " +
+                 std::to_string(s.metadata_len) + " bytes of metadata, which do not fit in its " +
+                 std::to_string(layout_.block_count) + " blocks of " +
+                 std::to_string(layout_.block_size) + " bytes");
+}
+
+Status PoolHandle::HeapStatusLocked() const {
+  if (!heap_->damaged()) return Status::Ok();
+  return Corrupt("its eviction order names slots out of range or out of place");
+}
+
 // ---------------------------------------------------------------- index helpers
 
 uint32_t PoolHandle::FindLocked(uint64_t seq) const {
   uint32_t found = kNil;
   seg::ForEachInChain<&seg::Slot::id_next>(
-      slots_, header_->slot_capacity, id_buckets_[seg::BucketOf(seq, header_->id_bucket_count)],
+      slots_, layout_.slot_capacity, IdHead(seq),
       [&](uint32_t i) {
         if (slots_[i].sequence_id == seq && slots_[i].state == seg::kLive) found = i;
         return found == kNil;
@@ -247,70 +338,88 @@ uint32_t PoolHandle::FindLocked(uint64_t seq) const {
 namespace {
 
 // The prefix-hash and block-prefix indexes are doubly linked chains through the slots;
-// Prev and Next name the link fields of one of them.
+// Prev and Next name the link fields of one of them. Links read from the segment are
+// checked against the slot capacity `cap`: one out of range is treated as the end of
+// the chain (entries past it become unreachable, which health reports), never followed.
 template <uint32_t seg::Slot::*Prev, uint32_t seg::Slot::*Next>
-void PushChain(seg::Slot* slots, uint32_t& head, uint32_t i) {
+void PushChain(seg::Slot* slots, uint32_t cap, uint32_t& head, uint32_t i) {
+  uint32_t old = head < cap ? head : kNil;
   slots[i].*Prev = kNil;
-  slots[i].*Next = head;
-  if (head != kNil) slots[head].*Prev = i;
+  slots[i].*Next = old;
+  if (old != kNil) slots[old].*Prev = i;
   head = i;
 }
 
 template <uint32_t seg::Slot::*Prev, uint32_t seg::Slot::*Next>
-void UnlinkChain(seg::Slot* slots, uint32_t& head, uint32_t i) {
+void UnlinkChain(seg::Slot* slots, uint32_t cap, uint32_t& head, uint32_t i) {
   seg::Slot& s = slots[i];
-  if (s.*Prev != kNil) {
-    slots[s.*Prev].*Next = s.*Next;
-  } else {
-    head = s.*Next;
+  uint32_t prev = s.*Prev < cap ? s.*Prev : kNil;
+  uint32_t next = s.*Next < cap ? s.*Next : kNil;
+  if (prev != kNil) {
+    slots[prev].*Next = next;
+  } else if (head == i) {
+    head = next;
   }
-  if (s.*Next != kNil) slots[s.*Next].*Prev = s.*Prev;
+  if (next != kNil) slots[next].*Prev = prev;
 }
 
 }  // namespace
 
-void PoolHandle::LinkLocked(uint32_t i) {
+void PoolHandle::IndexPrefixLocked(uint32_t i) {
+  const uint32_t cap = layout_.slot_capacity;
   seg::Slot& s = slots_[i];
-  uint32_t& head = id_buckets_[seg::BucketOf(s.sequence_id, header_->id_bucket_count)];
-  seg::StoreRelaxed(s.id_next, head);
-  seg::Atomic(head).store(i, std::memory_order_release);  // lock-free gets follow it
   s.prefix_prev = s.prefix_next = s.chain_prev = s.chain_next = kNil;
   if (s.prefix_len > 0) {
-    PushChain<&seg::Slot::prefix_prev, &seg::Slot::prefix_next>(
-        slots_, prefix_buckets_[seg::BucketOf(s.prefix_hash, header_->prefix_bucket_count)], i);
+    PushChain<&seg::Slot::prefix_prev, &seg::Slot::prefix_next>(slots_, cap,
+                                                                PrefixHead(s.prefix_hash), i);
   }
   if (s.chain_blocks > 0) {
-    PushChain<&seg::Slot::chain_prev, &seg::Slot::chain_next>(
-        slots_, chain_buckets_[seg::BucketOf(s.chain_hash, header_->chain_bucket_count)], i);
+    PushChain<&seg::Slot::chain_prev, &seg::Slot::chain_next>(slots_, cap,
+                                                              ChainHead(s.chain_hash), i);
   }
+}
+
+void PoolHandle::UnindexPrefixLocked(uint32_t i) {
+  const uint32_t cap = layout_.slot_capacity;
+  seg::Slot& s = slots_[i];
+  if (s.prefix_len > 0) {
+    UnlinkChain<&seg::Slot::prefix_prev, &seg::Slot::prefix_next>(slots_, cap,
+                                                                  PrefixHead(s.prefix_hash), i);
+  }
+  if (s.chain_blocks > 0) {
+    UnlinkChain<&seg::Slot::chain_prev, &seg::Slot::chain_next>(slots_, cap,
+                                                                ChainHead(s.chain_hash), i);
+  }
+  s.prefix_next = s.prefix_prev = s.chain_next = s.chain_prev = kNil;
+}
+
+void PoolHandle::LinkLocked(uint32_t i) {
+  const uint32_t cap = layout_.slot_capacity;
+  seg::Slot& s = slots_[i];
+  uint32_t& head = IdHead(s.sequence_id);
+  seg::StoreRelaxed(s.id_next, head < cap ? head : kNil);
+  seg::Atomic(head).store(i, std::memory_order_release);  // lock-free gets follow it
+  IndexPrefixLocked(i);
   seg::Atomic(s.state).store(seg::kLive, std::memory_order_release);  // bytes are complete
   heap_->Push(i);
   header_->entry_count++;
 }
 
 void PoolHandle::UnpublishLocked(uint32_t i) {
+  const uint32_t cap = layout_.slot_capacity;
   seg::Slot& s = slots_[i];
   uint32_t steps = 0;
-  for (uint32_t* link = &id_buckets_[seg::BucketOf(s.sequence_id, header_->id_bucket_count)];
-       *link != kNil && *link < header_->slot_capacity && ++steps <= header_->slot_capacity;
+  for (uint32_t* link = &IdHead(s.sequence_id); *link < cap && ++steps <= cap;
        link = &slots_[*link].id_next) {
     if (*link == i) {
-      seg::Atomic(*link).store(s.id_next, std::memory_order_release);
+      seg::Atomic(*link).store(s.id_next < cap ? s.id_next : kNil, std::memory_order_release);
       break;
     }
   }
-  if (s.prefix_len > 0) {
-    UnlinkChain<&seg::Slot::prefix_prev, &seg::Slot::prefix_next>(
-        slots_, prefix_buckets_[seg::BucketOf(s.prefix_hash, header_->prefix_bucket_count)], i);
-  }
-  if (s.chain_blocks > 0) {
-    UnlinkChain<&seg::Slot::chain_prev, &seg::Slot::chain_next>(
-        slots_, chain_buckets_[seg::BucketOf(s.chain_hash, header_->chain_bucket_count)], i);
-  }
+  UnindexPrefixLocked(i);
   seg::StoreRelaxed(s.id_next, kNil);
-  s.prefix_next = s.prefix_prev = s.chain_next = s.chain_prev = kNil;
   heap_->Remove(i);
-  header_->entry_count--;
+  if (header_->entry_count > 0) header_->entry_count--;
   header_->modified = NowSeconds();
   if (s.pins > 0) {
     seg::Atomic(s.state).store(seg::kRetired, std::memory_order_release);
@@ -324,9 +433,11 @@ void PoolHandle::FreeSlotLocked(uint32_t i) {
   // Readers validating a copy see the generation change before the bytes are reused.
   seg::BeginSlotChange(s);
   seg::StoreRelaxed(s.state, uint32_t{seg::kFree});
-  if (s.extent_blocks > 0) {
+  // An extent out of bounds was never allocated from the bitmap: nothing to give back.
+  if (s.extent_blocks > 0 &&
+      seg::ExtentInBounds(s.first_block, s.extent_blocks, layout_.block_count)) {
     bitmap_->Free(s.first_block, s.extent_blocks);
-    uint64_t bytes = s.extent_blocks * header_->block_size;
+    uint64_t bytes = std::min(s.extent_blocks * layout_.block_size, header_->used);
     header_->used -= bytes;
     header_->free += bytes;
   }
@@ -340,7 +451,9 @@ void PoolHandle::FreeSlotLocked(uint32_t i) {
 
 uint32_t PoolHandle::AllocSlotLocked() {
   uint32_t i = header_->free_slot_head;
-  if (i == kNil) return kNil;
+  // A free list that leads out of range or into a slot in use ends here (health
+  // reports it); the head was range-checked when the lock was taken.
+  if (i >= layout_.slot_capacity || slots_[i].state != seg::kFree) return kNil;
   header_->free_slot_head = slots_[i].id_next;
   seg::StoreRelaxed(slots_[i].id_next, kNil);
   return i;
@@ -359,7 +472,8 @@ void PoolHandle::Touch(uint32_t i) {
   }
 }
 
-EntryInfo PoolHandle::InfoLocked(uint32_t i) const {
+Result<EntryInfo> PoolHandle::InfoLocked(uint32_t i) const {
+  KVC_RETURN_IF_ERROR(CheckSlotLocked(i));
   const seg::Slot& s = slots_[i];
   EntryInfo e;
   e.sequence_id = s.sequence_id;
@@ -372,7 +486,7 @@ EntryInfo PoolHandle::InfoLocked(uint32_t i) const {
   e.last_accessed = seg::LoadRelaxed(s.last_accessed);
   e.access_count = seg::LoadRelaxed(s.access_count);
   e.generation = s.generation;
-  e.offset = s.first_block * header_->block_size;
+  e.offset = s.first_block * layout_.block_size;
   if (s.metadata_len > 0) {
     const char* meta =
         reinterpret_cast<const char*>(Extent(s) + s.size_bytes + 4 * uint64_t{s.prefix_len});
@@ -447,8 +561,12 @@ bool PoolHandle::EvictOneLocked() {
   std::vector<uint32_t>& pinned = evict_scratch_;
   pinned.clear();
   bool evicted = false;
-  for (heap_->SettleTop(); !heap_->empty(); heap_->SettleTop()) {
+  for (heap_->SettleTop(); !heap_->empty() && !heap_->damaged(); heap_->SettleTop()) {
     uint32_t victim = heap_->Top();
+    if (slots_[victim].state != seg::kLive) {
+      heap_->MarkDamaged();  // the order holds a slot that is not an entry
+      break;
+    }
     if (slots_[victim].pins > 0) {
       if (pinned.size() == pinned.capacity()) break;  // a damaged heap: stop, lose nothing
       heap_->Remove(victim);
@@ -465,7 +583,7 @@ bool PoolHandle::EvictOneLocked() {
 }
 
 uint64_t PoolHandle::AllocateExtentLocked(uint64_t blocks) {
-  uint64_t need = blocks * header_->block_size;
+  uint64_t need = blocks * layout_.block_size;
   bool recovered = false;
   for (;;) {
     if (header_->free >= need) {
@@ -502,25 +620,32 @@ Result<PoolStats> PoolHandle::Stats() {
   RecoverDeadLocked();
   SetAttachedLocked(processes_->CountAttached());
   header_->hits += processes_->TakeHits();
+  StatsLocked(st);
+  return st;
+}
+
+void PoolHandle::StatsLocked(PoolStats& st) const {
   const seg::Header& h = *header_;
+  const uint64_t size = layout_.block_count * layout_.block_size;
   st.config.name = name_;
-  st.config.size_bytes = h.size;
+  st.config.size_bytes = size;
   st.config.policy = policy_;
   st.config.tier = static_cast<Tier>(h.tier);
-  st.config.max_sequences = h.max_sequences;
-  st.config.block_size = h.block_size;
-  st.config.prefix_block_tokens = h.prefix_block_tokens;
+  st.config.max_sequences = max_sequences_;
+  st.config.block_size = static_cast<uint32_t>(layout_.block_size);
+  st.config.prefix_block_tokens = prefix_block_tokens_;
   st.loaded = true;
-  st.size = h.size;
+  st.size = size;
   st.used = h.used;
   st.free = h.free;
-  for (uint32_t i = 0; i < h.slot_capacity; ++i) {
+  for (uint32_t i = 0; i < layout_.slot_capacity; ++i) {
     const seg::Slot& s = slots_[i];
-    if (s.pins > 0 && (s.state == seg::kLive || s.state == seg::kRetired)) {
-      st.pinned += s.extent_blocks * h.block_size;
+    if (s.pins > 0 && (s.state == seg::kLive || s.state == seg::kRetired) &&
+        seg::ExtentInBounds(s.first_block, s.extent_blocks, layout_.block_count)) {
+      st.pinned += s.extent_blocks * layout_.block_size;
     }
   }
-  st.block_count = h.block_count;
+  st.block_count = layout_.block_count;
   st.entry_count = h.entry_count;
   st.hits = h.hits;
   st.misses = h.misses;
@@ -530,7 +655,6 @@ Result<PoolStats> PoolHandle::Stats() {
   st.modified = h.modified;
   std::memcpy(&st.attached, h.attached, sizeof(st.attached));
   st.segment_bytes = h.segment_size;
-  return st;
 }
 
 Result<PoolHandle::CounterDelta> PoolHandle::TakeUnrecorded() {

@@ -116,10 +116,12 @@ class PoolHandle : public std::enable_shared_from_this<PoolHandle> {
   // "sequence N not found in pool 'x'"
   Status SeqNotFound(uint64_t seq) const;
 
-  // RAII holder of the pool lock; repairs the pool if the last holder died.
+  // RAII holder of the pool lock; repairs the pool if the last holder died. Unless
+  // `inspect`, a header whose fields are out of range (CheckHeaderLocked) is refused:
+  // status() is Corruption and the lock is not held.
   class Locked {
    public:
-    explicit Locked(PoolHandle& pool);
+    explicit Locked(PoolHandle& pool, bool inspect = false);
     ~Locked();
     Locked(const Locked&) = delete;
     Locked& operator=(const Locked&) = delete;
@@ -139,14 +141,43 @@ class PoolHandle : public std::enable_shared_from_this<PoolHandle> {
   std::vector<EntryView> MakeViews(std::vector<PinnedEntry> pinned);
 
   // ---- everything below REQUIRES the pool lock ----
+  // Every walk of shared state is checked against the geometry cached when the segment
+  // was mapped (layout_), never against header fields anyone can overwrite later:
+  // indexes are range-checked, chains bounded, extents and sizes overflow-checked.
+  //
+  // Corruption naming the first header field that is out of range: the geometry
+  // differs from the one validated at mapping, or a count, list head or byte counter
+  // is beyond what the geometry allows. O(1); Locked runs it at every acquisition.
+  Status CheckHeaderLocked() const;
+  // Corruption unless slot i's extent lies in the data region and holds its payload,
+  // prefix tokens and metadata (seg::SlotFits).
+  Status CheckSlotLocked(uint32_t i) const;
+  // Corruption when an operation since the lock was taken met a damaged eviction
+  // order (it stopped there, changing nothing more).
+  Status HeapStatusLocked() const;
+  // "pool 'x' is corrupt: <what>"
+  Status Corrupt(const std::string& what) const;
+  // The header's figures, as they are (Stats reaps and folds in hits first).
+  void StatsLocked(PoolStats& st) const;
   // Pins slot i into `pinned`; on failure releases every pin in `pinned`.
   Status PinLocked(uint32_t i, std::vector<PinnedEntry>& pinned);
   uint32_t FindLocked(uint64_t seq) const;
+  // The id chain, prefix chain and block-prefix chain heads of slot i's keys.
+  uint32_t& IdHead(uint64_t seq) const {
+    return id_buckets_[seg::BucketOf(seq, layout_.id_bucket_count)];
+  }
+  uint32_t& PrefixHead(uint64_t hash) const {
+    return prefix_buckets_[seg::BucketOf(hash, layout_.prefix_bucket_count)];
+  }
+  uint32_t& ChainHead(uint64_t hash) const {
+    return chain_buckets_[seg::BucketOf(hash, layout_.id_bucket_count)];
+  }
   // True when slot i is a reservation of this process with `generation`.
   bool IsMyReservationLocked(uint32_t i, uint64_t generation) const;
   // Counts an access. Needs no lock (lock-free gets call it too).
   void Touch(uint32_t slot);
-  EntryInfo InfoLocked(uint32_t slot) const;
+  // Corruption (CheckSlotLocked) when the slot's sizes do not fit its extent.
+  Result<EntryInfo> InfoLocked(uint32_t slot) const;
   // This process's row in the process table, claimed on first use (a forked child
   // claims its own); row kNil when the table is full.
   LeaseTable::Owner MyProcessLocked();
@@ -160,7 +191,12 @@ class PoolHandle : public std::enable_shared_from_this<PoolHandle> {
   void UnpublishLocked(uint32_t slot);
   void FreeSlotLocked(uint32_t slot);
   void LinkLocked(uint32_t slot);
-  // Evicts the policy's next unpinned victim; false when there is none.
+  // Links slot i into / out of the prefix-hash and block-prefix chains its fields name
+  // (links read from the segment are range-checked, never followed out of the table).
+  void IndexPrefixLocked(uint32_t slot);
+  void UnindexPrefixLocked(uint32_t slot);
+  // Evicts the policy's next unpinned victim; false when there is none, or when the
+  // eviction order is damaged (HeapStatusLocked says so).
   bool EvictOneLocked();
   uint64_t AllocateExtentLocked(uint64_t blocks);
   // Reaps dead processes; when any died, rebuilds. Returns how many were reaped.
@@ -171,14 +207,19 @@ class PoolHandle : public std::enable_shared_from_this<PoolHandle> {
   uint64_t NextTickLocked() { return ++header_->tick; }
   uint64_t NextGenerationLocked() { return ++header_->generation; }
 
+  // REQUIRES: the slot's extent is in bounds (CheckSlotLocked).
   std::byte* Extent(const seg::Slot& s) const {
-    return data_ + s.first_block * header_->block_size;
+    return data_ + s.first_block * layout_.block_size;
   }
 
   MappedSegment segment_;
   std::string path_;
   std::string name_;
   Policy policy_ = Policy::kLru;
+  // The geometry validated when the segment was mapped; immutable for its life.
+  seg::Layout layout_;
+  uint32_t max_sequences_ = 0;
+  uint32_t prefix_block_tokens_ = 0;
   seg::Header* header_ = nullptr;
   seg::Slot* slots_ = nullptr;
   uint32_t* id_buckets_ = nullptr;

@@ -1,5 +1,7 @@
 // PoolHandle::Health: recovers dead processes, then verifies every invariant of the
-// segment and reports each violation in words.
+// segment and reports each violation in words. Every table is sized by the geometry
+// validated when the segment was mapped, never by the header's (possibly damaged)
+// copy of it, and every index and size read from the segment is checked before use.
 #include <cstring>
 #include <unordered_map>
 
@@ -9,11 +11,13 @@ namespace kvcache {
 
 class PoolHealthChecker {
  public:
-  explicit PoolHealthChecker(PoolHandle& pool) : p_(pool), h_(*pool.header_) {}
+  explicit PoolHealthChecker(PoolHandle& pool)
+      : p_(pool), h_(*pool.header_), l_(pool.layout_) {}
 
   // REQUIRES: the pool lock.
   void Check(HealthReport& report) {
     problems_ = &report.problems;
+    if (Status s = p_.CheckHeaderLocked(); !s.ok()) Problem(s.message());
     CheckSlotsAndBitmap();
     CheckIndexes();
     CheckLeases(report);
@@ -35,24 +39,25 @@ class PoolHealthChecker {
   void Problem(std::string text) { problems_->push_back(std::move(text)); }
 
   void CheckSlotsAndBitmap() {
-    std::vector<uint64_t> expected((h_.block_count + 63) / 64, 0);
-    std::vector<uint32_t> owner(h_.block_count, seg::kNil);
+    std::vector<uint64_t> expected((l_.block_count + 63) / 64, 0);
+    std::vector<uint32_t> owner(l_.block_count, seg::kNil);
     uint64_t live = 0, used_blocks = 0;
-    for (uint32_t i = 0; i < h_.slot_capacity; ++i) {
+    for (uint32_t i = 0; i < l_.slot_capacity; ++i) {
       const seg::Slot& s = p_.slots_[i];
-      if (s.state > seg::kRetired) {
+      if (s.state > seg::kCommitting) {
         Problem("slot " + std::to_string(i) + " has unknown state " + std::to_string(s.state));
         continue;
       }
       if (s.state == seg::kFree) continue;
       if (s.state == seg::kLive) ++live;
-      if (s.first_block > h_.block_count || s.extent_blocks > h_.block_count - s.first_block) {
-        Problem("entry " + std::to_string(s.sequence_id) + " lies outside the data region");
+      if (!seg::ExtentInBounds(s.first_block, s.extent_blocks, l_.block_count)) {
+        Problem("entry " + std::to_string(s.sequence_id) + " (slot " + std::to_string(i) +
+                ") lies outside the data region");
         continue;
       }
-      uint64_t payload = s.size_bytes + 4 * uint64_t{s.prefix_len} + s.metadata_len;
-      if (payload > s.extent_blocks * h_.block_size) {
-        Problem("entry " + std::to_string(s.sequence_id) + " is larger than its extent");
+      if (!seg::SlotFits(s, l_.block_count, l_.block_size)) {
+        Problem("entry " + std::to_string(s.sequence_id) + " (slot " + std::to_string(i) +
+                ") is larger than its extent");
       }
       for (uint64_t b = s.first_block; b < s.first_block + s.extent_blocks; ++b) {
         if (owner[b] != seg::kNil) {
@@ -66,7 +71,7 @@ class PoolHealthChecker {
       used_blocks += s.extent_blocks;
     }
     uint64_t unowned = 0, unmarked = 0;
-    for (uint64_t b = 0; b < h_.block_count; ++b) {
+    for (uint64_t b = 0; b < l_.block_count; ++b) {
       bool want = (expected[b >> 6] >> (b & 63)) & 1;
       bool have = p_.bitmap_->IsSet(b);
       unowned += have && !want;
@@ -74,28 +79,31 @@ class PoolHealthChecker {
     }
     if (unowned) Problem("bitmap marks " + std::to_string(unowned) + " blocks no entry owns");
     if (unmarked) Problem(std::to_string(unmarked) + " blocks of entries are not marked in the bitmap");
-    if (h_.used != used_blocks * h_.block_size) {
+    if (h_.used != used_blocks * l_.block_size) {
       Problem("header says " + std::to_string(h_.used) + " bytes used, entries hold " +
-              std::to_string(used_blocks * h_.block_size));
+              std::to_string(used_blocks * l_.block_size));
     }
     if (h_.free != h_.size - h_.used) Problem("used + free != size");
     if (h_.entry_count != live) {
       Problem("header counts " + std::to_string(h_.entry_count) + " entries, slots hold " +
               std::to_string(live));
     }
-    if (live > h_.max_sequences) Problem("more entries than max_sequences");
+    if (live > p_.max_sequences_) Problem("more entries than max_sequences");
   }
 
   void CheckIndexes() {
     std::unordered_map<uint64_t, uint32_t> ids;
-    uint64_t in_heap = 0;
-    for (uint32_t i = 0; i < h_.slot_capacity; ++i) {
+    uint64_t in_heap = 0, live = 0, with_prefix = 0, with_chain = 0;
+    for (uint32_t i = 0; i < l_.slot_capacity; ++i) {
       const seg::Slot& s = p_.slots_[i];
       if (s.state != seg::kLive) continue;
+      ++live;
+      with_prefix += s.prefix_len > 0;
+      with_chain += s.chain_blocks > 0;
       std::string who = "entry " + std::to_string(s.sequence_id);
       if (!ids.emplace(s.sequence_id, i).second) Problem(who + " is live twice");
       if (p_.FindLocked(s.sequence_id) != i) Problem(who + " is not reachable by its id");
-      if (s.heap_pos == seg::kNil || s.heap_pos >= h_.heap_size) {
+      if (s.heap_pos == seg::kNil || s.heap_pos >= std::min(h_.heap_size, l_.slot_capacity)) {
         Problem(who + " is missing from the eviction order");
       } else {
         ++in_heap;
@@ -103,49 +111,73 @@ class PoolHealthChecker {
       if (s.prefix_len > 0) {
         bool found = false;
         seg::ForEachInChain<&seg::Slot::prefix_next>(
-            p_.slots_, h_.slot_capacity,
-            p_.prefix_buckets_[seg::BucketOf(s.prefix_hash, h_.prefix_bucket_count)],
+            p_.slots_, l_.slot_capacity, p_.PrefixHead(s.prefix_hash),
             [&](uint32_t k) { return !(found = k == i); });
         if (!found) Problem(who + " is not reachable by its prefix hash");
       }
       if (s.chain_blocks > 0) {
         bool found = false;
         seg::ForEachInChain<&seg::Slot::chain_next>(
-            p_.slots_, h_.slot_capacity,
-            p_.chain_buckets_[seg::BucketOf(s.chain_hash, h_.chain_bucket_count)],
+            p_.slots_, l_.slot_capacity, p_.ChainHead(s.chain_hash),
             [&](uint32_t k) { return !(found = k == i); });
         if (!found) Problem(who + " is not reachable by its block prefix");
       }
     }
+    // Each index holds every entry it should exactly once: a chain that leads out of
+    // range, loops, or links anything else is damage (walks stop at such a link).
+    CheckChains<&seg::Slot::id_next>("id", p_.id_buckets_, l_.id_bucket_count, live);
+    CheckChains<&seg::Slot::prefix_next>("prefix", p_.prefix_buckets_, l_.prefix_bucket_count,
+                                         with_prefix);
+    CheckChains<&seg::Slot::chain_next>("block-prefix", p_.chain_buckets_, l_.id_bucket_count,
+                                        with_chain);
     if (in_heap != h_.heap_size) {
       Problem("eviction order holds " + std::to_string(h_.heap_size) + " slots, expected " +
               std::to_string(in_heap));
     }
-    if (h_.heap_size > h_.slot_capacity || !p_.heap_->Verify(h_.slot_capacity)) {
-      Problem("eviction order is out of order");
-    }
+    if (!p_.heap_->Verify()) Problem("eviction order is out of order");
     uint64_t free_slots = 0;
-    for (uint32_t i = h_.free_slot_head;
-         i != seg::kNil && i < h_.slot_capacity && free_slots <= h_.slot_capacity;
-         i = p_.slots_[i].id_next) {
+    uint32_t i = h_.free_slot_head;
+    for (; i < l_.slot_capacity && free_slots <= l_.slot_capacity; i = p_.slots_[i].id_next) {
       if (p_.slots_[i].state != seg::kFree) {
         Problem("slot " + std::to_string(i) + " is on the free list but in use");
         break;
       }
       ++free_slots;
     }
+    if (i != seg::kNil && i >= l_.slot_capacity) {
+      Problem("free slot list leads to slot " + std::to_string(i) + " of " +
+              std::to_string(l_.slot_capacity));
+    }
     uint64_t used_slots = 0;
-    for (uint32_t i = 0; i < h_.slot_capacity; ++i) used_slots += p_.slots_[i].state != seg::kFree;
-    if (free_slots + used_slots != h_.slot_capacity) Problem("free slot list is inconsistent");
+    for (uint32_t k = 0; k < l_.slot_capacity; ++k) used_slots += p_.slots_[k].state != seg::kFree;
+    if (free_slots + used_slots != l_.slot_capacity) Problem("free slot list is inconsistent");
+  }
+
+  template <uint32_t seg::Slot::*Next>
+  void CheckChains(const char* name, const uint32_t* buckets, uint32_t count, uint64_t expected) {
+    uint64_t linked = 0;
+    bool intact = true;
+    for (uint32_t b = 0; b < count; ++b) {
+      intact &= seg::ForEachInChain<Next>(p_.slots_, l_.slot_capacity, buckets[b], [&](uint32_t i) {
+        linked += p_.slots_[i].state == seg::kLive;
+        return true;
+      });
+    }
+    if (!intact) {
+      Problem(std::string(name) + " index has a cycle or a link out of range");
+    } else if (linked != expected) {
+      Problem(std::string(name) + " index links " + std::to_string(linked) + " entries, " +
+              std::to_string(expected) + " expected");
+    }
   }
 
   void CheckLeases(HealthReport& report) {
-    std::vector<uint32_t> pins(h_.slot_capacity, 0);
+    std::vector<uint32_t> pins(l_.slot_capacity, 0);
     uint64_t held = 0;
-    for (uint32_t l = 0; l < h_.lease_capacity; ++l) {
+    for (uint32_t l = 0; l < l_.lease_capacity; ++l) {
       const seg::Lease& lease = p_.leases_->at(l);
       if (lease.slot == seg::kNil) continue;
-      if (lease.slot >= h_.slot_capacity) {
+      if (lease.slot >= l_.slot_capacity) {
         Problem("lease " + std::to_string(l) + " names no slot");
         continue;
       }
@@ -155,7 +187,7 @@ class PoolHealthChecker {
       pins[lease.slot]++;
       ++held;
     }
-    for (uint32_t i = 0; i < h_.slot_capacity; ++i) {
+    for (uint32_t i = 0; i < l_.slot_capacity; ++i) {
       const seg::Slot& s = p_.slots_[i];
       if (s.pins != pins[i]) {
         Problem("entry " + std::to_string(s.sequence_id) + " counts " + std::to_string(s.pins) +
@@ -167,10 +199,28 @@ class PoolHealthChecker {
       }
     }
     if (held != h_.live_pins) Problem("lease count does not match the header");
+    // The free list: in range, only free leases, no cycle, and every free lease on it.
+    uint64_t listed = 0;
+    uint32_t l = h_.free_lease_head;
+    for (; l < l_.lease_capacity && listed <= l_.lease_capacity; l = p_.leases_->at(l).next) {
+      if (p_.leases_->at(l).slot != seg::kNil) {
+        Problem("lease " + std::to_string(l) + " is on the free list but in use");
+        break;
+      }
+      ++listed;
+    }
+    if (l != seg::kNil && l >= l_.lease_capacity) {
+      Problem("free lease list leads to lease " + std::to_string(l) + " of " +
+              std::to_string(l_.lease_capacity));
+    } else if (listed + held != l_.lease_capacity) {
+      Problem("free lease list holds " + std::to_string(listed) + " leases, " +
+              std::to_string(l_.lease_capacity - held) + " are free");
+    }
   }
 
   PoolHandle& p_;
   seg::Header& h_;
+  const seg::Layout& l_;
   std::vector<std::string>* problems_ = nullptr;
 };
 
@@ -178,14 +228,19 @@ Result<HealthReport> PoolHandle::Health() {
   HealthReport report;
   uint64_t before;
   {
-    Locked lk(*this);
+    Locked lk(*this, /*inspect=*/true);
     KVC_RETURN_IF_ERROR(lk.status());
     before = header_->recoveries;
   }
-  KVC_ASSIGN_OR_RETURN(report.stats, Stats());  // reaps dead processes first
+  // Reaps dead processes first (which rebuilds what they may have left half done).
+  // A damaged header refuses Stats: then the figures are the header's as they are,
+  // and the problems below say what is wrong with them.
+  Result<PoolStats> stats = Stats();
+  if (stats.ok()) report.stats = std::move(*stats);
   {
-    Locked lk(*this);
+    Locked lk(*this, /*inspect=*/true);
     KVC_RETURN_IF_ERROR(lk.status());
+    if (!stats.ok()) StatsLocked(report.stats);
     report.recovered_processes = header_->recoveries - before;
     PoolHealthChecker(*this).Check(report);
   }

@@ -10,22 +10,40 @@ namespace kvcache {
 
 using seg::kNil;
 
+namespace {
+
+// A prefix chain that leads out of range, runs past the slot count, or meets an entry
+// twice (a cycle through matching entries) is damaged: its matches cannot be trusted.
+constexpr char kPrefixChainDamage[] =
+    "its prefix index has a cycle or a link out of range (see `cortex cache health`)";
+
+}  // namespace
+
 Result<std::vector<EntryView>> PoolHandle::ViewByPrefix(uint64_t prefix_hash) {
   std::vector<PinnedEntry> pinned;
   Status failure;
   {
     Locked lk(*this);
     KVC_RETURN_IF_ERROR(lk.status());
-    seg::ForEachInChain<&seg::Slot::prefix_next>(
-        slots_, header_->slot_capacity,
-        prefix_buckets_[seg::BucketOf(prefix_hash, header_->prefix_bucket_count)],
-        [&](uint32_t i) {
+    bool intact = seg::ForEachInChain<&seg::Slot::prefix_next>(
+        slots_, layout_.slot_capacity, PrefixHead(prefix_hash), [&](uint32_t i) {
           if (slots_[i].prefix_hash != prefix_hash || slots_[i].state != seg::kLive) return true;
+          uint64_t seq = slots_[i].sequence_id;
+          if (std::any_of(pinned.begin(), pinned.end(),
+                          [&](const PinnedEntry& p) { return p.info.sequence_id == seq; })) {
+            failure = Corrupt(kPrefixChainDamage);
+            return false;
+          }
           header_->hits++;
           Touch(i);
           failure = PinLocked(i, pinned);
           return failure.ok();
         });
+    if (failure.ok() && !intact) failure = Corrupt(kPrefixChainDamage);
+    if (!failure.ok()) {
+      for (const PinnedEntry& p : pinned) ReleaseLeaseLocked(p.lease).IgnoreError();
+      pinned.clear();
+    }
     if (failure.ok() && pinned.empty()) header_->misses++;
   }
   KVC_RETURN_IF_ERROR(failure);
@@ -34,26 +52,37 @@ Result<std::vector<EntryView>> PoolHandle::ViewByPrefix(uint64_t prefix_hash) {
 
 Result<std::vector<EntryInfo>> PoolHandle::InfoByPrefix(uint64_t prefix_hash) {
   std::vector<EntryInfo> out;
+  Status failure;
   {
     Locked lk(*this);
     KVC_RETURN_IF_ERROR(lk.status());
-    seg::ForEachInChain<&seg::Slot::prefix_next>(
-        slots_, header_->slot_capacity,
-        prefix_buckets_[seg::BucketOf(prefix_hash, header_->prefix_bucket_count)],
-        [&](uint32_t i) {
-          if (slots_[i].prefix_hash == prefix_hash && slots_[i].state == seg::kLive) {
-            out.push_back(InfoLocked(i));
+    bool intact = seg::ForEachInChain<&seg::Slot::prefix_next>(
+        slots_, layout_.slot_capacity, PrefixHead(prefix_hash), [&](uint32_t i) {
+          if (slots_[i].prefix_hash != prefix_hash || slots_[i].state != seg::kLive) return true;
+          uint64_t seq = slots_[i].sequence_id;
+          if (std::any_of(out.begin(), out.end(),
+                          [&](const EntryInfo& e) { return e.sequence_id == seq; })) {
+            failure = Corrupt(kPrefixChainDamage);
+            return false;
           }
+          Result<EntryInfo> info = InfoLocked(i);
+          if (!info.ok()) {
+            failure = info.status();
+            return false;
+          }
+          out.push_back(std::move(*info));
           return true;
         });
+    if (failure.ok() && !intact) failure = Corrupt(kPrefixChainDamage);
   }
+  KVC_RETURN_IF_ERROR(failure);
   std::sort(out.begin(), out.end(),
             [](const EntryInfo& a, const EntryInfo& b) { return a.sequence_id < b.sequence_id; });
   return out;
 }
 
 Result<PrefixMatch> PoolHandle::LongestPrefix(std::span<const uint32_t> tokens) {
-  const uint32_t bt = header_->prefix_block_tokens;  // fixed at creation
+  const uint32_t bt = prefix_block_tokens_;  // fixed at creation
   std::vector<uint64_t> chain(tokens.size() / bt);
   uint64_t h = 0;
   for (size_t b = 0; b < chain.size(); ++b) chain[b] = h = ChainHash(h, tokens.subspan(b * bt, bt));
@@ -70,13 +99,16 @@ Result<PrefixMatch> PoolHandle::LongestPrefix(std::span<const uint32_t> tokens) 
       KVC_RETURN_IF_ERROR(lk.status());
       for (; k > 0 && found == kNil; --k) {
         uint64_t want = chain[k - 1];
-        seg::ForEachInChain<&seg::Slot::chain_next>(
-            slots_, header_->slot_capacity,
-            chain_buckets_[seg::BucketOf(want, header_->chain_bucket_count)], [&](uint32_t i) {
+        bool intact = seg::ForEachInChain<&seg::Slot::chain_next>(
+            slots_, layout_.slot_capacity, ChainHead(want), [&](uint32_t i) {
               const seg::Slot& s = slots_[i];
               if (s.chain_hash == want && s.chain_blocks == k && s.state == seg::kLive) found = i;
               return found == kNil;
             });
+        if (!intact) {
+          return Corrupt("its block-prefix index has a cycle or a link out of range (see "
+                         "`cortex cache health`)");
+        }
         if (found != kNil) break;
       }
       if (found == kNil) {
@@ -84,6 +116,7 @@ Result<PrefixMatch> PoolHandle::LongestPrefix(std::span<const uint32_t> tokens) 
         return Status::NotFound("no entry in pool '" + name_ + "' shares a prefix block of " +
                                 std::to_string(bt) + " tokens with the query");
       }
+      KVC_RETURN_IF_ERROR(CheckSlotLocked(found));  // its tokens are read below
       KVC_ASSIGN_OR_RETURN(lease, AcquireLeaseLocked(found));
       extent = Extent(slots_[found]);
       size = slots_[found].size_bytes;
@@ -108,8 +141,8 @@ Result<PrefixMatch> PoolHandle::LongestPrefix(std::span<const uint32_t> tokens) 
       header_->hits++;
       Touch(found);
     }
-    PrefixMatch match{InfoLocked(found), matched};
-    if (confirmed) return match;
+    KVC_ASSIGN_OR_RETURN(EntryInfo info, InfoLocked(found));
+    if (confirmed) return PrefixMatch{std::move(info), matched};
   }
   Locked lk(*this);
   KVC_RETURN_IF_ERROR(lk.status());

@@ -1,6 +1,9 @@
 // PoolHandle::RebuildLocked: recomputes every derived structure of a segment from its
 // slot, lease and process tables, after a process died holding the lock or anything
 // else. It runs while recovering the lock, so it allocates nothing and cannot throw.
+// It is also the repair of damaged derived structures (eviction order, chains, free
+// lists, counters): it reads only the slot, lease and process tables, each checked,
+// and sizes everything by the geometry cached at mapping, never by the header.
 #include <cstring>
 
 #include "pool_handle.h"
@@ -9,20 +12,22 @@ namespace kvcache {
 
 using seg::kNil;
 
-namespace {
-
-// Whether a slot's extent lies inside the data region.
-bool InBounds(const seg::Slot& s, const seg::Header& h) {
-  return s.first_block <= h.block_count && s.extent_blocks <= h.block_count - s.first_block;
-}
-
-}  // namespace
-
 void PoolHandle::RebuildLocked() {
   seg::Header& h = *header_;
-  const uint32_t cap = h.slot_capacity;
-  // Slots: drop unpublished writes whose owner is gone, and anything out of bounds. A
-  // COMMITTING slot is complete: its committer died publishing it, so it is published.
+  const seg::Layout& l = layout_;
+  const uint32_t cap = l.slot_capacity;
+  // The geometry and counters the header repeats are rewritten from the layout.
+  h.block_count = l.block_count;
+  h.block_size = static_cast<uint32_t>(l.block_size);
+  h.size = l.block_count * l.block_size;
+  h.slot_capacity = l.slot_capacity;
+  h.lease_capacity = l.lease_capacity;
+  h.id_bucket_count = h.chain_bucket_count = l.id_bucket_count;
+  h.prefix_bucket_count = l.prefix_bucket_count;
+  h.max_sequences = max_sequences_;
+  // Slots: drop unpublished writes whose owner is gone, and anything that does not fit
+  // its extent or the data region. A COMMITTING slot is complete: its committer died
+  // publishing it, so it is published.
   for (uint32_t i = 0; i < cap; ++i) {
     seg::Slot& s = slots_[i];
     s.pins = 0;
@@ -31,7 +36,8 @@ void PoolHandle::RebuildLocked() {
     // generation) is gone is dead.
     bool owner_gone =
         s.state == seg::kWriting && !processes_->IsOwnRow(s.owner, s.owner_generation);
-    if (owner_gone || !InBounds(s, h) || s.state > seg::kCommitting) {
+    if (owner_gone || !seg::SlotFits(s, l.block_count, l.block_size) ||
+        s.state > seg::kCommitting) {
       seg::StoreRelaxed(s.state, uint32_t{seg::kFree});
     }
   }
@@ -46,13 +52,13 @@ void PoolHandle::RebuildLocked() {
   // One entry per id. The id buckets serve as the scratch index: first every
   // COMMITTING slot (an interrupted commit replaces what it was replacing), then every
   // LIVE one; between two of one kind the newer generation wins.
-  for (uint32_t b = 0; b < h.id_bucket_count; ++b) seg::StoreRelaxed(id_buckets_[b], kNil);
+  for (uint32_t b = 0; b < l.id_bucket_count; ++b) seg::StoreRelaxed(id_buckets_[b], kNil);
   for (uint32_t kind : {uint32_t{seg::kCommitting}, uint32_t{seg::kLive}}) {
     for (uint32_t i = 0; i < cap; ++i) {
       seg::Slot& s = slots_[i];
       if (s.state == seg::kRetired && s.pins == 0) seg::StoreRelaxed(s.state, uint32_t{seg::kFree});
       if (s.state != kind) continue;
-      uint32_t* link = &id_buckets_[seg::BucketOf(s.sequence_id, h.id_bucket_count)];
+      uint32_t* link = &IdHead(s.sequence_id);  // a chain built here: every link checked
       while (*link != kNil && slots_[*link].sequence_id != s.sequence_id) {
         link = &slots_[*link].id_next;
       }
@@ -84,15 +90,16 @@ void PoolHandle::RebuildLocked() {
       continue;
     }
     bitmap_->Mark(s.first_block, s.extent_blocks);
-    h.used += s.extent_blocks * h.block_size;
+    h.used += s.extent_blocks * l.block_size;
   }
   h.free = h.size - h.used;
   // Indexes, heap and free list.
   // Lock-free gets may be walking the id chains: one atomic store per head.
-  for (uint32_t b = 0; b < h.id_bucket_count; ++b) seg::StoreRelaxed(id_buckets_[b], kNil);
-  std::memset(prefix_buckets_, 0xFF, h.prefix_bucket_count * sizeof(uint32_t));
-  std::memset(chain_buckets_, 0xFF, h.chain_bucket_count * sizeof(uint32_t));
+  for (uint32_t b = 0; b < l.id_bucket_count; ++b) seg::StoreRelaxed(id_buckets_[b], kNil);
+  std::memset(prefix_buckets_, 0xFF, l.prefix_bucket_count * sizeof(uint32_t));
+  std::memset(chain_buckets_, 0xFF, l.id_bucket_count * sizeof(uint32_t));
   h.heap_size = 0;
+  heap_->ClearDamage();
   h.entry_count = 0;
   h.free_slot_head = kNil;
   for (uint32_t i = cap; i-- > 0;) {

@@ -12,30 +12,6 @@ namespace kvcache {
 
 using seg::kNil;
 
-namespace {
-
-template <uint32_t seg::Slot::*Prev, uint32_t seg::Slot::*Next>
-void Unlink(seg::Slot* slots, uint32_t& head, uint32_t i) {
-  seg::Slot& s = slots[i];
-  if (s.*Prev != kNil) {
-    slots[s.*Prev].*Next = s.*Next;
-  } else {
-    head = s.*Next;
-  }
-  if (s.*Next != kNil) slots[s.*Next].*Prev = s.*Prev;
-  s.*Prev = s.*Next = kNil;
-}
-
-template <uint32_t seg::Slot::*Prev, uint32_t seg::Slot::*Next>
-void Push(seg::Slot* slots, uint32_t& head, uint32_t i) {
-  slots[i].*Prev = kNil;
-  slots[i].*Next = head;
-  if (head != kNil) slots[head].*Prev = i;
-  head = i;
-}
-
-}  // namespace
-
 Result<EntryInfo> PoolHandle::Update(uint64_t seq, uint64_t generation,
                                      const EntryUpdate& update) {
   // The rules a put applies, to what is being changed.
@@ -49,7 +25,7 @@ Result<EntryInfo> PoolHandle::Update(uint64_t seq, uint64_t generation,
   if (update.prefix_tokens && !update.prefix_tokens->empty()) {
     const std::vector<uint32_t>& tokens = *update.prefix_tokens;
     prefix_hash = PrefixHashValue(tokens);
-    uint32_t block_tokens = header_->prefix_block_tokens;
+    uint32_t block_tokens = prefix_block_tokens_;
     chain_blocks = static_cast<uint32_t>(tokens.size() / block_tokens);
     for (uint32_t b = 0; b < chain_blocks; ++b) {
       chain_hash = ChainHash(chain_hash, std::span<const uint32_t>(tokens).subspan(
@@ -64,6 +40,8 @@ Result<EntryInfo> PoolHandle::Update(uint64_t seq, uint64_t generation,
     return Status::NotFound("sequence " + std::to_string(seq) + " of pool '" + name_ +
                             "' is no longer generation " + std::to_string(generation));
   }
+  // Its sizes are read from the segment: the tail is read only once they fit the extent.
+  KVC_RETURN_IF_ERROR(CheckSlotLocked(i));
   seg::Slot& s = slots_[i];
   std::byte* tail = Extent(s) + s.size_bytes;
   // The current tail, kept for what the update leaves alone.
@@ -82,13 +60,13 @@ Result<EntryInfo> PoolHandle::Update(uint64_t seq, uint64_t generation,
                     s.metadata_len);
   }
 
-  const uint64_t bs = header_->block_size;
+  const uint64_t bs = layout_.block_size;
   uint64_t total = s.size_bytes + 4 * uint64_t{tokens.size()} + metadata.size();
   uint64_t blocks = (total + bs - 1) / bs;
   if (blocks > s.extent_blocks) {
     uint64_t extra = blocks - s.extent_blocks;
     uint64_t next = s.first_block + s.extent_blocks;
-    if (s.extent_blocks == 0 || next + extra > header_->block_count ||
+    if (s.extent_blocks == 0 || extra > layout_.block_count - next ||
         !bitmap_->AllClear(next, extra)) {
       return Status::NoSpace("no free blocks after the payload of sequence " +
                              std::to_string(seq) + " in pool '" + name_ + "' for its " +
@@ -101,28 +79,12 @@ Result<EntryInfo> PoolHandle::Update(uint64_t seq, uint64_t generation,
   }
 
   if (update.prefix_tokens) {
-    if (s.prefix_len > 0) {
-      Unlink<&seg::Slot::prefix_prev, &seg::Slot::prefix_next>(
-          slots_, prefix_buckets_[seg::BucketOf(s.prefix_hash, header_->prefix_bucket_count)],
-          i);
-    }
-    if (s.chain_blocks > 0) {
-      Unlink<&seg::Slot::chain_prev, &seg::Slot::chain_next>(
-          slots_, chain_buckets_[seg::BucketOf(s.chain_hash, header_->chain_bucket_count)], i);
-    }
+    UnindexPrefixLocked(i);
     s.prefix_len = static_cast<uint32_t>(tokens.size());
     s.prefix_hash = prefix_hash;
     s.chain_hash = chain_hash;
     s.chain_blocks = chain_blocks;
-    if (s.prefix_len > 0) {
-      Push<&seg::Slot::prefix_prev, &seg::Slot::prefix_next>(
-          slots_, prefix_buckets_[seg::BucketOf(s.prefix_hash, header_->prefix_bucket_count)],
-          i);
-    }
-    if (s.chain_blocks > 0) {
-      Push<&seg::Slot::chain_prev, &seg::Slot::chain_next>(
-          slots_, chain_buckets_[seg::BucketOf(s.chain_hash, header_->chain_bucket_count)], i);
-    }
+    IndexPrefixLocked(i);
   }
   for (size_t t = 0; t < tokens.size(); ++t) {
     uint32_t v = tokens[t];  // little-endian host (segment_format.h)
@@ -136,6 +98,7 @@ Result<EntryInfo> PoolHandle::Update(uint64_t seq, uint64_t generation,
     heap_->Update(i);  // the priority policy orders by it
   }
   header_->modified = NowSeconds();
+  KVC_RETURN_IF_ERROR(HeapStatusLocked());  // updated, but the eviction order needs repair
   return InfoLocked(i);
 }
 

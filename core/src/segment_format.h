@@ -295,13 +295,33 @@ inline uint32_t BucketOf(uint64_t key, uint32_t count) {
 
 // Calls fn(i) for each slot of the chain that starts at `head` and links through Next,
 // until fn returns false. Shared memory is checked, not trusted: the walk also stops at
-// an index out of range and after `capacity` steps (a cycle).
+// an index out of range and after `capacity` steps (a cycle), and then returns false
+// (damage); it returns true when the chain ended or fn stopped it.
 template <uint32_t Slot::*Next, typename Fn>
-inline void ForEachInChain(const Slot* slots, uint32_t capacity, uint32_t head, Fn&& fn) {
+inline bool ForEachInChain(const Slot* slots, uint32_t capacity, uint32_t head, Fn&& fn) {
   uint32_t steps = 0;
   for (uint32_t i = head; i != kNil; i = slots[i].*Next) {
-    if (i >= capacity || ++steps > capacity || !fn(i)) return;
+    if (i >= capacity || ++steps > capacity) return false;
+    if (!fn(i)) return true;
   }
+  return true;
+}
+
+// Whether the extent [first, first + blocks) lies inside a data region of
+// `block_count` blocks. Safe for any values read from shared memory.
+inline bool ExtentInBounds(uint64_t first, uint64_t blocks, uint64_t block_count) {
+  return first <= block_count && blocks <= block_count - first;
+}
+
+// Whether a slot's extent lies inside the data region and holds its payload, prefix
+// tokens and metadata: then every byte the slot describes is inside the segment.
+// Safe for any field values; REQUIRES block_count * block_size not to wrap (checked
+// when the segment is mapped).
+inline bool SlotFits(const Slot& s, uint64_t block_count, uint64_t block_size) {
+  if (!ExtentInBounds(s.first_block, s.extent_blocks, block_count)) return false;
+  uint64_t bytes = s.extent_blocks * block_size;  // at most the data region's size
+  return s.size_bytes <= bytes &&
+         4 * uint64_t{s.prefix_len} + s.metadata_len <= bytes - s.size_bytes;
 }
 
 // REQUIRES: block_size a power of two >= 512, max_sequences >= 1.
