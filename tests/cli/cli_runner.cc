@@ -17,6 +17,13 @@ namespace kvcache::testing {
 std::string CortexPath() { return BuildDir() + "/cli/cortex"; }
 
 CliResult RunCortex(const std::vector<std::string>& args, std::string_view input) {
+  CliResult result = RunCortexWithin(args, input, std::chrono::seconds(60));
+  if (result.timed_out) ADD_FAILURE() << "cortex timed out";
+  return result;
+}
+
+CliResult RunCortexWithin(const std::vector<std::string>& args, std::string_view input,
+                          std::chrono::milliseconds limit) {
   CliResult result;
   int in[2], out[2], err[2];
   if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) {
@@ -56,7 +63,7 @@ CliResult RunCortex(const std::vector<std::string>& args, std::string_view input
   } else {
     fcntl(in_fd, F_SETFL, O_NONBLOCK);
   }
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  auto deadline = std::chrono::steady_clock::now() + limit;
   bool out_open = true, err_open = true;
   char buf[65536];
   while (out_open || err_open) {
@@ -68,7 +75,7 @@ CliResult RunCortex(const std::vector<std::string>& args, std::string_view input
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
         deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) {
-      ADD_FAILURE() << "cortex timed out";
+      result.timed_out = true;
       kill(pid, SIGKILL);
       break;
     }

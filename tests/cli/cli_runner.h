@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -13,6 +14,7 @@ struct CliResult {
   int exit_code = -1;  // 128 + signal when killed
   std::string out;
   std::string err;
+  bool timed_out = false;  // killed at the time limit
 };
 
 // BuildDir()/cli/cortex
@@ -21,6 +23,10 @@ std::string CortexPath();
 // Runs `cortex args...` with the test's environment (CORTEX_HOME, CORTEX_SHM_PREFIX),
 // feeding `input` on stdin. A run longer than 60 s is killed and fails the test.
 CliResult RunCortex(const std::vector<std::string>& args, std::string_view input = {});
+// Like RunCortex with a time limit of `limit`; a run killed at the limit has timed_out
+// set and does not fail the test by itself.
+CliResult RunCortexWithin(const std::vector<std::string>& args, std::string_view input,
+                          std::chrono::milliseconds limit);
 
 // "cortex cache ..." shorthand.
 CliResult Cache(std::vector<std::string> args, std::string_view input = {});
