@@ -5,6 +5,7 @@
 // Pool-level cases write the damage with pwrite into the segment file, which every
 // mapping sees, as anyone who can write /dev/shm can. No process has died in them, so
 // nothing is rebuilt before the damage is met (except where a test says so).
+#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -13,9 +14,12 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <fstream>
+#include <iterator>
 #include <vector>
 
 #include "eviction_heap.h"
+#include "pool_lock.h"
 #include "kvcache/manager.h"
 #include "kvcache/prefix.h"
 #include "segment_format.h"
@@ -178,7 +182,11 @@ class SegmentDamageTest : public testing::IsolatedTest {
 TEST_F(SegmentDamageTest, SlotSizesPastItsExtentAreCorruptionForEveryReader) {
   MakePool("sizes");
   uint64_t at = SlotOf("sizes", 7);
+  uint64_t generation = Read<uint64_t>("sizes", at + offsetof(seg::Slot, generation));
   Write<uint32_t>("sizes", at + offsetof(seg::Slot, metadata_len), 0xFFFFFFF0u);
+  // An update keeps the tail it does not change: it would copy 4 GiB of "metadata".
+  ExpectCorrupt(manager().UpdateEntry("sizes", 7, generation, {.token_count = 5}).status(),
+                "sizes", "entry 7");
   ExpectCorrupt(manager().Entries("sizes").status(), "sizes", "entry 7 (slot");
   ExpectCorrupt(manager().Stat("sizes", 7).status(), "sizes", "do not fit");
   ExpectCorrupt(manager().Pin("sizes", 7).status(), "sizes", "entry 7");
@@ -385,6 +393,117 @@ TEST_F(SegmentDamageTest, RecoveryRebuildsDamagedDerivedState) {
   Result<uint64_t> evicted = manager().Evict("mend", 50);
   ASSERT_TRUE(evicted.ok()) << evicted.status().ToString();
   EXPECT_EQ(*evicted, 3u);
+}
+
+// ---------------------------------------------------------------- fuzz findings
+
+// Every input the segment fuzzer (tests/fuzz/segment_fuzzer.cc) ever found is kept in
+// tests/fuzz/findings/segment_fuzzer/ and replayed here the way the fuzzer runs it: the
+// patches applied to the same template pool, then health, stats, entries, a view of
+// each entry (every byte touched) and gets. Each replay runs in a child process, so a
+// crash or a hang is reported with the finding's name instead of ending the suite.
+class SegmentFuzzFindingsTest : public SegmentDamageTest {
+ protected:
+  static constexpr const char* kPool = "seg";
+  static constexpr uint64_t kIds[] = {1, 2, 3, 42, 1000};
+  // The lock timeout segment_fuzzer.cc sets (CORTEX_LOCK_TIMEOUT_MS).
+  static constexpr int kFuzzLockTimeoutMs = 20;
+
+  // The fuzzer's template: a 64 KiB pool with five entries sharing a prefix.
+  void MakeTemplate() {
+    PoolConfig config;
+    config.name = kPool;
+    config.size_bytes = 64 * 1024;
+    config.max_sequences = 16;
+    config.prefix_block_tokens = 2;
+    ASSERT_TRUE(manager().CreatePool(config).ok());
+    std::vector<std::byte> payload(3000, std::byte{0x5a});
+    for (uint64_t id : kIds) {
+      PutOptions options;
+      options.prefix_tokens = {1, 2, static_cast<uint32_t>(id)};
+      options.priority = static_cast<int32_t>(id);
+      options.metadata = R"({"id":)" + std::to_string(id) + "}";
+      ASSERT_TRUE(manager().Put(kPool, id, payload, id * 10, options).ok());
+    }
+  }
+
+  // The fuzzer's input format: { u32 offset (LE, modulo the size); u8 length; bytes }*.
+  void ApplyPatches(const std::vector<uint8_t>& data) {
+    int fd = open(SegmentPath(kPool).c_str(), O_RDWR);
+    ASSERT_GE(fd, 0);
+    off_t size = lseek(fd, 0, SEEK_END);
+    size_t i = 0;
+    while (i + 5 <= data.size()) {
+      uint32_t offset;
+      std::memcpy(&offset, data.data() + i, 4);
+      size_t len = std::min<size_t>(data[i + 4], data.size() - i - 5);
+      i += 5;
+      uint64_t at = offset % static_cast<uint64_t>(size);
+      len = std::min<uint64_t>(len, static_cast<uint64_t>(size) - at);
+      ASSERT_EQ(pwrite(fd, data.data() + i, len, static_cast<off_t>(at)),
+                static_cast<ssize_t>(len));
+      i += len;
+    }
+    close(fd);
+  }
+
+  // What the fuzzer runs on the damaged pool, in a fresh Manager.
+  static void Exercise(const ManagerOptions& options) {
+    Manager m(options);
+    (void)m.Health(kPool);
+    (void)m.Stats(kPool);
+    if (Result<std::vector<EntryInfo>> entries = m.Entries(kPool); entries.ok()) {
+      for (const EntryInfo& e : *entries) {
+        if (Result<EntryView> v = m.View(kPool, e.sequence_id); v.ok()) {
+          volatile unsigned sum = 0;
+          for (std::byte b : v->data()) sum = sum + static_cast<unsigned>(b);
+          (void)v->prefix_tokens();
+        }
+      }
+    }
+    for (uint64_t id : kIds) (void)m.Get(kPool, id);
+  }
+};
+
+TEST_F(SegmentFuzzFindingsTest, EveryFindingReplaysWithoutCrashOrHang) {
+  const std::string dir = std::string(KVC_SOURCE_DIR) + "/tests/fuzz/findings/segment_fuzzer";
+  std::vector<std::string> names;
+  if (DIR* d = opendir(dir.c_str()); d != nullptr) {
+    while (dirent* e = readdir(d)) {
+      if (e->d_name[0] != '.') names.push_back(e->d_name);
+    }
+    closedir(d);
+  }
+  std::sort(names.begin(), names.end());
+  ASSERT_FALSE(names.empty()) << "no findings in " << dir;
+  for (const std::string& name : names) {
+    SCOPED_TRACE(name);
+    std::ifstream in(dir + "/" + name, std::ios::binary);
+    std::vector<uint8_t> data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    MakeTemplate();
+    if (HasFatalFailure()) return;
+    ApplyPatches(data);
+    auto start = std::chrono::steady_clock::now();
+    pid_t child = fork();
+    if (child == 0) {
+      alarm(20);  // a hang ends as SIGALRM
+      // As the fuzzer runs: a lock whose bytes are garbage looks held forever, and each
+      // operation gives up on it after this bounded wait ("pool lock unusable").
+      SetPoolLockTimeout(std::chrono::milliseconds(kFuzzLockTimeoutMs));
+      Exercise(options());
+      _exit(0);
+    }
+    int status = 0;
+    ASSERT_EQ(waitpid(child, &status, 0), child);
+    double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        << "replay died" << (WIFSIGNALED(status) ? " with signal " + std::to_string(WTERMSIG(status)) : "");
+    // The fuzzer gives an input 10 s: the replay must finish well inside it.
+    EXPECT_LT(seconds, 5.0) << "replay took " << seconds << " s";
+    unlink(SegmentPath(kPool).c_str());
+    Status gone = manager().DestroyPool(kPool);
+    EXPECT_TRUE(gone.ok() || gone.code() == Code::kNotFound) << gone.ToString();
+  }
 }
 
 }  // namespace
