@@ -22,7 +22,14 @@ KvcacheFs::KvcacheFs(Manager& manager, FsOptions options)
       gid_(getegid()),
       controls_(manager) {}
 
-KvcacheFs::~KvcacheFs() { poller_.Stop(); }
+KvcacheFs::~KvcacheFs() {
+  poller_.Stop();
+  for (FileHandle* handle : open_files_) {
+    if (handle->quota_held) pin_quota_.Release(handle->pool, handle->quota_uid);
+    delete handle;  // an entry's view unpins it
+  }
+  for (DirHandle* handle : open_dirs_) delete handle;
+}
 
 namespace {
 

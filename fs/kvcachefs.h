@@ -30,6 +30,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "caller.h"
@@ -109,7 +110,8 @@ struct FileHandle {
 };
 
 struct OpenResult {
-  FileHandle* handle = nullptr;  // owned by the kernel's file until DoRelease
+  // Owned by the kernel's file until DoRelease, or until the KvcacheFs is destroyed.
+  FileHandle* handle = nullptr;
   bool direct_io = false;
   bool keep_cache = false;
 };
@@ -117,6 +119,10 @@ struct OpenResult {
 class KvcacheFs {
  public:
   KvcacheFs(Manager& manager, FsOptions options);
+  // Frees the file and directory handles never released: once the session loop has
+  // ended the kernel sends no more releases. Their pins and quota counts are released;
+  // bytes staged by a writer that never closed are dropped unpublished (as when the
+  // writer dies). REQUIRES: no other thread is calling in (the session loop has ended).
   ~KvcacheFs();
   KvcacheFs(const KvcacheFs&) = delete;
   KvcacheFs& operator=(const KvcacheFs&) = delete;
@@ -228,6 +234,10 @@ class KvcacheFs {
   // At the close of a "<id>.tokens" file: attaches the tokens to <id> when it is
   // published and nobody is writing it; else they wait for its publish.
   int ApplyCompanion(const std::shared_ptr<WriteState>& state);
+  // DoOpen and DoCreate before the handle they give out is recorded in open_files_.
+  int OpenFile(const Caller& caller, Ino ino, int flags, OpenResult* out);
+  int CreateFile(const Caller& caller, Ino parent, std::string_view name, int flags,
+                 fuse_entry_param* entry, OpenResult* out);
   int OpenSeq(const Caller& caller, Ino ino, const Node& node, int flags, OpenResult* out);
   int OpenScratch(Ino ino, const std::shared_ptr<WriteState>& state, int flags,
                   OpenResult* out);
@@ -265,6 +275,12 @@ class KvcacheFs {
   std::set<std::string> known_pools_;  // guarded by pools_mu_
 
   PinQuota pin_quota_;
+
+  // Handles given out and not yet released, freed by the destructor. A leaf lock:
+  // nothing else is taken while it is held.
+  std::mutex handles_mu_;
+  std::unordered_set<FileHandle*> open_files_;  // guarded by handles_mu_
+  std::unordered_set<DirHandle*> open_dirs_;    // guarded by handles_mu_
 };
 
 }  // namespace kvcache::fs

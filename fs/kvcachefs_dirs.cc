@@ -176,6 +176,8 @@ int KvcacheFs::DoOpendir(Ino ino, DirHandle** handle) {
   auto dir = std::make_unique<DirHandle>();
   if (int err = ListDir(ino, *node, &dir->entries); err != 0) return err;
   *handle = dir.release();
+  std::lock_guard lock(handles_mu_);
+  open_dirs_.insert(*handle);
   return 0;
 }
 
@@ -255,6 +257,12 @@ int KvcacheFs::DoReaddir(Ino ino, DirHandle* handle, off_t offset, bool plus,
   return 0;
 }
 
-void KvcacheFs::DoReleasedir(DirHandle* handle) { delete handle; }
+void KvcacheFs::DoReleasedir(DirHandle* handle) {
+  {
+    std::lock_guard lock(handles_mu_);
+    open_dirs_.erase(handle);
+  }
+  delete handle;
+}
 
 }  // namespace kvcache::fs

@@ -238,6 +238,25 @@ int KvcacheFs::OpenSeq(const Caller& caller, Ino ino, const Node& node, int flag
 }
 
 int KvcacheFs::DoOpen(const Caller& caller, Ino ino, int flags, OpenResult* out) {
+  int err = OpenFile(caller, ino, flags, out);
+  if (err == 0) {
+    std::lock_guard lock(handles_mu_);
+    open_files_.insert(out->handle);
+  }
+  return err;
+}
+
+int KvcacheFs::DoCreate(const Caller& caller, Ino parent, std::string_view name, int flags,
+                        fuse_entry_param* entry, OpenResult* out) {
+  int err = CreateFile(caller, parent, name, flags, entry, out);
+  if (err == 0) {
+    std::lock_guard lock(handles_mu_);
+    open_files_.insert(out->handle);
+  }
+  return err;
+}
+
+int KvcacheFs::OpenFile(const Caller& caller, Ino ino, int flags, OpenResult* out) {
   std::optional<Node> node = inodes_.Get(ino);
   if (!node) return ESTALE;
   auto handle = std::make_unique<FileHandle>();
@@ -284,8 +303,8 @@ int KvcacheFs::DoOpen(const Caller& caller, Ino ino, int flags, OpenResult* out)
   return 0;
 }
 
-int KvcacheFs::DoCreate(const Caller& caller, Ino parent, std::string_view name, int flags,
-                        fuse_entry_param* entry, OpenResult* out) {
+int KvcacheFs::CreateFile(const Caller& caller, Ino parent, std::string_view name, int flags,
+                          fuse_entry_param* entry, OpenResult* out) {
   std::optional<Node> dir = inodes_.Get(parent);
   if (!dir) return ESTALE;
   if (name.size() > kMaxNameLength) return ENAMETOOLONG;
@@ -429,6 +448,10 @@ int KvcacheFs::DoFsync(FileHandle* handle) {
 }
 
 int KvcacheFs::DoRelease(FileHandle* handle) {
+  {
+    std::lock_guard lock(handles_mu_);
+    open_files_.erase(handle);
+  }
   int err = 0;
   if (handle->kind == FileHandle::Kind::kWrite) {
     std::shared_ptr<WriteState> write = handle->write;

@@ -80,9 +80,11 @@ sanitizer_env() {
   local symbolizer
   symbolizer=$(command -v llvm-symbolizer || command -v llvm-symbolizer-14 || true)
   export ASAN_SYMBOLIZER_PATH=$symbolizer
-  export ASAN_OPTIONS="halt_on_error=1:detect_leaks=1:abort_on_error=0:strict_string_checks=1:detect_stack_use_after_return=1:check_initialization_order=1:log_path=$logs/asan"
-  export LSAN_OPTIONS="log_path=$logs/lsan"
-  export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$logs/ubsan"
+  # ASan, LSan and UBSan share one log_path in a process (the last one parsed wins), so
+  # they name the same one: <logs>/report.<pid>.
+  export ASAN_OPTIONS="halt_on_error=1:detect_leaks=1:abort_on_error=0:strict_string_checks=1:detect_stack_use_after_return=1:check_initialization_order=1:log_path=$logs/report"
+  export LSAN_OPTIONS="log_path=$logs/report"
+  export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$logs/report"
   export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:log_path=$logs/tsan:external_symbolizer_path=$symbolizer"
 }
 
