@@ -415,6 +415,19 @@ Result<PrefixMatch> Manager::LongestPrefix(std::string_view pool,
   return handle->LongestPrefix(tokens);
 }
 
+Result<ChunkStoreResult> Manager::StoreChunks(std::string_view pool, std::string_view name_space,
+                                              std::span<const uint32_t> tokens,
+                                              std::span<const std::span<const std::byte>> chunks) {
+  KVC_ASSIGN_OR_RETURN(auto handle, Open(pool));
+  return handle->StoreChunks(ChunkChainSeed(name_space), tokens, chunks);
+}
+
+Result<ChunkMatch> Manager::Match(std::string_view pool, std::string_view name_space,
+                                  std::span<const uint32_t> tokens) {
+  KVC_ASSIGN_OR_RETURN(auto handle, Open(pool));
+  return handle->MatchChunks(ChunkChainSeed(name_space), tokens);
+}
+
 Status Manager::Remove(std::string_view pool, uint64_t seq) {
   KVC_ASSIGN_OR_RETURN(auto handle, Open(pool));
   return handle->Remove(seq);

@@ -99,6 +99,9 @@ Result<PutReservation> PoolHandle::Reserve(uint64_t seq, size_t size, uint64_t t
     s.prefix_len = prefix_len;
     s.chain_hash = chain_hash;
     s.chain_blocks = chain_blocks;
+    s.kind = seg::kEntrySlot;
+    s.children = 0;
+    s.parent_hash = 0;
     s.metadata_len = static_cast<uint32_t>(options.metadata.size());
     s.priority = options.priority;
     s.created = stats ? stats->created : now;
@@ -397,7 +400,7 @@ Result<std::vector<EntryInfo>> PoolHandle::Entries() {
     KVC_RETURN_IF_ERROR(lk.status());
     out.reserve(header_->entry_count);  // at most the slot capacity (CheckHeaderLocked)
     for (uint32_t i = 0; i < layout_.slot_capacity; ++i) {
-      if (slots_[i].state != seg::kLive) continue;
+      if (slots_[i].state != seg::kLive || slots_[i].kind != seg::kEntrySlot) continue;
       KVC_ASSIGN_OR_RETURN(EntryInfo info, InfoLocked(i));
       out.push_back(std::move(info));
     }
@@ -414,7 +417,7 @@ Result<std::vector<EntryView>> PoolHandle::PinAll() {
     KVC_RETURN_IF_ERROR(lk.status());
     pinned.reserve(header_->entry_count);  // at most the slot capacity (CheckHeaderLocked)
     for (uint32_t i = 0; i < layout_.slot_capacity; ++i) {
-      if (slots_[i].state != seg::kLive) continue;
+      if (slots_[i].state != seg::kLive || slots_[i].kind != seg::kEntrySlot) continue;
       KVC_RETURN_IF_ERROR(PinLocked(i, pinned));
     }
   }

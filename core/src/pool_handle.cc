@@ -369,7 +369,8 @@ void PoolHandle::IndexPrefixLocked(uint32_t i) {
   const uint32_t cap = layout_.slot_capacity;
   seg::Slot& s = slots_[i];
   s.prefix_prev = s.prefix_next = s.chain_prev = s.chain_next = kNil;
-  if (s.prefix_len > 0) {
+  // A chunk's tokens are its own block, not a prefix: it is in the chain index only.
+  if (s.prefix_len > 0 && s.kind != seg::kChunkSlot) {
     PushChain<&seg::Slot::prefix_prev, &seg::Slot::prefix_next>(slots_, cap,
                                                                 PrefixHead(s.prefix_hash), i);
   }
@@ -382,7 +383,7 @@ void PoolHandle::IndexPrefixLocked(uint32_t i) {
 void PoolHandle::UnindexPrefixLocked(uint32_t i) {
   const uint32_t cap = layout_.slot_capacity;
   seg::Slot& s = slots_[i];
-  if (s.prefix_len > 0) {
+  if (s.prefix_len > 0 && s.kind != seg::kChunkSlot) {
     UnlinkChain<&seg::Slot::prefix_prev, &seg::Slot::prefix_next>(slots_, cap,
                                                                   PrefixHead(s.prefix_hash), i);
   }
@@ -396,20 +397,30 @@ void PoolHandle::UnindexPrefixLocked(uint32_t i) {
 void PoolHandle::LinkLocked(uint32_t i) {
   const uint32_t cap = layout_.slot_capacity;
   seg::Slot& s = slots_[i];
-  uint32_t& head = IdHead(s.sequence_id);
-  seg::StoreRelaxed(s.id_next, head < cap ? head : kNil);
-  seg::Atomic(head).store(i, std::memory_order_release);  // lock-free gets follow it
+  const bool chunk = s.kind == seg::kChunkSlot;
+  if (chunk) {
+    // Chunks are found by their chained hash only (segment_format.h, SlotKind).
+    seg::StoreRelaxed(s.id_next, kNil);
+  } else {
+    uint32_t& head = IdHead(s.sequence_id);
+    seg::StoreRelaxed(s.id_next, head < cap ? head : kNil);
+    seg::Atomic(head).store(i, std::memory_order_release);  // lock-free gets follow it
+  }
   IndexPrefixLocked(i);
   seg::Atomic(s.state).store(seg::kLive, std::memory_order_release);  // bytes are complete
-  heap_->Push(i);
+  // A chunk with children is never a victim: eviction takes chains leaves first.
+  if (!(chunk && s.children > 0)) heap_->Push(i);
   header_->entry_count++;
+  if (chunk) header_->chunk_count++;
 }
 
 void PoolHandle::UnpublishLocked(uint32_t i) {
   const uint32_t cap = layout_.slot_capacity;
   seg::Slot& s = slots_[i];
+  const bool chunk = s.kind == seg::kChunkSlot;
+  if (chunk) OrphanChunkLocked(i);
   uint32_t steps = 0;
-  for (uint32_t* link = &IdHead(s.sequence_id); *link < cap && ++steps <= cap;
+  for (uint32_t* link = &IdHead(s.sequence_id); !chunk && *link < cap && ++steps <= cap;
        link = &slots_[*link].id_next) {
     if (*link == i) {
       seg::Atomic(*link).store(s.id_next < cap ? s.id_next : kNil, std::memory_order_release);
@@ -418,8 +429,9 @@ void PoolHandle::UnpublishLocked(uint32_t i) {
   }
   UnindexPrefixLocked(i);
   seg::StoreRelaxed(s.id_next, kNil);
-  heap_->Remove(i);
+  if (s.heap_pos != kNil) heap_->Remove(i);  // a chunk with children is not in the heap
   if (header_->entry_count > 0) header_->entry_count--;
+  if (chunk && header_->chunk_count > 0) header_->chunk_count--;
   header_->modified = NowSeconds();
   if (s.pins > 0) {
     seg::Atomic(s.state).store(seg::kRetired, std::memory_order_release);
@@ -646,7 +658,10 @@ void PoolHandle::StatsLocked(PoolStats& st) const {
     }
   }
   st.block_count = layout_.block_count;
-  st.entry_count = h.entry_count;
+  st.entry_count = h.entry_count - std::min(h.chunk_count, h.entry_count);
+  st.chunk_count = h.chunk_count;
+  st.chunk_tokens_asked = h.chunk_tokens_asked;
+  st.chunk_tokens_matched = h.chunk_tokens_matched;
   st.hits = h.hits;
   st.misses = h.misses;
   st.evictions = h.evictions;

@@ -85,6 +85,10 @@ class PoolHandle : public std::enable_shared_from_this<PoolHandle> {
   // See Manager::LongestPrefix.
   Result<PrefixMatch> LongestPrefix(std::span<const uint32_t> tokens);
   Status Remove(uint64_t seq);
+  // See Manager::StoreChunks and Manager::Match (pool_chunks.cc).
+  Result<ChunkStoreResult> StoreChunks(uint64_t seed, std::span<const uint32_t> tokens,
+                                       std::span<const std::span<const std::byte>> chunks);
+  Result<ChunkMatch> MatchChunks(uint64_t seed, std::span<const uint32_t> tokens);
   // See Manager::UpdateEntry (pool_update.cc).
   Result<EntryInfo> Update(uint64_t seq, uint64_t generation, const EntryUpdate& update);
   Result<uint64_t> Clear();
@@ -195,6 +199,17 @@ class PoolHandle : public std::enable_shared_from_this<PoolHandle> {
   // (links read from the segment are range-checked, never followed out of the table).
   void IndexPrefixLocked(uint32_t slot);
   void UnindexPrefixLocked(uint32_t slot);
+  // The live chunk whose chained hash is `hash`; kNil if none.
+  uint32_t FindChunkLocked(uint64_t hash) const;
+  // Chunk `slot` was linked: its parent gains a child and leaves the eviction heap.
+  void AdoptChunkLocked(uint32_t slot);
+  // Chunk `slot` is being unlinked: its parent loses a child, and becomes evictable
+  // again once it has none.
+  void OrphanChunkLocked(uint32_t slot);
+  // True when chunk `slot` is the chunk `hash` of the chain: its parent hash, position
+  // and stored tokens are the ones given.
+  bool ChunkIsLocked(uint32_t slot, uint64_t parent, uint32_t position,
+                     std::span<const uint32_t> block) const;
   // Evicts the policy's next unpinned victim; false when there is none, or when the
   // eviction order is damaged (HeapStatusLocked says so).
   bool EvictOneLocked();

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <unordered_map>
 
+#include "kvcache/prefix.h"
 #include "pool_handle.h"
 
 namespace kvcache {
@@ -91,12 +92,57 @@ class PoolHealthChecker {
     if (live > p_.max_sequences_) Problem("more entries than max_sequences");
   }
 
+  // A live chunk is the one chunk of its hash, its parent (unless it starts a chain)
+  // is live and counts it, and it is in the eviction order exactly when it has no
+  // children: the cached chunks stay prefix-closed.
+  void CheckChunk(uint32_t i, uint64_t& in_heap) {
+    const seg::Slot& s = p_.slots_[i];
+    std::string who = "chunk " + PrefixHashToHex(s.chain_hash);
+    ++chunks_;
+    if (s.chain_blocks == 0) Problem(who + " has no position in its chain");
+    if (p_.FindChunkLocked(s.chain_hash) != i) Problem(who + " is not reachable by its hash");
+    if (s.chain_blocks > 1) {
+      uint32_t parent = p_.FindChunkLocked(s.parent_hash);
+      if (parent == seg::kNil) {
+        Problem(who + " has lost its parent");
+      } else {
+        ++children_[parent];
+      }
+    }
+    bool placed = s.heap_pos != seg::kNil && s.heap_pos < std::min(h_.heap_size, l_.slot_capacity);
+    if (placed) ++in_heap;
+    if (s.children == 0 && !placed) Problem(who + " (a leaf) is missing from the eviction order");
+    if (s.children > 0 && placed) Problem(who + " has children but is in the eviction order");
+  }
+
+  void CheckChunkCounts() {
+    if (h_.chunk_count != chunks_) {
+      Problem("header counts " + std::to_string(h_.chunk_count) + " chunks, slots hold " +
+              std::to_string(chunks_));
+    }
+    for (uint32_t i = 0; i < l_.slot_capacity; ++i) {
+      const seg::Slot& s = p_.slots_[i];
+      if (s.state != seg::kLive || s.kind != seg::kChunkSlot) continue;
+      auto it = children_.find(i);
+      uint32_t have = it == children_.end() ? 0 : it->second;
+      if (s.children != have) {
+        Problem("chunk " + PrefixHashToHex(s.chain_hash) + " counts " +
+                std::to_string(s.children) + " children, " + std::to_string(have) + " are live");
+      }
+    }
+  }
+
   void CheckIndexes() {
     std::unordered_map<uint64_t, uint32_t> ids;
     uint64_t in_heap = 0, live = 0, with_prefix = 0, with_chain = 0;
     for (uint32_t i = 0; i < l_.slot_capacity; ++i) {
       const seg::Slot& s = p_.slots_[i];
       if (s.state != seg::kLive) continue;
+      if (s.kind == seg::kChunkSlot) {
+        with_chain += s.chain_blocks > 0;
+        CheckChunk(i, in_heap);
+        continue;
+      }
       ++live;
       with_prefix += s.prefix_len > 0;
       with_chain += s.chain_blocks > 0;
@@ -130,6 +176,7 @@ class PoolHealthChecker {
                                          with_prefix);
     CheckChains<&seg::Slot::chain_next>("block-prefix", p_.chain_buckets_, l_.id_bucket_count,
                                         with_chain);
+    CheckChunkCounts();
     if (in_heap != h_.heap_size) {
       Problem("eviction order holds " + std::to_string(h_.heap_size) + " slots, expected " +
               std::to_string(in_heap));
@@ -221,6 +268,8 @@ class PoolHealthChecker {
   PoolHandle& p_;
   seg::Header& h_;
   const seg::Layout& l_;
+  uint64_t chunks_ = 0;
+  std::unordered_map<uint32_t, uint32_t> children_;
   std::vector<std::string>* problems_ = nullptr;
 };
 

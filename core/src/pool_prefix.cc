@@ -102,7 +102,10 @@ Result<PrefixMatch> PoolHandle::LongestPrefix(std::span<const uint32_t> tokens) 
         bool intact = seg::ForEachInChain<&seg::Slot::chain_next>(
             slots_, layout_.slot_capacity, ChainHead(want), [&](uint32_t i) {
               const seg::Slot& s = slots_[i];
-              if (s.chain_hash == want && s.chain_blocks == k && s.state == seg::kLive) found = i;
+              if (s.chain_hash == want && s.chain_blocks == k && s.state == seg::kLive &&
+                  s.kind == seg::kEntrySlot) {
+                found = i;
+              }
               return found == kNil;
             });
         if (!intact) {

@@ -58,6 +58,7 @@ void PoolHandle::RebuildLocked() {
       seg::Slot& s = slots_[i];
       if (s.state == seg::kRetired && s.pins == 0) seg::StoreRelaxed(s.state, uint32_t{seg::kFree});
       if (s.state != kind) continue;
+      if (s.kind == seg::kChunkSlot) continue;  // chunks are not in the id index
       uint32_t* link = &IdHead(s.sequence_id);  // a chain built here: every link checked
       while (*link != kNil && slots_[*link].sequence_id != s.sequence_id) {
         link = &slots_[*link].id_next;
@@ -101,6 +102,7 @@ void PoolHandle::RebuildLocked() {
   h.heap_size = 0;
   heap_->ClearDamage();
   h.entry_count = 0;
+  h.chunk_count = 0;
   h.free_slot_head = kNil;
   for (uint32_t i = cap; i-- > 0;) {
     seg::Slot& s = slots_[i];
@@ -113,11 +115,17 @@ void PoolHandle::RebuildLocked() {
       h.free_slot_head = i;
     } else if (s.state == seg::kLive || s.state == seg::kCommitting) {
       s.owner = kNil;
+      s.children = 0;  // counted again below, once every chunk is linked
       LinkLocked(i);
     } else {
       seg::StoreRelaxed(s.id_next, kNil);
       s.prefix_next = s.prefix_prev = s.chain_next = s.chain_prev = kNil;
     }
+  }
+  // Chunk children, now that every chunk is indexed: parents with a child leave the
+  // eviction heap.
+  for (uint32_t i = 0; i < cap; ++i) {
+    if (slots_[i].state == seg::kLive && slots_[i].kind == seg::kChunkSlot) AdoptChunkLocked(i);
   }
   SetAttachedLocked(processes_->CountAttached());
 }

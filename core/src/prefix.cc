@@ -92,6 +92,12 @@ uint64_t ChainHash(uint64_t parent, std::span<const uint32_t> block) {
   return h == 0 ? 1 : h;
 }
 
+uint64_t ChunkChainSeed(std::string_view name_space) {
+  // A fixed, arbitrary seed keeps namespace seeds apart from plain XXH3 of the same bytes.
+  uint64_t h = XXH3_64bits_withSeed(name_space.data(), name_space.size(), 0x6b76636e6b73ull);
+  return h == 0 ? 1 : h;
+}
+
 // Accepts "1,2,3", "1 2 3", "1, 2, 3", "[1, 2, 3]" and surrounding whitespace.
 Result<std::vector<uint32_t>> ParseTokenList(std::string_view text) {
   std::string_view s = TrimSpace(text);

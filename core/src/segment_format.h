@@ -1,4 +1,4 @@
-// The pool segment, format version 3: every byte of shared state a pool has.
+// The pool segment, format version 4: every byte of shared state a pool has.
 // docs/formats.md is the reference. Bump kFormatVersion when any layout here changes.
 //
 //   [Header 4 KiB][process table][lease table][bitmap][entry slots][id buckets]
@@ -22,7 +22,7 @@ namespace kvcache::seg {
 static_assert(std::endian::native == std::endian::little, "segment format is little-endian");
 
 inline constexpr uint32_t kMagic = 0x4B564341;  // "KVCA" read as a little-endian u32
-inline constexpr uint32_t kFormatVersion = 3;
+inline constexpr uint32_t kFormatVersion = 4;
 inline constexpr uint64_t kHeaderSize = 4096;
 inline constexpr uint64_t kRegionAlign = 4096;
 inline constexpr uint32_t kNil = 0xFFFFFFFFu;
@@ -35,6 +35,16 @@ inline constexpr size_t kPoolIdBytes = 16;
 // publishes it if its committer dies between unpublishing the old entry and linking
 // this one).
 enum SlotState : uint32_t { kFree = 0, kWriting = 1, kLive = 2, kRetired = 3, kCommitting = 4 };
+
+// What a slot holds (version 4). An entry is a whole sequence found by its id. A chunk
+// is one fixed-size block of a token sequence, found by its chained hash
+// H_i = ChainHash(H_{i-1}, tokens of block i) with H_0 = ChunkChainSeed(namespace): it
+// is in the chain index only (chain_hash = H_i, chain_blocks = i), never in the id or
+// prefix-hash index, and stores its own block of tokens after the payload (prefix_len
+// tokens) so that a match is confirmed token by token. A chunk with live children is
+// kept out of the eviction heap, so eviction takes chains from their leaves and the
+// cached chunks of a namespace always form prefix-closed chains.
+enum SlotKind : uint32_t { kEntrySlot = 0, kChunkSlot = 1 };
 
 // The first 128 bytes are the seed's header table, at the seed's offsets.
 struct Header {
@@ -100,7 +110,11 @@ struct Header {
   // Random at creation and recorded in the catalog: a segment whose id is not the one
   // the catalog holds for the pool is someone else's and is never used (version 3).
   uint8_t pool_id[16];         // @584
-  uint8_t reserved3[kHeaderSize - 600];  // @600
+  // ---- token chunks (version 4) ----
+  uint64_t chunk_count;        // @600 live chunks (also counted in entry_count)
+  uint64_t chunk_tokens_asked;    // @608 tokens of the prompts given to Match
+  uint64_t chunk_tokens_matched;  // @616 of those, tokens served from cached chunks
+  uint8_t reserved3[kHeaderSize - 624];  // @624
 };
 
 static_assert(std::is_standard_layout_v<Header>);
@@ -128,7 +142,10 @@ static_assert(offsetof(Header, recorded_evictions) == 368);
 static_assert(offsetof(Header, lock) == 384);
 static_assert(offsetof(Header, name) == 448);
 static_assert(offsetof(Header, pool_id) == 584);
-static_assert(offsetof(Header, reserved3) == 600);
+static_assert(offsetof(Header, chunk_count) == 600);
+static_assert(offsetof(Header, chunk_tokens_asked) == 608);
+static_assert(offsetof(Header, chunk_tokens_matched) == 616);
+static_assert(offsetof(Header, reserved3) == 624);
 
 // Process table rows. A kOwnRow belongs to a process that uses the pool through the
 // library: it is alive exactly while that process holds the POSIX record lock on the
@@ -229,10 +246,13 @@ struct Slot {
   uint64_t key_count;        // @160 access_count when last placed
   uint64_t key_tick;         // @168 access_tick when last placed
   uint64_t owner_generation;  // @176 the writer's ProcessSlot::generation while WRITING
-  uint8_t reserved2[8];      // @184
+  uint64_t parent_hash;      // @184 chunk: H_{i-1} (the namespace seed for the first)
+  uint32_t kind;             // @192 SlotKind
+  uint32_t children;         // @196 chunk: live chunks whose parent this is (derived)
+  uint8_t reserved2[56];     // @200
 };
 static_assert(std::is_standard_layout_v<Slot>);
-static_assert(sizeof(Slot) == 192);
+static_assert(sizeof(Slot) == 256);
 static_assert(offsetof(Slot, generation) == 8);
 static_assert(offsetof(Slot, prefix_len) == 96);
 static_assert(offsetof(Slot, state) == 108);
@@ -242,6 +262,9 @@ static_assert(offsetof(Slot, chain_hash) == 136);
 static_assert(offsetof(Slot, chain_blocks) == 152);
 static_assert(offsetof(Slot, key_tick) == 168);
 static_assert(offsetof(Slot, owner_generation) == 176);
+static_assert(offsetof(Slot, parent_hash) == 184);
+static_assert(offsetof(Slot, kind) == 192);
+static_assert(offsetof(Slot, children) == 196);
 
 template <typename T>
 inline std::atomic_ref<T> Atomic(T& field) {

@@ -51,7 +51,7 @@ class PoolTest : public testing::IsolatedTest {
 TEST_F(PoolTest, CreateWritesSeedHeaderAtSeedOffsets) {
   CreatePool("hdr", 64 * kMiB, Policy::kLfu);
   EXPECT_EQ(RawField<uint32_t>("hdr", 0), 0x4B564341u);
-  EXPECT_EQ(RawField<uint32_t>("hdr", 4), 3u);  // segment format version
+  EXPECT_EQ(RawField<uint32_t>("hdr", 4), 4u);  // segment format version
   EXPECT_EQ(RawField<uint64_t>("hdr", 8), 64 * kMiB);
   EXPECT_EQ(RawField<uint64_t>("hdr", 16), 0u);
   EXPECT_EQ(RawField<uint64_t>("hdr", 24), 64 * kMiB);

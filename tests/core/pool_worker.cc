@@ -13,6 +13,8 @@
 //                                              environment names, see test_hooks.h)
 //   pool_worker put-when POOL SEQ SIZE SEED FILE  reserve and fill, print "ready", commit once
 //                                              FILE exists; exit 0 iff the commit succeeded
+//   pool_worker chunks POOL SECONDS WORKER     store and match overlapping chat prompts as
+//                                              16-token chunks, checking every matched byte
 //
 // Exit codes: 0 ok, 1 operation failed, 2 data check failed, 3 usage.
 #include <unistd.h>
@@ -27,6 +29,7 @@
 #include <vector>
 
 #include "kvcache/manager.h"
+#include "kvcache/prefix.h"
 #include "segment_format.h"
 #include "shm_segment.h"
 #include "support/test_env.h"
@@ -132,6 +135,65 @@ int Stress(Manager& m, const std::string& pool, double seconds, uint64_t worker,
   return 0;
 }
 
+// Chat-like prompts: one shared system prompt, then the turns of one of six
+// conversations. Chunk bytes are Pattern(H_i, 2048), so every process stores the same
+// bytes for the same chunk and can check what a match returns.
+int Chunks(Manager& m, const std::string& pool, double seconds, uint64_t worker) {
+  std::mt19937_64 rng(worker * 104729 + 3);
+  auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  auto prompt = [&](uint32_t conv, uint32_t turns) {
+    std::vector<uint32_t> p;
+    for (uint32_t t = 0; t < 64; ++t) p.push_back(t + 1);
+    for (uint32_t k = 0; k < turns; ++k) {
+      for (uint32_t t = 0; t < 48; ++t) p.push_back(1000000 * (conv + 1) + 100 * k + t);
+    }
+    return p;
+  };
+  auto chain = [](const std::vector<uint32_t>& p) {
+    std::vector<uint64_t> out;
+    uint64_t h = kvcache::ChunkChainSeed("chat");
+    for (size_t c = 0; c + 16 <= p.size(); c += 16) {
+      out.push_back(h = kvcache::ChainHash(h, std::span<const uint32_t>(p).subspan(c, 16)));
+    }
+    return out;
+  };
+  uint64_t ops = 0;
+  while (std::chrono::steady_clock::now() < end) {
+    std::vector<uint32_t> p = prompt(rng() % 6, 1 + rng() % 8);
+    std::vector<uint64_t> hashes = chain(p);
+    std::vector<std::vector<std::byte>> bytes;
+    for (uint64_t h : hashes) bytes.push_back(Pattern(h, 2048));
+    std::vector<std::span<const std::byte>> spans(bytes.begin(), bytes.end());
+    auto stored = m.StoreChunks(pool, "chat", p, spans);
+    // Pinned chunks (and their ancestors) cannot be evicted: a pool whose room is all
+    // pinned by the other workers' matches says so, and the chunks stored stay whole.
+    if (!stored.ok() && stored.status().code() != kvcache::Code::kNoSpace) {
+      return Fail("store chunks", stored.status());
+    }
+    std::vector<uint32_t> q = prompt(rng() % 6, 1 + rng() % 8);
+    std::vector<uint64_t> want = chain(q);
+    auto match = m.Match(pool, "chat", q);
+    if (!match.ok()) return Fail("match", match.status());
+    if (match->matched_tokens != 16 * match->chunks.size() || match->chunks.size() > want.size()) {
+      std::fprintf(stderr, "match: %llu tokens in %zu chunks\n",
+                   static_cast<unsigned long long>(match->matched_tokens), match->chunks.size());
+      return 2;
+    }
+    for (size_t c = 0; c < match->chunks.size(); ++c) {
+      auto data = match->chunks[c].data();
+      auto expect = Pattern(want[c], 2048);
+      if (data.size() != expect.size() ||
+          std::memcmp(data.data(), expect.data(), expect.size()) != 0) {
+        std::fprintf(stderr, "match: chunk %zu holds the wrong bytes\n", c);
+        return 2;
+      }
+    }
+    ++ops;
+  }
+  std::printf("ops %llu\n", static_cast<unsigned long long>(ops));
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -153,6 +215,9 @@ int main(int argc, char** argv) {
   }
   if (cmd == "stress" && argc == 6) {
     return Stress(m, pool, std::strtod(argv[3], nullptr), num(4), num(5));
+  }
+  if (cmd == "chunks" && argc == 5) {
+    return Chunks(m, pool, std::strtod(argv[3], nullptr), num(4));
   }
   if (cmd == "hold-lock") {
     auto seg = kvcache::MappedSegment::Open("/dev/shm/" + m.ShmName(pool),

@@ -63,6 +63,15 @@ struct EntryStats {
   uint64_t access_count = 0;
 };
 
+// The cached prefix of a prompt: its first matched_tokens tokens are held by `chunks`
+// (chunk i holds tokens [i * chunk_tokens, (i + 1) * chunk_tokens)), each pinned until
+// its view is released or destroyed.
+struct ChunkMatch {
+  uint64_t matched_tokens = 0;
+  uint32_t chunk_tokens = 0;  // the pool's chunk size
+  std::vector<EntryView> chunks;
+};
+
 class Manager {
  public:
   explicit Manager(ManagerOptions options = {});
@@ -130,6 +139,25 @@ class Manager {
   // O(query length). NotFound when no entry qualifies (entries with a prefix shorter
   // than one block are found by GetByPrefix only).
   Result<PrefixMatch> LongestPrefix(std::string_view pool, std::span<const uint32_t> tokens);
+  // ---- token chunks ----
+  // A pool also caches KV in chunks of config.prefix_block_tokens tokens (the chunk
+  // size), keyed by the chained hash H_i = ChainHash(H_{i-1}, tokens of chunk i) with
+  // H_0 = ChunkChainSeed(name_space). Stores chunk i of `tokens` with the bytes
+  // chunks[i], for every i < tokens.size() / chunk size (a partial last chunk of tokens
+  // is not stored; chunks.size() must equal the number of whole chunks). Chunks already
+  // cached are confirmed and not copied again. Each chunk is linked only while its
+  // parent is cached, so stored chains are always prefix-closed. When the pool cannot
+  // make room for a chunk: NoSpace, and the chunks before it stay stored.
+  Result<ChunkStoreResult> StoreChunks(std::string_view pool, std::string_view name_space,
+                                       std::span<const uint32_t> tokens,
+                                       std::span<const std::span<const std::byte>> chunks);
+  // How many leading tokens of `tokens` are cached as chunks under `name_space`, with
+  // those chunks pinned (see ChunkMatch). A partial last chunk never matches. Chunks
+  // are found by hash, then confirmed token by token. Counts the asked and matched
+  // tokens in the pool's statistics. O(query length).
+  Result<ChunkMatch> Match(std::string_view pool, std::string_view name_space,
+                           std::span<const uint32_t> tokens);
+
   Status Remove(std::string_view pool, uint64_t seq);
   // Changes the attributes of entry `seq` in place, only while it is still
   // `generation`: the payload is neither copied nor moved, the generation, creation

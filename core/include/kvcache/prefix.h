@@ -25,6 +25,11 @@ Result<uint64_t> ParsePrefixHash(std::string_view hex);
 // Never returns 0, so 0 can mean "no block".
 uint64_t ChainHash(uint64_t parent, std::span<const uint32_t> block);
 
+// H_0 of the token chunks of `name_space` (any string: model, dtype, rank, adapter,
+// salt): chunks stored under one namespace never match a prompt asked under another.
+// Never 0, so no chunk chain starts where an entry's block chain does.
+uint64_t ChunkChainSeed(std::string_view name_space);
+
 // "1,2,3" or "1 2 3" -> tokens; InvalidArgument naming the bad token.
 Result<std::vector<uint32_t>> ParseTokenList(std::string_view text);
 // tokens -> "1,2,3"

@@ -117,6 +117,10 @@ struct PoolStats {
   double modified = 0;
   uint32_t attached = 0;
   uint64_t segment_bytes = 0;  // whole mapping: header + bitmap + index + data
+  // Token chunks (Manager::StoreChunks, Match). entry_count above counts entries only.
+  uint64_t chunk_count = 0;
+  uint64_t chunk_tokens_asked = 0;    // tokens of the prompts given to Match
+  uint64_t chunk_tokens_matched = 0;  // of those, tokens served from cached chunks
   // Set (by Manager::StatsAll) when this pool could not be read: why. The other fields
   // then hold only what the catalog records.
   std::string error;
@@ -124,6 +128,12 @@ struct PoolStats {
   double hit_rate() const {
     uint64_t total = hits + misses;
     return total == 0 ? 0.0 : static_cast<double>(hits) / static_cast<double>(total);
+  }
+  // Tokens served from cached chunks / tokens asked; 0 before any match.
+  double chunk_token_hit_rate() const {
+    return chunk_tokens_asked == 0 ? 0.0
+                                   : static_cast<double>(chunk_tokens_matched) /
+                                         static_cast<double>(chunk_tokens_asked);
   }
   double used_fraction() const {
     return size == 0 ? 0.0 : static_cast<double>(used) / static_cast<double>(size);
@@ -142,6 +152,13 @@ struct HealthReport {
   std::vector<AttachedProcess> processes;
   uint64_t pinned_entries = 0;
   uint64_t recovered_processes = 0;  // dead processes cleaned up by this check
+};
+
+// What Manager::StoreChunks did with the whole chunks of a token sequence.
+struct ChunkStoreResult {
+  uint64_t chunks = 0;   // whole chunks in the sequence
+  uint64_t stored = 0;   // copied into the pool by this call
+  uint64_t present = 0;  // already cached (not copied again)
 };
 
 struct PrefixMatch {

@@ -1,0 +1,297 @@
+// PoolHandle's token chunks: storing a token sequence as chained chunks, matching a
+// prompt's longest cached prefix, and the parent/child bookkeeping that keeps eviction
+// leaves first (segment_format.h, SlotKind).
+#include <algorithm>
+#include <cstring>
+#include <optional>
+
+#include "clock.h"
+#include "kvcache/prefix.h"
+#include "kvcache/size.h"
+#include "pool_handle.h"
+#include "process_table.h"
+
+namespace kvcache {
+
+using seg::kNil;
+
+// ---------------------------------------------------------------- chain bookkeeping
+
+uint32_t PoolHandle::FindChunkLocked(uint64_t hash) const {
+  uint32_t found = kNil;
+  seg::ForEachInChain<&seg::Slot::chain_next>(
+      slots_, layout_.slot_capacity, ChainHead(hash), [&](uint32_t i) {
+        const seg::Slot& s = slots_[i];
+        if (s.chain_hash == hash && s.kind == seg::kChunkSlot && s.state == seg::kLive) found = i;
+        return found == kNil;
+      });
+  return found;
+}
+
+void PoolHandle::AdoptChunkLocked(uint32_t i) {
+  if (slots_[i].chain_blocks <= 1) return;  // starts its chain
+  uint32_t parent = FindChunkLocked(slots_[i].parent_hash);
+  if (parent == kNil) return;
+  seg::Slot& p = slots_[parent];
+  if (p.children++ == 0 && p.heap_pos != kNil) heap_->Remove(parent);
+}
+
+void PoolHandle::OrphanChunkLocked(uint32_t i) {
+  if (slots_[i].chain_blocks <= 1) return;
+  uint32_t parent = FindChunkLocked(slots_[i].parent_hash);
+  if (parent == kNil) return;  // already gone (Clear unlinks in slot order)
+  seg::Slot& p = slots_[parent];
+  if (p.children > 0 && --p.children == 0 && p.heap_pos == kNil) heap_->Push(parent);
+}
+
+bool PoolHandle::ChunkIsLocked(uint32_t i, uint64_t parent, uint32_t position,
+                               std::span<const uint32_t> block) const {
+  const seg::Slot& s = slots_[i];
+  if (s.parent_hash != parent || s.chain_blocks != position || s.prefix_len != block.size() ||
+      !seg::SlotFits(s, layout_.block_count, layout_.block_size)) {
+    return false;
+  }
+  // A chunk's tokens (prefix_len <= 256 of them) never change while it is live.
+  return std::memcmp(Extent(s) + s.size_bytes, block.data(), block.size_bytes()) == 0;
+}
+
+// ---------------------------------------------------------------- store
+
+Result<ChunkStoreResult> PoolHandle::StoreChunks(
+    uint64_t seed, std::span<const uint32_t> tokens,
+    std::span<const std::span<const std::byte>> chunks) {
+  const uint32_t bt = prefix_block_tokens_;  // fixed at creation
+  ChunkStoreResult result;
+  result.chunks = tokens.size() / bt;
+  if (chunks.size() != result.chunks) {
+    return Status::InvalidArgument(
+        std::to_string(tokens.size()) + " tokens make " + std::to_string(result.chunks) +
+        " whole chunks of " + std::to_string(bt) + " tokens in pool '" + name_ + "', but " +
+        std::to_string(chunks.size()) + " chunks of bytes were given");
+  }
+  const uint64_t bs = layout_.block_size;
+  const uint64_t pool_bytes = layout_.block_count * bs;
+  for (size_t c = 0; c < chunks.size(); ++c) {
+    if (chunks[c].size() > pool_bytes || 4 * uint64_t{bt} > pool_bytes - chunks[c].size()) {
+      return Status::NoSpace("chunk " + std::to_string(c) + " of " +
+                             FormatSizeLong(chunks[c].size()) + " is larger than pool '" +
+                             name_ + "' (" + FormatSizeLong(pool_bytes) + ")");
+    }
+  }
+  // The parent of the chunk being stored stays pinned, so making room for its child
+  // can never evict it; every earlier chunk of the chain has a child and is not a
+  // victim either. So each chunk is linked under a live parent: chains stay whole.
+  std::optional<LeaseTable::Ticket> parent_pin;
+  uint32_t parent_slot = kNil;
+  uint64_t parent_generation = 0;
+  auto unpin_parent = [&] {
+    if (parent_pin) ReleaseLeaseLocked(*parent_pin).IgnoreError();
+    parent_pin.reset();
+  };
+  // Makes slot i the pinned parent of the next chunk. REQUIRES: the lock.
+  auto hold_as_parent = [&](uint32_t i) -> Status {
+    KVC_ASSIGN_OR_RETURN(LeaseTable::Ticket lease, AcquireLeaseLocked(i));
+    unpin_parent();
+    parent_pin = lease;
+    parent_slot = i;
+    parent_generation = slots_[i].generation;
+    return Status::Ok();
+  };
+  // Releases the pin on the way out, whatever the way.
+  struct Release {
+    PoolHandle* pool;
+    std::optional<LeaseTable::Ticket>* pin;
+    ~Release() {
+      if (!*pin) return;
+      Locked lk(*pool);
+      if (lk.status().ok()) pool->ReleaseLeaseLocked(**pin).IgnoreError();
+    }
+  } release{this, &parent_pin};
+
+  uint64_t parent = seed;
+  for (uint32_t c = 0; c < result.chunks; ++c) {
+    std::span<const uint32_t> block = tokens.subspan(uint64_t{c} * bt, bt);
+    const uint64_t hash = ChainHash(parent, block);
+    const uint32_t position = c + 1;
+    const uint64_t size = chunks[c].size();
+    const uint64_t total = size + 4 * uint64_t{bt};
+    const uint64_t blocks = total / bs + (total % bs != 0);
+    uint32_t slot = kNil;
+    uint64_t gen = 0;
+    std::byte* extent = nullptr;
+    {
+      Locked lk(*this);
+      KVC_RETURN_IF_ERROR(lk.status());
+      uint32_t existing = FindChunkLocked(hash);
+      if (existing != kNil) {
+        if (!ChunkIsLocked(existing, parent, position, block)) {
+          return Status::AlreadyExists("chunk " + std::to_string(c) + " hashes like another "
+                                       "chunk of pool '" + name_ + "' (a hash collision)");
+        }
+        KVC_RETURN_IF_ERROR(hold_as_parent(existing));
+        result.present++;
+        parent = hash;
+        continue;
+      }
+      LeaseTable::Owner me = MyProcessLocked();
+      if (me.row == kNil) return Status::Busy("process table of pool '" + name_ + "' is full");
+      slot = AllocSlotLocked();
+      if (slot == kNil && RecoverDeadLocked() > 0) slot = AllocSlotLocked();
+      if (slot == kNil) return Status::Busy("pool '" + name_ + "' has too many puts in flight");
+      seg::Slot& s = slots_[slot];
+      seg::StoreRelaxed(s.extent_blocks, uint64_t{0});
+      s.owner = me.row;
+      s.owner_generation = me.generation;
+      seg::StoreRelaxed(s.state, uint32_t{seg::kWriting});
+      uint64_t first = AllocateExtentLocked(blocks);
+      if (first == BitmapAllocator::kNone) {
+        FreeSlotLocked(slot);
+        KVC_RETURN_IF_ERROR(HeapStatusLocked());  // eviction stopped at damage
+        return Status::NoSpace("pool '" + name_ + "' is full: chunk " + std::to_string(c) +
+                               " needs " + FormatSizeLong(blocks * bs) + ", " +
+                               FormatSizeLong(header_->free) +
+                               " are free and nothing more can be evicted");
+      }
+      double now = NowSeconds();
+      seg::StoreRelaxed(s.sequence_id, hash);
+      seg::StoreRelaxed(s.first_block, first);
+      seg::StoreRelaxed(s.extent_blocks, blocks);
+      seg::StoreRelaxed(s.size_bytes, size);
+      s.token_count = bt;
+      s.prefix_hash = 0;
+      s.prefix_len = bt;
+      s.chain_hash = hash;
+      s.chain_blocks = position;
+      s.parent_hash = parent;
+      s.kind = seg::kChunkSlot;
+      s.children = 0;
+      s.metadata_len = 0;
+      s.priority = 0;
+      s.created = now;
+      seg::StoreRelaxed(s.last_accessed, now);
+      seg::StoreRelaxed(s.access_count, uint64_t{0});
+      s.pins = 0;
+      s.heap_pos = s.prefix_next = s.prefix_prev = s.chain_next = s.chain_prev = kNil;
+      gen = NextGenerationLocked();
+      AtomicGeneration(s).store(gen, std::memory_order_release);
+      extent = Extent(s);
+    }
+    // The slot is this process's until linked: fill it without the lock.
+    if (size > 0) std::memcpy(extent, chunks[c].data(), size);
+    std::memcpy(extent + size, block.data(), block.size_bytes());
+    {
+      Locked lk(*this);
+      KVC_RETURN_IF_ERROR(lk.status());
+      if (!IsMyReservationLocked(slot, gen)) {
+        return Status::Busy("reservation in pool '" + name_ + "' was lost");
+      }
+      uint32_t existing = FindChunkLocked(hash);
+      if (existing != kNil) {  // another process stored the same chunk meanwhile
+        FreeSlotLocked(slot);
+        if (!ChunkIsLocked(existing, parent, position, block)) {
+          return Status::AlreadyExists("chunk " + std::to_string(c) + " hashes like another "
+                                       "chunk of pool '" + name_ + "' (a hash collision)");
+        }
+        KVC_RETURN_IF_ERROR(hold_as_parent(existing));
+        result.present++;
+        parent = hash;
+        continue;
+      }
+      if (c > 0 && (slots_[parent_slot].state != seg::kLive ||
+                    slots_[parent_slot].generation != parent_generation)) {
+        // Removed (a clear) while pinned: its children would be unreachable.
+        FreeSlotLocked(slot);
+        return Status::Busy("chunk " + std::to_string(c - 1) + " of the sequence was "
+                            "removed from pool '" + name_ + "' while its child was stored");
+      }
+      if (header_->entry_count >= max_sequences_ && !EvictOneLocked()) {
+        FreeSlotLocked(slot);
+        return Status::NoSpace("pool '" + name_ + "' holds its maximum of " +
+                               std::to_string(max_sequences_) +
+                               " entries and chunks and none can be evicted");
+      }
+      seg::Slot& s = slots_[slot];
+      s.create_tick = NextTickLocked();
+      seg::Atomic(s.access_tick).store(MonotonicNs(), std::memory_order_relaxed);
+      s.owner = kNil;
+      LinkLocked(slot);
+      AdoptChunkLocked(slot);
+      header_->puts++;
+      header_->modified = NowSeconds();
+      result.stored++;
+      KVC_RETURN_IF_ERROR(hold_as_parent(slot));
+    }
+    parent = hash;
+  }
+  return result;
+}
+
+// ---------------------------------------------------------------- match
+
+Result<ChunkMatch> PoolHandle::MatchChunks(uint64_t seed, std::span<const uint32_t> tokens) {
+  const uint32_t bt = prefix_block_tokens_;
+  const size_t n = tokens.size() / bt;
+  std::vector<uint64_t> chain(n);
+  uint64_t h = seed;
+  for (size_t c = 0; c < n; ++c) chain[c] = h = ChainHash(h, tokens.subspan(c * bt, bt));
+
+  std::vector<PinnedEntry> pinned;
+  pinned.reserve(n);
+  std::vector<uint32_t> slots;
+  slots.reserve(n);
+  auto release_from = [&](size_t k) {  // REQUIRES: the lock
+    for (size_t j = k; j < pinned.size(); ++j) ReleaseLeaseLocked(pinned[j].lease).IgnoreError();
+    pinned.resize(std::min(k, pinned.size()));
+  };
+  {
+    Locked lk(*this);
+    KVC_RETURN_IF_ERROR(lk.status());
+    // Chains are prefix-closed, so the first miss ends the match.
+    for (size_t c = 0; c < n; ++c) {
+      uint32_t i = FindChunkLocked(chain[c]);
+      if (i == kNil || slots_[i].parent_hash != (c == 0 ? seed : chain[c - 1]) ||
+          slots_[i].chain_blocks != c + 1 || slots_[i].prefix_len != bt ||
+          !seg::SlotFits(slots_[i], layout_.block_count, layout_.block_size)) {
+        break;
+      }
+      KVC_RETURN_IF_ERROR(PinLocked(i, pinned));
+      slots.push_back(i);
+    }
+    // Leaves first, so that under LRU an ancestor is never older than its descendants.
+    for (size_t j = pinned.size(); j-- > 0;) Touch(slots[j]);
+  }
+  // Confirm token by token without the lock: pinned chunks cannot change.
+  size_t confirmed = 0;
+  while (confirmed < pinned.size()) {
+    const PinnedEntry& p = pinned[confirmed];
+    if (std::memcmp(p.extent + p.info.size_bytes, &tokens[confirmed * bt], 4 * uint64_t{bt}) != 0) {
+      break;
+    }
+    ++confirmed;
+  }
+  {
+    Locked lk(*this);
+    KVC_RETURN_IF_ERROR(lk.status());
+    release_from(confirmed);
+    header_->chunk_tokens_asked += tokens.size();
+    header_->chunk_tokens_matched += uint64_t{confirmed} * bt;
+  }
+  ChunkMatch match;
+  match.chunk_tokens = bt;
+  match.matched_tokens = uint64_t{confirmed} * bt;
+  auto self = shared_from_this();
+  uint64_t epoch = ForkEpoch();
+  match.chunks.resize(pinned.size());
+  for (size_t k = 0; k < pinned.size(); ++k) {
+    EntryView& v = match.chunks[k];
+    v.pool_ = self;
+    v.epoch_ = epoch;
+    v.lease_ = pinned[k].lease.index;
+    v.lease_generation_ = pinned[k].lease.generation;
+    v.info_ = std::move(pinned[k].info);
+    v.extent_ = pinned[k].extent;
+  }
+  return match;
+}
+
+}  // namespace kvcache

@@ -1,0 +1,294 @@
+// Token chunks: chained hashes under namespaces, longest cached prefix, leaves-first
+// eviction under every policy, and real processes storing and matching at once.
+#include <gtest/gtest.h>
+
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include "kvcache/manager.h"
+#include "kvcache/prefix.h"
+#include "support/child_process.h"
+#include "support/test_env.h"
+
+namespace kvcache {
+namespace {
+
+using testing::Pattern;
+
+// The bytes a test stores for the chunk whose chained hash is `hash`: any process can
+// recompute them, so a match is checked byte for byte.
+std::vector<std::byte> ChunkBytes(uint64_t hash, size_t size) { return Pattern(hash, size); }
+
+// The chained hashes of the whole chunks of `tokens`.
+std::vector<uint64_t> Chain(std::string_view ns, const std::vector<uint32_t>& tokens,
+                            uint32_t chunk_tokens) {
+  std::vector<uint64_t> out;
+  uint64_t h = ChunkChainSeed(ns);
+  for (size_t c = 0; c + chunk_tokens <= tokens.size(); c += chunk_tokens) {
+    h = ChainHash(h, std::span<const uint32_t>(tokens).subspan(c, chunk_tokens));
+    out.push_back(h);
+  }
+  return out;
+}
+
+class ChunkTest : public testing::IsolatedTest {
+ protected:
+  void CreateChunkPool(const std::string& name, uint64_t size, uint32_t chunk_tokens,
+                       Policy policy = Policy::kLru) {
+    PoolConfig c;
+    c.name = name;
+    c.size_bytes = size;
+    c.policy = policy;
+    c.prefix_block_tokens = chunk_tokens;
+    ASSERT_TRUE(manager().CreatePool(c).ok());
+  }
+
+  // Stores every whole chunk of `tokens` with ChunkBytes of `size` bytes each.
+  Result<ChunkStoreResult> Store(const std::string& pool, std::string_view ns,
+                                 const std::vector<uint32_t>& tokens, uint32_t chunk_tokens,
+                                 size_t size = 1024) {
+    std::vector<std::vector<std::byte>> bytes;
+    for (uint64_t h : Chain(ns, tokens, chunk_tokens)) bytes.push_back(ChunkBytes(h, size));
+    std::vector<std::span<const std::byte>> spans(bytes.begin(), bytes.end());
+    return manager().StoreChunks(pool, ns, tokens, spans);
+  }
+
+  // Matches and checks the chunks returned hold the bytes stored for the query's chain.
+  uint64_t MatchChecked(const std::string& pool, std::string_view ns,
+                        const std::vector<uint32_t>& tokens, uint32_t chunk_tokens,
+                        size_t size = 1024) {
+    auto m = manager().Match(pool, ns, tokens);
+    EXPECT_TRUE(m.ok()) << m.status().ToString();
+    if (!m.ok()) return ~uint64_t{0};
+    EXPECT_EQ(m->chunk_tokens, chunk_tokens);
+    EXPECT_EQ(m->chunks.size() * chunk_tokens, m->matched_tokens);
+    std::vector<uint64_t> chain = Chain(ns, tokens, chunk_tokens);
+    for (size_t c = 0; c < m->chunks.size(); ++c) {
+      auto data = m->chunks[c].data();
+      EXPECT_EQ(std::vector<std::byte>(data.begin(), data.end()), ChunkBytes(chain[c], size))
+          << "chunk " << c;
+    }
+    return m->matched_tokens;
+  }
+
+  void ExpectHealthy(const std::string& pool) {
+    auto h = manager().Health(pool);
+    ASSERT_TRUE(h.ok()) << h.status().ToString();
+    EXPECT_TRUE(h->healthy);
+    for (const auto& p : h->problems) ADD_FAILURE() << p;
+  }
+};
+
+std::vector<uint32_t> Iota(size_t n, uint32_t from) {
+  std::vector<uint32_t> v(n);
+  std::iota(v.begin(), v.end(), from);
+  return v;
+}
+
+// The first `shared` tokens of `base`, then tokens `base` never has, to `length`.
+std::vector<uint32_t> Sharing(const std::vector<uint32_t>& base, size_t shared, size_t length) {
+  std::vector<uint32_t> v(base.begin(), base.begin() + static_cast<long>(shared));
+  while (v.size() < length) v.push_back(900000 + static_cast<uint32_t>(v.size()));
+  return v;
+}
+
+TEST_F(ChunkTest, AThousandTokenChainMatchesWholeChunksOfSharedPrefixes) {
+  CreateChunkPool("p", 16 << 20, 16);
+  std::vector<uint32_t> prompt = Iota(1000, 1);
+  auto stored = Store("p", "model-a", prompt, 16);
+  ASSERT_TRUE(stored.ok()) << stored.status().ToString();
+  EXPECT_EQ(stored->chunks, 62u);  // 1000 = 62 * 16 + 8: the last 8 tokens are no chunk
+  EXPECT_EQ(stored->stored, 62u);
+  EXPECT_EQ(stored->present, 0u);
+
+  EXPECT_EQ(MatchChecked("p", "model-a", Sharing(prompt, 0, 1000), 16), 0u);
+  EXPECT_EQ(MatchChecked("p", "model-a", Sharing(prompt, 15, 1000), 16), 0u);
+  EXPECT_EQ(MatchChecked("p", "model-a", Sharing(prompt, 16, 1000), 16), 16u);
+  EXPECT_EQ(MatchChecked("p", "model-a", Sharing(prompt, 500, 1000), 16), 496u);
+  EXPECT_EQ(MatchChecked("p", "model-a", prompt, 16), 992u);
+  EXPECT_EQ(MatchChecked("p", "model-a", Sharing(prompt, 1000, 1200), 16), 992u);
+  // A prompt shorter than a chunk has no whole chunk to match.
+  EXPECT_EQ(MatchChecked("p", "model-a", Sharing(prompt, 15, 15), 16), 0u);
+
+  auto st = manager().Stats("p");
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ(st->chunk_count, 62u);
+  EXPECT_EQ(st->entry_count, 0u);
+  EXPECT_EQ(st->chunk_tokens_asked, 5 * 1000u + 1200u + 15u);
+  EXPECT_EQ(st->chunk_tokens_matched, 16u + 496u + 992u + 992u);
+  ExpectHealthy("p");
+}
+
+TEST_F(ChunkTest, ChunksAlreadyCachedAreNotCopiedAgain) {
+  CreateChunkPool("p", 16 << 20, 16);
+  std::vector<uint32_t> prompt = Iota(1000, 1);
+  ASSERT_TRUE(Store("p", "m", Sharing(prompt, 500, 500), 16).ok());
+  uint64_t used = manager().Stats("p")->used;
+  uint64_t puts = manager().Stats("p")->puts;
+  auto again = Store("p", "m", prompt, 16);
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ(again->present, 31u);  // the first 496 tokens
+  EXPECT_EQ(again->stored, 31u);
+  EXPECT_EQ(manager().Stats("p")->puts, puts + 31);
+  EXPECT_GT(manager().Stats("p")->used, used);
+  auto third = Store("p", "m", prompt, 16);
+  ASSERT_TRUE(third.ok());
+  EXPECT_EQ(third->present, 62u);
+  EXPECT_EQ(third->stored, 0u);
+  EXPECT_EQ(manager().Stats("p")->chunk_count, 62u);
+  ExpectHealthy("p");
+}
+
+TEST_F(ChunkTest, TwoHundredFiftySixTokenChunksWork) {
+  CreateChunkPool("big", 16 << 20, 256);
+  std::vector<uint32_t> prompt = Iota(1000, 7);
+  auto stored = Store("big", "m", prompt, 256, 8192);
+  ASSERT_TRUE(stored.ok()) << stored.status().ToString();
+  EXPECT_EQ(stored->chunks, 3u);
+  EXPECT_EQ(MatchChecked("big", "m", prompt, 256, 8192), 768u);
+  EXPECT_EQ(MatchChecked("big", "m", Sharing(prompt, 600, 1000), 256, 8192), 512u);
+  EXPECT_EQ(MatchChecked("big", "m", Sharing(prompt, 255, 1000), 256, 8192), 0u);
+}
+
+TEST_F(ChunkTest, NamespacesNeverMatchEachOther) {
+  CreateChunkPool("p", 16 << 20, 16);
+  std::vector<uint32_t> prompt = Iota(320, 1);
+  ASSERT_TRUE(Store("p", "llama-3-8b/fp16/tp0", prompt, 16).ok());
+  EXPECT_EQ(MatchChecked("p", "llama-3-8b/fp16/tp1", prompt, 16), 0u);
+  EXPECT_EQ(MatchChecked("p", "", prompt, 16), 0u);
+  EXPECT_EQ(MatchChecked("p", "llama-3-8b/fp16/tp0", prompt, 16), 320u);
+  // The same tokens under the other namespace are new chunks, not cached ones.
+  auto other = Store("p", "llama-3-8b/fp16/tp1", prompt, 16);
+  ASSERT_TRUE(other.ok());
+  EXPECT_EQ(other->stored, 20u);
+  EXPECT_EQ(other->present, 0u);
+  EXPECT_EQ(MatchChecked("p", "llama-3-8b/fp16/tp1", prompt, 16), 320u);
+  EXPECT_EQ(manager().Stats("p")->chunk_count, 40u);
+}
+
+TEST_F(ChunkTest, BadInputIsRefusedAndChangesNothing) {
+  CreateChunkPool("p", 1 << 20, 16);
+  std::vector<uint32_t> prompt = Iota(40, 1);  // 2 whole chunks
+  std::vector<std::byte> one(64);
+  std::vector<std::span<const std::byte>> three(3, std::span<const std::byte>(one));
+  auto r = manager().StoreChunks("p", "m", prompt, three);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("2 whole chunks"), std::string::npos)
+      << r.status().ToString();
+  std::vector<std::byte> huge(2 << 20);
+  std::vector<std::span<const std::byte>> two{std::span<const std::byte>(one),
+                                              std::span<const std::byte>(huge)};
+  r = manager().StoreChunks("p", "m", prompt, two);
+  EXPECT_EQ(r.status().code(), Code::kNoSpace);
+  EXPECT_EQ(manager().Stats("p")->chunk_count, 0u);
+  EXPECT_EQ(manager().Stats("p")->used, 0u);
+  EXPECT_EQ(manager().Match("nope", "m", prompt).status().code(), Code::kNotFound);
+}
+
+TEST_F(ChunkTest, EntriesAndTheirPrefixLookupsKeepWorkingBesideChunks) {
+  CreateChunkPool("p", 16 << 20, 16);
+  std::vector<uint32_t> prompt = Iota(64, 1);
+  ASSERT_TRUE(Store("p", "", prompt, 16).ok());
+  PutOptions o;
+  o.prefix_tokens = prompt;
+  std::vector<std::byte> bytes = Pattern(5, 3000);
+  ASSERT_TRUE(manager().Put("p", 5, bytes, 64, o).ok());
+  auto entries = manager().Entries("p");
+  ASSERT_TRUE(entries.ok());
+  ASSERT_EQ(entries->size(), 1u);  // chunks are not entries
+  EXPECT_EQ((*entries)[0].sequence_id, 5u);
+  auto lp = manager().LongestPrefix("p", prompt);
+  ASSERT_TRUE(lp.ok()) << lp.status().ToString();
+  EXPECT_EQ(lp->entry.sequence_id, 5u);
+  EXPECT_EQ(lp->matched_tokens, 64u);
+  auto by_prefix = manager().GetByPrefix("p", prompt);
+  ASSERT_TRUE(by_prefix.ok());
+  ASSERT_EQ(by_prefix->size(), 1u);
+  EXPECT_EQ((*by_prefix)[0].info().sequence_id, 5u);
+  EXPECT_EQ(*manager().Get("p", 5), bytes);
+  auto st = manager().Stats("p");
+  EXPECT_EQ(st->entry_count, 1u);
+  EXPECT_EQ(st->chunk_count, 4u);
+  EXPECT_EQ(*manager().Clear("p"), 5u);
+  EXPECT_EQ(manager().Stats("p")->chunk_count, 0u);
+  ExpectHealthy("p");
+}
+
+TEST_F(ChunkTest, AMatchPinsItsChunksUntilReleased) {
+  CreateChunkPool("p", 16 << 20, 16);
+  std::vector<uint32_t> prompt = Iota(64, 1);
+  ASSERT_TRUE(Store("p", "m", prompt, 16).ok());
+  {
+    auto m = manager().Match("p", "m", prompt);
+    ASSERT_TRUE(m.ok());
+    ASSERT_EQ(m->chunks.size(), 4u);
+    EXPECT_EQ(manager().Stats("p")->pinned, 4u * 4096);
+    // Pinned chunks are not evicted: only what is unpinned can go.
+    EXPECT_EQ(*manager().Evict("p", 100), 0u);
+    EXPECT_EQ(manager().Stats("p")->chunk_count, 4u);
+  }
+  EXPECT_EQ(manager().Stats("p")->pinned, 0u);
+  ExpectHealthy("p");
+}
+
+// Under pressure with each policy: eviction takes chains from their leaves, so every
+// cached chunk keeps its parent (Health checks it) and a match returns a shorter but
+// correct prefix.
+class ChunkEvictionTest : public ChunkTest, public ::testing::WithParamInterface<Policy> {};
+
+TEST_P(ChunkEvictionTest, NoChunkIsLeftWithoutItsParent) {
+  // 1 MiB holds about 240 chunks of 4 KiB blocks; 30 prompts of 24 chunks do not fit.
+  CreateChunkPool("tight", 1 << 20, 16, GetParam());
+  std::vector<uint32_t> system = Iota(128, 1);  // 8 chunks every prompt shares
+  std::vector<std::vector<uint32_t>> prompts;
+  for (uint32_t u = 0; u < 30; ++u) {
+    std::vector<uint32_t> p = system;
+    for (uint32_t t = 0; t < 256; ++t) p.push_back(100000 * (u + 1) + t);
+    prompts.push_back(p);
+    auto r = Store("tight", "m", p, 16, 3000);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    if (u % 3 == 0) MatchChecked("tight", "m", prompts[u / 2], 16, 3000);
+    ExpectHealthy("tight");
+  }
+  EXPECT_GT(manager().Stats("tight")->evictions, 0u);
+  // The latest prompt is whole; every earlier one matches a prefix of whole chunks.
+  EXPECT_EQ(MatchChecked("tight", "m", prompts.back(), 16, 3000), 384u);
+  for (const auto& p : prompts) {
+    uint64_t matched = MatchChecked("tight", "m", p, 16, 3000);
+    EXPECT_LE(matched, 384u);
+    EXPECT_EQ(matched % 16, 0u);
+  }
+  // Evicting by percent also takes leaves only.
+  ASSERT_TRUE(manager().Evict("tight", 50).ok());
+  ExpectHealthy("tight");
+  ASSERT_TRUE(manager().Evict("tight", 100).ok());
+  ExpectHealthy("tight");
+}
+
+INSTANTIATE_TEST_SUITE_P(Policies, ChunkEvictionTest,
+                         ::testing::Values(Policy::kLru, Policy::kLfu, Policy::kFifo,
+                                           Policy::kPriority),
+                         [](const auto& p) { return std::string(PolicyName(p.param)); });
+
+TEST_F(ChunkTest, FourProcessesStoreAndMatchOverlappingPromptsWithEviction) {
+  // 128 blocks for the 148 distinct chunks of the workers' prompts: they evict each
+  // other's chunks all along.
+  CreateChunkPool("shared", 512 << 10, 16);
+  std::string worker = testing::BuildDir() + "/tests/core/pool_worker";
+  std::vector<std::unique_ptr<testing::Child>> workers;
+  for (int w = 0; w < 4; ++w) {
+    workers.push_back(std::make_unique<testing::Child>(
+        std::vector<std::string>{worker, "chunks", "shared", "2", std::to_string(w)}));
+  }
+  for (auto& w : workers) EXPECT_EQ(w->Wait(), 0) << w->output();
+  auto st = manager().Stats("shared");
+  ASSERT_TRUE(st.ok());
+  EXPECT_GT(st->evictions, 0u);
+  EXPECT_GT(st->chunk_tokens_matched, 0u);
+  ExpectHealthy("shared");
+}
+
+}  // namespace
+}  // namespace kvcache
