@@ -6,6 +6,7 @@
 #include <exception>
 
 #include "common.h"
+#include "chunk_commands.h"
 #include "entry_commands.h"
 #include "mount_commands.h"
 #include "pool_commands.h"
@@ -22,6 +23,7 @@ int main(int argc, char** argv) {
   kvcache::cli::SetupStatusCommands(*cache);
   kvcache::cli::SetupSnapshotCommands(*cache);
   kvcache::cli::SetupEntryCommands(*cache);
+  kvcache::cli::SetupChunkCommands(*cache);
   kvcache::cli::SetupMountCommands(*cache);
 
   try {

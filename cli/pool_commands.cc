@@ -69,6 +69,8 @@ void SetupPoolCommands(CLI::App& cache) {
       "Memory tier: cpu, gpu or disk (default: cpu)");
   AddUnsigned32(sub, "--max-sequences", "max sequences", &create->max_sequences,
                 "Most entries the pool holds (default: 10000)");
+  AddUnsigned32(sub, "--chunk-tokens", "chunk tokens", &create->chunk_tokens,
+                "Tokens per chunk and per longest-prefix block (default: 16)");
   sub->callback([create] { Finish(RunCreate(*create)); });
 
   auto destroy = std::make_shared<DestroyOptions>();
@@ -100,6 +102,7 @@ int RunCreate(const CreateOptions& opts) {
   }
   config.tier = opts.tier;
   config.max_sequences = opts.max_sequences;
+  config.prefix_block_tokens = opts.chunk_tokens;
 
   Manager manager;
   Status s = manager.CreatePool(config);

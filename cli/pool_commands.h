@@ -18,6 +18,7 @@ struct CreateOptions {
   Policy policy = Policy::kLru;
   Tier tier = Tier::kCpu;
   uint32_t max_sequences = kDefaultMaxSequences;
+  uint32_t chunk_tokens = kDefaultPrefixBlockTokens;
 };
 
 struct DestroyOptions {
