@@ -61,6 +61,11 @@ json StatsJson(const PoolStats& s) {
       {"created", s.created},
       {"modified", s.modified},
       {"segment_bytes", s.segment_bytes},
+      {"chunk_count", s.chunk_count},
+      {"chunk_tokens", s.config.prefix_block_tokens},
+      {"chunk_tokens_asked", s.chunk_tokens_asked},
+      {"chunk_tokens_matched", s.chunk_tokens_matched},
+      {"chunk_token_hit_rate", s.chunk_token_hit_rate()},
   };
 }
 
@@ -163,6 +168,10 @@ std::string FormatHealth(const HealthReport& report) {
     out += fmt::format("  Hit rate: {} ({} hits, {} misses)\n", Percent(s.hit_rate()), s.hits,
                        s.misses);
     out += fmt::format("  Evictions: {}\n", s.evictions);
+    out += fmt::format("  Chunks: {} of {} tokens\n", s.chunk_count, s.config.prefix_block_tokens);
+    out += fmt::format("  Matched-token hit rate: {} ({} of {} tokens)\n",
+                       Percent(s.chunk_token_hit_rate()), s.chunk_tokens_matched,
+                       s.chunk_tokens_asked);
   }
   std::string pids;
   for (const AttachedProcess& p : report.processes) {

@@ -162,6 +162,10 @@ void BindTypes(py::module_& m) {
       .def_readonly("modified", &PoolStats::modified)
       .def_readonly("attached", &PoolStats::attached)
       .def_readonly("segment_bytes", &PoolStats::segment_bytes)
+      .def_readonly("chunk_count", &PoolStats::chunk_count)
+      .def_readonly("chunk_tokens_asked", &PoolStats::chunk_tokens_asked)
+      .def_readonly("chunk_tokens_matched", &PoolStats::chunk_tokens_matched)
+      .def_property_readonly("chunk_token_hit_rate", &PoolStats::chunk_token_hit_rate)
       .def_readonly("error", &PoolStats::error)
       .def_property_readonly("hit_rate", &PoolStats::hit_rate);
 
@@ -325,6 +329,43 @@ file) to <home>/kv_cache.db. Failures raise kvcache.Error subclasses.
            py::arg("pool"), py::arg("tokens"),
            "(EntryInfo, matched_tokens) of the entry to reuse for the prompt `tokens`, or "
            "None.")
+      // ---- token chunks ----
+      .def(
+          "store_chunks",
+          [](PyM& s, const std::string& pool, const std::vector<uint32_t>& tokens,
+             const py::sequence& chunks, const std::string& name_space) {
+            std::vector<std::unique_ptr<InputBuffer>> held;
+            std::vector<std::span<const std::byte>> spans;
+            for (py::handle chunk : chunks) {
+              held.push_back(std::make_unique<InputBuffer>(chunk));
+              spans.push_back(held.back()->bytes());
+            }
+            ChunkStoreResult r =
+                Unlocked([&] { return s.m().StoreChunks(pool, name_space, tokens, spans); });
+            py::dict out;
+            out["chunks"] = r.chunks;
+            out["stored"] = r.stored;
+            out["present"] = r.present;
+            return out;
+          },
+          py::arg("pool"), py::arg("tokens"), py::arg("chunks"), py::arg("namespace") = "",
+          "Stores chunks[i] (any C-contiguous buffer) as chunk i of `tokens` (the pool's "
+          "chunk size each; a partial last chunk of tokens is not stored) under the "
+          "namespace. Chunks already cached are not copied again. Returns {'chunks', "
+          "'stored', 'present'}.")
+      .def(
+          "match",
+          [](PyM& s, const std::string& pool, const std::vector<uint32_t>& tokens,
+             const std::string& name_space) {
+            ChunkMatch match = Unlocked([&] { return s.m().Match(pool, name_space, tokens); });
+            py::list views;
+            for (EntryView& v : match.chunks) views.append(View(std::move(v)));
+            return py::make_tuple(match.matched_tokens, views);
+          },
+          py::arg("pool"), py::arg("tokens"), py::arg("namespace") = "",
+          "(matched_tokens, [View]): how many leading tokens of the prompt are cached as "
+          "chunks under the namespace, and those chunks, pinned until each View is "
+          "released (or used as `with view as mv:`).")
       .def("remove",
            [](PyM& s, const std::string& pool, uint64_t seq) {
              Unlocked([&] { return s.m().Remove(pool, seq); });

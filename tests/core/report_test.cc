@@ -309,5 +309,21 @@ TEST(ReportTest, ParsePercentRefusesOutOfRangeAndGarbageNamingTheInput) {
   }
 }
 
+TEST(ReportTest, StatsJsonCountsChunksAndMatchedTokens) {
+  PoolStats s = LoadedPool("llama-cache", 16 * kGiB);
+  s.chunk_count = 62;
+  s.chunk_tokens_asked = 2000;
+  s.chunk_tokens_matched = 1500;
+  json j = json::parse(StatsToJson(s));
+  EXPECT_EQ(j["chunk_count"], 62u);
+  EXPECT_EQ(j["chunk_tokens"], 16u);
+  EXPECT_EQ(j["chunk_tokens_asked"], 2000u);
+  EXPECT_EQ(j["chunk_tokens_matched"], 1500u);
+  EXPECT_DOUBLE_EQ(j["chunk_token_hit_rate"].get<double>(), 0.75);
+  s.chunk_tokens_asked = 0;
+  s.chunk_tokens_matched = 0;
+  EXPECT_DOUBLE_EQ(json::parse(StatsToJson(s))["chunk_token_hit_rate"].get<double>(), 0.0);
+}
+
 }  // namespace
 }  // namespace kvcache

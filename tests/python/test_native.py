@@ -223,3 +223,34 @@ def test_one_manager_from_many_threads(manager, pool):
         t.join()
     assert errors == []
     assert manager.stats(pool).entry_count == 800
+
+
+def test_store_chunks_and_match_share_whole_chunks_under_a_namespace(manager, pool):
+    prompt = list(range(1, 1001))  # 62 whole chunks of 16 tokens, then 8 tokens
+    chunks = [bytes([c]) * 512 for c in range(62)]
+    r = manager.store_chunks(pool, prompt, chunks, namespace="llama/fp16")
+    assert r == {"chunks": 62, "stored": 62, "present": 0}
+    assert manager.store_chunks(pool, prompt, chunks, namespace="llama/fp16")["present"] == 62
+
+    matched, views = manager.match(pool, prompt[:500] + [7777777], namespace="llama/fp16")
+    assert matched == 496 and len(views) == 31
+    for c, view in enumerate(views):
+        with view as mv:
+            assert bytes(mv) == chunks[c]
+    assert all(v.released for v in views)
+    assert manager.match(pool, prompt, namespace="other")[0] == 0
+    assert manager.match(pool, prompt[:15], namespace="llama/fp16") == (0, [])
+
+    st = manager.stats(pool)
+    assert st.chunk_count == 62 and st.entry_count == 0
+    assert st.chunk_tokens_asked == 501 + 1000 + 15
+    assert st.chunk_tokens_matched == 496
+    assert st.chunk_token_hit_rate == pytest.approx(496 / 1516)
+
+
+def test_store_chunks_refuses_a_wrong_number_of_chunks_and_stores_nothing(manager, pool):
+    with pytest.raises(ValueError, match="2 whole chunks"):
+        manager.store_chunks(pool, list(range(40)), [b"x", b"y", b"z"])
+    with pytest.raises(TypeError):
+        manager.store_chunks(pool, list(range(32)), ["text", "text"])
+    assert manager.stats(pool).chunk_count == 0
