@@ -1,6 +1,8 @@
 // Token chunks: chained hashes under namespaces, longest cached prefix, leaves-first
 // eviction under every policy, and real processes storing and matching at once.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <numeric>
 #include <string>
@@ -214,6 +216,23 @@ TEST_F(ChunkTest, EntriesAndTheirPrefixLookupsKeepWorkingBesideChunks) {
   EXPECT_EQ(*manager().Clear("p"), 5u);
   EXPECT_EQ(manager().Stats("p")->chunk_count, 0u);
   ExpectHealthy("p");
+}
+
+TEST_F(ChunkTest, ASegmentOfTheFormatBeforeChunksIsRefusedWithAClearMessage) {
+  CreateChunkPool("old", 1 << 20, 16);
+  std::string path = "/dev/shm/" + manager().ShmName("old");
+  manager_ = std::make_unique<Manager>(options());  // maps nothing yet
+  // Version 3 had 192-byte slots and no chunk fields: its layout cannot be read as 4.
+  int fd = open(path.c_str(), O_WRONLY);
+  ASSERT_GE(fd, 0);
+  uint32_t version = 3;
+  ASSERT_EQ(pwrite(fd, &version, sizeof(version), 4), static_cast<ssize_t>(sizeof(version)));
+  close(fd);
+  auto st = manager().Stats("old");
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.status().message().find("format version 3, expected 4"), std::string::npos)
+      << st.status().ToString();
+  EXPECT_FALSE(manager().Match("old", "m", Iota(32, 1)).ok());
 }
 
 TEST_F(ChunkTest, AMatchPinsItsChunksUntilReleased) {
