@@ -16,6 +16,43 @@ std::atomic<int64_t> g_timeout_ms{-1};  // -1: not read from the environment yet
 
 Status Unusable(std::string why) { return Status::Corruption("pool lock unusable: " + why); }
 
+pthread_mutexattr_t* PoolMutexAttr() {
+  static pthread_mutexattr_t* attr = [] {
+    static pthread_mutexattr_t a;
+    pthread_mutexattr_init(&a);
+    if (pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED) != 0 ||
+        pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST) != 0) {
+      std::abort();  // both are required of every POSIX system this builds on
+    }
+    return &a;
+  }();
+  return attr;
+}
+
+// Whether the mutex's type is the one InitPoolMutex gives it. glibc decides how to lock
+// from the type word (__data.__kind, fixed at init): garbage there selects other
+// algorithms (elided, priority-inheriting, ...) that execute instructions this CPU may
+// not have or follow what the other bytes say, and died with SIGILL inside
+// pthread_mutex_trylock on the segment fuzzer's input. So the type is compared with
+// that of a mutex made with the same attributes before any pthread call touches it.
+// Other C libraries: no check (their layouts are not known here).
+bool TypeIntact(const pthread_mutex_t* mutex) {
+#if defined(__GLIBC__)
+  static const int expected = [] {
+    pthread_mutex_t reference;
+    if (pthread_mutex_init(&reference, PoolMutexAttr()) != 0) std::abort();
+    int kind = reference.__data.__kind;
+    pthread_mutex_destroy(&reference);
+    return kind;
+  }();
+  // Atomic: another process may be writing garbage over it right now.
+  return __atomic_load_n(&mutex->__data.__kind, __ATOMIC_RELAXED) == expected;
+#else
+  (void)mutex;
+  return true;
+#endif
+}
+
 }  // namespace
 
 std::chrono::milliseconds PoolLockTimeout() {
@@ -37,16 +74,12 @@ void SetPoolLockTimeout(std::chrono::milliseconds timeout) {
 }
 
 Status InitPoolMutex(pthread_mutex_t* mutex) {
-  pthread_mutexattr_t attr;
-  pthread_mutexattr_init(&attr);
-  int err = pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
-  if (err == 0) err = pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
-  if (err == 0) err = pthread_mutex_init(mutex, &attr);
-  pthread_mutexattr_destroy(&attr);
+  int err = pthread_mutex_init(mutex, PoolMutexAttr());
   return err == 0 ? Status::Ok() : ErrnoToStatus(err, "initialize pool lock");
 }
 
 Result<LockOutcome> LockPoolMutex(pthread_mutex_t* mutex) {
+  if (!TypeIntact(mutex)) return Unusable("its bytes are not a valid mutex (its type changed)");
   // Uncontended: no clock read.
   int err = pthread_mutex_trylock(mutex);
   if (err == EBUSY) {
@@ -70,12 +103,15 @@ Result<LockOutcome> LockPoolMutex(pthread_mutex_t* mutex) {
   return Unusable(ErrnoToStatus(err, "lock").message());
 }
 
-void MarkConsistent(pthread_mutex_t* mutex) { pthread_mutex_consistent(mutex); }
+void MarkConsistent(pthread_mutex_t* mutex) {
+  if (TypeIntact(mutex)) pthread_mutex_consistent(mutex);
+}
 
 void UnlockPoolMutex(pthread_mutex_t* mutex) {
   // Fails only when someone overwrote the lock bytes while we held them: nothing to
-  // undo here, and the next LockPoolMutex reports the lock as unusable.
-  (void)pthread_mutex_unlock(mutex);
+  // undo here, and the next LockPoolMutex reports the lock as unusable. A garbled type
+  // is not handed to pthread at all (see TypeIntact).
+  if (TypeIntact(mutex)) (void)pthread_mutex_unlock(mutex);
 }
 
 }  // namespace kvcache
