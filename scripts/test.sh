@@ -25,7 +25,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 # `--stage asan,tsan,fuzz` runs them.
 default_stages=(normal clang)
 # Fuzzers run in CI; segment_fuzzer joins once segment validation survives it.
-ci_fuzzers=(parse_fuzzer snapshot_fuzzer control_fuzzer xattr_fuzzer)
+ci_fuzzers=(parse_fuzzer snapshot_fuzzer control_fuzzer xattr_fuzzer segment_fuzzer)
 all_fuzzers=(parse_fuzzer snapshot_fuzzer control_fuzzer xattr_fuzzer segment_fuzzer)
 
 stages=("${default_stages[@]}")
