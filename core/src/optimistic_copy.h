@@ -7,13 +7,8 @@
 #include <cstddef>
 #include <cstring>
 
-#if defined(__SANITIZE_THREAD__)
-#define KVC_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define KVC_TSAN 1
-#endif
-#endif
+#include "sanitizers.h"
+
 
 #ifdef KVC_TSAN
 extern "C" void AnnotateIgnoreReadsBegin(const char* file, int line);
