@@ -13,12 +13,13 @@
 #include <string_view>
 #include <vector>
 
+#include "kvcache/export.h"
 #include "kvcache/status.h"
 
 namespace kvcache {
 
 // Row of the seed's `pools` table.
-struct PoolRecord {
+struct KVCACHE_EXPORT PoolRecord {
   std::string name;
   std::string config_json;  // PoolConfig::ToJson()
   std::string shm_name;
@@ -31,7 +32,7 @@ struct PoolRecord {
 };
 
 // Row of the seed's `entries` table: the manifest of the last snapshot of a pool.
-struct EntryRecord {
+struct KVCACHE_EXPORT EntryRecord {
   std::string pool_name;
   int64_t sequence_id = 0;
   std::string prefix_hash;
@@ -46,7 +47,7 @@ struct EntryRecord {
 };
 
 // Row of the `stats` table: cumulative counters, added to over the pool's life.
-struct StatsRecord {
+struct KVCACHE_EXPORT StatsRecord {
   std::string pool_name;
   int64_t hits = 0;
   int64_t misses = 0;
@@ -55,14 +56,14 @@ struct StatsRecord {
 };
 
 // Row of the `attachments` table: one per attach; detached_at == 0 while attached.
-struct AttachmentRecord {
+struct KVCACHE_EXPORT AttachmentRecord {
   std::string pool_name;
   int32_t pid = 0;
   double attached_at = 0;
   double detached_at = 0;
 };
 
-class Catalog {
+class KVCACHE_EXPORT Catalog {
  public:
   // Opens or creates the database at `path` (parent directories created 0700, file
   // 0600), WAL mode, 5 s busy timeout, schema migrated to kSchemaVersion. The directory

@@ -15,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "kvcache/export.h"
 #include "kvcache/status.h"
 #include "kvcache/types.h"
 
@@ -25,7 +26,7 @@ class PoolHandle;  // a mapped segment; private to core
 // A pinned entry: its bytes stay valid and unchanged, and the entry is never evicted
 // or freed, until the view is released or destroyed. Move-only. A replacement or delete
 // of the id while a view is held frees the old bytes only when the last view goes.
-class EntryView {
+class KVCACHE_EXPORT EntryView {
  public:
   EntryView() = default;
   EntryView(EntryView&& other) noexcept;
@@ -57,7 +58,7 @@ class EntryView {
 // Space reserved for a put whose bytes the caller writes in place (zero copy).
 // Nothing is visible to readers until Commit(); destroying an uncommitted
 // reservation frees its space.
-class PutReservation {
+class KVCACHE_EXPORT PutReservation {
  public:
   PutReservation() = default;
   PutReservation(PutReservation&& other) noexcept;

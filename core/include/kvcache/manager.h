@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "kvcache/entry_view.h"
+#include "kvcache/export.h"
 #include "kvcache/status.h"
 #include "kvcache/types.h"
 
@@ -29,7 +30,7 @@ class PoolHandle;  // a mapped segment; private to core
 class Catalog;
 
 // Where a Manager keeps its files and names its segments.
-struct ManagerOptions {
+struct KVCACHE_EXPORT ManagerOptions {
   // Catalog and snapshots live here. Empty: $CORTEX_HOME, else ~/.cortex.
   std::string home;
   // Segment names are <shm_prefix><pool>. Empty: $CORTEX_SHM_PREFIX, else "cortex_kv_".
@@ -40,24 +41,24 @@ struct ManagerOptions {
 };
 
 // Resolves the defaults above from the environment.
-ManagerOptions ResolveOptions(ManagerOptions options);
+KVCACHE_EXPORT ManagerOptions ResolveOptions(ManagerOptions options);
 
 inline constexpr size_t kMaxShmPrefixLength = 64;
 
 // A segment name prefix is 1..64 bytes of [A-Za-z0-9._-], starting with a letter, a
 // digit or '_', without "..": so <prefix><pool> is always one file in /dev/shm.
-Status ValidateShmPrefix(std::string_view prefix);
+KVCACHE_EXPORT Status ValidateShmPrefix(std::string_view prefix);
 
 // Who a pool belongs to: the owner, group and permission bits of its segment file,
 // which decide who may map it (and what the mount shows on the pool's directory).
-struct PoolOwner {
+struct KVCACHE_EXPORT PoolOwner {
   uid_t uid = 0;
   gid_t gid = 0;
   uint32_t mode = 0;  // permission bits, e.g. 0600
 };
 
 // Statistics to give an entry instead of fresh ones (used by restore).
-struct EntryStats {
+struct KVCACHE_EXPORT EntryStats {
   double created = 0;
   double last_accessed = 0;
   uint64_t access_count = 0;
@@ -66,13 +67,13 @@ struct EntryStats {
 // The cached prefix of a prompt: its first matched_tokens tokens are held by `chunks`
 // (chunk i holds tokens [i * chunk_tokens, (i + 1) * chunk_tokens)), each pinned until
 // its view is released or destroyed.
-struct ChunkMatch {
+struct KVCACHE_EXPORT ChunkMatch {
   uint64_t matched_tokens = 0;
   uint32_t chunk_tokens = 0;  // the pool's chunk size
   std::vector<EntryView> chunks;
 };
 
-class Manager {
+class KVCACHE_EXPORT Manager {
  public:
   explicit Manager(ManagerOptions options = {});
   ~Manager();

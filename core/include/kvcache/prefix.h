@@ -10,29 +10,30 @@
 #include <string_view>
 #include <vector>
 
+#include "kvcache/export.h"
 #include "kvcache/status.h"
 
 namespace kvcache {
 
-std::string PrefixHash(std::span<const uint32_t> tokens);
+KVCACHE_EXPORT std::string PrefixHash(std::span<const uint32_t> tokens);
 // The same 64 bits as a number (the 16 hex digits read big-endian).
-uint64_t PrefixHashValue(std::span<const uint32_t> tokens);
-std::string PrefixHashToHex(uint64_t value);
+KVCACHE_EXPORT uint64_t PrefixHashValue(std::span<const uint32_t> tokens);
+KVCACHE_EXPORT std::string PrefixHashToHex(uint64_t value);
 // Exactly 16 lowercase or uppercase hex digits -> value; InvalidArgument otherwise.
-Result<uint64_t> ParsePrefixHash(std::string_view hex);
+KVCACHE_EXPORT Result<uint64_t> ParsePrefixHash(std::string_view hex);
 
 // Hash of a block of tokens chained to its parent's hash (0 for the first block).
 // Never returns 0, so 0 can mean "no block".
-uint64_t ChainHash(uint64_t parent, std::span<const uint32_t> block);
+KVCACHE_EXPORT uint64_t ChainHash(uint64_t parent, std::span<const uint32_t> block);
 
 // H_0 of the token chunks of `name_space` (any string: model, dtype, rank, adapter,
 // salt): chunks stored under one namespace never match a prompt asked under another.
 // Never 0, so no chunk chain starts where an entry's block chain does.
-uint64_t ChunkChainSeed(std::string_view name_space);
+KVCACHE_EXPORT uint64_t ChunkChainSeed(std::string_view name_space);
 
 // "1,2,3" or "1 2 3" -> tokens; InvalidArgument naming the bad token.
-Result<std::vector<uint32_t>> ParseTokenList(std::string_view text);
+KVCACHE_EXPORT Result<std::vector<uint32_t>> ParseTokenList(std::string_view text);
 // tokens -> "1,2,3"
-std::string FormatTokenList(std::span<const uint32_t> tokens);
+KVCACHE_EXPORT std::string FormatTokenList(std::span<const uint32_t> tokens);
 
 }  // namespace kvcache

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "kvcache/export.h"
 #include "kvcache/manager.h"
 #include "kvcache/snapshot.h"
 #include "kvcache/types.h"
@@ -15,38 +16,43 @@ namespace kvcache {
 // POOL                 SIZE         USED         ENTRIES    HIT RATE   POLICY
 // llama-cache          16.0G        0.0%         0          0.0%       lru
 // Pools that are not loaded show "-" for USED/ENTRIES/HIT RATE and "(not loaded)".
-std::string FormatStatusTable(const std::vector<PoolStats>& pools);
+KVCACHE_EXPORT std::string FormatStatusTable(const std::vector<PoolStats>& pools);
 // The seed's health report ("Health check for 'x':", "  Status: HEALTHY", ...).
-std::string FormatHealth(const HealthReport& report);
+KVCACHE_EXPORT std::string FormatHealth(const HealthReport& report);
 // SEQ ID  TOKENS  SIZE  ACCESSES  PRIORITY  LAST ACCESS
-std::string FormatEntries(std::string_view pool, const std::vector<EntryInfo>& entries);
+KVCACHE_EXPORT std::string FormatEntries(std::string_view pool,
+                                         const std::vector<EntryInfo>& entries);
 // The pool's config, one "key: value" per line.
-std::string FormatConfig(const PoolConfig& config);
+KVCACHE_EXPORT std::string FormatConfig(const PoolConfig& config);
 
-std::string StatsToJson(const PoolStats& stats);
-std::string StatsListToJson(const std::vector<PoolStats>& pools);
-std::string HealthToJson(const HealthReport& report);
-std::string EntriesToJson(const std::vector<EntryInfo>& entries);
+KVCACHE_EXPORT std::string StatsToJson(const PoolStats& stats);
+KVCACHE_EXPORT std::string StatsListToJson(const std::vector<PoolStats>& pools);
+KVCACHE_EXPORT std::string HealthToJson(const HealthReport& report);
+KVCACHE_EXPORT std::string EntriesToJson(const std::vector<EntryInfo>& entries);
 
 // Prometheus text exposition of every pool: kvcache_bytes_used{pool="x"} ...
-std::string FormatMetrics(const std::vector<PoolStats>& pools);
+KVCACHE_EXPORT std::string FormatMetrics(const std::vector<PoolStats>& pools);
 
 // Result messages, identical on the CLI and in control files.
-std::string CreatedMessage(const PoolConfig& config);  // Created cache pool 'x' (16.00 GB, policy=lru)
-std::string EvictedMessage(std::string_view pool, uint64_t count);   // Evicted N entries from 'x'
-std::string RestoredMessage(std::string_view pool, uint64_t count);  // Restored N entries to 'x'
-std::string PersistedMessage(std::string_view pool, uint64_t count, std::string_view path);
+KVCACHE_EXPORT std::string CreatedMessage(
+    const PoolConfig& config);  // Created cache pool 'x' (16.00 GB, policy=lru)
+KVCACHE_EXPORT std::string EvictedMessage(std::string_view pool,
+                                          uint64_t count);  // Evicted N entries from 'x'
+KVCACHE_EXPORT std::string RestoredMessage(std::string_view pool,
+                                           uint64_t count);  // Restored N entries to 'x'
+KVCACHE_EXPORT std::string PersistedMessage(std::string_view pool, uint64_t count,
+                                            std::string_view path);
 
 // Parses an eviction request as written to the evict control file or given to
 // --percent: "25", "25%", "12.5" -> percent in (0, 100]; InvalidArgument otherwise.
-Result<double> ParsePercent(std::string_view text);
+KVCACHE_EXPORT Result<double> ParsePercent(std::string_view text);
 
 // An eviction request as the evict control file and `cortex cache evict --percent`
 // both apply it: ParsePercent, Manager::Evict, then EvictedMessage.
-Result<std::string> ApplyEvictRequest(Manager& manager, std::string_view pool,
-                                      std::string_view percent);
+KVCACHE_EXPORT Result<std::string> ApplyEvictRequest(Manager& manager, std::string_view pool,
+                                                     std::string_view percent);
 // RestoredMessage, then "(created the pool from the snapshot)" or "(replaced the
 // pool's previous entries)" on a line of its own when that happened.
-std::string RestoreReport(std::string_view pool, const RestoreResult& result);
+KVCACHE_EXPORT std::string RestoreReport(std::string_view pool, const RestoreResult& result);
 
 }  // namespace kvcache

@@ -6,16 +6,17 @@
 #include <string>
 #include <string_view>
 
+#include "kvcache/export.h"
 #include "kvcache/status.h"
 
 namespace kvcache {
 
 // InvalidArgument (naming the input) for "", "abc", "0", "-1G", "16X", overflow.
-Result<uint64_t> ParseSize(std::string_view text);
+KVCACHE_EXPORT Result<uint64_t> ParseSize(std::string_view text);
 
 // The status table's short form: "16.0G", "512.0M", "4.0K", "100B".
-std::string FormatSizeShort(uint64_t bytes);
+KVCACHE_EXPORT std::string FormatSizeShort(uint64_t bytes);
 // The health report's long form: "16.00 GB", "512.00 MB", "4.00 KB", "100 B".
-std::string FormatSizeLong(uint64_t bytes);
+KVCACHE_EXPORT std::string FormatSizeLong(uint64_t bytes);
 
 }  // namespace kvcache

@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "kvcache/export.h"
 #include "kvcache/manager.h"
 #include "kvcache/status.h"
 
@@ -19,12 +20,12 @@ namespace kvcache {
 // Called now and then with bytes done and bytes in all (for a progress bar).
 using ProgressFn = std::function<void(uint64_t done, uint64_t total)>;
 
-struct PersistOptions {
+struct KVCACHE_EXPORT PersistOptions {
   std::string path;  // empty: Manager::DefaultSnapshotPath(pool)
   ProgressFn progress;
 };
 
-struct PersistResult {
+struct KVCACHE_EXPORT PersistResult {
   std::string path;
   uint64_t entries = 0;
   uint64_t bytes = 0;  // payload bytes written
@@ -32,10 +33,10 @@ struct PersistResult {
 
 // Writes a consistent snapshot of the live pool (puts and gets go on meanwhile) and
 // records its manifest in the catalog's entries table. The file is created 0600.
-Result<PersistResult> PersistPool(Manager& manager, std::string_view pool,
-                                  const PersistOptions& options = {});
+KVCACHE_EXPORT Result<PersistResult> PersistPool(Manager& manager, std::string_view pool,
+                                                 const PersistOptions& options = {});
 
-struct RestoreOptions {
+struct KVCACHE_EXPORT RestoreOptions {
   std::string path;    // empty: Manager::DefaultSnapshotPath(pool)
   bool merge = false;  // keep the live pool's other entries instead of replacing them
   // Permission bits of a pool restore creates. Unset: the mode the catalog recorded for
@@ -45,7 +46,7 @@ struct RestoreOptions {
   ProgressFn progress;
 };
 
-struct RestoreResult {
+struct KVCACHE_EXPORT RestoreResult {
   std::string path;
   uint64_t entries = 0;
   uint64_t bytes = 0;
@@ -55,11 +56,12 @@ struct RestoreResult {
 
 // Validates the file, then restores it into `pool`: creates the pool from the
 // snapshot's config when it has no segment; otherwise replaces its entries (or merges).
-Result<RestoreResult> RestorePool(Manager& manager, std::string_view pool,
-                                  const RestoreOptions& options = {});
+KVCACHE_EXPORT Result<RestoreResult> RestorePool(Manager& manager, std::string_view pool,
+                                                 const RestoreOptions& options = {});
 
 // Restores every catalog pool whose segment is gone and which has a snapshot at its
 // default path (kvcachefs -o restore). Pools that fail are reported in the statuses.
-std::vector<std::pair<std::string, Result<RestoreResult>>> RestoreMissingPools(Manager& manager);
+KVCACHE_EXPORT std::vector<std::pair<std::string, Result<RestoreResult>>> RestoreMissingPools(
+    Manager& manager);
 
 }  // namespace kvcache

@@ -8,6 +8,8 @@
 #include <utility>
 #include <variant>
 
+#include "kvcache/export.h"
+
 namespace kvcache {
 
 enum class Code : int {
@@ -24,9 +26,9 @@ enum class Code : int {
 };
 
 // Short stable name of a code, e.g. "NotFound".
-std::string_view CodeName(Code code);
+KVCACHE_EXPORT std::string_view CodeName(Code code);
 
-class [[nodiscard]] Status {
+class [[nodiscard]] KVCACHE_EXPORT Status {
  public:
   Status() = default;  // OK
   Status(Code code, std::string message) : code_(code), message_(std::move(message)) {}
@@ -60,7 +62,7 @@ class [[nodiscard]] Status {
 };
 
 // Maps an errno value to a Status whose message is "<context>: <strerror>".
-Status ErrnoToStatus(int err, std::string_view context);
+KVCACHE_EXPORT Status ErrnoToStatus(int err, std::string_view context);
 
 // A value or the Status explaining why there is none.
 template <typename T>

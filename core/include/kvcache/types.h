@@ -7,6 +7,7 @@
 #include <string_view>
 #include <vector>
 
+#include "kvcache/export.h"
 #include "kvcache/status.h"
 
 namespace kvcache {
@@ -15,12 +16,12 @@ namespace kvcache {
 enum class Policy : uint8_t { kLru = 0, kLfu = 1, kFifo = 2, kPriority = 3 };
 
 // "lru", "lfu", "fifo", "priority" (case-insensitive) -> Policy.
-Result<Policy> ParsePolicy(std::string_view text);
-std::string_view PolicyName(Policy policy);
+KVCACHE_EXPORT Result<Policy> ParsePolicy(std::string_view text);
+KVCACHE_EXPORT std::string_view PolicyName(Policy policy);
 
 enum class Tier : uint8_t { kCpu = 0, kGpu = 1, kDisk = 2 };
-Result<Tier> ParseTier(std::string_view text);
-std::string_view TierName(Tier tier);
+KVCACHE_EXPORT Result<Tier> ParseTier(std::string_view text);
+KVCACHE_EXPORT std::string_view TierName(Tier tier);
 
 inline constexpr uint32_t kDefaultBlockSize = 4096;
 inline constexpr uint32_t kDefaultMaxSequences = 10000;
@@ -29,7 +30,7 @@ inline constexpr uint32_t kDefaultPrefixBlockTokens = 16;
 inline constexpr size_t kMaxPoolNameLength = 128;
 
 // What a pool is made of. Stored as JSON in the catalog and in snapshots.
-struct PoolConfig {
+struct KVCACHE_EXPORT PoolConfig {
   std::string name;
   uint64_t size_bytes = 0;  // data region bytes, as given to --size
   Policy policy = Policy::kLru;
@@ -49,10 +50,10 @@ struct PoolConfig {
 
 // A pool name is 1..128 bytes of [A-Za-z0-9._:@-], not starting with '.' or '-' (so
 // never "." or ".."): it is a file name in /dev/shm, on the mount and in snapshot paths.
-Status ValidatePoolName(std::string_view name);
+KVCACHE_EXPORT Status ValidatePoolName(std::string_view name);
 
 // Optional attributes of a put.
-struct PutOptions {
+struct KVCACHE_EXPORT PutOptions {
   std::vector<uint32_t> prefix_tokens;  // empty: no prefix
   int32_t priority = 0;
   std::string metadata;  // JSON text; empty means none
@@ -65,11 +66,11 @@ inline constexpr size_t kMaxPutPrefixTokens = size_t{1} << 24;
 // Every rule a put applies to its attributes: metadata is valid JSON of at most
 // kMaxPutMetadataBytes, the prefix at most kMaxPutPrefixTokens. InvalidArgument naming
 // the rule otherwise. (Whether the entry fits is the pool's to say.)
-Status ValidatePutOptions(const PutOptions& options);
+KVCACHE_EXPORT Status ValidatePutOptions(const PutOptions& options);
 
 // A change to one entry's attributes, leaving its bytes where they are. Fields left
 // empty keep their value.
-struct EntryUpdate {
+struct KVCACHE_EXPORT EntryUpdate {
   std::optional<uint64_t> token_count;
   std::optional<int32_t> priority;
   std::optional<std::vector<uint32_t>> prefix_tokens;  // empty vector: no prefix
@@ -77,7 +78,7 @@ struct EntryUpdate {
 };
 
 // A snapshot of one entry's metadata (not its bytes).
-struct EntryInfo {
+struct KVCACHE_EXPORT EntryInfo {
   uint64_t sequence_id = 0;
   uint64_t size_bytes = 0;
   uint64_t token_count = 0;
@@ -93,13 +94,13 @@ struct EntryInfo {
 };
 
 // An entry with its bytes copied out.
-struct EntryData {
+struct KVCACHE_EXPORT EntryData {
   EntryInfo info;
   std::vector<uint32_t> prefix_tokens;
   std::vector<std::byte> data;
 };
 
-struct PoolStats {
+struct KVCACHE_EXPORT PoolStats {
   PoolConfig config;
   std::string shm_name;     // "cortex_kv_<name>"
   bool loaded = false;      // false: in the catalog but no live segment (e.g. after a reboot)
@@ -140,12 +141,12 @@ struct PoolStats {
   }
 };
 
-struct AttachedProcess {
+struct KVCACHE_EXPORT AttachedProcess {
   int32_t pid = 0;
   double attached_at = 0;
 };
 
-struct HealthReport {
+struct KVCACHE_EXPORT HealthReport {
   PoolStats stats;
   bool healthy = false;
   std::vector<std::string> problems;  // empty when healthy
@@ -155,13 +156,13 @@ struct HealthReport {
 };
 
 // What Manager::StoreChunks did with the whole chunks of a token sequence.
-struct ChunkStoreResult {
+struct KVCACHE_EXPORT ChunkStoreResult {
   uint64_t chunks = 0;   // whole chunks in the sequence
   uint64_t stored = 0;   // copied into the pool by this call
   uint64_t present = 0;  // already cached (not copied again)
 };
 
-struct PrefixMatch {
+struct KVCACHE_EXPORT PrefixMatch {
   EntryInfo entry;
   uint64_t matched_tokens = 0;  // length of the common prefix of the query and the entry's prefix
 };
