@@ -76,7 +76,8 @@ bool ProcessGone(pid_t pid) {
   return paren != std::string::npos && paren + 2 < content.size() && content[paren + 2] == 'Z';
 }
 
-// The kvcachefs process serving `dir`: started as `kvcachefs <dir> ...` by StartDaemon.
+// The kvcachefs process serving `dir`: started as `kvcachefs <dir> ...` by StartDaemon,
+// or as `kvcachefs <source> <dir> ...` by mount.fuse3 (mount -t fuse.kvcachefs, fstab).
 pid_t FindDaemonPid(const std::string& dir) {
   DIR* proc = opendir("/proc");
   if (proc == nullptr) return 0;
@@ -86,9 +87,11 @@ pid_t FindDaemonPid(const std::string& dir) {
     long pid = std::strtol(e->d_name, &end, 10);
     if (pid <= 0 || *end != '\0') continue;
     std::ifstream cmdline(fmt::format("/proc/{}/cmdline", pid));
-    std::string argv0, argv1;
+    std::string argv0, argv1, argv2;
     if (!std::getline(cmdline, argv0, '\0') || !std::getline(cmdline, argv1, '\0')) continue;
-    if (fs::path(argv0).filename() == "kvcachefs" && argv1 == dir) {
+    if (!std::getline(cmdline, argv2, '\0')) argv2.clear();
+    if (fs::path(argv0).filename() == "kvcachefs" &&
+        (argv1 == dir || (argv2 == dir && !argv1.empty() && argv1[0] != '-'))) {
       found = static_cast<pid_t>(pid);
       break;
     }

@@ -1,4 +1,6 @@
-// kvcachefs MOUNTPOINT [-f] [-d] [-o options]: mounts the tree of KV-cache pools.
+// kvcachefs [SOURCE] MOUNTPOINT [-f] [-d] [-o options]: mounts the tree of KV-cache pools.
+// SOURCE (any word, e.g. "kvcachefs") is what mount.fuse3 passes first for
+// `mount -t fuse.kvcachefs kvcachefs DIR` and /etc/fstab lines; it is ignored.
 //
 //   -o home=DIR          catalog and snapshots (default $CORTEX_HOME, else ~/.cortex)
 //   -o pool_size=SIZE    size of pools made with mkdir (default 1G)
@@ -14,6 +16,7 @@
 #include <cstddef>
 #include <cstdio>
 #include <string>
+#include <vector>
 
 #include "fuse_adapters.h"
 #include "kvcache/manager.h"
@@ -29,7 +32,16 @@ struct DaemonOptions {
   char* pool_size = nullptr;
   char* policy = nullptr;
   int restore = 0;
+  // The arguments that are not options: [SOURCE] MOUNTPOINT.
+  std::vector<std::string> positional;
 };
+
+// Keeps the positional arguments out of fuse_parse_cmdline, which takes one only.
+int CollectPositional(void* data, const char* arg, int key, fuse_args* /*outargs*/) {
+  if (key != FUSE_OPT_KEY_NONOPT) return 1;  // any other option: keep it for libfuse
+  static_cast<DaemonOptions*>(data)->positional.emplace_back(arg);
+  return 0;
+}
 
 #define KVC_OPT(templ, field, value) {templ, offsetof(DaemonOptions, field), value}
 const fuse_opt kDaemonOptionSpec[] = {
@@ -46,7 +58,7 @@ constexpr unsigned kReadaheadKb = 1024;
 
 void PrintUsage(const char* program) {
   std::printf(
-      "usage: %s MOUNTPOINT [-f] [-d] [-o options]\n\n"
+      "usage: %s [SOURCE] MOUNTPOINT [-f] [-d] [-o options]\n\n"
       "kvcachefs options:\n"
       "    -o home=DIR            catalog and snapshots (default $CORTEX_HOME or ~/.cortex)\n"
       "    -o pool_size=SIZE      size of pools created with mkdir (default 1G)\n"
@@ -73,7 +85,7 @@ void RestorePools(kvcache::Manager& manager) {
 int Run(int argc, char** argv) {
   fuse_args args = FUSE_ARGS_INIT(argc, argv);
   DaemonOptions daemon;
-  if (fuse_opt_parse(&args, &daemon, kDaemonOptionSpec, nullptr) != 0) return 2;
+  if (fuse_opt_parse(&args, &daemon, kDaemonOptionSpec, CollectPositional) != 0) return 2;
   fuse_cmdline_opts cmdline{};
   if (fuse_parse_cmdline(&args, &cmdline) != 0) return 2;
   if (cmdline.show_help) {
@@ -84,11 +96,16 @@ int Run(int argc, char** argv) {
     std::printf("kvcachefs 0.1.0, FUSE library %s\n", fuse_pkgversion());
     return 0;
   }
-  if (cmdline.mountpoint == nullptr) {
+  if (daemon.positional.empty()) {
     std::fprintf(stderr, "kvcachefs: no mount point given (see --help)\n");
     return 2;
   }
-  std::string mountpoint = cmdline.mountpoint;
+  if (daemon.positional.size() > 2) {
+    std::fprintf(stderr, "kvcachefs: unexpected argument '%s' (usage: [SOURCE] MOUNTPOINT)\n",
+                 daemon.positional[2].c_str());
+    return 2;
+  }
+  std::string mountpoint = daemon.positional.back();
 
   kvcache::fs::FsOptions fs_options;
   fs_options.pool_defaults.size_bytes = uint64_t{1} << 30;
