@@ -64,7 +64,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (request.find("..") != std::string::npos) return 0;
     request = kvcache::fuzz::Home().dir() + "/snap/" + request;
   }
-  int err = controls.Run(kPool, file, request);
+  int err = controls.Run(kPool, file, request, /*trusted=*/true);
   std::string result = controls.LastResult(kPool, file);
   bool says_error = result.rfind("error: ", 0) == 0;
   Check(err >= 0, "Run returns 0 or an errno");
