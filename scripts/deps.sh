@@ -4,7 +4,7 @@ set -euo pipefail
 pkgs=(cmake ninja-build g++ pkg-config libfuse3-dev fuse3 libsqlitecpp-dev libsqlite3-dev
       libcli11-dev libfmt-dev libgtest-dev libgmock-dev libbenchmark-dev libssl-dev
       libxxhash-dev nlohmann-json3-dev attr pybind11-dev python3-dev python3-pytest
-      python3-numpy man-db
+      python3-numpy man-db dpkg-dev  # dpkg-dev: dpkg-shlibdeps for the .deb
       clang libclang-rt-14-dev llvm ccache)  # sanitizer and fuzz stages; symbolizing
 missing=()
 for p in "${pkgs[@]}"; do

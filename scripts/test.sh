@@ -13,6 +13,8 @@
 #   tsan    build-tsan/  clang, ThreadSanitizer, the core and multi-process suites
 #   fuzz    build-fuzz/  clang, libFuzzer+ASan+UBSan: each fuzzer for FUZZ_SECONDS (30)
 #                        from its seed corpus in tests/fuzz/corpus/<fuzzer>/
+#   package build-package/ prefix /usr, `cpack -G DEB`; installs the .deb into this machine
+#                        (apt-get), uses it (tests/install/package_test.sh), removes it
 #
 # Sanitized runs stop at the first report (-fno-sanitize-recover=all, halt_on_error) and
 # every sanitized process, including a kvcachefs daemon or a cortex a test started,
@@ -24,7 +26,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 # Stages that run by default. A stage joins this list once main passes it; until then
 # `--stage asan,tsan,fuzz` runs them.
 # tsan stays out until the replay of the lock-garbage fuzz finding survives it.
-default_stages=(normal clang asan fuzz)
+default_stages=(normal clang asan fuzz package)
 # Fuzzers run in CI, each for FUZZ_SECONDS with FUZZ_SEED (1: the same inputs on every
 # run, so a red CI is repeatable; 0 picks a random seed).
 ci_fuzzers=(parse_fuzzer snapshot_fuzzer control_fuzzer xattr_fuzzer segment_fuzzer)
@@ -163,6 +165,19 @@ run_fuzz() {
     done
     exit $status
   )
+}
+
+run_package() {
+  local dir=$base/build-package
+  local werror=OFF; [ "${CI:-}" = "true" ] && werror=ON
+  # Release: what ships has no debug information (the static archive is not stripped).
+  cmake -S "$root" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DKVC_WERROR=$werror \
+    -DCMAKE_INSTALL_PREFIX=/usr -DKVC_BUILD_TESTS=OFF -DKVC_BUILD_BENCH=OFF "${launcher[@]}" \
+    >/dev/null
+  cmake --build "$dir" -j"$jobs"
+  rm -f "$dir"/kvcachefs_*.deb
+  (cd "$dir" && cpack -G DEB >"$dir/cpack.log" 2>&1) || { cat "$dir/cpack.log"; return 1; }
+  bash "$root/tests/install/package_test.sh" "$dir"/kvcachefs_*.deb
 }
 
 for stage in "${stages[@]}"; do
