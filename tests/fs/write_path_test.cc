@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <functional>
 #include <string>
@@ -268,6 +269,34 @@ TEST_F(WritePathTest, OpenFileKeepsItsGenerationsSizeAfterAReplacement) {
   close(fd);
   ASSERT_EQ(got, old_data.size());
   EXPECT_TRUE(std::equal(old_data.begin() + 10, old_data.end(), rest.begin()));
+}
+
+// open(O_WRONLY | O_TRUNC) without O_CREAT replaces an id just as O_CREAT | O_TRUNC does:
+// the file readers have open keeps its size and bytes while the writer stages.
+TEST_F(WritePathTest, TruncatingOpenWithoutCreateLeavesOpenReadersWhole) {
+  std::vector<std::byte> old_data = Pattern(9, 100000), new_data = Pattern(10, 3000);
+  ASSERT_TRUE(manager().Put("p", 24, old_data, 0).ok());
+  int rfd = open(Path("p/24").c_str(), O_RDONLY);
+  ASSERT_GE(rfd, 0);
+  std::vector<std::byte> got(200000);
+  ASSERT_EQ(read(rfd, got.data(), 10), 10);
+  int wfd = open(Path("p/24").c_str(), O_WRONLY | O_TRUNC);
+  ASSERT_GE(wfd, 0) << strerror(errno);
+  ASSERT_EQ(write(wfd, new_data.data(), 1000), 1000);
+  size_t have = 10;
+  ssize_t n;
+  while ((n = read(rfd, got.data() + have, got.size() - have)) > 0) have += n;
+  got.resize(have);
+  EXPECT_TRUE(got == old_data) << "the reader got " << have << " bytes";
+  struct stat st;
+  ASSERT_EQ(fstat(rfd, &st), 0);
+  EXPECT_EQ(st.st_size, 100000);
+  EXPECT_EQ(ChildReads(Path("p/24"), old_data), 0);
+  ASSERT_EQ(write(wfd, new_data.data() + 1000, 2000), 2000);
+  ASSERT_EQ(close(wfd), 0);
+  close(rfd);
+  EXPECT_TRUE(*manager().Get("p", 24) == new_data);
+  EXPECT_EQ(ChildReads(Path("p/24"), new_data), 0);
 }
 
 // ---------------------------------------------------------------- 3. temp + rename
