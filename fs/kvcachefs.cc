@@ -1,5 +1,6 @@
 #include "kvcachefs.h"
 
+#include <malloc.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -102,6 +103,24 @@ void KvcacheFs::SeqAttr(Ino ino, const EntryInfo& info, struct stat* attr) {
   attr->st_mtim = ToTimespec(info.created);
   attr->st_ctim = attr->st_mtim;
   attr->st_atim = ToTimespec(info.last_accessed > 0 ? info.last_accessed : info.created);
+}
+
+void KvcacheFs::SeqAttr(Ino ino, const SeqAttrs& attrs, const PoolOwner& owner,
+                        struct stat* attr) {
+  // What BaseAttr, FileAttr and SeqAttr above give a sequence file, without asking the
+  // inode table and the segment's owner again for each file of a listing.
+  *attr = {};
+  attr->st_ino = ino;
+  attr->st_mode = S_IFREG | (owner.mode & 0666);  // PoolPerms of a kSeqFile
+  attr->st_nlink = 1;
+  attr->st_uid = owner.uid;
+  attr->st_gid = owner.gid;
+  attr->st_blksize = kBlockSize;
+  attr->st_size = static_cast<off_t>(attrs.size);
+  attr->st_blocks = static_cast<blkcnt_t>((attrs.size + 511) / 512);
+  attr->st_mtim = ToTimespec(attrs.created);
+  attr->st_ctim = attr->st_mtim;
+  attr->st_atim = ToTimespec(attrs.last_accessed > 0 ? attrs.last_accessed : attrs.created);
 }
 
 void KvcacheFs::FillEntry(Ino ino, const struct stat& attr, fuse_entry_param* entry,
@@ -249,7 +268,16 @@ int KvcacheFs::LookupSeq(const std::string& pool, uint64_t seq, pid_t caller_pid
   return 0;
 }
 
-void KvcacheFs::DoForget(Ino ino, uint64_t nlookup) { inodes_.Forget(ino, nlookup); }
+void KvcacheFs::DoForget(Ino ino, uint64_t nlookup) {
+  if (!inodes_.Forget(ino, nlookup)) return;
+  // The kernel forgets the inodes of a large listing in bulk when it reclaims them,
+  // from other threads (malloc arenas) than the ones that made them; trimmed now and
+  // then, the next listing's inodes do not stack on top of the freed ones.
+  if (forgotten_since_trim_.fetch_add(1, std::memory_order_relaxed) + 1 >= kTrimAfterForgets) {
+    forgotten_since_trim_.store(0, std::memory_order_relaxed);
+    malloc_trim(0);
+  }
+}
 
 // ---------------------------------------------------------------- attributes
 

@@ -18,6 +18,7 @@
 
 #include <fuse_lowlevel.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -147,6 +148,7 @@ class KvcacheFs {
 
   // ---- directories (kvcachefs.cc) ----
   struct DirEntry;
+  struct SeqRow;
   struct DirHandle;
   int DoOpendir(Ino ino, DirHandle** handle);
   // Calls fill(name, entry, next_offset) for each entry after `offset` until it
@@ -198,6 +200,8 @@ class KvcacheFs {
   void DirAttr(Ino ino, mode_t perms, struct stat* attr);
   void FileAttr(Ino ino, mode_t perms, uint64_t size, struct stat* attr);
   void SeqAttr(Ino ino, const EntryInfo& info, struct stat* attr);
+  // The same from what a listing kept, with the pool's owner looked up once for it.
+  void SeqAttr(Ino ino, const SeqAttrs& attrs, const PoolOwner& owner, struct stat* attr);
   // The pool's segment owner and bits; a pool without a live segment shows as the
   // daemon's user's alone.
   PoolOwner OwnerOf(const std::string& pool);
@@ -210,9 +214,10 @@ class KvcacheFs {
   // A missing id counts a miss when thread `caller_pid` is opening it to read.
   int LookupSeq(const std::string& pool, uint64_t seq, pid_t caller_pid,
                 fuse_entry_param* entry);
-  int ListDir(Ino ino, const Node& node, std::vector<DirEntry>* out);
+  int ListDir(Ino ino, const Node& node, DirHandle* out);
   void NotePool(const std::string& pool);
   int EntryFor(const DirEntry& d, fuse_entry_param* entry);
+  void SeqEntryFor(const DirHandle& dir, const SeqRow& row, fuse_entry_param* entry);
 
   // kvcachefs_files.cc
   // The writer of a pending inode or scratch file `ino`.
@@ -275,6 +280,9 @@ class KvcacheFs {
   std::set<std::string> known_pools_;  // guarded by pools_mu_
 
   PinQuota pin_quota_;
+
+  static constexpr uint32_t kTrimAfterForgets = 16384;
+  std::atomic<uint32_t> forgotten_since_trim_{0};
 
   // Handles given out and not yet released, freed by the destructor. A leaf lock:
   // nothing else is taken while it is held.

@@ -1,5 +1,6 @@
 // KvcacheFs's directories: pools as directories (mkdir, rmdir, unlink of entries) and
 // listings with stable cookies.
+#include <malloc.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -12,6 +13,11 @@
 #include "kvcachefs_internal.h"
 
 namespace kvcache::fs {
+
+namespace {
+// Listings of at least this many ids give their memory back to the system when done.
+constexpr size_t kTrimAfterListing = 4096;
+}  // namespace
 
 // ---------------------------------------------------------------- pools as directories
 
@@ -71,13 +77,15 @@ int KvcacheFs::DoUnlink(Ino parent, std::string_view name) {
 
 // ---------------------------------------------------------------- directories
 
-int KvcacheFs::ListDir(Ino ino, const Node& node, std::vector<DirEntry>* out) {
+int KvcacheFs::ListDir(Ino ino, const Node& node, DirHandle* dir) {
+  std::vector<DirEntry>* out = &dir->entries;
   out->clear();
-  off_t cookie = 0;
+  // shrink_to_fit: a listing done again must not keep the memory of a larger one.
+  dir->seqs.clear();
+  dir->seqs.shrink_to_fit();
   auto add_dot = [&](const char* name) {
     DirEntry d;
     d.name = name;
-    d.cookie = ++cookie;
     d.self = ino;
     out->push_back(std::move(d));
   };
@@ -85,7 +93,6 @@ int KvcacheFs::ListDir(Ino ino, const Node& node, std::vector<DirEntry>* out) {
     DirEntry d;
     d.name = std::move(name);
     d.node = std::move(n);
-    d.cookie = ++cookie;
     out->push_back(std::move(d));
   };
   add_dot(".");
@@ -119,21 +126,22 @@ int KvcacheFs::ListDir(Ino ino, const Node& node, std::vector<DirEntry>* out) {
       // A pool in the catalog without a live segment lists only its fixed names.
       Result<std::vector<EntryInfo>> entries = manager_.Entries(node.pool);
       if (!entries.ok()) return 0;
-      std::map<uint64_t, uint64_t> live;
-      for (EntryInfo& e : *entries) {
-        live[e.sequence_id] = e.generation;
-        DirEntry d;
-        d.name = std::to_string(e.sequence_id);
-        d.node = PoolNode(NodeKind::kSeqFile, node.pool);
-        d.node.seq = e.sequence_id;
-        d.node.generation = e.generation;
-        d.cookie = ++cookie;
-        d.info = std::move(e);
-        out->push_back(std::move(d));
+      dir->pool = node.pool;
+      dir->owner = OwnerOf(node.pool);
+      dir->seqs.reserve(entries->size());
+      for (const EntryInfo& e : *entries) {
+        dir->seqs.push_back(SeqRow{e.sequence_id, e.generation, AttrsOf(e)});
       }
+      std::sort(dir->seqs.begin(), dir->seqs.end(),
+                [](const SeqRow& a, const SeqRow& b) { return a.seq < b.seq; });
       // Ids deleted behind our back lose their inode binding.
       for (const auto& [seq_ino, seq_node] : inodes_.SeqNodes(node.pool)) {
-        if (!live.count(seq_node.seq)) inodes_.Unbind(node.pool, seq_node.seq);
+        auto it = std::lower_bound(
+            dir->seqs.begin(), dir->seqs.end(), seq_node.seq,
+            [](const SeqRow& row, uint64_t seq) { return row.seq < seq; });
+        if (it == dir->seqs.end() || it->seq != seq_node.seq) {
+          inodes_.Unbind(node.pool, seq_node.seq);
+        }
       }
       return 0;
     }
@@ -174,7 +182,7 @@ int KvcacheFs::DoOpendir(Ino ino, DirHandle** handle) {
   std::optional<Node> node = inodes_.Get(ino);
   if (!node) return ESTALE;
   auto dir = std::make_unique<DirHandle>();
-  if (int err = ListDir(ino, *node, &dir->entries); err != 0) return err;
+  if (int err = ListDir(ino, *node, dir.get()); err != 0) return err;
   *handle = dir.release();
   std::lock_guard lock(handles_mu_);
   open_dirs_.insert(*handle);
@@ -191,12 +199,6 @@ int KvcacheFs::EntryFor(const DirEntry& d, fuse_entry_param* entry) {
   }
   const Node& n = d.node;
   switch (n.kind) {
-    case NodeKind::kSeqFile: {
-      Ino ino = inodes_.AcquireSeq(n.pool, n.seq, n.generation, nullptr, AttrsOf(d.info));
-      SeqAttr(ino, d.info, &attr);
-      FillEntry(ino, attr, entry, 0);
-      return 0;
-    }
     case NodeKind::kRootFile:
     case NodeKind::kPoolFile: {
       Ino ino = inodes_.Acquire(n);
@@ -221,35 +223,63 @@ int KvcacheFs::EntryFor(const DirEntry& d, fuse_entry_param* entry) {
   }
 }
 
+void KvcacheFs::SeqEntryFor(const DirHandle& dir, const SeqRow& row, fuse_entry_param* entry) {
+  Ino ino = inodes_.AcquireSeq(dir.pool, row.seq, row.generation, nullptr, row.attrs);
+  struct stat attr;
+  SeqAttr(ino, row.attrs, dir.owner, &attr);
+  // Never cached, as a lookup's (see FsOptions::dir_timeout): an entry removed or
+  // replaced by another process right after this listing is gone or new at the next
+  // stat. `ls -l` thus costs a LOOKUP per file.
+  FillEntry(ino, attr, entry, 0);
+}
+
 int KvcacheFs::DoReaddir(Ino ino, DirHandle* handle, off_t offset, bool plus,
                          const FillFn& fill) {
   if (offset == 0 && !handle->fresh) {
     // rewinddir: list afresh.
     std::optional<Node> node = inodes_.Get(ino);
     if (!node) return ESTALE;
-    if (int err = ListDir(ino, *node, &handle->entries); err != 0) return err;
+    if (int err = ListDir(ino, *node, handle); err != 0) return err;
   }
   handle->fresh = false;
-  auto& entries = handle->entries;
   if (offset < 0) return EINVAL;
-  auto it = static_cast<uint64_t>(offset) >= entries.size() ? entries.end()
-                                                            : entries.begin() + offset;
-  for (; it != entries.end(); ++it) {
+  const size_t fixed = handle->entries.size();
+  const size_t total = fixed + handle->seqs.size();
+  std::string seq_name;
+  for (size_t i = static_cast<size_t>(offset); i < total; ++i) {
+    const off_t cookie = static_cast<off_t>(i + 1);
     fuse_entry_param entry{};
     bool counted = false;
-    if (plus) {
-      if (int err = EntryFor(*it, &entry); err != 0) return err;
-      counted = it->self == 0;
-    } else {
-      entry.attr.st_ino = it->self != 0 ? it->self : static_cast<ino_t>(it->cookie);
-      entry.attr.st_mode = it->node.kind == NodeKind::kSeqFile ||
-                                   it->node.kind == NodeKind::kRootFile ||
-                                   it->node.kind == NodeKind::kPoolFile
-                               ? S_IFREG
-                           : it->node.kind == NodeKind::kPrefixLink ? S_IFLNK
-                                                                     : S_IFDIR;
+    if (i >= fixed) {
+      const SeqRow& row = handle->seqs[i - fixed];
+      if (plus) {
+        SeqEntryFor(*handle, row, &entry);
+        counted = true;
+      } else {
+        entry.attr.st_ino = static_cast<ino_t>(cookie);
+        entry.attr.st_mode = S_IFREG;
+      }
+      seq_name = std::to_string(row.seq);
+      if (!fill(seq_name, entry, cookie)) {
+        if (counted) inodes_.Unref(entry.ino);
+        break;
+      }
+      continue;
     }
-    if (!fill(it->name, entry, it->cookie)) {
+    const DirEntry& d = handle->entries[i];
+    if (plus) {
+      if (int err = EntryFor(d, &entry); err != 0) return err;
+      counted = d.self == 0;
+    } else {
+      entry.attr.st_ino = d.self != 0 ? d.self : static_cast<ino_t>(cookie);
+      entry.attr.st_mode = d.node.kind == NodeKind::kSeqFile ||
+                                   d.node.kind == NodeKind::kRootFile ||
+                                   d.node.kind == NodeKind::kPoolFile
+                               ? S_IFREG
+                           : d.node.kind == NodeKind::kPrefixLink ? S_IFLNK
+                                                                   : S_IFDIR;
+    }
+    if (!fill(d.name, entry, cookie)) {
       if (counted) inodes_.Unref(entry.ino);
       break;
     }
@@ -262,7 +292,13 @@ void KvcacheFs::DoReleasedir(DirHandle* handle) {
     std::lock_guard lock(handles_mu_);
     open_dirs_.erase(handle);
   }
+  bool large = handle->seqs.size() >= kTrimAfterListing;
   delete handle;
+  // A large listing's memory (its rows, and the entry infos it was made from) is freed
+  // in whichever malloc arena the listing threads used; without a trim each arena
+  // keeps its high-water mark, and the daemon holds several copies of its largest
+  // listing for good.
+  if (large) malloc_trim(0);
 }
 
 }  // namespace kvcache::fs

@@ -54,20 +54,32 @@ pid_t ThreadGroupOf(pid_t tid);
 // being closed by its death, not by the program).
 bool DyingBySignal(pid_t tid);
 
+// A fixed name of a listing (dots, pool files, pools, by-prefix hashes and links).
 struct KvcacheFs::DirEntry {
   std::string name;
   Node node;
-  EntryInfo info;  // kSeqFile only
-  off_t cookie = 0;
   Ino self = 0;    // "." and "..": no lookup is counted for them
+};
+
+// An entry of a pool listed by id: all a listing needs to name it and give its
+// attributes, kept small (a pool lists up to millions of them; the name is made when
+// it is sent).
+struct KvcacheFs::SeqRow {
+  uint64_t seq = 0;
+  uint64_t generation = 0;
+  SeqAttrs attrs;
 };
 
 // A directory handle lists a snapshot taken at opendir (and again at rewinddir), so a
 // cookie is the position in that snapshot plus one: every u64 id lists, whatever its
 // value (an off_t cannot hold an id plus a base), and offsets handed out stay valid
-// for the handle whatever is added or removed meanwhile.
+// for the handle whatever is added or removed meanwhile. The fixed names come first,
+// then the ids.
 struct KvcacheFs::DirHandle {
   std::vector<DirEntry> entries;  // cookie == index + 1
+  std::vector<SeqRow> seqs;       // cookie == entries.size() + index + 1
+  std::string pool;               // of seqs
+  PoolOwner owner;                // of seqs, when listed
   bool fresh = true;              // listed by opendir, not yet read
 };
 
