@@ -36,6 +36,8 @@ enum class NodeKind : uint8_t {
   kPrefixLink,   // <pool>/by-prefix/<hash>/<seq>
   kSeqFile,      // <pool>/<seq>
   kScratchFile,  // <pool>/<name> being written that is not an entry (names.h)
+  kChunksDir,    // <pool>/chunks/
+  kChunkFile,    // <pool>/chunks/<hash>: `hash` is the 16 hex digits of the chunk's hash
 };
 
 // What a node is. For kSeqFile, `generation` is the entry generation the inode

@@ -45,11 +45,16 @@ mode_t PoolPerms(const Node& node, mode_t pool) {
       return (pool & 0666) | (read >> 2);
     case NodeKind::kByPrefixDir:
     case NodeKind::kPrefixDir:
+    case NodeKind::kChunksDir:
       return read | (read >> 2);
+    case NodeKind::kChunkFile:
+      return read;
     case NodeKind::kSeqFile:
     case NodeKind::kScratchFile:
       return pool & 0666;
     case NodeKind::kPoolFile:
+      // Asking for a match only reads the pool: whoever may read it may ask.
+      if (node.pool_file == PoolFile::kMatch) return read | (read >> 1);
       return IsControlFile(node.pool_file) ? read | (pool & 0200) : read;
     case NodeKind::kPrefixLink:
       return 0777;
@@ -175,6 +180,8 @@ int KvcacheFs::DoLookup(const Caller& caller, Ino parent, std::string_view name,
       FillEntry(ino, attr, entry, 0);
       return 0;
     }
+    case NodeKind::kChunksDir:
+      return LookupChunk(dir->pool, name, entry);
     case NodeKind::kPrefixDir: {
       SeqName seq = ParseSeqName(name);
       if (seq.error != 0) return seq.error;
@@ -225,8 +232,9 @@ int KvcacheFs::LookupInPool(const Caller& caller, const std::string& pool,
   // segment removed and made anew behind our back is noticed before it is used.
   manager_.ForgetIfReplaced(pool);
   struct stat attr;
-  if (name == kByPrefixName) {
-    Ino ino = inodes_.Acquire(PoolNode(NodeKind::kByPrefixDir, pool));
+  if (name == kByPrefixName || name == kChunksName) {
+    Ino ino = inodes_.Acquire(PoolNode(
+        name == kByPrefixName ? NodeKind::kByPrefixDir : NodeKind::kChunksDir, pool));
     DirAttr(ino, 0555, &attr);
     FillEntry(ino, attr, entry, options_.dir_timeout);
     return 0;
@@ -297,9 +305,12 @@ int KvcacheFs::DoGetattr(Ino ino, const FileHandle* handle, struct stat* attr,
       DirAttr(ino, 0755, attr);
       return 0;
     case NodeKind::kByPrefixDir:
+    case NodeKind::kChunksDir:
       *timeout = options_.dir_timeout;
       DirAttr(ino, 0555, attr);
       return 0;
+    case NodeKind::kChunkFile:
+      return GetChunkAttr(ino, *node, handle, attr);
     case NodeKind::kPrefixDir:
       DirAttr(ino, 0555, attr);
       return 0;
@@ -378,7 +389,8 @@ int KvcacheFs::DoSetattr(Ino ino, const struct stat& attr, int to_set, FileHandl
       }
       if (!write->staging.Resize(size)) return ENOMEM;
       write->dirty = true;
-    } else if (!(node->kind == NodeKind::kPoolFile && IsControlFile(node->pool_file))) {
+    } else if (!(node->kind == NodeKind::kPoolFile &&
+                 (IsControlFile(node->pool_file) || node->pool_file == PoolFile::kMatch))) {
       return EACCES;
     }
   }

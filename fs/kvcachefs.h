@@ -5,6 +5,10 @@
 //   MOUNT/<pool>/by-prefix/<hash>/<seq> -> ../../<seq>  entries by prefix hash
 //   MOUNT/<pool>/{status,health,entries,config}          read-only text
 //   MOUNT/<pool>/{evict,persist,restore}                 control files
+//   MOUNT/<pool>/match                                   a prompt's cached chunks,
+//                                                        per open handle (match_file.h)
+//   MOUNT/<pool>/chunks/<hash>                           one read-only file per token
+//                                                        chunk (kvcachefs_chunks.cc)
 //
 // The Do* functions hold the logic and return 0 or an errno; they take no fuse_req_t
 // and never reply. The Op* adapters (fuse_adapters.cc) call them and only reply. No
@@ -40,6 +44,7 @@
 #include "periodic_task.h"
 #include "pin_quota.h"
 #include "kvcache/manager.h"
+#include "match_file.h"
 #include "staging_buffer.h"
 
 namespace kvcache::fs {
@@ -97,10 +102,10 @@ struct WriteState {
 
 // What an open file handle (fuse_file_info::fh) points to.
 struct FileHandle {
-  enum class Kind { kEntry, kWrite, kText, kControl };
+  enum class Kind { kEntry, kWrite, kText, kControl, kMatch };
   Kind kind = Kind::kText;
   Ino ino = 0;
-  EntryView view;                     // kEntry: pinned until release
+  EntryView view;                     // kEntry (an entry or a chunk): pinned until release
   std::string text;                   // kText: rendered at open
   std::string pool;                   // kControl, and kEntry when quota_held
   PoolFile file = PoolFile::kStatus;  // kControl
@@ -108,6 +113,7 @@ struct FileHandle {
   bool quota_held = false;            // kEntry: one pin counted for quota_uid
   uid_t quota_uid = 0;
   bool trusted = false;               // kControl: opened by root or the daemon's user
+  std::unique_ptr<MatchSession> match;  // kMatch
 };
 
 struct OpenResult {
@@ -253,6 +259,17 @@ class KvcacheFs {
   int RenameToSeq(const std::string& pool, std::string_view name, uint64_t target,
                   unsigned flags);
   int MoveSeq(const std::string& pool, uint64_t from, uint64_t to, unsigned flags);
+
+  // kvcachefs_chunks.cc: <pool>/chunks/ and <pool>/match
+  int LookupChunk(const std::string& pool, std::string_view name, fuse_entry_param* entry);
+  void ChunkAttr(Ino ino, const ChunkInfo& info, struct stat* attr);
+  int GetChunkAttr(Ino ino, const Node& node, const FileHandle* handle, struct stat* attr);
+  // Appends the chunks of `pool` to a listing.
+  int ListChunks(const std::string& pool, std::vector<DirEntry>* out);
+  int OpenChunk(const Caller& caller, Ino ino, const Node& node, int flags, OpenResult* out);
+  int OpenMatch(const Caller& caller, const Node& node, int flags, OpenResult* out);
+  int ReadMatch(FileHandle* handle, size_t size, std::vector<std::byte>* scratch);
+  int ChunkXattr(const Node& node, std::string_view short_name, std::string* value);
 
   // kvcachefs_xattr.cc
   int UpdateInPlace(Ino ino, const Node& node, std::string_view name, std::string_view value);

@@ -40,7 +40,7 @@ int KvcacheFs::DoRmdir(Ino parent, std::string_view name) {
   if (!dir) return ESTALE;
   if (name.size() > kMaxNameLength) return ENAMETOOLONG;
   if (dir->kind == NodeKind::kPoolDir) {
-    if (name == kByPrefixName) return EPERM;
+    if (name == kByPrefixName || name == kChunksName) return EPERM;
     return ParsePoolFile(name) ? ENOTDIR : EINVAL;
   }
   if (dir->kind != NodeKind::kRoot) return EPERM;
@@ -65,7 +65,7 @@ int KvcacheFs::DoUnlink(Ino parent, std::string_view name) {
     return CheckPoolDirName(name) != 0 ? CheckPoolDirName(name) : EISDIR;
   }
   if (dir->kind != NodeKind::kPoolDir) return EPERM;
-  if (name == kByPrefixName) return EISDIR;
+  if (name == kByPrefixName || name == kChunksName) return EISDIR;
   if (ParsePoolFile(name)) return EPERM;
   if (ParseScratchName(name).kind != ScratchKind::kNone) return UnlinkScratch(dir->pool, name);
   SeqName seq = ParseSeqName(name);
@@ -118,6 +118,7 @@ int KvcacheFs::ListDir(Ino ino, const Node& node, DirHandle* dir) {
       manager_.ForgetIfReplaced(node.pool);
       if (int err = PoolExists(node.pool); err != 0) return err;
       add(std::string(kByPrefixName), PoolNode(NodeKind::kByPrefixDir, node.pool));
+      add(std::string(kChunksName), PoolNode(NodeKind::kChunksDir, node.pool));
       for (PoolFile f : kAllPoolFiles) {
         Node n = PoolNode(NodeKind::kPoolFile, node.pool);
         n.pool_file = f;
@@ -159,6 +160,8 @@ int KvcacheFs::ListDir(Ino ino, const Node& node, DirHandle* dir) {
       }
       return 0;
     }
+    case NodeKind::kChunksDir:
+      return ListChunks(node.pool, out);
     case NodeKind::kPrefixDir: {
       Result<std::vector<EntryInfo>> found = manager_.FindByPrefixHash(node.pool, node.hash);
       if (!found.ok()) return ToErrno(found.status());
@@ -204,6 +207,12 @@ int KvcacheFs::EntryFor(const DirEntry& d, fuse_entry_param* entry) {
       Ino ino = inodes_.Acquire(n);
       bool control = n.kind == NodeKind::kPoolFile && IsControlFile(n.pool_file);
       FileAttr(ino, control ? 0644 : 0444, 0, &attr);
+      FillEntry(ino, attr, entry, 0);
+      return 0;
+    }
+    case NodeKind::kChunkFile: {
+      Ino ino = inodes_.Acquire(n);
+      ChunkAttr(ino, d.chunk, &attr);
       FillEntry(ino, attr, entry, 0);
       return 0;
     }
@@ -274,7 +283,8 @@ int KvcacheFs::DoReaddir(Ino ino, DirHandle* handle, off_t offset, bool plus,
       entry.attr.st_ino = d.self != 0 ? d.self : static_cast<ino_t>(cookie);
       entry.attr.st_mode = d.node.kind == NodeKind::kSeqFile ||
                                    d.node.kind == NodeKind::kRootFile ||
-                                   d.node.kind == NodeKind::kPoolFile
+                                   d.node.kind == NodeKind::kPoolFile ||
+                                   d.node.kind == NodeKind::kChunkFile
                                ? S_IFREG
                            : d.node.kind == NodeKind::kPrefixLink ? S_IFLNK
                                                                    : S_IFDIR;

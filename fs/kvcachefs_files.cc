@@ -277,7 +277,10 @@ int KvcacheFs::OpenFile(const Caller& caller, Ino ino, int flags, OpenResult* ou
       handle->text = std::move(text).value();
       break;
     }
+    case NodeKind::kChunkFile:
+      return OpenChunk(caller, ino, *node, flags, out);
     case NodeKind::kPoolFile: {
+      if (node->pool_file == PoolFile::kMatch) return OpenMatch(caller, *node, flags, out);
       if (IsControlFile(node->pool_file)) {
         if (int err = PoolExists(node->pool); err != 0) return err;
         handle->kind = FileHandle::Kind::kControl;
@@ -309,7 +312,7 @@ int KvcacheFs::CreateFile(const Caller& caller, Ino parent, std::string_view nam
   if (!dir) return ESTALE;
   if (name.size() > kMaxNameLength) return ENAMETOOLONG;
   if (dir->kind != NodeKind::kPoolDir) return dir->kind == NodeKind::kRoot ? EPERM : EACCES;
-  if (name == kByPrefixName || ParsePoolFile(name)) return EEXIST;
+  if (name == kByPrefixName || name == kChunksName || ParsePoolFile(name)) return EEXIST;
   const std::string& pool = dir->pool;
   if (ScratchName scratch = ParseScratchName(name); scratch.kind != ScratchKind::kNone) {
     if (int err = PoolExists(pool); err != 0) return err;
@@ -371,6 +374,11 @@ int KvcacheFs::DoRead(FileHandle* handle, size_t size, off_t offset,
       *out = *scratch;
       return 0;
     }
+    case FileHandle::Kind::kMatch:
+      // A conversation: the offset means nothing (match_file.h).
+      if (int err = ReadMatch(handle, size, scratch); err != 0) return err;
+      *out = *scratch;
+      return 0;
     case FileHandle::Kind::kWrite: {
       std::lock_guard lock(handle->write->mu);
       std::span<const std::byte> part = Slice(handle->write->staging.bytes(), size, offset);
@@ -389,6 +397,9 @@ int KvcacheFs::DoWrite(FileHandle* handle, off_t offset, std::span<const std::by
                            std::string_view(reinterpret_cast<const char*>(data.data()),
                                             data.size()),
                            handle->trusted);
+    case FileHandle::Kind::kMatch:
+      return handle->match->Write(
+          std::string_view(reinterpret_cast<const char*>(data.data()), data.size()));
     case FileHandle::Kind::kWrite: {
       if (offset < 0) return EINVAL;
       WriteState& write = *handle->write;

@@ -58,6 +58,7 @@ bool DyingBySignal(pid_t tid);
 struct KvcacheFs::DirEntry {
   std::string name;
   Node node;
+  ChunkInfo chunk;  // kChunkFile only
   Ino self = 0;    // "." and "..": no lookup is counted for them
 };
 

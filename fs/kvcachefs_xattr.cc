@@ -24,6 +24,8 @@ constexpr std::string_view kNames[] = {"token_count", "priority",     "prefix_to
                                        "metadata",    "prefix_hash",  "access_count",
                                        "created",     "last_accessed"};
 constexpr size_t kSettable = 4;
+// A chunk file's, all read-only (kvcachefs_chunks.cc).
+constexpr std::string_view kChunkNames[] = {"namespace", "tokens", "parent", "position"};
 
 // The short name ("priority") of a user.kvcache.* attribute, or "" when not ours.
 std::string_view ShortName(std::string_view name) {
@@ -101,6 +103,14 @@ int KvcacheFs::DoListxattr(Ino ino, std::string* names) {
   std::optional<Node> node = inodes_.Get(ino);
   if (!node) return ESTALE;
   names->clear();
+  if (node->kind == NodeKind::kChunkFile) {
+    for (std::string_view n : kChunkNames) {
+      names->append(kPrefix);
+      names->append(n);
+      names->push_back('\0');
+    }
+    return 0;
+  }
   if (node->kind != NodeKind::kSeqFile && node->kind != NodeKind::kScratchFile) return 0;
   for (std::string_view n : kNames) {
     names->append(kPrefix);
@@ -114,6 +124,10 @@ int KvcacheFs::DoGetxattr(Ino ino, std::string_view name, std::string* value) {
   if (IsUnsupportedNamespace(name)) return ENOTSUP;
   std::optional<Node> node = inodes_.Get(ino);
   if (!node) return ESTALE;
+  if (node->kind == NodeKind::kChunkFile) {
+    if (name.substr(0, kPrefix.size()) != kPrefix) return ENODATA;
+    return ChunkXattr(*node, name.substr(kPrefix.size()), value);
+  }
   std::string_view n = ShortName(name);
   bool file = node->kind == NodeKind::kSeqFile || node->kind == NodeKind::kScratchFile;
   if (!file || n.empty()) return ENODATA;

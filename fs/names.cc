@@ -40,6 +40,8 @@ std::string_view PoolFileName(PoolFile file) {
       return "persist";
     case PoolFile::kRestore:
       return "restore";
+    case PoolFile::kMatch:
+      return "match";
   }
   return "";
 }

@@ -25,16 +25,20 @@ enum class PoolFile : uint8_t {
   kEvict,
   kPersist,
   kRestore,
+  kMatch,  // a prompt's cached chunks, per open handle (match_file.h)
 };
 inline constexpr PoolFile kAllPoolFiles[] = {PoolFile::kStatus,  PoolFile::kHealth,
                                               PoolFile::kEntries, PoolFile::kConfig,
                                               PoolFile::kEvict,   PoolFile::kPersist,
-                                              PoolFile::kRestore};
+                                              PoolFile::kRestore, PoolFile::kMatch};
 inline constexpr std::string_view kByPrefixName = "by-prefix";
+// <pool>/chunks/<hash>: the pool's token chunks, named by their chained hash.
+inline constexpr std::string_view kChunksName = "chunks";
 
 std::optional<PoolFile> ParsePoolFile(std::string_view name);
 std::string_view PoolFileName(PoolFile file);
-// evict, persist and restore accept writes; the others are read-only text.
+// evict, persist and restore accept writes; the others are read-only text, except
+// match, which answers each open handle on its own.
 bool IsControlFile(PoolFile file);
 
 // A sequence file name: a decimal id without sign or leading zeros ("0" is fine).

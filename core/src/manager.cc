@@ -418,14 +418,34 @@ Result<PrefixMatch> Manager::LongestPrefix(std::string_view pool,
 Result<ChunkStoreResult> Manager::StoreChunks(std::string_view pool, std::string_view name_space,
                                               std::span<const uint32_t> tokens,
                                               std::span<const std::span<const std::byte>> chunks) {
+  if (name_space.size() > kMaxChunkNamespaceBytes) {
+    return Status::InvalidArgument("namespace of " + std::to_string(name_space.size()) +
+                                   " bytes is longer than the limit of " +
+                                   std::to_string(kMaxChunkNamespaceBytes));
+  }
   KVC_ASSIGN_OR_RETURN(auto handle, Open(pool));
-  return handle->StoreChunks(ChunkChainSeed(name_space), tokens, chunks);
+  return handle->StoreChunks(name_space, tokens, chunks);
 }
 
 Result<ChunkMatch> Manager::Match(std::string_view pool, std::string_view name_space,
                                   std::span<const uint32_t> tokens) {
   KVC_ASSIGN_OR_RETURN(auto handle, Open(pool));
   return handle->MatchChunks(ChunkChainSeed(name_space), tokens);
+}
+
+Result<std::vector<ChunkInfo>> Manager::Chunks(std::string_view pool) {
+  KVC_ASSIGN_OR_RETURN(auto handle, Open(pool));
+  return handle->Chunks();
+}
+
+Result<ChunkInfo> Manager::StatChunk(std::string_view pool, uint64_t hash) {
+  KVC_ASSIGN_OR_RETURN(auto handle, Open(pool));
+  return handle->StatChunk(hash);
+}
+
+Result<PinnedChunk> Manager::PinChunk(std::string_view pool, uint64_t hash) {
+  KVC_ASSIGN_OR_RETURN(auto handle, Open(pool));
+  return handle->PinChunk(hash);
 }
 
 Status Manager::Remove(std::string_view pool, uint64_t seq) {

@@ -57,10 +57,123 @@ bool PoolHandle::ChunkIsLocked(uint32_t i, uint64_t parent, uint32_t position,
 
 // ---------------------------------------------------------------- store
 
+Result<PoolHandle::PlacedChunk> PoolHandle::PlaceChunk(const ChunkSpec& spec,
+                                                       uint32_t parent_slot,
+                                                       uint64_t parent_generation) {
+  const uint64_t bs = layout_.block_size;
+  const uint64_t total = spec.size + 4 * uint64_t{spec.tokens.size()} + spec.name_space.size();
+  const uint64_t blocks = total / bs + (total % bs != 0);
+  const std::string which = "chunk " + PrefixHashToHex(spec.hash);
+  auto present = [&](uint32_t existing) -> Result<PlacedChunk> {
+    if (!ChunkIsLocked(existing, spec.parent, spec.position, spec.tokens)) {
+      return Status::AlreadyExists(which + " hashes like another chunk of pool '" + name_ +
+                                   "' (a hash collision)");
+    }
+    KVC_ASSIGN_OR_RETURN(LeaseTable::Ticket lease, AcquireLeaseLocked(existing));
+    return PlacedChunk{existing, slots_[existing].generation, lease, false};
+  };
+  uint32_t slot = kNil;
+  uint64_t gen = 0;
+  std::byte* extent = nullptr;
+  {
+    Locked lk(*this);
+    KVC_RETURN_IF_ERROR(lk.status());
+    if (uint32_t existing = FindChunkLocked(spec.hash); existing != kNil) return present(existing);
+    LeaseTable::Owner me = MyProcessLocked();
+    if (me.row == kNil) return Status::Busy("process table of pool '" + name_ + "' is full");
+    slot = AllocSlotLocked();
+    if (slot == kNil && RecoverDeadLocked() > 0) slot = AllocSlotLocked();
+    if (slot == kNil) return Status::Busy("pool '" + name_ + "' has too many puts in flight");
+    seg::Slot& s = slots_[slot];
+    seg::StoreRelaxed(s.extent_blocks, uint64_t{0});
+    s.owner = me.row;
+    s.owner_generation = me.generation;
+    seg::StoreRelaxed(s.state, uint32_t{seg::kWriting});
+    uint64_t first = AllocateExtentLocked(blocks);
+    if (first == BitmapAllocator::kNone) {
+      FreeSlotLocked(slot);
+      KVC_RETURN_IF_ERROR(HeapStatusLocked());  // eviction stopped at damage
+      return Status::NoSpace("pool '" + name_ + "' is full: " + which + " needs " +
+                             FormatSizeLong(blocks * bs) + ", " + FormatSizeLong(header_->free) +
+                             " are free and nothing more can be evicted");
+    }
+    double now = NowSeconds();
+    seg::StoreRelaxed(s.sequence_id, spec.hash);
+    seg::StoreRelaxed(s.first_block, first);
+    seg::StoreRelaxed(s.extent_blocks, blocks);
+    seg::StoreRelaxed(s.size_bytes, spec.size);
+    s.token_count = spec.tokens.size();
+    s.prefix_hash = 0;
+    s.prefix_len = static_cast<uint32_t>(spec.tokens.size());
+    s.chain_hash = spec.hash;
+    s.chain_blocks = spec.position;
+    s.parent_hash = spec.parent;
+    s.kind = seg::kChunkSlot;
+    s.children = 0;
+    s.metadata_len = static_cast<uint32_t>(spec.name_space.size());
+    s.priority = 0;
+    s.created = spec.stats ? spec.stats->created : now;
+    seg::StoreRelaxed(s.last_accessed, spec.stats ? spec.stats->last_accessed : now);
+    seg::StoreRelaxed(s.access_count, spec.stats ? spec.stats->access_count : uint64_t{0});
+    s.pins = 0;
+    s.heap_pos = s.prefix_next = s.prefix_prev = s.chain_next = s.chain_prev = kNil;
+    gen = NextGenerationLocked();
+    AtomicGeneration(s).store(gen, std::memory_order_release);
+    extent = Extent(s);
+  }
+  // The slot is this process's until linked: fill it without the lock. On failure it
+  // is freed below (or, if this process dies first, by recovery).
+  std::byte* tail = extent + spec.size;
+  std::memcpy(tail, spec.tokens.data(), spec.tokens.size_bytes());
+  if (!spec.name_space.empty()) {
+    std::memcpy(tail + spec.tokens.size_bytes(), spec.name_space.data(), spec.name_space.size());
+  }
+  Status filled = spec.fill(std::span<std::byte>(extent, spec.size));
+  Locked lk(*this);
+  KVC_RETURN_IF_ERROR(lk.status());
+  if (!IsMyReservationLocked(slot, gen)) {
+    return Status::Busy("reservation in pool '" + name_ + "' was lost");
+  }
+  if (!filled.ok()) {
+    FreeSlotLocked(slot);
+    return filled;
+  }
+  if (uint32_t existing = FindChunkLocked(spec.hash); existing != kNil) {
+    FreeSlotLocked(slot);  // another process stored the same chunk meanwhile
+    return present(existing);
+  }
+  if (spec.position > 1 && (slots_[parent_slot].state != seg::kLive ||
+                            slots_[parent_slot].generation != parent_generation)) {
+    // Removed (a clear) while pinned: its children would be unreachable.
+    FreeSlotLocked(slot);
+    return Status::Busy("the parent of " + which + " was removed from pool '" + name_ +
+                        "' while its child was stored");
+  }
+  if (header_->entry_count >= max_sequences_ && !EvictOneLocked()) {
+    FreeSlotLocked(slot);
+    return Status::NoSpace("pool '" + name_ + "' holds its maximum of " +
+                           std::to_string(max_sequences_) +
+                           " entries and chunks and none can be evicted");
+  }
+  seg::Slot& s = slots_[slot];
+  s.create_tick = NextTickLocked();
+  seg::Atomic(s.access_tick).store(MonotonicNs(), std::memory_order_relaxed);
+  s.owner = kNil;
+  LinkLocked(slot);
+  AdoptChunkLocked(slot);
+  header_->puts++;
+  header_->modified = NowSeconds();
+  KVC_ASSIGN_OR_RETURN(LeaseTable::Ticket lease, AcquireLeaseLocked(slot));
+  return PlacedChunk{slot, gen, lease, true};
+}
+
 Result<ChunkStoreResult> PoolHandle::StoreChunks(
-    uint64_t seed, std::span<const uint32_t> tokens,
+    std::string_view name_space, std::span<const uint32_t> tokens,
     std::span<const std::span<const std::byte>> chunks) {
   const uint32_t bt = prefix_block_tokens_;  // fixed at creation
+  const uint64_t seed = ChunkChainSeed(name_space);
+  // Each chunk's extent ends with its namespace, so that any chunk tells whose it is.
+  const uint64_t tail = 4 * uint64_t{bt} + name_space.size();
   ChunkStoreResult result;
   result.chunks = tokens.size() / bt;
   if (chunks.size() != result.chunks) {
@@ -69,10 +182,9 @@ Result<ChunkStoreResult> PoolHandle::StoreChunks(
         " whole chunks of " + std::to_string(bt) + " tokens in pool '" + name_ + "', but " +
         std::to_string(chunks.size()) + " chunks of bytes were given");
   }
-  const uint64_t bs = layout_.block_size;
-  const uint64_t pool_bytes = layout_.block_count * bs;
+  const uint64_t pool_bytes = layout_.block_count * layout_.block_size;
   for (size_t c = 0; c < chunks.size(); ++c) {
-    if (chunks[c].size() > pool_bytes || 4 * uint64_t{bt} > pool_bytes - chunks[c].size()) {
+    if (chunks[c].size() > pool_bytes || tail > pool_bytes - chunks[c].size()) {
       return Status::NoSpace("chunk " + std::to_string(c) + " of " +
                              FormatSizeLong(chunks[c].size()) + " is larger than pool '" +
                              name_ + "' (" + FormatSizeLong(pool_bytes) + ")");
@@ -84,19 +196,6 @@ Result<ChunkStoreResult> PoolHandle::StoreChunks(
   std::optional<LeaseTable::Ticket> parent_pin;
   uint32_t parent_slot = kNil;
   uint64_t parent_generation = 0;
-  auto unpin_parent = [&] {
-    if (parent_pin) ReleaseLeaseLocked(*parent_pin).IgnoreError();
-    parent_pin.reset();
-  };
-  // Makes slot i the pinned parent of the next chunk. REQUIRES: the lock.
-  auto hold_as_parent = [&](uint32_t i) -> Status {
-    KVC_ASSIGN_OR_RETURN(LeaseTable::Ticket lease, AcquireLeaseLocked(i));
-    unpin_parent();
-    parent_pin = lease;
-    parent_slot = i;
-    parent_generation = slots_[i].generation;
-    return Status::Ok();
-  };
   // Releases the pin on the way out, whatever the way.
   struct Release {
     PoolHandle* pool;
@@ -111,117 +210,24 @@ Result<ChunkStoreResult> PoolHandle::StoreChunks(
   uint64_t parent = seed;
   for (uint32_t c = 0; c < result.chunks; ++c) {
     std::span<const uint32_t> block = tokens.subspan(uint64_t{c} * bt, bt);
-    const uint64_t hash = ChainHash(parent, block);
-    const uint32_t position = c + 1;
-    const uint64_t size = chunks[c].size();
-    const uint64_t total = size + 4 * uint64_t{bt};
-    const uint64_t blocks = total / bs + (total % bs != 0);
-    uint32_t slot = kNil;
-    uint64_t gen = 0;
-    std::byte* extent = nullptr;
+    std::span<const std::byte> bytes = chunks[c];
+    auto copy = [bytes](std::span<std::byte> out) {
+      if (!bytes.empty()) std::memcpy(out.data(), bytes.data(), bytes.size());
+      return Status::Ok();
+    };
+    ChunkSpec spec{parent, ChainHash(parent, block), c + 1, block, name_space, bytes.size(),
+                   copy, nullptr};
+    KVC_ASSIGN_OR_RETURN(PlacedChunk placed, PlaceChunk(spec, parent_slot, parent_generation));
     {
       Locked lk(*this);
       KVC_RETURN_IF_ERROR(lk.status());
-      uint32_t existing = FindChunkLocked(hash);
-      if (existing != kNil) {
-        if (!ChunkIsLocked(existing, parent, position, block)) {
-          return Status::AlreadyExists("chunk " + std::to_string(c) + " hashes like another "
-                                       "chunk of pool '" + name_ + "' (a hash collision)");
-        }
-        KVC_RETURN_IF_ERROR(hold_as_parent(existing));
-        result.present++;
-        parent = hash;
-        continue;
-      }
-      LeaseTable::Owner me = MyProcessLocked();
-      if (me.row == kNil) return Status::Busy("process table of pool '" + name_ + "' is full");
-      slot = AllocSlotLocked();
-      if (slot == kNil && RecoverDeadLocked() > 0) slot = AllocSlotLocked();
-      if (slot == kNil) return Status::Busy("pool '" + name_ + "' has too many puts in flight");
-      seg::Slot& s = slots_[slot];
-      seg::StoreRelaxed(s.extent_blocks, uint64_t{0});
-      s.owner = me.row;
-      s.owner_generation = me.generation;
-      seg::StoreRelaxed(s.state, uint32_t{seg::kWriting});
-      uint64_t first = AllocateExtentLocked(blocks);
-      if (first == BitmapAllocator::kNone) {
-        FreeSlotLocked(slot);
-        KVC_RETURN_IF_ERROR(HeapStatusLocked());  // eviction stopped at damage
-        return Status::NoSpace("pool '" + name_ + "' is full: chunk " + std::to_string(c) +
-                               " needs " + FormatSizeLong(blocks * bs) + ", " +
-                               FormatSizeLong(header_->free) +
-                               " are free and nothing more can be evicted");
-      }
-      double now = NowSeconds();
-      seg::StoreRelaxed(s.sequence_id, hash);
-      seg::StoreRelaxed(s.first_block, first);
-      seg::StoreRelaxed(s.extent_blocks, blocks);
-      seg::StoreRelaxed(s.size_bytes, size);
-      s.token_count = bt;
-      s.prefix_hash = 0;
-      s.prefix_len = bt;
-      s.chain_hash = hash;
-      s.chain_blocks = position;
-      s.parent_hash = parent;
-      s.kind = seg::kChunkSlot;
-      s.children = 0;
-      s.metadata_len = 0;
-      s.priority = 0;
-      s.created = now;
-      seg::StoreRelaxed(s.last_accessed, now);
-      seg::StoreRelaxed(s.access_count, uint64_t{0});
-      s.pins = 0;
-      s.heap_pos = s.prefix_next = s.prefix_prev = s.chain_next = s.chain_prev = kNil;
-      gen = NextGenerationLocked();
-      AtomicGeneration(s).store(gen, std::memory_order_release);
-      extent = Extent(s);
+      if (parent_pin) ReleaseLeaseLocked(*parent_pin).IgnoreError();
     }
-    // The slot is this process's until linked: fill it without the lock.
-    if (size > 0) std::memcpy(extent, chunks[c].data(), size);
-    std::memcpy(extent + size, block.data(), block.size_bytes());
-    {
-      Locked lk(*this);
-      KVC_RETURN_IF_ERROR(lk.status());
-      if (!IsMyReservationLocked(slot, gen)) {
-        return Status::Busy("reservation in pool '" + name_ + "' was lost");
-      }
-      uint32_t existing = FindChunkLocked(hash);
-      if (existing != kNil) {  // another process stored the same chunk meanwhile
-        FreeSlotLocked(slot);
-        if (!ChunkIsLocked(existing, parent, position, block)) {
-          return Status::AlreadyExists("chunk " + std::to_string(c) + " hashes like another "
-                                       "chunk of pool '" + name_ + "' (a hash collision)");
-        }
-        KVC_RETURN_IF_ERROR(hold_as_parent(existing));
-        result.present++;
-        parent = hash;
-        continue;
-      }
-      if (c > 0 && (slots_[parent_slot].state != seg::kLive ||
-                    slots_[parent_slot].generation != parent_generation)) {
-        // Removed (a clear) while pinned: its children would be unreachable.
-        FreeSlotLocked(slot);
-        return Status::Busy("chunk " + std::to_string(c - 1) + " of the sequence was "
-                            "removed from pool '" + name_ + "' while its child was stored");
-      }
-      if (header_->entry_count >= max_sequences_ && !EvictOneLocked()) {
-        FreeSlotLocked(slot);
-        return Status::NoSpace("pool '" + name_ + "' holds its maximum of " +
-                               std::to_string(max_sequences_) +
-                               " entries and chunks and none can be evicted");
-      }
-      seg::Slot& s = slots_[slot];
-      s.create_tick = NextTickLocked();
-      seg::Atomic(s.access_tick).store(MonotonicNs(), std::memory_order_relaxed);
-      s.owner = kNil;
-      LinkLocked(slot);
-      AdoptChunkLocked(slot);
-      header_->puts++;
-      header_->modified = NowSeconds();
-      result.stored++;
-      KVC_RETURN_IF_ERROR(hold_as_parent(slot));
-    }
-    parent = hash;
+    parent_pin = placed.lease;
+    parent_slot = placed.slot;
+    parent_generation = placed.generation;
+    (placed.stored ? result.stored : result.present)++;
+    parent = spec.hash;
   }
   return result;
 }
@@ -292,6 +298,83 @@ Result<ChunkMatch> PoolHandle::MatchChunks(uint64_t seed, std::span<const uint32
     v.extent_ = pinned[k].extent;
   }
   return match;
+}
+
+// ---------------------------------------------------------------- listing
+
+Result<ChunkInfo> PoolHandle::ChunkInfoLocked(uint32_t i) const {
+  KVC_RETURN_IF_ERROR(CheckSlotLocked(i));
+  const seg::Slot& s = slots_[i];
+  ChunkInfo c;
+  c.hash = s.chain_hash;
+  c.parent_hash = s.parent_hash;
+  c.position = s.chain_blocks;
+  c.token_count = s.prefix_len;
+  c.size_bytes = s.size_bytes;
+  c.created = s.created;
+  c.last_accessed = seg::LoadRelaxed(s.last_accessed);
+  c.access_count = seg::LoadRelaxed(s.access_count);
+  c.generation = s.generation;
+  if (s.metadata_len > 0) {
+    const char* ns =
+        reinterpret_cast<const char*>(Extent(s) + s.size_bytes + 4 * uint64_t{s.prefix_len});
+    c.name_space.assign(ns, s.metadata_len);
+  }
+  return c;
+}
+
+Result<std::vector<ChunkInfo>> PoolHandle::Chunks() {
+  std::vector<ChunkInfo> out;
+  {
+    Locked lk(*this);
+    KVC_RETURN_IF_ERROR(lk.status());
+    out.reserve(header_->chunk_count);  // at most the slot capacity (CheckHeaderLocked)
+    for (uint32_t i = 0; i < layout_.slot_capacity; ++i) {
+      if (slots_[i].state != seg::kLive || slots_[i].kind != seg::kChunkSlot) continue;
+      KVC_ASSIGN_OR_RETURN(ChunkInfo info, ChunkInfoLocked(i));
+      out.push_back(std::move(info));
+    }
+  }
+  std::sort(out.begin(), out.end(),
+            [](const ChunkInfo& a, const ChunkInfo& b) { return a.hash < b.hash; });
+  return out;
+}
+
+Result<ChunkInfo> PoolHandle::StatChunk(uint64_t hash) {
+  Locked lk(*this);
+  KVC_RETURN_IF_ERROR(lk.status());
+  uint32_t i = FindChunkLocked(hash);
+  if (i == kNil) {
+    return Status::NotFound("chunk " + PrefixHashToHex(hash) + " not found in pool '" + name_ +
+                            "'");
+  }
+  return ChunkInfoLocked(i);
+}
+
+Result<PinnedChunk> PoolHandle::PinChunk(uint64_t hash) {
+  PinnedChunk out;
+  std::vector<PinnedEntry> pinned;
+  pinned.reserve(1);
+  {
+    Locked lk(*this);
+    KVC_RETURN_IF_ERROR(lk.status());
+    uint32_t i = FindChunkLocked(hash);
+    if (i == kNil) {
+      return Status::NotFound("chunk " + PrefixHashToHex(hash) + " not found in pool '" +
+                              name_ + "'");
+    }
+    // Before the pin: nothing may throw once it is taken.
+    KVC_ASSIGN_OR_RETURN(out.info, ChunkInfoLocked(i));
+    KVC_RETURN_IF_ERROR(PinLocked(i, pinned));
+  }
+  EntryView& v = out.view;
+  v.pool_ = shared_from_this();
+  v.epoch_ = ForkEpoch();
+  v.lease_ = pinned[0].lease.index;
+  v.lease_generation_ = pinned[0].lease.generation;
+  v.info_ = std::move(pinned[0].info);
+  v.extent_ = pinned[0].extent;
+  return out;
 }
 
 }  // namespace kvcache

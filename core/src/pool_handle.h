@@ -17,6 +17,7 @@
 
 #include <array>
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -86,9 +87,13 @@ class PoolHandle : public std::enable_shared_from_this<PoolHandle> {
   Result<PrefixMatch> LongestPrefix(std::span<const uint32_t> tokens);
   Status Remove(uint64_t seq);
   // See Manager::StoreChunks and Manager::Match (pool_chunks.cc).
-  Result<ChunkStoreResult> StoreChunks(uint64_t seed, std::span<const uint32_t> tokens,
+  Result<ChunkStoreResult> StoreChunks(std::string_view name_space,
+                                       std::span<const uint32_t> tokens,
                                        std::span<const std::span<const std::byte>> chunks);
   Result<ChunkMatch> MatchChunks(uint64_t seed, std::span<const uint32_t> tokens);
+  Result<std::vector<ChunkInfo>> Chunks();
+  Result<ChunkInfo> StatChunk(uint64_t hash);
+  Result<PinnedChunk> PinChunk(uint64_t hash);
   // See Manager::UpdateEntry (pool_update.cc).
   Result<EntryInfo> Update(uint64_t seq, uint64_t generation, const EntryUpdate& update);
   Result<uint64_t> Clear();
@@ -206,6 +211,32 @@ class PoolHandle : public std::enable_shared_from_this<PoolHandle> {
   // Chunk `slot` is being unlinked: its parent loses a child, and becomes evictable
   // again once it has none.
   void OrphanChunkLocked(uint32_t slot);
+  // One chunk to store: H_i = `hash` under `parent` = H_{i-1} at `position` i, its
+  // payload of `size` bytes written by `fill` (outside the lock), with the statistics
+  // of `stats` (a restore) or fresh ones.
+  struct ChunkSpec {
+    uint64_t parent;
+    uint64_t hash;
+    uint32_t position;
+    std::span<const uint32_t> tokens;
+    std::string_view name_space;
+    uint64_t size;
+    std::function<Status(std::span<std::byte>)> fill;
+    const ChunkInfo* stats;
+  };
+  struct PlacedChunk {
+    uint32_t slot;
+    uint64_t generation;
+    LeaseTable::Ticket lease;  // a pin on the chunk, the caller's to release
+    bool stored;               // false: it was cached already, nothing was copied
+  };
+  // Stores the chunk of `spec` unless it is cached already, and pins it either way.
+  // REQUIRES: not the lock; unless spec.position == 1, the parent is slot
+  // `parent_slot` at `parent_generation`, pinned by the caller (so it stays live).
+  Result<PlacedChunk> PlaceChunk(const ChunkSpec& spec, uint32_t parent_slot,
+                                 uint64_t parent_generation);
+  // Chunk `slot`'s metadata; Corruption (CheckSlotLocked) when it does not fit.
+  Result<ChunkInfo> ChunkInfoLocked(uint32_t slot) const;
   // True when chunk `slot` is the chunk `hash` of the chain: its parent hash, position
   // and stored tokens are the ones given.
   bool ChunkIsLocked(uint32_t slot, uint64_t parent, uint32_t position,

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <numeric>
 #include <string>
 #include <vector>
@@ -307,6 +308,62 @@ TEST_F(ChunkTest, FourProcessesStoreAndMatchOverlappingPromptsWithEviction) {
   EXPECT_GT(st->evictions, 0u);
   EXPECT_GT(st->chunk_tokens_matched, 0u);
   ExpectHealthy("shared");
+}
+
+TEST_F(ChunkTest, ChunksAreListedWithTheirNamespaceParentAndTokens) {
+  CreateChunkPool("p", 16 << 20, 16);
+  std::vector<uint32_t> prompt = Iota(40, 1);  // two whole chunks
+  ASSERT_TRUE(Store("p", "llama-3-8b/fp16/tp0", prompt, 16, 700).ok());
+  ASSERT_TRUE(Store("p", "", Iota(16, 500), 16, 300).ok());
+  std::vector<uint64_t> chain = Chain("llama-3-8b/fp16/tp0", prompt, 16);
+
+  auto chunks = manager().Chunks("p");
+  ASSERT_TRUE(chunks.ok()) << chunks.status().ToString();
+  ASSERT_EQ(chunks->size(), 3u);
+  EXPECT_TRUE(std::is_sorted(chunks->begin(), chunks->end(),
+                             [](const ChunkInfo& a, const ChunkInfo& b) { return a.hash < b.hash; }));
+  EXPECT_TRUE(manager().Entries("p")->empty());  // chunks are not entries
+
+  auto second = manager().StatChunk("p", chain[1]);
+  ASSERT_TRUE(second.ok()) << second.status().ToString();
+  EXPECT_EQ(second->hash, chain[1]);
+  EXPECT_EQ(second->parent_hash, chain[0]);
+  EXPECT_EQ(second->position, 2u);
+  EXPECT_EQ(second->token_count, 16u);
+  EXPECT_EQ(second->size_bytes, 700u);
+  EXPECT_EQ(second->name_space, "llama-3-8b/fp16/tp0");
+  auto first = manager().StatChunk("p", chain[0]);
+  ASSERT_TRUE(first.ok());
+  EXPECT_EQ(first->parent_hash, ChunkChainSeed("llama-3-8b/fp16/tp0"));
+  EXPECT_EQ(first->position, 1u);
+
+  auto pinned = manager().PinChunk("p", chain[1]);
+  ASSERT_TRUE(pinned.ok()) << pinned.status().ToString();
+  EXPECT_EQ(pinned->info.hash, chain[1]);
+  auto data = pinned->view.data();
+  EXPECT_EQ(std::vector<std::byte>(data.begin(), data.end()), ChunkBytes(chain[1], 700));
+  EXPECT_EQ(pinned->view.prefix_tokens(), Iota(16, 17));
+  // Pinned: not even a clear frees its bytes before the view goes.
+  ASSERT_TRUE(manager().Clear("p").ok());
+  EXPECT_EQ(manager().StatChunk("p", chain[1]).status().code(), Code::kNotFound);
+  data = pinned->view.data();
+  EXPECT_EQ(std::vector<std::byte>(data.begin(), data.end()), ChunkBytes(chain[1], 700));
+  ASSERT_TRUE(pinned->view.Release().ok());
+  EXPECT_EQ(manager().PinChunk("p", chain[1]).status().code(), Code::kNotFound);
+  ExpectHealthy("p");
+}
+
+TEST_F(ChunkTest, ANamespaceOverTheLimitIsRefusedAndStoresNothing) {
+  CreateChunkPool("p", 16 << 20, 16);
+  std::string ns(kMaxChunkNamespaceBytes + 1, 'x');
+  auto r = Store("p", ns, Iota(32, 1), 16);
+  EXPECT_EQ(r.status().code(), Code::kInvalidArgument);
+  EXPECT_TRUE(manager().Chunks("p")->empty());
+  ns.pop_back();
+  ASSERT_TRUE(Store("p", ns, Iota(32, 1), 16).ok());
+  EXPECT_EQ(manager().Chunks("p")->front().name_space, ns);
+  EXPECT_EQ(MatchChecked("p", ns, Iota(32, 1), 16), 32u);
+  ExpectHealthy("p");
 }
 
 }  // namespace

@@ -184,7 +184,9 @@ TEST_F(SequenceFilesTest, ListingShowsEveryEntry) {
   std::string out;
   ASSERT_EQ(Shell("ls " + Path("p") + " > " + dir_->Join("ls.txt")), 0);
   ASSERT_EQ(ReadText(dir_->Join("ls.txt"), &out), 0);
-  EXPECT_EQ(out, "1\n2\n3\nby-prefix\nconfig\nentries\nevict\nhealth\npersist\nrestore\nstatus\n");
+  EXPECT_EQ(out,
+            "1\n2\n3\nby-prefix\nchunks\nconfig\nentries\nevict\nhealth\nmatch\npersist\n"
+            "restore\nstatus\n");
 }
 
 TEST_F(SequenceFilesTest, BadNamesGetErrnosAndChangeNothing) {

@@ -73,6 +73,13 @@ struct KVCACHE_EXPORT ChunkMatch {
   std::vector<EntryView> chunks;
 };
 
+// One token chunk with its bytes pinned (Manager::PinChunk): view.data() is the KV
+// bytes, view.prefix_tokens() the chunk's tokens.
+struct KVCACHE_EXPORT PinnedChunk {
+  ChunkInfo info;
+  EntryView view;
+};
+
 class KVCACHE_EXPORT Manager {
  public:
   explicit Manager(ManagerOptions options = {});
@@ -148,7 +155,8 @@ class KVCACHE_EXPORT Manager {
   // is not stored; chunks.size() must equal the number of whole chunks). Chunks already
   // cached are confirmed and not copied again. Each chunk is linked only while its
   // parent is cached, so stored chains are always prefix-closed. When the pool cannot
-  // make room for a chunk: NoSpace, and the chunks before it stay stored.
+  // make room for a chunk: NoSpace, and the chunks before it stay stored. Each chunk
+  // records `name_space` (at most kMaxChunkNamespaceBytes; InvalidArgument otherwise).
   Result<ChunkStoreResult> StoreChunks(std::string_view pool, std::string_view name_space,
                                        std::span<const uint32_t> tokens,
                                        std::span<const std::span<const std::byte>> chunks);
@@ -158,6 +166,13 @@ class KVCACHE_EXPORT Manager {
   // tokens in the pool's statistics. O(query length).
   Result<ChunkMatch> Match(std::string_view pool, std::string_view name_space,
                            std::span<const uint32_t> tokens);
+  // Metadata of every live chunk, in hash order. Counts nothing.
+  Result<std::vector<ChunkInfo>> Chunks(std::string_view pool);
+  // Metadata of the live chunk `hash`; NotFound if none. Counts nothing.
+  Result<ChunkInfo> StatChunk(std::string_view pool, uint64_t hash);
+  // The live chunk `hash`, pinned until its view is released. NotFound if none.
+  // Counts nothing and leaves the access statistics alone.
+  Result<PinnedChunk> PinChunk(std::string_view pool, uint64_t hash);
 
   Status Remove(std::string_view pool, uint64_t seq);
   // Changes the attributes of entry `seq` in place, only while it is still

@@ -162,6 +162,23 @@ struct KVCACHE_EXPORT ChunkStoreResult {
   uint64_t present = 0;  // already cached (not copied again)
 };
 
+// The most bytes of namespace a chunk records (Manager::StoreChunks).
+inline constexpr size_t kMaxChunkNamespaceBytes = 4096;
+
+// A snapshot of one token chunk's metadata (not its bytes or tokens).
+struct KVCACHE_EXPORT ChunkInfo {
+  uint64_t hash = 0;         // H_i, its chained hash: the chunk's name
+  uint64_t parent_hash = 0;  // H_{i-1}; for the first chunk of a chain, the namespace seed
+  uint32_t position = 0;     // i: 1 for the first chunk of a chain
+  uint32_t token_count = 0;  // the pool's chunk size
+  uint64_t size_bytes = 0;   // KV bytes
+  double created = 0;        // unix seconds
+  double last_accessed = 0;
+  uint64_t access_count = 0;
+  uint64_t generation = 0;   // changes whenever the hash is stored anew
+  std::string name_space;    // the namespace it was stored under
+};
+
 struct KVCACHE_EXPORT PrefixMatch {
   EntryInfo entry;
   uint64_t matched_tokens = 0;  // length of the common prefix of the query and the entry's prefix
