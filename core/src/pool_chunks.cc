@@ -85,10 +85,7 @@ Result<PoolHandle::PlacedChunk> PoolHandle::PlaceChunk(const ChunkSpec& spec,
     if (slot == kNil && RecoverDeadLocked() > 0) slot = AllocSlotLocked();
     if (slot == kNil) return Status::Busy("pool '" + name_ + "' has too many puts in flight");
     seg::Slot& s = slots_[slot];
-    seg::StoreRelaxed(s.extent_blocks, uint64_t{0});
-    s.owner = me.row;
-    s.owner_generation = me.generation;
-    seg::StoreRelaxed(s.state, uint32_t{seg::kWriting});
+    ClaimForWriteLocked(slot, me);
     uint64_t first = AllocateExtentLocked(blocks);
     if (first == BitmapAllocator::kNone) {
       FreeSlotLocked(slot);

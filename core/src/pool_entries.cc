@@ -71,13 +71,7 @@ Result<PutReservation> PoolHandle::Reserve(uint64_t seq, size_t size, uint64_t t
     if (i == kNil && RecoverDeadLocked() > 0) i = AllocSlotLocked();
     if (i == kNil) return Status::Busy("pool '" + name_ + "' has too many puts in flight");
     seg::Slot& s = slots_[i];
-    // Claimed before anything can rebuild the pool (eviction may reap dead processes).
-    // A free slot has generation 0, so lock-free readers still on it ignore it while
-    // its [L] fields change (segment_format.h).
-    seg::StoreRelaxed(s.extent_blocks, uint64_t{0});
-    s.owner = me.row;
-    s.owner_generation = me.generation;
-    seg::StoreRelaxed(s.state, uint32_t{seg::kWriting});
+    ClaimForWriteLocked(i, me);
     uint64_t first = 0;
     if (blocks > 0) {
       first = AllocateExtentLocked(blocks);

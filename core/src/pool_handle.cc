@@ -461,6 +461,21 @@ void PoolHandle::FreeSlotLocked(uint32_t i) {
   header_->free_slot_head = i;
 }
 
+void PoolHandle::ClaimForWriteLocked(uint32_t i, LeaseTable::Owner me) {
+  seg::Slot& s = slots_[i];
+  // A free slot has generation 0, so lock-free readers still on it ignore it while
+  // its [L] fields change (segment_format.h). Its sizes are still those of what it
+  // held before: an empty extent must hold nothing, or a rebuild would take the
+  // reservation for damage and drop it.
+  seg::StoreRelaxed(s.extent_blocks, uint64_t{0});
+  seg::StoreRelaxed(s.size_bytes, uint64_t{0});
+  s.prefix_len = 0;
+  s.metadata_len = 0;
+  s.owner = me.row;
+  s.owner_generation = me.generation;
+  seg::StoreRelaxed(s.state, uint32_t{seg::kWriting});
+}
+
 uint32_t PoolHandle::AllocSlotLocked() {
   uint32_t i = header_->free_slot_head;
   // A free list that leads out of range or into a slot in use ends here (health

@@ -196,6 +196,9 @@ class PoolHandle : public std::enable_shared_from_this<PoolHandle> {
   // Releases a lease this process holds; drops the slot's pin.
   Status ReleaseLeaseLocked(LeaseTable::Ticket lease);
   uint32_t AllocSlotLocked();
+  // Makes free slot i a reservation of `me`, WRITING with an empty extent, before
+  // anything (an eviction reaping dead processes) can rebuild the pool.
+  void ClaimForWriteLocked(uint32_t i, LeaseTable::Owner me);
   // Unindexes a LIVE slot; frees it now, or retires it until its last pin goes.
   void UnpublishLocked(uint32_t slot);
   void FreeSlotLocked(uint32_t slot);

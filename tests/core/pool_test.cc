@@ -2,8 +2,10 @@
 // gets, pins, prefixes, eviction under pressure, health and corruption.
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstring>
 #include <thread>
 
@@ -417,6 +419,46 @@ TEST_F(PoolTest, DeadAttachedProcessIsPruned) {
   waitpid(child, nullptr, 0);
   EXPECT_EQ(manager().Stats("prune")->attached, 0u);
   ExpectHealthy("prune");
+}
+
+// A put that must make room reaps dead processes and rebuilds the pool's derived
+// state first. The slot it has just claimed still holds the sizes of its previous
+// entry or chunk; the rebuild must not take that for damage and drop the put.
+TEST_F(PoolTest, APutMakingRoomKeepsItsSlotThroughTheRebuildOfADeadProcess) {
+  for (bool chunks : {false, true}) {
+    SCOPED_TRACE(chunks ? "chunks" : "entries");
+    PoolConfig c;
+    c.name = chunks ? "reap-c" : "reap-e";
+    c.size_bytes = kMiB;
+    ASSERT_TRUE(manager().CreatePool(c).ok());
+    ASSERT_TRUE(manager().Put(c.name, 2, Pattern(2, 900 * 1024), 1).ok());
+    // A freed slot with stale sizes, at the head of the free list.
+    ASSERT_TRUE(manager().Put(c.name, 1, Pattern(1, 60 * 1024), 1).ok());
+    ASSERT_TRUE(manager().Remove(c.name, 1).ok());
+    // A process that used the pool and died: the next allocation that needs room
+    // reaps it (at most every 100 ms) and rebuilds.
+    pid_t child = fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) _exit(manager().Put(c.name, 9, Pattern(9, 10), 1).ok() ? 0 : 1);
+    int status = 0;
+    ASSERT_EQ(waitpid(child, &status, 0), child);
+    ASSERT_EQ(WEXITSTATUS(status), 0);
+    ASSERT_TRUE(manager().Remove(c.name, 9).ok());
+    std::this_thread::sleep_for(std::chrono::milliseconds(150));
+    if (chunks) {
+      std::vector<uint32_t> tokens(16, 5);
+      std::vector<std::byte> bytes = Pattern(3, 500 * 1024);
+      std::vector<std::span<const std::byte>> spans = {bytes};
+      auto stored = manager().StoreChunks(c.name, "m", tokens, spans);
+      ASSERT_TRUE(stored.ok()) << stored.status().ToString();
+      EXPECT_EQ(stored->stored, 1u);
+    } else {
+      Status s = manager().Put(c.name, 3, Pattern(3, 500 * 1024), 1);
+      ASSERT_TRUE(s.ok()) << s.ToString();
+      EXPECT_TRUE(manager().Get(c.name, 3).ok());
+    }
+    ExpectHealthy(c.name);
+  }
 }
 
 TEST_F(PoolTest, CorruptSegmentIsRefusedNotCrashed) {
