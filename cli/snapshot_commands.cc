@@ -48,7 +48,7 @@ int RunPersist(const PersistCommandOptions& opts) {
   Result<PersistResult> result = PersistPool(manager, opts.name, options);
   bar.Done();
   if (!result.ok()) return Fail(result.status());
-  PrintLine(PersistedMessage(opts.name, result->entries, result->path));
+  PrintLine(PersistReport(opts.name, *result));
   return kExitOk;
 }
 

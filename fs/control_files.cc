@@ -118,7 +118,7 @@ Result<std::string> ControlFiles::Execute(const std::string& pool, PoolFile file
       PersistOptions options;
       KVC_ASSIGN_OR_RETURN(options.path, SnapshotPath(manager_, pool, text));
       KVC_ASSIGN_OR_RETURN(PersistResult result, PersistPool(manager_, pool, options));
-      return PersistedMessage(pool, result.entries, result.path);
+      return PersistReport(pool, result);
     }
     case PoolFile::kRestore: {
       RestoreOptions options;

@@ -374,4 +374,77 @@ Result<PinnedChunk> PoolHandle::PinChunk(uint64_t hash) {
   return out;
 }
 
+Result<std::vector<PinnedChunk>> PoolHandle::PinAllChunks() {
+  std::vector<ChunkInfo> infos;
+  std::vector<PinnedEntry> pinned;
+  {
+    Locked lk(*this);
+    KVC_RETURN_IF_ERROR(lk.status());
+    infos.reserve(header_->chunk_count);  // at most the slot capacity (CheckHeaderLocked)
+    pinned.reserve(header_->chunk_count);
+    for (uint32_t i = 0; i < layout_.slot_capacity; ++i) {
+      if (slots_[i].state != seg::kLive || slots_[i].kind != seg::kChunkSlot) continue;
+      Result<ChunkInfo> info = ChunkInfoLocked(i);
+      if (!info.ok()) {
+        for (const PinnedEntry& p : pinned) ReleaseLeaseLocked(p.lease).IgnoreError();
+        return info.status();
+      }
+      infos.push_back(std::move(info).value());
+      KVC_RETURN_IF_ERROR(PinLocked(i, pinned));
+    }
+  }
+  std::vector<PinnedChunk> out(pinned.size());
+  auto self = shared_from_this();
+  uint64_t epoch = ForkEpoch();
+  for (size_t k = 0; k < pinned.size(); ++k) {
+    out[k].info = std::move(infos[k]);
+    EntryView& v = out[k].view;
+    v.pool_ = self;
+    v.epoch_ = epoch;
+    v.lease_ = pinned[k].lease.index;
+    v.lease_generation_ = pinned[k].lease.generation;
+    v.info_ = std::move(pinned[k].info);
+    v.extent_ = pinned[k].extent;
+  }
+  // Parents before their children: the order a restore must link them in.
+  std::sort(out.begin(), out.end(), [](const PinnedChunk& a, const PinnedChunk& b) {
+    return a.info.position != b.info.position ? a.info.position < b.info.position
+                                              : a.info.hash < b.info.hash;
+  });
+  return out;
+}
+
+Result<bool> PoolHandle::RestoreChunk(const ChunkInfo& info, std::span<const uint32_t> tokens,
+                                      const std::function<Status(std::span<std::byte>)>& fill) {
+  if (tokens.size() != prefix_block_tokens_) {
+    return Status::InvalidArgument("chunk " + PrefixHashToHex(info.hash) + " holds " +
+                                   std::to_string(tokens.size()) + " tokens; pool '" + name_ +
+                                   "' holds chunks of " + std::to_string(prefix_block_tokens_));
+  }
+  std::optional<LeaseTable::Ticket> parent_pin;
+  uint32_t parent_slot = kNil;
+  uint64_t parent_generation = 0;
+  if (info.position > 1) {
+    Locked lk(*this);
+    KVC_RETURN_IF_ERROR(lk.status());
+    parent_slot = FindChunkLocked(info.parent_hash);
+    if (parent_slot == kNil) {
+      return Status::NotFound("the parent of chunk " + PrefixHashToHex(info.hash) +
+                              " is not in pool '" + name_ + "'");
+    }
+    parent_generation = slots_[parent_slot].generation;
+    KVC_ASSIGN_OR_RETURN(LeaseTable::Ticket lease, AcquireLeaseLocked(parent_slot));
+    parent_pin = lease;
+  }
+  ChunkSpec spec{info.parent_hash, info.hash, info.position, tokens, info.name_space,
+                 info.size_bytes,  fill,      &info};
+  Result<PlacedChunk> placed = PlaceChunk(spec, parent_slot, parent_generation);
+  Locked lk(*this);
+  KVC_RETURN_IF_ERROR(lk.status());
+  if (parent_pin) ReleaseLeaseLocked(*parent_pin).IgnoreError();
+  if (!placed.ok()) return placed.status();
+  ReleaseLeaseLocked(placed->lease).IgnoreError();
+  return placed->stored;
+}
+
 }  // namespace kvcache

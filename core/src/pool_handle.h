@@ -94,6 +94,16 @@ class PoolHandle : public std::enable_shared_from_this<PoolHandle> {
   Result<std::vector<ChunkInfo>> Chunks();
   Result<ChunkInfo> StatChunk(uint64_t hash);
   Result<PinnedChunk> PinChunk(uint64_t hash);
+  // Every live chunk pinned at one instant (a prefix-closed set), parents before their
+  // children (by position, then hash). For persist.
+  Result<std::vector<PinnedChunk>> PinAllChunks();
+  // Stores a chunk as a snapshot recorded it: `info` gives its hash, parent, position,
+  // namespace, size and statistics; `fill` writes its payload. The parent (unless
+  // position 1) must be live: NotFound otherwise. Returns false when the chunk was
+  // cached already (nothing is copied). InvalidArgument when the pool's chunk size
+  // differs from tokens.size().
+  Result<bool> RestoreChunk(const ChunkInfo& info, std::span<const uint32_t> tokens,
+                            const std::function<Status(std::span<std::byte>)>& fill);
   // See Manager::UpdateEntry (pool_update.cc).
   Result<EntryInfo> Update(uint64_t seq, uint64_t generation, const EntryUpdate& update);
   Result<uint64_t> Clear();

@@ -317,6 +317,13 @@ std::string RestoreReport(std::string_view pool, const RestoreResult& result) {
   std::string text = RestoredMessage(pool, result.entries);
   if (result.created_pool) text += "\n(created the pool from the snapshot)";
   if (result.replaced) text += "\n(replaced the pool's previous entries)";
+  if (result.chunks > 0) text += fmt::format("\n(and {} token chunks)", result.chunks);
+  return text;
+}
+
+std::string PersistReport(std::string_view pool, const PersistResult& result) {
+  std::string text = PersistedMessage(pool, result.entries, result.path);
+  if (result.chunks > 0) text += fmt::format("\n(and {} token chunks)", result.chunks);
   return text;
 }
 

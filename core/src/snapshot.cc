@@ -77,15 +77,33 @@ uint64_t CountPresent(Manager& manager, std::string_view pool,
   return present;
 }
 
-// REQUIRES: config valid. NoSpace naming both sides when the entries cannot all fit.
+// Blocks a chunk takes in a pool: payload, then tokens, then namespace.
+uint64_t ChunkBlocks(const snapshot::ChunkEntry& c, uint64_t block_size) {
+  uint64_t bytes = c.meta.size + c.tokens.size() * sizeof(uint32_t) + c.name_space.size();
+  return (bytes + block_size - 1) / block_size;
+}
+
+// REQUIRES: config valid. NoSpace naming both sides when the entries and chunks cannot
+// all fit; InvalidArgument when the chunks are not of the pool's chunk size.
 Status CheckFits(const snapshot::SnapshotContents& contents, const PoolConfig& config,
                  const std::string& path) {
+  for (const auto& c : contents.chunks) {
+    if (c.tokens.size() != config.prefix_block_tokens) {
+      return Status::InvalidArgument(
+          "snapshot " + Quoted(path) + " holds chunks of " + std::to_string(c.tokens.size()) +
+          " tokens; pool " + Quoted(config.name) + " holds chunks of " +
+          std::to_string(config.prefix_block_tokens) + " (nothing was changed)");
+    }
+  }
   uint64_t blocks = 0;
   for (const auto& r : contents.records) blocks += ExtentBlocks(r, config.block_size);
+  for (const auto& c : contents.chunks) blocks += ChunkBlocks(c, config.block_size);
   uint64_t capacity = config.size_bytes / config.block_size;
-  if (contents.records.size() > config.max_sequences || blocks > capacity) {
+  uint64_t count = contents.records.size() + contents.chunks.size();
+  if (count > config.max_sequences || blocks > capacity) {
     return Status::NoSpace("snapshot " + Quoted(path) + " holds " +
-                           std::to_string(contents.records.size()) + " entries in " +
+                           std::to_string(contents.records.size()) + " entries and " +
+                           std::to_string(contents.chunks.size()) + " chunks in " +
                            std::to_string(blocks * config.block_size) + " bytes; pool " +
                            Quoted(config.name) + " has room for " +
                            std::to_string(config.max_sequences) + " entries in " +
@@ -149,12 +167,16 @@ Result<PersistResult> PersistPool(Manager& manager, std::string_view pool,
   std::sort(views.begin(), views.end(), [](const EntryView& a, const EntryView& b) {
     return a.info().sequence_id < b.info().sequence_id;
   });
+  // The chunks too, pinned at one instant (a prefix-closed set), parents first.
+  KVC_ASSIGN_OR_RETURN(std::shared_ptr<PoolHandle> handle, ManagerInternals::Open(manager, pool));
+  KVC_ASSIGN_OR_RETURN(std::vector<PinnedChunk> chunks, handle->PinAllChunks());
   uint64_t payload = 0;
   for (const EntryView& v : views) payload += v.info().size_bytes;
+  for (const PinnedChunk& c : chunks) payload += c.info.size_bytes;
 
   KVC_ASSIGN_OR_RETURN(auto writer, snapshot::SnapshotWriter::Create(
                                         result.path, config.ToJson(), views.size(), payload,
-                                        NowSeconds()));
+                                        NowSeconds(), static_cast<uint32_t>(chunks.size())));
   std::vector<EntryRecord> manifest;
   manifest.reserve(views.size());
   uint64_t done = 0;
@@ -187,8 +209,23 @@ Result<PersistResult> PersistPool(Manager& manager, std::string_view pool,
       next_progress = done + (64u << 20);
     }
   }
+  for (PinnedChunk& c : chunks) {
+    const ChunkInfo& info = c.info;
+    snapshot::ChunkMeta meta{info.hash,    info.parent_hash,   info.size_bytes,
+                             info.position, info.created,      info.last_accessed,
+                             info.access_count};
+    KVC_RETURN_IF_ERROR(
+        writer->AddChunk(meta, c.view.prefix_tokens(), info.name_space, c.view.data()));
+    done += info.size_bytes;
+    KVC_RETURN_IF_ERROR(c.view.Release());
+    if (options.progress && done >= next_progress) {
+      options.progress(done, payload);
+      next_progress = done + (64u << 20);
+    }
+  }
   KVC_RETURN_IF_ERROR(writer->Finish());
   result.entries = views.size();
+  result.chunks = chunks.size();
   result.bytes = payload;
   if (options.progress) options.progress(payload, payload);
 
@@ -248,8 +285,9 @@ Result<RestoreResult> RestorePool(Manager& manager, std::string_view pool,
       // new entries must fit around them, or nothing is changed.
       KVC_ASSIGN_OR_RETURN(std::shared_ptr<PoolHandle> handle, ManagerInternals::Open(manager, pool));
       std::vector<uint64_t> blocks;
-      blocks.reserve(contents.records.size());
+      blocks.reserve(contents.records.size() + contents.chunks.size());
       for (const auto& r : contents.records) blocks.push_back(PutBlocks(r, current.block_size));
+      for (const auto& c : contents.chunks) blocks.push_back(ChunkBlocks(c, current.block_size));
       if (Status s = handle->CheckRoomAfterClear(blocks); !s.ok()) {
         return Status(s.code(), "restore of " + Quoted(result.path) + ": " + s.message());
       }
@@ -327,6 +365,41 @@ Result<RestoreResult> RestorePool(Manager& manager, std::string_view pool,
       next_progress = done + (64u << 20);
     }
   }
+  // Then the chunks, parents first (the file's order), each under its live parent.
+  if (!contents.chunks.empty()) {
+    KVC_ASSIGN_OR_RETURN(std::shared_ptr<PoolHandle> handle,
+                         ManagerInternals::Open(manager, pool));
+    for (const snapshot::ChunkEntry& c : contents.chunks) {
+      ChunkInfo info;
+      info.hash = c.meta.hash;
+      info.parent_hash = c.meta.parent_hash;
+      info.position = c.meta.position;
+      info.token_count = static_cast<uint32_t>(c.tokens.size());
+      info.size_bytes = c.meta.size;
+      info.created = c.meta.created;
+      info.last_accessed = c.meta.last_accessed;
+      info.access_count = c.meta.access_count;
+      info.name_space = c.name_space;
+      auto fill = [&](std::span<std::byte> out) { return reader->ReadPayload(c, out); };
+      Result<bool> stored = handle->RestoreChunk(info, c.tokens, fill);
+      if (!stored.ok()) {
+        return Status(stored.status().code(),
+                      "restore of " + Quoted(result.path) + " into pool " + Quoted(pool) +
+                          " stopped after all " + std::to_string(result.entries) +
+                          " entries and " + std::to_string(result.chunks) + " of " +
+                          std::to_string(contents.chunks.size()) +
+                          " chunks: " + stored.status().message());
+      }
+      ++result.chunks;
+      if (*stored) result.bytes += c.meta.size;
+      done += c.meta.size;
+      if (options.progress && done >= next_progress) {
+        uint64_t payload = std::max<uint64_t>(1, contents.payload_bytes);
+        options.progress(file_bytes + done * file_bytes / payload, 2 * file_bytes);
+        next_progress = done + (64u << 20);
+      }
+    }
+  }
   if (options.progress) options.progress(2 * file_bytes, 2 * file_bytes);
   // What the pool holds now, not what was written: a put that had to evict (another
   // process filled the pool meanwhile) may have pushed out an entry restored earlier.
@@ -336,6 +409,16 @@ Result<RestoreResult> RestorePool(Manager& manager, std::string_view pool,
                            " is incomplete: the pool holds " + std::to_string(present) + " of " +
                            std::to_string(contents.records.size()) +
                            " entries; the others were evicted to make room");
+  }
+  uint64_t chunks_present = 0;
+  for (const snapshot::ChunkEntry& c : contents.chunks) {
+    chunks_present += manager.StatChunk(pool, c.meta.hash).ok();
+  }
+  if (chunks_present != contents.chunks.size()) {
+    return Status::NoSpace("restore of " + Quoted(result.path) + " into pool " + Quoted(pool) +
+                           " is incomplete: the pool holds " + std::to_string(chunks_present) +
+                           " of " + std::to_string(contents.chunks.size()) +
+                           " chunks; the others were evicted to make room");
   }
   return result;
 }

@@ -10,9 +10,11 @@
 #include <cerrno>
 #include <cstring>
 #include <string>
+#include <unordered_map>
 #include <unordered_set>
 
 #include "file_util.h"
+#include "kvcache/prefix.h"
 #include "snapshot_format.h"
 
 namespace kvcache::snapshot {
@@ -206,16 +208,19 @@ Result<SnapshotContents> SnapshotReader::Validate(
                                 std::to_string(kSnapshotVersion) + ")");
   }
   if (!Sealed(h)) return in.Corrupt("file header checksum mismatch");
-  if (h.version != kSnapshotVersion) {
+  if (h.version < kOldestSnapshotVersion) {
     return in.Corrupt("bad format version " + std::to_string(h.version));
   }
-  if (h.flags != 0 || h.reserved0 != 0 || h.header_size != sizeof(FileHeader) ||
+  // Version 1 is version 2 without chunk records (its chunk_count was reserved, 0).
+  if (h.flags != 0 || (h.version < 2 && h.chunk_count != 0) ||
+      h.header_size != sizeof(FileHeader) ||
       h.record_header_size != sizeof(RecordHeader)) {
     return in.Corrupt("file header has unknown flags or sizes");
   }
   if (h.config_length > kMaxConfigBytes) return in.Corrupt("config length out of range");
 
   SnapshotContents out;
+  out.version = h.version;
   out.created = h.created;
   out.payload_bytes = h.payload_bytes;
   out.file_bytes = file_size;
@@ -227,9 +232,12 @@ Result<SnapshotContents> SnapshotReader::Validate(
   // Every record takes at least a header and a checksum: a count beyond what the file
   // can hold is refused before anything is allocated for it.
   uint64_t min_record = sizeof(RecordHeader) + kRecordChecksumSize;
-  if (h.entry_count > in.remaining() / min_record) {
+  static_assert(sizeof(ChunkRecordHeader) == sizeof(RecordHeader));
+  if (h.entry_count > in.remaining() / min_record ||
+      h.entry_count + h.chunk_count > in.remaining() / min_record) {
     return in.Corrupt("truncated: header says " + std::to_string(h.entry_count) +
-                      " entries, the file has " + std::to_string(in.remaining()) +
+                      " entries and " + std::to_string(h.chunk_count) +
+                      " chunks, the file has " + std::to_string(in.remaining()) +
                       " bytes left");
   }
   out.records.reserve(static_cast<size_t>(h.entry_count));
@@ -280,6 +288,73 @@ Result<SnapshotContents> SnapshotReader::Validate(
     out.records.push_back(std::move(rec));
   }
 
+  // Chunks: each one's hash must be its tokens chained to its parent, and its parent
+  // the namespace's seed or an earlier chunk one position before, of the same namespace.
+  struct Seen {
+    uint32_t position;
+    size_t index;
+  };
+  std::unordered_map<uint64_t, Seen> chunks;
+  chunks.reserve(h.chunk_count);
+  out.chunks.reserve(h.chunk_count);
+  for (uint64_t i = 0; i < h.chunk_count; ++i) {
+    XXH3_state_t* rh = record_hash.get();
+    XXH3_64bits_reset(rh);
+    ChunkEntry chunk;
+    chunk.record_offset = in.offset();
+    ChunkRecordHeader r{};
+    KVC_RETURN_IF_ERROR(in.Read(&r, sizeof(r), rh, "chunk record header"));
+    std::string where = "chunk record " + std::to_string(i) + " at offset " +
+                        std::to_string(chunk.record_offset) + ": ";
+    if (r.magic != kChunkRecordMagic) return in.Corrupt(where + "bad chunk record magic");
+    if (!Sealed(r)) return in.Corrupt(where + "chunk record header checksum mismatch");
+    if (r.flags != 0 || r.reserved0 != 0) return in.Corrupt(where + "unknown record flags");
+    if (r.token_count == 0 || r.token_count > kMaxChunkTokens || r.position == 0 ||
+        r.namespace_length > kMaxNamespaceBytes) {
+      return in.Corrupt(where + "token count, position or namespace length out of range");
+    }
+    uint64_t body = uint64_t{r.token_count} * sizeof(uint32_t) + r.namespace_length + r.size +
+                    kRecordChecksumSize;
+    if (r.size > in.remaining() || body > in.remaining()) {
+      return in.Corrupt("truncated: " + where + "claims " + std::to_string(body) +
+                        " more bytes, the file has " + std::to_string(in.remaining()) +
+                        " left");
+    }
+    chunk.meta = {r.hash, r.parent_hash, r.size, r.position, r.created, r.last_accessed,
+                  r.access_count};
+    chunk.tokens.resize(r.token_count);
+    KVC_RETURN_IF_ERROR(in.Read(chunk.tokens.data(), r.token_count * sizeof(uint32_t), rh,
+                                "chunk tokens"));
+    chunk.name_space.resize(r.namespace_length);
+    KVC_RETURN_IF_ERROR(in.Read(chunk.name_space.data(), r.namespace_length, rh, "namespace"));
+    chunk.payload_offset = in.offset();
+    KVC_RETURN_IF_ERROR(in.Skip(r.size, rh, "chunk payload"));
+    uint64_t stored = 0;
+    KVC_RETURN_IF_ERROR(in.Read(&stored, sizeof(stored), nullptr, "record checksum"));
+    chunk.record_checksum = XXH3_64bits_digest(rh);
+    if (stored != chunk.record_checksum) return in.Corrupt(where + "record checksum mismatch");
+    XXH3_64bits_update(records_hash.get(), &stored, sizeof(stored));
+    if (ChainHash(r.parent_hash, chunk.tokens) != r.hash) {
+      return in.Corrupt(where + "hash is not the chained hash of its tokens");
+    }
+    if (r.position == 1) {
+      if (r.parent_hash != ChunkChainSeed(chunk.name_space)) {
+        return in.Corrupt(where + "first chunk of a chain is not under its namespace's seed");
+      }
+    } else {
+      auto parent = chunks.find(r.parent_hash);
+      if (parent == chunks.end() || parent->second.position + 1 != r.position ||
+          out.chunks[parent->second.index].name_space != chunk.name_space) {
+        return in.Corrupt(where + "its parent is not an earlier chunk of its chain");
+      }
+    }
+    if (!chunks.emplace(r.hash, Seen{r.position, out.chunks.size()}).second) {
+      return in.Corrupt(where + "chunk hash repeated");
+    }
+    payload_total += r.size;
+    out.chunks.push_back(std::move(chunk));
+  }
+
   Footer f{};
   if (in.remaining() < sizeof(Footer)) {
     return in.Corrupt("truncated: footer at offset " + std::to_string(in.offset()) +
@@ -314,23 +389,37 @@ Status SnapshotReader::ReadPayload(const RecordEntry& record, std::span<std::byt
   if (out.size() != record.meta.size) {
     return Status::InvalidArgument("destination size does not match the record");
   }
+  return ReadChecked(record.record_offset, record.payload_offset, record.record_checksum,
+                     "record of entry " + std::to_string(record.meta.sequence_id), out);
+}
+
+Status SnapshotReader::ReadPayload(const ChunkEntry& chunk, std::span<std::byte> out) {
+  if (out.size() != chunk.meta.size) {
+    return Status::InvalidArgument("destination size does not match the chunk record");
+  }
+  return ReadChecked(chunk.record_offset, chunk.payload_offset, chunk.record_checksum,
+                     "record of chunk " + PrefixHashToHex(chunk.meta.hash), out);
+}
+
+Status SnapshotReader::ReadChecked(uint64_t record_offset, uint64_t payload_offset,
+                                   uint64_t checksum, const std::string& record,
+                                   std::span<std::byte> out) {
   // The header, tokens and metadata are small: read them back to re-hash the record.
-  size_t front = static_cast<size_t>(record.payload_offset - record.record_offset);
+  size_t front = static_cast<size_t>(payload_offset - record_offset);
   std::vector<std::byte> head(front);
-  std::string what = "snapshot " + Quoted(path_) + ": record of entry " +
-                     std::to_string(record.meta.sequence_id);
-  if (int err = ReadAll(fd_, head.data(), front, record.record_offset); err != 0) {
+  std::string what = "snapshot " + Quoted(path_) + ": " + record;
+  if (int err = ReadAll(fd_, head.data(), front, record_offset); err != 0) {
     if (err == EIO) return Status::Corruption(what + ": file shrank since it was validated");
     return ErrnoToStatus(err, "read " + what);
   }
-  if (int err = ReadAll(fd_, out.data(), out.size(), record.payload_offset); err != 0) {
+  if (int err = ReadAll(fd_, out.data(), out.size(), payload_offset); err != 0) {
     if (err == EIO) return Status::Corruption(what + ": file shrank since it was validated");
     return ErrnoToStatus(err, "read " + what);
   }
   HashPtr h = NewHash();
   XXH3_64bits_update(h.get(), head.data(), head.size());
   XXH3_64bits_update(h.get(), out.data(), out.size());
-  if (XXH3_64bits_digest(h.get()) != record.record_checksum) {
+  if (XXH3_64bits_digest(h.get()) != checksum) {
     return Status::Corruption(what + ": changed since it was validated");
   }
   return Status::Ok();

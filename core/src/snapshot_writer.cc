@@ -92,12 +92,14 @@ HashPtr NewHash() {
 }  // namespace
 
 SnapshotWriter::SnapshotWriter(std::string target, std::string temp, int fd,
-                               uint64_t entry_count, uint64_t payload_bytes)
+                               uint64_t entry_count, uint64_t payload_bytes,
+                               uint32_t chunk_count)
     : target_(std::move(target)),
       temp_(std::move(temp)),
       fd_(fd),
       expected_entries_(entry_count),
       expected_payload_(payload_bytes),
+      expected_chunks_(chunk_count),
       buffer_(new std::byte[kBufferSize]),
       records_hash_(NewHash()),
       record_hash_(NewHash()) {}
@@ -111,7 +113,8 @@ Result<std::unique_ptr<SnapshotWriter>> SnapshotWriter::Create(const std::string
                                                                std::string_view config_json,
                                                                uint64_t entry_count,
                                                                uint64_t payload_bytes,
-                                                               double created) {
+                                                               double created,
+                                                               uint32_t chunk_count) {
   if (config_json.size() > kMaxConfigBytes) {
     return Status::InvalidArgument("pool config too large for a snapshot");
   }
@@ -135,7 +138,7 @@ Result<std::unique_ptr<SnapshotWriter>> SnapshotWriter::Create(const std::string
     return s;
   }
   std::unique_ptr<SnapshotWriter> w(
-      new SnapshotWriter(target, temp, fd, entry_count, payload_bytes));
+      new SnapshotWriter(target, temp, fd, entry_count, payload_bytes, chunk_count));
   posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 
   FileHeader h{};
@@ -144,6 +147,7 @@ Result<std::unique_ptr<SnapshotWriter>> SnapshotWriter::Create(const std::string
   h.header_size = sizeof(FileHeader);
   h.record_header_size = sizeof(RecordHeader);
   h.config_length = static_cast<uint32_t>(config_json.size());
+  h.chunk_count = chunk_count;
   h.entry_count = entry_count;
   h.payload_bytes = payload_bytes;
   h.created = created;
@@ -222,28 +226,62 @@ Status SnapshotWriter::AddRecord(const RecordMeta& meta, std::span<const uint32_
   h.last_accessed = meta.last_accessed;
   h.access_count = meta.access_count;
   Seal(h);
-
-  XXH3_state_t* rh = record_hash_.get();
-  XXH3_64bits_reset(rh);
-  auto add = [&](std::span<const std::byte> part) -> Status {
-    XXH3_64bits_update(rh, part.data(), part.size());
-    return Append(part);
-  };
-  KVC_RETURN_IF_ERROR(add(std::as_bytes(std::span(&h, 1))));
-  KVC_RETURN_IF_ERROR(add(std::as_bytes(prefix_tokens)));
-  KVC_RETURN_IF_ERROR(add(std::as_bytes(std::span(metadata))));
-  KVC_RETURN_IF_ERROR(add(payload));
-  uint64_t sum = XXH3_64bits_digest(rh);
-  XXH3_64bits_update(records_hash_.get(), &sum, sizeof(sum));
-  KVC_RETURN_IF_ERROR(Append(std::as_bytes(std::span(&sum, 1))));
+  if (chunks_ > 0) {
+    return Status::InvalidArgument("entry " + std::to_string(meta.sequence_id) +
+                                   " added after chunk records");
+  }
+  KVC_RETURN_IF_ERROR(AddHashed({std::as_bytes(std::span(&h, 1)), std::as_bytes(prefix_tokens),
+                                 std::as_bytes(std::span(metadata)), payload}));
   ++entries_;
   payload_ += meta.size;
   return Status::Ok();
 }
 
+Status SnapshotWriter::AddChunk(const ChunkMeta& meta, std::span<const uint32_t> tokens,
+                                std::string_view name_space,
+                                std::span<const std::byte> payload) {
+  if (payload.size() != meta.size) {
+    return Status::InvalidArgument("chunk size does not match its payload");
+  }
+  if (entries_ != expected_entries_ || chunks_ >= expected_chunks_ ||
+      tokens.size() > kMaxChunkTokens || name_space.size() > kMaxNamespaceBytes) {
+    return Status::InvalidArgument("chunk record out of place or too large for a snapshot");
+  }
+  ChunkRecordHeader h{};
+  h.magic = kChunkRecordMagic;
+  h.hash = meta.hash;
+  h.parent_hash = meta.parent_hash;
+  h.size = meta.size;
+  h.position = meta.position;
+  h.token_count = static_cast<uint32_t>(tokens.size());
+  h.namespace_length = static_cast<uint32_t>(name_space.size());
+  h.created = meta.created;
+  h.last_accessed = meta.last_accessed;
+  h.access_count = meta.access_count;
+  Seal(h);
+  KVC_RETURN_IF_ERROR(AddHashed({std::as_bytes(std::span(&h, 1)), std::as_bytes(tokens),
+                                 std::as_bytes(std::span(name_space)), payload}));
+  ++chunks_;
+  payload_ += meta.size;
+  return Status::Ok();
+}
+
+Status SnapshotWriter::AddHashed(std::initializer_list<std::span<const std::byte>> parts) {
+  XXH3_state_t* rh = record_hash_.get();
+  XXH3_64bits_reset(rh);
+  for (std::span<const std::byte> part : parts) {
+    XXH3_64bits_update(rh, part.data(), part.size());
+    KVC_RETURN_IF_ERROR(Append(part));
+  }
+  uint64_t sum = XXH3_64bits_digest(rh);
+  XXH3_64bits_update(records_hash_.get(), &sum, sizeof(sum));
+  return Append(std::as_bytes(std::span(&sum, 1)));
+}
+
 Status SnapshotWriter::Finish() {
   if (failed_) return Status::IOError("persist " + Quoted(target_) + ": writer failed earlier");
-  if (entries_ != expected_entries_ || payload_ != expected_payload_) {
+  if (entries_ != expected_entries_ || chunks_ != expected_chunks_ ||
+      payload_ != expected_payload_) {
     return Fail(Status::InvalidArgument("persist " + Quoted(target_) +
                                         ": records do not match the header's counts"));
   }

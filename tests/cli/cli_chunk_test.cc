@@ -146,5 +146,30 @@ TEST_F(CliChunkTest, BadInputFailsClearlyAndChangesNothing) {
   EXPECT_EQ(st->used, 0u);
 }
 
+TEST_F(CliChunkTest, PersistAndRestoreCarryTheChunks) {
+  WritePrompt();
+  ASSERT_TRUE(Succeeded(Cache({"put-chunks", "p", "--tokens-file", files_.Join("prompt.txt"),
+                               "--file", files_.Join("kv.bin"), "--namespace", "llama/fp16"})));
+  std::string path = files_.Join("p.cache");
+  CliResult persisted = Cache({"persist", "p", "--path", path});
+  ASSERT_TRUE(Succeeded(persisted));
+  EXPECT_EQ(persisted.out,
+            "Persisted 0 entries from 'p' to " + path + "\n(and 62 token chunks)\n");
+  ASSERT_TRUE(Succeeded(Cache({"destroy", "p"})));
+  CliResult restored = Cache({"restore", "p", "--path", path});
+  ASSERT_TRUE(Succeeded(restored));
+  EXPECT_EQ(restored.out,
+            "Restored 0 entries to 'p'\n(created the pool from the snapshot)\n"
+            "(and 62 token chunks)\n");
+  CliResult match = Cache({"match", "p", "--tokens-file", files_.Join("prompt.txt"),
+                           "--namespace", "llama/fp16"});
+  ASSERT_TRUE(Succeeded(match));
+  EXPECT_EQ(match.out, "Matched 992 of 1000 tokens in 'p' (62 chunks of 16 tokens)\n");
+  auto m = manager().Match("p", "llama/fp16", prompt_);
+  ASSERT_TRUE(m.ok());
+  ASSERT_EQ(m->chunks.size(), 62u);
+  EXPECT_EQ(static_cast<char>(m->chunks[27].data()[0]), 'A' + 1);
+}
+
 }  // namespace
 }  // namespace kvcache::testing

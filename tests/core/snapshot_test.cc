@@ -342,8 +342,8 @@ TEST_F(SnapshotTest, NewerFormatVersionIsNotSupported) {
   ASSERT_TRUE(PersistPool(manager(), "p").ok());
   std::string path = manager().DefaultSnapshotPath("p");
   std::string bytes = ReadFile(path);
-  // Version 2 at offset 8, header resealed: a well-formed file from a newer build.
-  uint32_t version = 2;
+  // The next version at offset 8, header resealed: a well-formed file from a newer build.
+  uint32_t version = snapshot::kSnapshotVersion + 1;
   std::memcpy(bytes.data() + 8, &version, sizeof(version));
   uint64_t sum = XXH3_64bits(bytes.data(), 64);
   std::memcpy(bytes.data() + 64, &sum, sizeof(sum));
@@ -354,7 +354,8 @@ TEST_F(SnapshotTest, NewerFormatVersionIsNotSupported) {
   ASSERT_FALSE(restored.ok());
   EXPECT_EQ(restored.status().code(), Code::kNotSupported) << restored.status().ToString();
   EXPECT_NE(restored.status().message().find(path), std::string::npos);
-  EXPECT_NE(restored.status().message().find("version 2"), std::string::npos);
+  EXPECT_NE(restored.status().message().find("version " + std::to_string(version)),
+            std::string::npos);
   EXPECT_EQ(Fingerprint("p"), before);
 }
 
@@ -699,6 +700,245 @@ TEST_F(SnapshotTest, ProgressIsReportedUpToTheTotal) {
   EXPECT_TRUE(monotonic);
   EXPECT_GT(last_total, 0u);
   EXPECT_EQ(last_done, last_total);
+}
+
+// ---------------------------------------------------------------- token chunks
+
+std::vector<uint32_t> Tokens(size_t n, uint32_t from) {
+  std::vector<uint32_t> v(n);
+  for (size_t i = 0; i < n; ++i) v[i] = from + static_cast<uint32_t>(i);
+  return v;
+}
+
+class SnapshotChunkTest : public SnapshotTest {
+ protected:
+  // Stores the whole 16-token chunks of `tokens` under `ns`, chunk i's bytes
+  // Pattern(H_i, size).
+  void Store(const std::string& pool, std::string_view ns, const std::vector<uint32_t>& tokens,
+             size_t size) {
+    std::vector<std::vector<std::byte>> bytes;
+    uint64_t h = ChunkChainSeed(ns);
+    for (size_t c = 0; c + 16 <= tokens.size(); c += 16) {
+      h = ChainHash(h, std::span<const uint32_t>(tokens).subspan(c, 16));
+      bytes.push_back(Pattern(h, size));
+    }
+    std::vector<std::span<const std::byte>> spans(bytes.begin(), bytes.end());
+    auto r = manager().StoreChunks(pool, ns, tokens, spans);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+  }
+
+  // Every field of every chunk, in hash order (generations aside).
+  std::vector<std::string> Describe(const std::string& pool) {
+    std::vector<std::string> out;
+    auto chunks = manager().Chunks(pool);
+    EXPECT_TRUE(chunks.ok()) << chunks.status().ToString();
+    if (!chunks.ok()) return out;
+    for (const ChunkInfo& c : *chunks) {
+      auto pinned = manager().PinChunk(pool, c.hash);
+      EXPECT_TRUE(pinned.ok());
+      auto data = pinned->view.data();
+      out.push_back(PrefixHashToHex(c.hash) + " parent " + PrefixHashToHex(c.parent_hash) +
+                    " at " + std::to_string(c.position) + " ns '" + c.name_space + "' size " +
+                    std::to_string(c.size_bytes) + " created " + std::to_string(c.created) +
+                    " accessed " + std::to_string(c.last_accessed) + " x" +
+                    std::to_string(c.access_count) + " tokens " +
+                    FormatTokenList(pinned->view.prefix_tokens()) + " bytes " +
+                    std::to_string(XXH3_64bits(data.data(), data.size())));
+    }
+    return out;
+  }
+
+  // The matched tokens and the bytes of each matched chunk, for each prompt.
+  std::vector<std::string> Answers(const std::string& pool) {
+    std::vector<std::string> out;
+    const std::pair<const char*, std::vector<uint32_t>> asks[] = {
+        {"model-a", Tokens(200, 1)},       {"model-a", Tokens(100, 1)},
+        {"model-b", Tokens(200, 1)},       {"model-a", Tokens(48, 5000)},
+        {"", Tokens(64, 7)},
+    };
+    for (const auto& [ns, tokens] : asks) {
+      auto m = manager().Match(pool, ns, tokens);
+      EXPECT_TRUE(m.ok()) << m.status().ToString();
+      std::string line = std::string(ns) + ": " + std::to_string(m->matched_tokens);
+      for (const EntryView& v : m->chunks) {
+        line += " " + std::to_string(XXH3_64bits(v.data().data(), v.data().size()));
+      }
+      out.push_back(line);
+    }
+    return out;
+  }
+
+  void Fill(const std::string& pool) {
+    ASSERT_TRUE(manager().Put(pool, 7, Pattern(7, 5000), 10).ok());
+    Store(pool, "model-a", Tokens(160, 1), 3000);   // 10 chunks
+    // A branch sharing the first two chunks of the chain above.
+    std::vector<uint32_t> branch = Tokens(32, 1);
+    for (uint32_t t : Tokens(48, 5000)) branch.push_back(t);
+    Store(pool, "model-a", branch, 3000);            // 3 more chunks
+    Store(pool, "model-b", Tokens(96, 1), 100000);  // 6 chunks, same tokens, other ns
+    Store(pool, "", Tokens(64, 7), 10);             // 4 chunks, the empty namespace
+    // Access statistics that differ between chunks.
+    ASSERT_TRUE(manager().Match(pool, "model-a", Tokens(64, 1)).ok());
+  }
+};
+
+TEST_F(SnapshotChunkTest, ChunksComeBackWithTheirChainsAndMatchTheSameTokens) {
+  PoolConfig c;
+  c.name = "p";
+  c.size_bytes = 16 * kMiB;
+  ASSERT_TRUE(manager().CreatePool(c).ok());
+  Fill("p");
+  auto described = Describe("p");
+  ASSERT_EQ(described.size(), 23u);
+
+  auto persisted = PersistPool(manager(), "p");
+  ASSERT_TRUE(persisted.ok()) << persisted.status().ToString();
+  EXPECT_EQ(persisted->entries, 1u);
+  EXPECT_EQ(persisted->chunks, 23u);
+  EXPECT_EQ(persisted->bytes, 5000u + 13 * 3000u + 6 * 100000u + 4 * 10u);
+
+  // Into a missing pool...
+  ASSERT_TRUE(manager().DestroyPool("p").ok());
+  auto restored = RestorePool(manager(), "p");
+  ASSERT_TRUE(restored.ok()) << restored.status().ToString();
+  EXPECT_TRUE(restored->created_pool);
+  EXPECT_EQ(restored->entries, 1u);
+  EXPECT_EQ(restored->chunks, 23u);
+  EXPECT_EQ(Describe("p"), described);
+  EXPECT_TRUE(manager().Get("p", 7).ok());
+  auto health = manager().Health("p");
+  ASSERT_TRUE(health.ok());
+  for (const auto& problem : health->problems) ADD_FAILURE() << problem;
+  auto answers = Answers("p");
+  EXPECT_EQ(answers[0].substr(0, 13), "model-a: 160 ");
+  EXPECT_EQ(answers[1].substr(0, 12), "model-a: 96 ");
+  EXPECT_EQ(answers[2].substr(0, 12), "model-b: 96 ");
+  EXPECT_EQ(answers[3], "model-a: 0");  // the branch's tail alone has no first chunk
+  EXPECT_EQ(answers[4].substr(0, 5), ": 64 ");
+
+  // ...and into a live pool, replacing what it holds, under another name too.
+  ASSERT_TRUE(manager().Clear("p").ok());
+  Store("p", "model-a", Tokens(32, 900), 10);
+  restored = RestorePool(manager(), "p");
+  ASSERT_TRUE(restored.ok()) << restored.status().ToString();
+  EXPECT_TRUE(restored->replaced);
+  EXPECT_EQ(Describe("p").size(), 23u);
+  RestoreOptions other;
+  other.path = manager().DefaultSnapshotPath("p");
+  ASSERT_TRUE(RestorePool(manager(), "q", other).ok());
+  EXPECT_EQ(Answers("q"), Answers("p"));
+}
+
+TEST_F(SnapshotChunkTest, MergeKeepsChunksAlreadyCachedAndAddsTheRest) {
+  PoolConfig c;
+  c.name = "p";
+  c.size_bytes = 16 * kMiB;
+  ASSERT_TRUE(manager().CreatePool(c).ok());
+  Fill("p");
+  ASSERT_TRUE(PersistPool(manager(), "p").ok());
+  ASSERT_TRUE(manager().Evict("p", 50).ok());
+  auto before = manager().Stats("p");
+  ASSERT_LT(before->chunk_count, 23u);
+  RestoreOptions merge;
+  merge.merge = true;
+  auto restored = RestorePool(manager(), "p", merge);
+  ASSERT_TRUE(restored.ok()) << restored.status().ToString();
+  EXPECT_EQ(restored->chunks, 23u);
+  EXPECT_EQ(manager().Stats("p")->chunk_count, 23u);
+  auto health = manager().Health("p");
+  for (const auto& problem : health->problems) ADD_FAILURE() << problem;
+}
+
+TEST_F(SnapshotChunkTest, ChunksOfAnotherSizeAreRefusedAndChangeNothing) {
+  PoolConfig c;
+  c.name = "p";
+  c.size_bytes = 16 * kMiB;
+  ASSERT_TRUE(manager().CreatePool(c).ok());
+  Fill("p");
+  ASSERT_TRUE(PersistPool(manager(), "p").ok());
+  c.name = "wide";
+  c.prefix_block_tokens = 32;
+  ASSERT_TRUE(manager().CreatePool(c).ok());
+  ASSERT_TRUE(manager().Put("wide", 1, Pattern(1, 10), 1).ok());
+  auto before = Fingerprint("wide");
+  RestoreOptions from;
+  from.path = manager().DefaultSnapshotPath("p");
+  auto restored = RestorePool(manager(), "wide", from);
+  ASSERT_FALSE(restored.ok());
+  EXPECT_EQ(restored.status().code(), Code::kInvalidArgument) << restored.status().ToString();
+  EXPECT_NE(restored.status().message().find("chunks of 16 tokens"), std::string::npos);
+  EXPECT_EQ(Fingerprint("wide"), before);
+  EXPECT_TRUE(manager().Chunks("wide")->empty());
+}
+
+TEST_F(SnapshotChunkTest, AVersionOneSnapshotStillRestores) {
+  CreatePool("p", 4 * kMiB);
+  ASSERT_TRUE(manager().Put("p", 1, Pattern(1, 100), 1).ok());
+  ASSERT_TRUE(PersistPool(manager(), "p").ok());
+  std::string path = manager().DefaultSnapshotPath("p");
+  std::string bytes = ReadFile(path);
+  // Version 1 is version 2 without chunk records: the same bytes but the version.
+  auto reseal = [&](uint32_t version, uint32_t chunk_count) {
+    std::memcpy(bytes.data() + 8, &version, sizeof(version));
+    std::memcpy(bytes.data() + 28, &chunk_count, sizeof(chunk_count));
+    uint64_t sum = XXH3_64bits(bytes.data(), 64);
+    std::memcpy(bytes.data() + 64, &sum, sizeof(sum));
+    WriteFile(path, bytes);
+  };
+  reseal(1, 0);
+  ASSERT_TRUE(manager().Remove("p", 1).ok());
+  auto restored = RestorePool(manager(), "p");
+  ASSERT_TRUE(restored.ok()) << restored.status().ToString();
+  EXPECT_TRUE(manager().Get("p", 1).ok());
+  // A version 1 file claiming chunks is not one this build ever wrote.
+  reseal(1, 1);
+  restored = RestorePool(manager(), "p");
+  EXPECT_EQ(restored.status().code(), Code::kCorruption) << restored.status().ToString();
+}
+
+TEST_F(SnapshotChunkTest, ChunkRecordsThatBreakTheirChainAreRefusedAndChangeNothing) {
+  CreatePool("p", 4 * kMiB);
+  ASSERT_TRUE(manager().Put("p", 1, Pattern(1, 100), 1).ok());
+  auto before = Fingerprint("p");
+  std::vector<uint32_t> tokens = Tokens(16, 1), other = Tokens(16, 100);
+  const uint64_t seed = ChunkChainSeed("m");
+  const uint64_t h1 = ChainHash(seed, tokens);
+  std::vector<std::byte> payload = Pattern(3, 64);
+  struct Case {
+    const char* what;
+    snapshot::ChunkMeta first;
+    std::string ns;
+    std::vector<uint32_t> first_tokens;
+    bool with_second;
+  };
+  const Case cases[] = {
+      {"a hash that is not its tokens'", {h1 ^ 1, seed, 64, 1, 0, 0, 0}, "m", tokens, false},
+      {"a first chunk under another seed", {ChainHash(seed ^ 1, tokens), seed ^ 1, 64, 1, 0, 0, 0},
+       "m", tokens, false},
+      {"a chunk in another namespace's chain", {h1, seed, 64, 1, 0, 0, 0}, "n", tokens, false},
+      {"an orphan", {ChainHash(h1, other), h1, 64, 2, 0, 0, 0}, "m", other, false},
+      {"a child of the wrong position", {h1, seed, 64, 1, 0, 0, 0}, "m", tokens, true},
+  };
+  std::string path = home_->Join("bad.cache");
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.what);
+    uint32_t n = c.with_second ? 2 : 1;
+    auto w = snapshot::SnapshotWriter::Create(path, manager().GetConfig("p")->ToJson(), 0,
+                                              n * payload.size(), 0, n);
+    ASSERT_TRUE(w.ok()) << w.status().ToString();
+    ASSERT_TRUE((*w)->AddChunk(c.first, c.first_tokens, c.ns, payload).ok());
+    if (c.with_second) {
+      snapshot::ChunkMeta second{ChainHash(h1, other), h1, 64, 3, 0, 0, 0};
+      ASSERT_TRUE((*w)->AddChunk(second, other, c.ns, payload).ok());
+    }
+    ASSERT_TRUE((*w)->Finish().ok());
+    RestoreOptions from;
+    from.path = path;
+    auto restored = RestorePool(manager(), "p", from);
+    EXPECT_EQ(restored.status().code(), Code::kCorruption) << restored.status().ToString();
+    EXPECT_EQ(Fingerprint("p"), before);
+    EXPECT_TRUE(manager().Chunks("p")->empty());
+  }
 }
 
 }  // namespace

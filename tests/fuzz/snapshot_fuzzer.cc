@@ -1,6 +1,7 @@
 // The snapshot reader over arbitrary file contents: Validate must return Corruption
 // (or NotSupported) for anything malformed, never crash or allocate without bound, and
-// every record it accepts must read back with its checksum.
+// every record it accepts (entries and, since version 2, chunks) must read back with
+// its checksum.
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -53,6 +54,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     buf.resize(r.meta.size);
     kvcache::Status s = (*reader)->ReadPayload(r, buf);
     Check(s.ok(), "a validated record reads back");
+  }
+  for (const kvcache::snapshot::ChunkEntry& c : contents->chunks) {
+    Check(c.meta.size <= size, "a chunk's payload fits in the file");
+    Check(c.meta.position >= 1 && !c.tokens.empty(), "a chunk has a position and tokens");
+    payload += c.meta.size;
+    buf.resize(c.meta.size);
+    kvcache::Status s = (*reader)->ReadPayload(c, buf);
+    Check(s.ok(), "a validated chunk reads back");
   }
   Check(payload == contents->payload_bytes, "payload sizes add up to the header's");
   return 0;

@@ -52,7 +52,10 @@ KVCACHE_EXPORT Result<double> ParsePercent(std::string_view text);
 KVCACHE_EXPORT Result<std::string> ApplyEvictRequest(Manager& manager, std::string_view pool,
                                                      std::string_view percent);
 // RestoredMessage, then "(created the pool from the snapshot)" or "(replaced the
-// pool's previous entries)" on a line of its own when that happened.
+// pool's previous entries)" on a line of its own when that happened, and
+// "(and N token chunks)" when there were any.
 KVCACHE_EXPORT std::string RestoreReport(std::string_view pool, const RestoreResult& result);
+// PersistedMessage, then "(and N token chunks)" on a line of its own when there were any.
+KVCACHE_EXPORT std::string PersistReport(std::string_view pool, const PersistResult& result);
 
 }  // namespace kvcache

@@ -28,7 +28,8 @@ struct KVCACHE_EXPORT PersistOptions {
 struct KVCACHE_EXPORT PersistResult {
   std::string path;
   uint64_t entries = 0;
-  uint64_t bytes = 0;  // payload bytes written
+  uint64_t chunks = 0;  // token chunks, with their namespaces and chains
+  uint64_t bytes = 0;   // payload bytes written (entries and chunks)
 };
 
 // Writes a consistent snapshot of the live pool (puts and gets go on meanwhile) and
@@ -49,13 +50,16 @@ struct KVCACHE_EXPORT RestoreOptions {
 struct KVCACHE_EXPORT RestoreResult {
   std::string path;
   uint64_t entries = 0;
+  uint64_t chunks = 0;  // token chunks restored (or found cached already, when merging)
   uint64_t bytes = 0;
   bool created_pool = false;  // the pool did not exist (or had no segment) and was made
   bool replaced = false;      // a live pool's previous entries were dropped
 };
 
 // Validates the file, then restores it into `pool`: creates the pool from the
-// snapshot's config when it has no segment; otherwise replaces its entries (or merges).
+// snapshot's config when it has no segment; otherwise replaces its entries and chunks
+// (or merges). Chunks go back only into a pool of their chunk size (InvalidArgument
+// otherwise, before anything changes).
 KVCACHE_EXPORT Result<RestoreResult> RestorePool(Manager& manager, std::string_view pool,
                                                  const RestoreOptions& options = {});
 
