@@ -273,6 +273,7 @@ int KvcacheFs::LookupSeq(const std::string& pool, uint64_t seq, pid_t caller_pid
   struct stat attr;
   SeqAttr(ino, *info, &attr);
   FillEntry(ino, attr, entry, 0);
+  entry->attr_timeout = options_.seq_attr_timeout;
   return 0;
 }
 
@@ -332,6 +333,7 @@ int KvcacheFs::DoGetattr(Ino ino, const FileHandle* handle, struct stat* attr,
   // changes under its readers.
   if (handle != nullptr && handle->kind == FileHandle::Kind::kEntry) {
     SeqAttr(ino, handle->view.info(), attr);
+    *timeout = options_.seq_attr_timeout;
     return 0;
   }
   std::shared_ptr<WriteState> write;
@@ -350,6 +352,7 @@ int KvcacheFs::DoGetattr(Ino ino, const FileHandle* handle, struct stat* attr,
   Result<EntryInfo> info = manager_.Stat(node->pool, node->seq);
   if (info.ok() && info->generation == node->generation) {
     SeqAttr(ino, *info, attr);
+    *timeout = options_.seq_attr_timeout;
     return 0;
   }
   if (!info.ok() && info.status().code() != Code::kNotFound) return ToErrno(info.status());
@@ -359,6 +362,7 @@ int KvcacheFs::DoGetattr(Ino ino, const FileHandle* handle, struct stat* attr,
   old.created = node->attrs.created;
   old.last_accessed = node->attrs.last_accessed;
   SeqAttr(ino, old, attr);
+  *timeout = options_.seq_attr_timeout;
   return 0;
 }
 

@@ -64,6 +64,14 @@ struct FsOptions {
   // unkillable. So the daemon sends the kernel no notifications at all. Coherence of
   // sequence bytes rests on inode generations (see InodeTable).
   double dir_timeout = 1.0;
+  // How long the kernel may trust the attributes of a sequence file's inode (the name
+  // is still never cached). An inode stands for one generation of an entry (see
+  // InodeTable), whose bytes and size never change, so its attributes stay true for
+  // as long as it lives; and every path to a sequence file is looked up afresh, each
+  // lookup answering with the inode the id has now and its attributes. What the
+  // kernel then no longer asks for is the GETATTR of each permission check, open and
+  // read of a file it has just looked up.
+  double seq_attr_timeout = 1.0;
 };
 
 // A file being written: its bytes are staged here and published whole as entry `seq`

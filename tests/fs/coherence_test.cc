@@ -1,5 +1,6 @@
 // Many readers at once, and entries changed by another process while open.
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -97,6 +98,37 @@ TEST_F(CoherenceTest, EntryDeletedAndPutAgainIsNotServedStale) {
   ASSERT_TRUE(manager().Put("p", 8, same_size, 0).ok());
   ASSERT_EQ(ReadFile(Path("p/8"), &back), 0);
   EXPECT_TRUE(back == same_size);
+}
+
+// The kernel keeps a sequence file's attributes for a while (FsOptions::
+// seq_attr_timeout): a name stat-ed, opened or listed right after another process
+// replaced or deleted the entry must still show the entry as it is now, and an open
+// descriptor its own version.
+TEST_F(CoherenceTest, AttributesAfterAReplaceOrDeleteByAnotherProcessAreCurrent) {
+  ASSERT_TRUE(manager().Put("p", 6, Pattern(1, 5000), 0).ok());
+  struct stat st;
+  ASSERT_EQ(stat(Path("p/6").c_str(), &st), 0);
+  ASSERT_EQ(Shell("ls -l '" + Path("p") + "' >/dev/null"), 0);
+  int fd = open(Path("p/6").c_str(), O_RDONLY);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(fstat(fd, &st), 0);
+  ASSERT_EQ(st.st_size, 5000);
+
+  ASSERT_TRUE(manager().Put("p", 6, Pattern(2, 7000), 0).ok());
+  ASSERT_EQ(stat(Path("p/6").c_str(), &st), 0);
+  EXPECT_EQ(st.st_size, 7000);
+  ASSERT_EQ(fstat(fd, &st), 0);
+  EXPECT_EQ(st.st_size, 5000) << "an open descriptor's size is its own version's";
+  EXPECT_TRUE(ReadAll(fd) == Pattern(1, 5000));
+  close(fd);
+  std::vector<std::byte> back;
+  ASSERT_EQ(ReadFile(Path("p/6"), &back), 0);
+  EXPECT_TRUE(back == Pattern(2, 7000));
+
+  ASSERT_TRUE(manager().Remove("p", 6).ok());
+  EXPECT_NE(stat(Path("p/6").c_str(), &st), 0);
+  EXPECT_EQ(errno, ENOENT);
+  EXPECT_EQ(ReadFile(Path("p/6"), &back), ENOENT);
 }
 
 }  // namespace
