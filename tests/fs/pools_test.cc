@@ -4,7 +4,10 @@
 
 #include <cerrno>
 #include <chrono>
+#include <fstream>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "mount_fixture.h"
 
@@ -80,6 +83,43 @@ TEST_F(PoolsTest, PoolsOfOtherProcessesAppearAndDisappear) {
   EXPECT_TRUE(Eventually("other", false));
   CreatePool("other", 2 << 20);
   EXPECT_TRUE(Eventually("other", true));
+}
+
+// Lines of /proc/<pid>/maps that map a removed file whose name holds `needle`.
+std::vector<std::string> DeletedMappings(pid_t pid, const std::string& needle) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/maps");
+  std::vector<std::string> found;
+  for (std::string line; std::getline(in, line);) {
+    if (line.find(needle) != std::string::npos && line.find("(deleted)") != std::string::npos) {
+      found.push_back(line);
+    }
+  }
+  return found;
+}
+
+TEST_F(PoolsTest, PoolDestroyedByCortexIsUnmappedWithinASecond) {
+  CreatePool("gone", 8 << 20);
+  ASSERT_TRUE(manager().Put("gone", 1, Pattern(1, 1 << 20), 0).ok());
+  // The daemon maps the pool without ever looking into its directory: `df` and the
+  // mount's status file report every pool.
+  std::string status;
+  ASSERT_EQ(ReadText(Path("status"), &status), 0);
+  ASSERT_NE(status.find("gone"), std::string::npos) << status;
+  ASSERT_EQ(Shell("df '" + Path("") + "' >/dev/null"), 0);
+  std::string segment = shm_prefix_ + "gone";
+  ASSERT_EQ(Shell("grep -q '" + segment + "' /proc/" + std::to_string(daemon_->pid()) +
+                  "/maps"),
+            0);
+
+  ASSERT_EQ(Shell("'" + BuildDir() + "/cli/cortex' cache destroy gone >/dev/null"), 0);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(1200);
+  std::vector<std::string> held = DeletedMappings(daemon_->pid(), segment);
+  while (!held.empty() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    held = DeletedMappings(daemon_->pid(), segment);
+  }
+  EXPECT_TRUE(held.empty()) << held.size() << " mappings held, first: " << held.front();
+  EXPECT_FALSE(Exists("gone"));
 }
 
 }  // namespace
