@@ -53,30 +53,50 @@ Status WriteAll(int fd, std::span<const std::byte> bytes, std::string_view what)
   return Status::Ok();
 }
 
-Result<std::vector<std::byte>> ReadInput(const std::string& file) {
-  if (file == "-") return ReadAll(STDIN_FILENO, "stdin");
-  int fd = open(file.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return ErrnoToStatus(errno, fmt::format("open '{}'", file));
-  Result<std::vector<std::byte>> data = ReadAll(fd, fmt::format("'{}'", file));
-  close(fd);
-  return data;
+// Stores what `fd` holds; returns its size. A regular file of known size is copied from
+// the page cache into the pool inside the kernel, as cp does (no private copy of the
+// payload: a put of any size costs this process little memory); a pipe, or a file whose
+// size stat cannot tell (/proc), is read whole first.
+Result<size_t> PutFrom(Manager& manager, const PutCommandOptions& opts,
+                       const PutOptions& options, int fd, const std::string& what) {
+  struct stat st {};
+  off_t start = lseek(fd, 0, SEEK_CUR);  // stdin may be a file read part way already
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || start < 0 || start >= st.st_size) {
+    KVC_ASSIGN_OR_RETURN(std::vector<std::byte> data, ReadAll(fd, what));
+    KVC_RETURN_IF_ERROR(manager.Put(opts.name, opts.seq, data, opts.tokens, options));
+    return data.size();
+  }
+  auto size = static_cast<size_t>(st.st_size - start);
+  KVC_ASSIGN_OR_RETURN(PutReservation reservation,
+                       manager.Reserve(opts.name, opts.seq, size, opts.tokens, options));
+  KVC_RETURN_IF_ERROR(reservation.FillFromFile(fd, static_cast<uint64_t>(start)));
+  // A file that grew while it was copied would be stored cut short: refuse it.
+  std::byte more;
+  ssize_t n = pread(fd, &more, 1, st.st_size);
+  if (n != 0) {
+    return n < 0 ? ErrnoToStatus(errno, "read " + what)
+                 : Status::IOError(what + " grew while it was being stored; nothing was stored");
+  }
+  KVC_RETURN_IF_ERROR(reservation.Commit());
+  return size;
 }
 
 // Replaces `path` with `bytes` atomically when it is (or will be) a regular file;
 // writes straight through for devices and pipes such as /dev/null.
-Status WriteOutput(const std::string& path, std::span<const std::byte> bytes) {
+Status WriteOutput(const std::string& path, const EntryView& view) {
   struct stat st {};
   if (stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
     int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
     if (fd < 0) return ErrnoToStatus(errno, fmt::format("open '{}'", path));
-    Status s = WriteAll(fd, bytes, fmt::format("'{}'", path));
+    Status s = WriteAll(fd, view.data(), fmt::format("'{}'", path));
     close(fd);
     return s;
   }
   std::string temp = path + ".tmp-XXXXXX";
   int fd = mkstemp(temp.data());
   if (fd < 0) return ErrnoToStatus(errno, fmt::format("create a temp file for '{}'", path));
-  Status s = WriteAll(fd, bytes, fmt::format("'{}'", path));
+  // Copied inside the kernel, as cp does: the bytes never pass through this process.
+  Status s = view.CopyToFile(fd, 0);
   // mkstemp makes 0600; give the file the mode a plain create would.
   mode_t mask = umask(0);
   umask(mask);
@@ -133,14 +153,15 @@ int RunPut(const PutCommandOptions& opts) {
     }
     options.metadata = opts.metadata;
   }
-  Result<std::vector<std::byte>> data = ReadInput(opts.file);
-  if (!data.ok()) return Fail(data.status());
-
   Manager manager;
-  Status s = manager.Put(opts.name, opts.seq, *data, opts.tokens, options);
-  if (!s.ok()) return Fail(s);
+  int fd = opts.file == "-" ? STDIN_FILENO : open(opts.file.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Fail(ErrnoToStatus(errno, fmt::format("open '{}'", opts.file)));
+  std::string what = opts.file == "-" ? "stdin" : fmt::format("'{}'", opts.file);
+  Result<size_t> stored = PutFrom(manager, opts, options, fd, what);
+  if (fd != STDIN_FILENO) close(fd);
+  if (!stored.ok()) return Fail(stored.status());
   PrintLine(fmt::format("Stored sequence {} in '{}' ({})", opts.seq, opts.name,
-                        FormatSizeLong(data->size())));
+                        FormatSizeLong(*stored)));
   return kExitOk;
 }
 
@@ -150,7 +171,7 @@ int RunGet(const GetCommandOptions& opts) {
   Result<EntryView> view = manager.View(opts.name, opts.seq);
   if (!view.ok()) return Fail(view.status());
   Status s = opts.output == "-" ? WriteAll(STDOUT_FILENO, view->data(), "stdout")
-                                : WriteOutput(opts.output, view->data());
+                                : WriteOutput(opts.output, *view);
   if (!s.ok()) return Fail(s);
   return kExitOk;
 }

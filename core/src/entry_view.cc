@@ -4,6 +4,7 @@
 
 #include <cstring>
 
+#include "file_util.h"
 #include "pool_handle.h"
 #include "process_table.h"
 
@@ -45,6 +46,14 @@ std::vector<uint32_t> EntryView::prefix_tokens() const {
     std::memcpy(tokens.data(), extent_ + info_.size_bytes, tokens.size() * sizeof(uint32_t));
   }
   return tokens;
+}
+
+Status EntryView::CopyToFile(int fd, uint64_t offset) const {
+  Result<std::pair<int, uint64_t>> range = pool_->OpenFileRange(extent_);
+  if (!range.ok()) return WriteFullyAt(fd, offset, data(), "the output file");
+  // The pin keeps these bytes unchanged until the copy has returned.
+  return CopyFileRange(range->first, range->second, fd, offset, info_.size_bytes,
+                       "entry " + std::to_string(info_.sequence_id));
 }
 
 Status EntryView::Release() {
@@ -98,6 +107,12 @@ Status PutReservation::Commit() {
 
 Result<std::pair<int, uint64_t>> PutReservation::OpenFileRange() const {
   return pool_->OpenFileRange(extent_);
+}
+
+Status PutReservation::FillFromFile(int fd, uint64_t offset) {
+  Result<std::pair<int, uint64_t>> range = OpenFileRange();
+  if (!range.ok()) return ReadFullyAt(fd, offset, data(), "the input file");
+  return CopyFileRange(fd, offset, range->first, range->second, size_, "the input file");
 }
 
 Status PutReservation::Abort() {

@@ -4,6 +4,8 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -35,5 +37,20 @@ Status MakeTrustedDir(const std::string& dir);
 // regular file (not a symlink) owned by the effective uid and not writable by group or
 // others. Ok when it does not exist.
 Status CheckTrustedFile(const std::string& path);
+
+// Copies `len` bytes of `in` from `in_offset` to `out` at `out_offset` inside the kernel
+// (splice through a pipe: no pages pass through this process's memory), falling back to
+// pread/pwrite through a small buffer where a descriptor cannot splice. Both offsets are
+// explicit: neither descriptor's file position moves, so a descriptor other threads use
+// stays usable. IOError naming `what` when `in` ends before `len` bytes.
+Status CopyFileRange(int in, uint64_t in_offset, int out, uint64_t out_offset, uint64_t len,
+                     std::string_view what);
+
+// pwrite all of `bytes`.
+Status WriteFullyAt(int fd, uint64_t offset, std::span<const std::byte> bytes,
+                    std::string_view what);
+
+// pread until `into` is full. IOError naming `what` when `fd` ends first.
+Status ReadFullyAt(int fd, uint64_t offset, std::span<std::byte> into, std::string_view what);
 
 }  // namespace kvcache

@@ -59,6 +59,48 @@ TEST_F(CliEntryTest, PutAndGetRoundTripABinaryFile) {
   EXPECT_EQ(info->metadata, R"({"model":"llama"})");
 }
 
+// A put streams the file into the pool: its peak memory stays far below the payload
+// (holding the file in a buffer first took twice the payload).
+TEST_F(CliEntryTest, PutOfALargeFileDoesNotHoldItInMemory) {
+  constexpr size_t kPiece = 1u << 20, kPieces = 96;
+  ASSERT_TRUE(Succeeded(Cache({"create", "big", "--size", "128M"})));
+  // Written and compared a piece at a time: ru_maxrss of the forked child counts this
+  // process's memory too.
+  std::string in = files_.Join("big.bin");
+  std::string out = files_.Join("big.out");
+  {
+    std::ofstream file(in, std::ios::binary);
+    for (size_t i = 0; i < kPieces; ++i) {
+      std::string piece = AsString(Pattern(100 + i, kPiece));
+      file.write(piece.data(), static_cast<std::streamsize>(piece.size()));
+    }
+    ASSERT_TRUE(file.good());
+  }
+  CliResult put = Cache({"put", "big", "3", "--file", in});
+  ASSERT_TRUE(Succeeded(put));
+  EXPECT_EQ(put.out, "Stored sequence 3 in 'big' (96.00 MB)\n");
+  EXPECT_LT(put.max_rss_kb, static_cast<long>(kPiece * kPieces / 2 / 1024))
+      << "peak memory of the put, KiB";
+  ASSERT_TRUE(Succeeded(Cache({"get", "big", "3", "-o", out})));
+  std::ifstream got(out, std::ios::binary);
+  std::string piece(kPiece, '\0');
+  for (size_t i = 0; i < kPieces; ++i) {
+    ASSERT_TRUE(got.read(piece.data(), static_cast<std::streamsize>(kPiece))) << "piece " << i;
+    ASSERT_TRUE(piece == AsString(Pattern(100 + i, kPiece))) << "piece " << i;
+  }
+  EXPECT_EQ(got.peek(), std::char_traits<char>::eof());
+}
+
+// Files whose size stat cannot tell (/proc) are read whole, not stored empty.
+TEST_F(CliEntryTest, PutOfAFileWithoutAKnownSizeStoresWhatItReads) {
+  std::string want = ReadFile("/proc/version");
+  ASSERT_FALSE(want.empty());
+  ASSERT_TRUE(Succeeded(Cache({"put", "p", "8", "--file", "/proc/version"})));
+  CliResult get = Cache({"get", "p", "8"});
+  ASSERT_TRUE(Succeeded(get));
+  EXPECT_EQ(get.out, want);
+}
+
 TEST_F(CliEntryTest, PutFromStdinAndGetToStdout) {
   std::string payload("\0\x01\xffhello\0world\n", 15);
   CliResult put = Cache({"put", "p", "7"}, payload);

@@ -15,6 +15,7 @@ struct CliResult {
   std::string out;
   std::string err;
   bool timed_out = false;  // killed at the time limit
+  long max_rss_kb = 0;     // the process's peak resident memory (getrusage ru_maxrss)
 };
 
 // BuildDir()/cli/cortex

@@ -289,6 +289,37 @@ TEST_F(PoolTest, ReservationIsInvisibleUntilCommitAndFreedOnAbort) {
   ExpectHealthy("res");
 }
 
+TEST_F(PoolTest, ReservationFillsFromAFileWithoutMovingItsPosition) {
+  CreatePool("fill", 4 * kMiB);
+  testing::TempDir dir;
+  std::string path = dir.Join("in");
+  auto data = Pattern(6, 2 * kMiB + 17);
+  int fd = open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(write(fd, data.data(), data.size()), static_cast<ssize_t>(data.size()));
+  ASSERT_EQ(lseek(fd, 5, SEEK_SET), 5);
+  auto r = manager().Reserve("fill", 6, data.size() - 100, 1);
+  ASSERT_TRUE(r.ok());
+  ASSERT_TRUE(r->FillFromFile(fd, 100).ok());
+  EXPECT_EQ(lseek(fd, 0, SEEK_CUR), 5);
+  ASSERT_TRUE(r->Commit().ok());
+  EXPECT_TRUE(*manager().Get("fill", 6) == std::vector<std::byte>(data.begin() + 100, data.end()));
+
+  // A file shorter than the reservation (it shrank): an error naming how far it got,
+  // and nothing published once the reservation is dropped.
+  auto short_r = manager().Reserve("fill", 7, data.size() + 10, 1);
+  ASSERT_TRUE(short_r.ok());
+  Status s = short_r->FillFromFile(fd, 0);
+  EXPECT_EQ(s.code(), Code::kIOError);
+  EXPECT_NE(s.message().find("ended after " + std::to_string(data.size()) + " of "),
+            std::string::npos)
+      << s.ToString();
+  ASSERT_TRUE(short_r->Abort().ok());
+  close(fd);
+  EXPECT_EQ(manager().Stat("fill", 7).status().code(), Code::kNotFound);
+  ExpectHealthy("fill");
+}
+
 TEST_F(PoolTest, ReservationCanBeFilledThroughTheSegmentFile) {
   CreatePool("file", 1 * kMiB);
   auto data = Pattern(5, 300000);

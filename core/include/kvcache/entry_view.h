@@ -40,6 +40,11 @@ class KVCACHE_EXPORT EntryView {
   // The payload, mapped straight from the pool. REQUIRES: valid().
   std::span<const std::byte> data() const;
   std::vector<uint32_t> prefix_tokens() const;
+  // Writes the payload into the file `fd` at `offset`, copied inside the kernel from the
+  // pool's segment (as cp does: the pages are never faulted into this process, so a
+  // large get costs no memory of its own). `fd`'s file position does not move.
+  // REQUIRES: valid().
+  Status CopyToFile(int fd, uint64_t offset = 0) const;
   // Releases the pin now (the destructor does it otherwise, dropping any error). In a
   // process other than the one that made the view, only forgets it. An error (the pool
   // lock unusable) leaves the pin held; the view is released anyway.
@@ -78,6 +83,12 @@ class KVCACHE_EXPORT PutReservation {
   // Valid while the reservation is. NotFound when the segment file is gone.
   // REQUIRES: valid().
   Result<std::pair<int, uint64_t>> OpenFileRange() const;
+  // Fills data() with the size() bytes of the file `fd` from `offset`, copied inside the
+  // kernel into the pool's segment (as cp does: no page of the payload passes through
+  // this process, so a large put costs no private memory). `fd`'s file position does not
+  // move. IOError when the file ends first (it shrank while being read).
+  // REQUIRES: valid().
+  Status FillFromFile(int fd, uint64_t offset = 0);
   // Publishes the entry atomically: readers see the old entry or this one, whole.
   // InvalidArgument in a process other than the one that reserved it.
   Status Commit();
