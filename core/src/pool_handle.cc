@@ -667,9 +667,11 @@ void PoolHandle::StatsLocked(PoolStats& st) const {
   st.free = h.free;
   for (uint32_t i = 0; i < layout_.slot_capacity; ++i) {
     const seg::Slot& s = slots_[i];
-    if (s.pins > 0 && (s.state == seg::kLive || s.state == seg::kRetired) &&
+    if ((s.state == seg::kLive || s.state == seg::kRetired) &&
         seg::ExtentInBounds(s.first_block, s.extent_blocks, layout_.block_count)) {
-      st.pinned += s.extent_blocks * layout_.block_size;
+      uint64_t bytes = s.extent_blocks * layout_.block_size;
+      if (s.pins > 0) st.pinned += bytes;
+      if (s.state == seg::kLive && s.kind == seg::kChunkSlot) st.chunk_bytes += bytes;
     }
   }
   st.block_count = layout_.block_count;

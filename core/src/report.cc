@@ -1,5 +1,6 @@
 // Text and JSON renderings shared by the cortex CLI and kvcachefs. Every multi-line
 // rendering ends with a newline; the one-line messages do not (the caller adds it).
+#include <algorithm>
 #include "kvcache/report.h"
 
 #include <fmt/format.h>
@@ -18,6 +19,9 @@ namespace {
 using nlohmann::json;
 
 constexpr std::string_view kTableRow = "{:<20} {:<12} {:<12} {:<10} {:<10} {}\n";
+// The same with the chunk columns, shown when any pool listed uses token chunks.
+constexpr std::string_view kChunkTableRow =
+    "{:<20} {:<12} {:<12} {:<10} {:<10} {:<10} {:<12} {:<10} {}\n";
 constexpr std::string_view kEntriesRow = "{:<20} {:<10} {:<10} {:<10} {:<10} {}\n";
 
 std::string Percent(double fraction) { return fmt::format("{:.1f}%", fraction * 100.0); }
@@ -62,6 +66,7 @@ json StatsJson(const PoolStats& s) {
       {"modified", s.modified},
       {"segment_bytes", s.segment_bytes},
       {"chunk_count", s.chunk_count},
+      {"chunk_bytes", s.chunk_bytes},
       {"chunk_tokens", s.config.prefix_block_tokens},
       {"chunk_tokens_asked", s.chunk_tokens_asked},
       {"chunk_tokens_matched", s.chunk_tokens_matched},
@@ -131,25 +136,64 @@ constexpr Metric kMetrics[] = {
      [](const PoolStats& s) { return static_cast<uint64_t>(s.attached); }},
     {"kvcache_pool_loaded", "gauge", "1 when the pool's shared-memory segment exists.", false,
      [](const PoolStats& s) { return static_cast<uint64_t>(s.loaded ? 1 : 0); }},
+    {"kvcache_pool_chunks", "gauge", "Token chunks stored in the pool.", true,
+     [](const PoolStats& s) { return s.chunk_count; }},
+    {"kvcache_pool_chunk_bytes", "gauge", "Bytes of the data region held by token chunks.", true,
+     [](const PoolStats& s) { return s.chunk_bytes; }},
+    {"kvcache_pool_chunk_tokens_asked_total", "counter",
+     "Prompt tokens given to chunk matches.", true,
+     [](const PoolStats& s) { return s.chunk_tokens_asked; }},
+    {"kvcache_pool_chunk_tokens_matched_total", "counter",
+     "Prompt tokens served from cached chunks.", true,
+     [](const PoolStats& s) { return s.chunk_tokens_matched; }},
+};
+
+// Ratios, as Prometheus gauges in [0, 1].
+struct RatioMetric {
+  std::string_view name;
+  std::string_view help;
+  double (*value)(const PoolStats&);
+};
+
+constexpr RatioMetric kRatios[] = {
+    {"kvcache_pool_hit_ratio", "Gets that found their entry / all gets (0 before any get).",
+     [](const PoolStats& s) { return s.hit_rate(); }},
+    {"kvcache_pool_chunk_token_hit_ratio",
+     "Prompt tokens served from cached chunks / tokens asked (0 before any match).",
+     [](const PoolStats& s) { return s.chunk_token_hit_rate(); }},
 };
 
 }  // namespace
 
 std::string FormatStatusTable(const std::vector<PoolStats>& pools) {
   if (pools.empty()) return "No cache pools found\n";  // the original's words
-  std::string out = fmt::format(kTableRow, "POOL", "SIZE", "USED", "ENTRIES", "HIT RATE", "POLICY");
+  // The original's six columns, unless a pool holds or was asked for token chunks.
+  bool chunks = std::any_of(pools.begin(), pools.end(), [](const PoolStats& s) {
+    return s.chunk_count > 0 || s.chunk_tokens_asked > 0;
+  });
+  auto row = [chunks](std::string_view name, std::string_view size, std::string_view used,
+                      std::string_view entries, std::string_view hit, std::string_view count,
+                      std::string_view bytes, std::string_view token_hit,
+                      std::string_view policy) {
+    return chunks ? fmt::format(kChunkTableRow, name, size, used, entries, hit, count, bytes,
+                                token_hit, policy)
+                  : fmt::format(kTableRow, name, size, used, entries, hit, policy);
+  };
+  std::string out = row("POOL", "SIZE", "USED", "ENTRIES", "HIT RATE", "CHUNKS", "CHUNK BYTES",
+                        "TOKEN HIT", "POLICY");
   for (const PoolStats& s : pools) {
     std::string size = FormatSizeShort(DataSize(s));
     std::string_view policy = PolicyName(s.config.policy);
     if (!s.error.empty()) {
-      out += fmt::format(kTableRow, s.config.name, size, "-", "-", "-",
-                         fmt::format("{} (error: {})", policy, s.error));
+      out += row(s.config.name, size, "-", "-", "-", "-", "-", "-",
+                 fmt::format("{} (error: {})", policy, s.error));
     } else if (s.loaded) {
-      out += fmt::format(kTableRow, s.config.name, size, Percent(s.used_fraction()), s.entry_count,
-                         Percent(s.hit_rate()), policy);
+      out += row(s.config.name, size, Percent(s.used_fraction()), std::to_string(s.entry_count),
+                 Percent(s.hit_rate()), std::to_string(s.chunk_count),
+                 FormatSizeShort(s.chunk_bytes), Percent(s.chunk_token_hit_rate()), policy);
     } else {
-      out += fmt::format(kTableRow, s.config.name, size, "-", "-", "-",
-                         fmt::format("{} (not loaded)", policy));
+      out += row(s.config.name, size, "-", "-", "-", "-", "-", "-",
+                 fmt::format("{} (not loaded)", policy));
     }
   }
   return out;
@@ -168,7 +212,8 @@ std::string FormatHealth(const HealthReport& report) {
     out += fmt::format("  Hit rate: {} ({} hits, {} misses)\n", Percent(s.hit_rate()), s.hits,
                        s.misses);
     out += fmt::format("  Evictions: {}\n", s.evictions);
-    out += fmt::format("  Chunks: {} of {} tokens\n", s.chunk_count, s.config.prefix_block_tokens);
+    out += fmt::format("  Chunks: {} of {} tokens ({})\n", s.chunk_count,
+                       s.config.prefix_block_tokens, FormatSizeLong(s.chunk_bytes));
     out += fmt::format("  Matched-token hit rate: {} ({} of {} tokens)\n",
                        Percent(s.chunk_token_hit_rate()), s.chunk_tokens_matched,
                        s.chunk_tokens_asked);
@@ -269,6 +314,14 @@ std::string FormatMetrics(const std::vector<PoolStats>& pools) {
     for (const PoolStats& s : pools) {
       if (m.needs_segment && !s.loaded) continue;
       out += fmt::format("{}{{pool=\"{}\"}} {}\n", m.name, LabelValue(s.config.name), m.value(s));
+    }
+  }
+  for (const RatioMetric& m : kRatios) {
+    out += fmt::format("# HELP {} {}\n# TYPE {} gauge\n", m.name, m.help, m.name);
+    for (const PoolStats& s : pools) {
+      if (!s.loaded) continue;
+      out += fmt::format("{}{{pool=\"{}\"}} {:.6f}\n", m.name, LabelValue(s.config.name),
+                         m.value(s));
     }
   }
   return out;

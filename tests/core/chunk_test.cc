@@ -366,5 +366,24 @@ TEST_F(ChunkTest, ANamespaceOverTheLimitIsRefusedAndStoresNothing) {
   ExpectHealthy("p");
 }
 
+TEST_F(ChunkTest, StatsCountTheBytesChunksHoldAndTheMatchedTokens) {
+  CreateChunkPool("p", 16 << 20, 16);
+  ASSERT_TRUE(manager().Put("p", 1, ChunkBytes(1, 10000), 1).ok());
+  // 3 chunks of 5000 bytes + 64 bytes of tokens + 1 byte of namespace: 2 blocks each.
+  ASSERT_TRUE(Store("p", "m", Iota(48, 1), 16, 5000).ok());
+  auto st = manager().Stats("p");
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ(st->chunk_count, 3u);
+  EXPECT_EQ(st->chunk_bytes, 3u * 2 * 4096);
+  EXPECT_EQ(st->used, st->chunk_bytes + 3 * 4096);  // the entry's 10000 bytes: 3 blocks
+  EXPECT_EQ(MatchChecked("p", "m", Iota(40, 1), 16, 5000), 32u);
+  st = manager().Stats("p");
+  EXPECT_EQ(st->chunk_tokens_asked, 40u);
+  EXPECT_EQ(st->chunk_tokens_matched, 32u);
+  EXPECT_DOUBLE_EQ(st->chunk_token_hit_rate(), 0.8);
+  ASSERT_TRUE(manager().Clear("p").ok());
+  EXPECT_EQ(manager().Stats("p")->chunk_bytes, 0u);
+}
+
 }  // namespace
 }  // namespace kvcache

@@ -325,5 +325,52 @@ TEST(ReportTest, StatsJsonCountsChunksAndMatchedTokens) {
   EXPECT_DOUBLE_EQ(json::parse(StatsToJson(s))["chunk_token_hit_rate"].get<double>(), 0.0);
 }
 
+TEST(ReportTest, StatusTableAddsChunkColumnsOnlyWhenChunksAreUsed) {
+  PoolStats plain = LoadedPool("plain", kGiB);
+  PoolStats chunked = LoadedPool("llama-cache", 16 * kGiB);
+  chunked.entry_count = 3;
+  chunked.chunk_count = 62;
+  chunked.chunk_bytes = 62 * 4096;
+  chunked.chunk_tokens_asked = 2000;
+  chunked.chunk_tokens_matched = 1500;
+  // The original's table while no pool uses chunks.
+  EXPECT_EQ(FormatStatusTable({plain}).substr(0, sizeof(kHeader) - 1), kHeader);
+  std::string text = FormatStatusTable({plain, chunked});
+  EXPECT_EQ(text,
+            "POOL                 SIZE         USED         ENTRIES    HIT RATE   CHUNKS     "
+            "CHUNK BYTES  TOKEN HIT  POLICY\n"
+            "plain                1.0G         0.0%         0          0.0%       0          "
+            "0B           0.0%       lru\n"
+            "llama-cache          16.0G        0.0%         3          0.0%       62         "
+            "248.0K       75.0%      lru\n");
+}
+
+TEST(ReportTest, MetricsCountChunksTheirBytesAndMatchedTokens) {
+  PoolStats s = LoadedPool("a", kGiB);
+  s.hits = 3;
+  s.misses = 1;
+  s.chunk_count = 62;
+  s.chunk_bytes = 253952;
+  s.chunk_tokens_asked = 2000;
+  s.chunk_tokens_matched = 1500;
+  std::string text = FormatMetrics({s, UnloadedPool("b", kGiB)});
+  for (const char* line : {"kvcache_pool_chunks{pool=\"a\"} 62\n",
+                           "kvcache_pool_chunk_bytes{pool=\"a\"} 253952\n",
+                           "kvcache_pool_chunk_tokens_asked_total{pool=\"a\"} 2000\n",
+                           "kvcache_pool_chunk_tokens_matched_total{pool=\"a\"} 1500\n",
+                           "kvcache_pool_chunk_token_hit_ratio{pool=\"a\"} 0.750000\n",
+                           "kvcache_pool_hit_ratio{pool=\"a\"} 0.750000\n",
+                           "# TYPE kvcache_pool_chunk_tokens_matched_total counter\n",
+                           "# TYPE kvcache_pool_chunk_token_hit_ratio gauge\n"}) {
+    EXPECT_NE(text.find(line), std::string::npos) << line << text;
+  }
+  EXPECT_EQ(text.find("kvcache_pool_chunks{pool=\"b\"}"), std::string::npos) << text;
+  EXPECT_EQ(json::parse(StatsToJson(s))["chunk_bytes"], 253952u);
+  HealthReport r;
+  r.stats = s;
+  EXPECT_NE(FormatHealth(r).find("  Chunks: 62 of 16 tokens (248.00 KB)\n"), std::string::npos)
+      << FormatHealth(r);
+}
+
 }  // namespace
 }  // namespace kvcache

@@ -120,6 +120,7 @@ struct KVCACHE_EXPORT PoolStats {
   uint64_t segment_bytes = 0;  // whole mapping: header + bitmap + index + data
   // Token chunks (Manager::StoreChunks, Match). entry_count above counts entries only.
   uint64_t chunk_count = 0;
+  uint64_t chunk_bytes = 0;           // bytes of the data region the chunks hold
   uint64_t chunk_tokens_asked = 0;    // tokens of the prompts given to Match
   uint64_t chunk_tokens_matched = 0;  // of those, tokens served from cached chunks
   // Set (by Manager::StatsAll) when this pool could not be read: why. The other fields
