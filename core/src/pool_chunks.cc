@@ -234,65 +234,119 @@ Result<ChunkStoreResult> PoolHandle::StoreChunks(
 Result<ChunkMatch> PoolHandle::MatchChunks(uint64_t seed, std::span<const uint32_t> tokens) {
   const uint32_t bt = prefix_block_tokens_;
   const size_t n = tokens.size() / bt;
+  // Every chained hash first, without the lock: hashing is most of a match's work.
   std::vector<uint64_t> chain(n);
   uint64_t h = seed;
   for (size_t c = 0; c < n; ++c) chain[c] = h = ChainHash(h, tokens.subspan(c * bt, bt));
 
-  std::vector<PinnedEntry> pinned;
-  pinned.reserve(n);
-  std::vector<uint32_t> slots;
-  slots.reserve(n);
-  auto release_from = [&](size_t k) {  // REQUIRES: the lock
-    for (size_t j = k; j < pinned.size(); ++j) ReleaseLeaseLocked(pinned[j].lease).IgnoreError();
-    pinned.resize(std::min(k, pinned.size()));
+  struct Found {
+    uint32_t slot;
+    LeaseTable::Ticket lease;
+    const std::byte* extent;
+    uint64_t size;
+    uint64_t generation;
+    double created;
+    uint64_t access_count;
   };
+  std::vector<Found> found;
+  found.reserve(n);
+  double now_s = 0;
   {
     Locked lk(*this);
     KVC_RETURN_IF_ERROR(lk.status());
+    // The walk ahead of itself: bucket heads kAhead chunks on, the slots they name half
+    // as far, so the cache misses of many lookups overlap instead of adding up.
+    constexpr size_t kAhead = 8;
+    auto prefetch_bucket = [&](size_t c) {
+      if (c < n) __builtin_prefetch(&ChainHead(chain[c]));
+    };
+    auto prefetch_slot = [&](size_t c) {
+      if (c >= n) return;
+      uint32_t head = ChainHead(chain[c]);
+      if (head < layout_.slot_capacity) __builtin_prefetch(&slots_[head]);
+    };
+    for (size_t c = 0; c < kAhead; ++c) prefetch_bucket(c);
+    for (size_t c = 0; c < kAhead / 2; ++c) prefetch_slot(c);
     // Chains are prefix-closed, so the first miss ends the match.
     for (size_t c = 0; c < n; ++c) {
+      prefetch_bucket(c + kAhead);
+      prefetch_slot(c + kAhead / 2);
       uint32_t i = FindChunkLocked(chain[c]);
-      if (i == kNil || slots_[i].parent_hash != (c == 0 ? seed : chain[c - 1]) ||
-          slots_[i].chain_blocks != c + 1 || slots_[i].prefix_len != bt ||
-          !seg::SlotFits(slots_[i], layout_.block_count, layout_.block_size)) {
+      if (i == kNil) break;
+      const seg::Slot& s = slots_[i];
+      if (s.parent_hash != (c == 0 ? seed : chain[c - 1]) || s.chain_blocks != c + 1 ||
+          s.prefix_len != bt || !seg::SlotFits(s, layout_.block_count, layout_.block_size)) {
         break;
       }
-      KVC_RETURN_IF_ERROR(PinLocked(i, pinned));
-      slots.push_back(i);
+      Result<LeaseTable::Ticket> lease = AcquireLeaseLocked(i);
+      if (!lease.ok()) {
+        for (const Found& f : found) ReleaseLeaseLocked(f.lease).IgnoreError();
+        return lease.status();
+      }
+      found.push_back({i, *lease, Extent(s), s.size_bytes, s.generation, s.created, 0});
     }
-    // Leaves first, so that under LRU an ancestor is never older than its descendants.
-    for (size_t j = pinned.size(); j-- > 0;) Touch(slots[j]);
+    // One clock read for the whole match. Leaves first get the older tick, so under
+    // LRU an ancestor is never older than its descendants. Plain loads and stores, not
+    // Touch's read-modify-writes: only lock-free gets touch without the lock, and they
+    // find entries by id, never chunks.
+    now_s = NowSeconds();
+    const uint64_t now_ns = MonotonicNs();
+    for (size_t j = found.size(); j-- > 0;) {
+      seg::Slot& s = slots_[found[j].slot];
+      uint64_t count = seg::LoadRelaxed(s.access_count) + 1;
+      seg::StoreRelaxed(s.access_count, count);
+      seg::StoreRelaxed(s.last_accessed, now_s);
+      uint64_t tick = now_ns + (found.size() - 1 - j);
+      if (seg::LoadRelaxed(s.access_tick) < tick) seg::StoreRelaxed(s.access_tick, tick);
+      found[j].access_count = count;
+    }
+    header_->chunk_tokens_asked += tokens.size();
+    header_->chunk_tokens_matched += uint64_t{found.size()} * bt;
   }
   // Confirm token by token without the lock: pinned chunks cannot change.
   size_t confirmed = 0;
-  while (confirmed < pinned.size()) {
-    const PinnedEntry& p = pinned[confirmed];
-    if (std::memcmp(p.extent + p.info.size_bytes, &tokens[confirmed * bt], 4 * uint64_t{bt}) != 0) {
-      break;
+  for (; confirmed < found.size(); ++confirmed) {
+    if (confirmed + 4 < found.size()) {
+      const Found& ahead = found[confirmed + 4];
+      __builtin_prefetch(ahead.extent + ahead.size);
     }
-    ++confirmed;
+    const Found& f = found[confirmed];
+    if (std::memcmp(f.extent + f.size, &tokens[confirmed * bt], 4 * uint64_t{bt}) != 0) break;
   }
-  {
+  if (confirmed < found.size()) {
+    // A hash collision (or tokens stored under a forged hash): keep what was confirmed.
     Locked lk(*this);
     KVC_RETURN_IF_ERROR(lk.status());
-    release_from(confirmed);
-    header_->chunk_tokens_asked += tokens.size();
-    header_->chunk_tokens_matched += uint64_t{confirmed} * bt;
+    for (size_t j = confirmed; j < found.size(); ++j) {
+      ReleaseLeaseLocked(found[j].lease).IgnoreError();
+    }
+    header_->chunk_tokens_matched -= uint64_t{found.size() - confirmed} * bt;
+    found.resize(confirmed);
   }
   ChunkMatch match;
   match.chunk_tokens = bt;
   match.matched_tokens = uint64_t{confirmed} * bt;
   auto self = shared_from_this();
   uint64_t epoch = ForkEpoch();
-  match.chunks.resize(pinned.size());
-  for (size_t k = 0; k < pinned.size(); ++k) {
+  match.chunks.resize(found.size());
+  for (size_t k = 0; k < found.size(); ++k) {
+    const Found& f = found[k];
     EntryView& v = match.chunks[k];
     v.pool_ = self;
     v.epoch_ = epoch;
-    v.lease_ = pinned[k].lease.index;
-    v.lease_generation_ = pinned[k].lease.generation;
-    v.info_ = std::move(pinned[k].info);
-    v.extent_ = pinned[k].extent;
+    v.lease_ = f.lease.index;
+    v.lease_generation_ = f.lease.generation;
+    // What a chunk's view tells (no strings: a match may return thousands of views).
+    v.info_.sequence_id = chain[k];
+    v.info_.size_bytes = f.size;
+    v.info_.token_count = bt;
+    v.info_.prefix_length = bt;
+    v.info_.generation = f.generation;
+    v.info_.created = f.created;
+    v.info_.last_accessed = now_s;
+    v.info_.access_count = f.access_count;
+    v.info_.offset = static_cast<uint64_t>(f.extent - data_);
+    v.extent_ = f.extent;
   }
   return match;
 }

@@ -486,13 +486,14 @@ uint32_t PoolHandle::AllocSlotLocked() {
   return i;
 }
 
-void PoolHandle::Touch(uint32_t i) {
+void PoolHandle::Touch(uint32_t i) { TouchAt(i, NowSeconds(), MonotonicNs()); }
+
+void PoolHandle::TouchAt(uint32_t i, double now_s, uint64_t now) {
   // Atomic: lock-free gets touch concurrently. The heap catches up lazily
   // (eviction_heap.h), which needs keys that only rise: hence the max.
   seg::Slot& s = slots_[i];
   seg::Atomic(s.access_count).fetch_add(1, std::memory_order_relaxed);
-  seg::Atomic(s.last_accessed).store(NowSeconds(), std::memory_order_relaxed);
-  uint64_t now = MonotonicNs();
+  seg::Atomic(s.last_accessed).store(now_s, std::memory_order_relaxed);
   auto tick = seg::Atomic(s.access_tick);
   for (uint64_t old = tick.load(std::memory_order_relaxed);
        old < now && !tick.compare_exchange_weak(old, now, std::memory_order_relaxed);) {

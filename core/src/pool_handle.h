@@ -195,6 +195,9 @@ class PoolHandle : public std::enable_shared_from_this<PoolHandle> {
   bool IsMyReservationLocked(uint32_t i, uint64_t generation) const;
   // Counts an access. Needs no lock (lock-free gets call it too).
   void Touch(uint32_t slot);
+  // Touch with the clock already read (unix seconds, CLOCK_MONOTONIC ns): for touching
+  // many slots at once.
+  void TouchAt(uint32_t slot, double now_s, uint64_t now_ns);
   // Corruption (CheckSlotLocked) when the slot's sizes do not fit its extent.
   Result<EntryInfo> InfoLocked(uint32_t slot) const;
   // This process's row in the process table, claimed on first use (a forked child
