@@ -97,7 +97,20 @@ long RssAnonKb(pid_t pid) {
   return -1;
 }
 
+// The daemon is built with the same sanitizer as this test.
+#if defined(__SANITIZE_ADDRESS__)
+#define KVC_TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define KVC_TEST_ASAN 1
+#endif
+#endif
+
 TEST_F(ListingTest, LargeListingsGiveTheirMemoryBack) {
+#ifdef KVC_TEST_ASAN
+  GTEST_SKIP() << "AddressSanitizer's allocator keeps freed memory in its quarantine on "
+                  "purpose, so the daemon's resident memory does not show what glibc's does";
+#endif
   constexpr uint64_t kEntries = 50000;
   constexpr uint64_t kFixed = 12;  // dots, by-prefix, chunks and the eight pool files
   CreatePool("big", 256 << 20, Policy::kLru, kEntries);
@@ -113,14 +126,16 @@ TEST_F(ListingTest, LargeListingsGiveTheirMemoryBack) {
   long before = RssAnonKb(daemon_->pid());
   ASSERT_GT(before, 0);
   for (int i = 0; i < 10; ++i) ASSERT_EQ(List("big", kEntries + 100).size(), kEntries + kFixed);
-  // Each listing of 50,000 ids used to leave ~25 MB behind in a malloc arena, for good.
+  // Ten listings of 50,000 ids used to leave ~107 MB behind in malloc arenas, for good.
+  // What a busy machine leaves in thread caches and arenas stays well under 32 MB.
+  constexpr long kSlackKb = 32 * 1024;
   long after = 0;
   for (int wait = 0; wait < 20; ++wait) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
     after = RssAnonKb(daemon_->pid());
-    if (after - before < 12 * 1024) break;
+    if (after - before < kSlackKb) break;
   }
-  EXPECT_LT(after - before, 12 * 1024) << before << " KiB before, " << after << " KiB after";
+  EXPECT_LT(after - before, kSlackKb) << before << " KiB before, " << after << " KiB after";
 }
 
 }  // namespace
