@@ -10,6 +10,7 @@
 #include "entry_commands.h"
 #include "mount_commands.h"
 #include "pool_commands.h"
+#include "remote_commands.h"
 #include "snapshot_commands.h"
 #include "status_commands.h"
 
@@ -20,6 +21,7 @@ int main(int argc, char** argv) {
       app.add_subcommand("cache", "Manage KV-cache pools (uses $CORTEX_HOME, default ~/.cortex)");
   cache->require_subcommand(1);
   kvcache::cli::SetupPoolCommands(*cache);
+  kvcache::cli::SetupRemoteCommands(*cache);
   kvcache::cli::SetupStatusCommands(*cache);
   kvcache::cli::SetupSnapshotCommands(*cache);
   kvcache::cli::SetupEntryCommands(*cache);

@@ -71,6 +71,10 @@ void SetupPoolCommands(CLI::App& cache) {
                 "Most entries the pool holds (default: 10000)");
   AddUnsigned32(sub, "--chunk-tokens", "chunk tokens", &create->chunk_tokens,
                 "Tokens per chunk and per longest-prefix block (default: 16)");
+  sub->add_option("--remote", create->remote.url,
+                  "Remote tier: redis://HOST:PORT[/DB] or unix:///PATH[?db=N] (the password "
+                  "goes in $CORTEX_REMOTE_PASSWORD)");
+  AddRemoteModeOptions(sub, &create->remote, /*prefixed=*/true);
   sub->callback([create] { Finish(RunCreate(*create)); });
 
   auto destroy = std::make_shared<DestroyOptions>();
@@ -103,11 +107,30 @@ int RunCreate(const CreateOptions& opts) {
   config.tier = opts.tier;
   config.max_sequences = opts.max_sequences;
   config.prefix_block_tokens = opts.chunk_tokens;
+  // The remote is checked before anything is created.
+  std::optional<RemoteConfig> remote;
+  if (!opts.remote.url.empty()) {
+    RemoteOptions r = opts.remote;
+    r.name = opts.name;
+    Result<RemoteConfig> rc = RemoteConfigOf(r);
+    if (!rc.ok()) return Fail(rc.status());
+    remote = *rc;
+  } else if (opts.remote.mode.has_value() || !opts.remote.name_space.empty()) {
+    return Fail("--remote-mode and --remote-namespace need --remote");
+  }
 
   Manager manager;
   Status s = manager.CreatePool(config);
   if (!s.ok()) return Fail(s);
+  if (remote.has_value()) {
+    s = manager.SetRemote(config.name, remote);
+    if (!s.ok()) {
+      manager.DestroyPool(config.name).IgnoreError();  // all or nothing
+      return Fail(s);
+    }
+  }
   PrintLine(CreatedMessage(config));
+  if (remote.has_value()) PrintLine(RemoteSetMessage(config.name, *remote));
   return kExitOk;
 }
 

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "kvcache/types.h"
+#include "remote_commands.h"
 
 namespace kvcache::cli {
 
@@ -19,6 +20,7 @@ struct CreateOptions {
   Tier tier = Tier::kCpu;
   uint32_t max_sequences = kDefaultMaxSequences;
   uint32_t chunk_tokens = kDefaultPrefixBlockTokens;
+  RemoteOptions remote;  // remote.url empty: no remote
 };
 
 struct DestroyOptions {

@@ -5,6 +5,7 @@ pkgs=(cmake ninja-build g++ pkg-config libfuse3-dev fuse3 libsqlitecpp-dev libsq
       libcli11-dev libfmt-dev libgtest-dev libgmock-dev libbenchmark-dev libssl-dev
       libxxhash-dev nlohmann-json3-dev attr pybind11-dev python3-dev python3-pytest
       python3-numpy man-db dpkg-dev  # dpkg-dev: dpkg-shlibdeps for the .deb
+      redis-server libhiredis-dev  # the remote tier: its client and the tests' server
       clang libclang-rt-14-dev llvm ccache)  # sanitizer and fuzz stages; symbolizing
 missing=()
 for p in "${pkgs[@]}"; do

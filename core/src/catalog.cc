@@ -122,8 +122,21 @@ void MigrateTo2(SQLite::Database& db) {
       "ALTER TABLE pools ADD COLUMN owner_uid INTEGER;");
 }
 
+// Each pool's remote tier (its URL, mode and key namespace; NULL url: none) and the
+// counters every process using it adds to.
+void MigrateTo3(SQLite::Database& db) {
+  db.exec(
+      "ALTER TABLE pools ADD COLUMN remote_url TEXT;"
+      "ALTER TABLE pools ADD COLUMN remote_mode TEXT;"
+      "ALTER TABLE pools ADD COLUMN remote_namespace TEXT;"
+      "CREATE TABLE remote_stats ("
+      "  pool_name TEXT PRIMARY KEY, sent INTEGER DEFAULT 0, dropped INTEGER DEFAULT 0,"
+      "  failures INTEGER DEFAULT 0, hits INTEGER DEFAULT 0, misses INTEGER DEFAULT 0,"
+      "  refused INTEGER DEFAULT 0, last_error TEXT, last_error_at REAL, updated_at REAL);");
+}
+
 using Migration = void (*)(SQLite::Database&);
-constexpr Migration kMigrations[] = {&MigrateTo1, &MigrateTo2};
+constexpr Migration kMigrations[] = {&MigrateTo1, &MigrateTo2, &MigrateTo3};
 static_assert(std::size(kMigrations) == Catalog::kSchemaVersion,
               "one migration per schema version");
 
@@ -461,7 +474,8 @@ Status Catalog::DeletePool(std::string_view name) {
     if (del.exec() == 0) return Status::NotFound("pool '" + key + "' not found");
     for (const char* sql :
          {"DELETE FROM entries WHERE pool_name = ?", "DELETE FROM stats WHERE pool_name = ?",
-          "DELETE FROM attachments WHERE pool_name = ?"}) {
+          "DELETE FROM attachments WHERE pool_name = ?",
+          "DELETE FROM remote_stats WHERE pool_name = ?"}) {
       SQLite::Statement q(impl_->db, sql);
       q.bind(1, key);
       q.exec();
@@ -577,6 +591,100 @@ Result<StatsRecord> Catalog::GetStats(std::string_view pool) {
       r.updated_at = q.getColumn(3).getDouble();
     }
     return r;
+  });
+}
+
+Status Catalog::SetRemote(std::string_view pool, const std::optional<RemoteConfig>& remote) {
+  std::string key(pool);
+  return Run<Status>(path_, *impl_, "set remote", [&]() -> Status {
+    SQLite::Statement q(impl_->db,
+                        "UPDATE pools SET remote_url = ?1, remote_mode = ?2,"
+                        " remote_namespace = ?3 WHERE name = ?4");
+    if (remote.has_value()) {
+      q.bind(1, remote->url);
+      q.bind(2, std::string(RemoteModeName(remote->mode)));
+      q.bind(3, remote->name_space);
+    }  // unbound parameters are NULL
+    q.bind(4, key);
+    if (q.exec() == 0) return Status::NotFound("pool '" + key + "' not found");
+    return Status::Ok();
+  });
+}
+
+Result<std::optional<RemoteConfig>> Catalog::GetRemote(std::string_view pool) {
+  std::string key(pool);
+  using R = Result<std::optional<RemoteConfig>>;
+  return Run<R>(path_, *impl_, "get remote", [&]() -> R {
+    SQLite::Statement q(impl_->db,
+                        "SELECT remote_url, remote_mode, remote_namespace FROM pools"
+                        " WHERE name = ?");
+    q.bind(1, key);
+    if (!q.executeStep()) return Status::NotFound("pool '" + key + "' not found");
+    if (q.getColumn(0).isNull()) return std::optional<RemoteConfig>();
+    RemoteConfig c;
+    c.url = q.getColumn(0).getString();
+    Result<RemoteMode> mode = ParseRemoteMode(OrEmpty(q.getColumn(1)));
+    if (!mode.ok()) {
+      return Status::Corruption("catalog " + path_ + ": pool '" + key + "': " +
+                                mode.status().message());
+    }
+    c.mode = *mode;
+    c.name_space = OrEmpty(q.getColumn(2));
+    return std::optional<RemoteConfig>(std::move(c));
+  });
+}
+
+Status Catalog::AddRemoteStats(std::string_view pool, const RemoteCounters& d,
+                               const std::string& last_error, double last_error_at) {
+  std::string key(pool);
+  return Run<Status>(path_, *impl_, "add remote stats", [&]() -> Status {
+    SQLite::Statement q(
+        impl_->db,
+        "INSERT INTO remote_stats (pool_name, sent, dropped, failures, hits, misses, refused,"
+        " last_error, last_error_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+        " ON CONFLICT (pool_name) DO UPDATE SET sent = sent + ?2, dropped = dropped + ?3,"
+        " failures = failures + ?4, hits = hits + ?5, misses = misses + ?6,"
+        " refused = refused + ?7, last_error = coalesce(?8, last_error),"
+        " last_error_at = coalesce(?9, last_error_at), updated_at = ?10");
+    q.bind(1, key);
+    q.bind(2, static_cast<int64_t>(d.sent));
+    q.bind(3, static_cast<int64_t>(d.dropped));
+    q.bind(4, static_cast<int64_t>(d.failures));
+    q.bind(5, static_cast<int64_t>(d.hits));
+    q.bind(6, static_cast<int64_t>(d.misses));
+    q.bind(7, static_cast<int64_t>(d.refused));
+    if (!last_error.empty()) {
+      q.bind(8, last_error);
+      q.bind(9, last_error_at);
+    }
+    q.bind(10, Now());
+    q.exec();
+    return Status::Ok();
+  });
+}
+
+Result<RemoteStatus> Catalog::GetRemoteStatus(std::string_view pool) {
+  KVC_ASSIGN_OR_RETURN(std::optional<RemoteConfig> config, GetRemote(pool));
+  std::string key(pool);
+  return Run<Result<RemoteStatus>>(path_, *impl_, "get remote stats", [&]() -> Result<RemoteStatus> {
+    RemoteStatus st;
+    st.configured = config.has_value();
+    if (config.has_value()) st.config = *config;
+    SQLite::Statement q(impl_->db,
+                        "SELECT sent, dropped, failures, hits, misses, refused, last_error,"
+                        " last_error_at FROM remote_stats WHERE pool_name = ?");
+    q.bind(1, key);
+    if (q.executeStep()) {
+      st.counters.sent = static_cast<uint64_t>(q.getColumn(0).getInt64());
+      st.counters.dropped = static_cast<uint64_t>(q.getColumn(1).getInt64());
+      st.counters.failures = static_cast<uint64_t>(q.getColumn(2).getInt64());
+      st.counters.hits = static_cast<uint64_t>(q.getColumn(3).getInt64());
+      st.counters.misses = static_cast<uint64_t>(q.getColumn(4).getInt64());
+      st.counters.refused = static_cast<uint64_t>(q.getColumn(5).getInt64());
+      st.last_error = OrEmpty(q.getColumn(6));
+      st.last_error_at = q.getColumn(7).getDouble();
+    }
+    return st;
   });
 }
 

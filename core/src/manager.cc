@@ -17,6 +17,7 @@
 #include "kvcache/catalog.h"
 #include "kvcache/prefix.h"
 #include "pool_handle.h"
+#include "manager_impl.h"
 #include "shm_segment.h"
 
 namespace kvcache {
@@ -60,12 +61,6 @@ Status ValidateShmPrefix(std::string_view prefix) {
   return Status::Ok();
 }
 
-struct Manager::Impl {
-  std::shared_mutex mu;  // guards pools
-  std::map<std::string, std::shared_ptr<PoolHandle>, std::less<>> pools;
-  std::mutex catalog_mu;  // guards catalog
-  std::unique_ptr<Catalog> catalog;
-};
 
 namespace {
 
@@ -76,9 +71,15 @@ Status PoolNotFound(std::string_view pool) {
 }  // namespace
 
 Manager::Manager(ManagerOptions options)
-    : options_(ResolveOptions(std::move(options))), impl_(std::make_unique<Impl>()) {}
+    : options_(ResolveOptions(std::move(options))), impl_(std::make_unique<Impl>()) {
+  impl_->hub = std::make_shared<RemoteHub>(this, options_);
+}
 
-Manager::~Manager() = default;
+Manager::~Manager() {
+  // Sends what was queued for remotes (bounded by remote_flush_ms) while the catalog
+  // and the pools are still here.
+  impl_->hub.reset();
+}
 
 Status Manager::CheckOptions() const { return ValidateShmPrefix(options_.shm_prefix); }
 
@@ -195,6 +196,7 @@ Result<std::shared_ptr<PoolHandle>> Manager::Open(std::string_view pool) {
     return Status::Corruption("segment for pool '" + std::string(pool) + "' names pool '" +
                               (*opened)->name() + "'");
   }
+  (*opened)->set_listener(impl_->hub);
   std::unique_lock<std::shared_mutex> lock(impl_->mu);
   impl_->pools[std::string(pool)] = *opened;
   return opened;
@@ -241,6 +243,7 @@ Status Manager::LoadPool(const PoolConfig& config) {
     unlink(path.c_str());
     return s;
   }
+  (*created)->set_listener(impl_->hub);
   std::unique_lock<std::shared_mutex> lock(impl_->mu);
   impl_->pools[config.name] = *created;
   return Status::Ok();
@@ -367,6 +370,9 @@ Result<PutReservation> Manager::Reserve(std::string_view pool, uint64_t seq, siz
                                         const std::optional<EntryStats>& stats) {
   KVC_RETURN_IF_ERROR(ValidatePutOptions(options));
   KVC_ASSIGN_OR_RETURN(auto handle, Open(pool));
+  // The tier must be known before the reservation evicts (write-back hears evictions
+  // under the pool lock, where the catalog is not read).
+  impl_->hub->TierFor(pool);
   return handle->Reserve(seq, size, token_count, options, stats);
 }
 
@@ -378,12 +384,21 @@ Result<std::vector<std::byte>> Manager::Get(std::string_view pool, uint64_t seq)
 
 Status Manager::GetInto(std::string_view pool, uint64_t seq, std::vector<std::byte>& out) {
   KVC_ASSIGN_OR_RETURN(auto handle, Open(pool));
-  return handle->GetInto(seq, out);
+  Status s = handle->GetInto(seq, out);
+  if (s.code() != Code::kNotFound) return s;
+  KVC_ASSIGN_OR_RETURN(out, ReadThrough(pool, *handle, seq, s));
+  return Status::Ok();
 }
 
 Result<EntryView> Manager::View(std::string_view pool, uint64_t seq) {
   KVC_ASSIGN_OR_RETURN(auto handle, Open(pool));
-  return handle->View(seq);
+  Result<EntryView> view = handle->View(seq);
+  if (view.status().code() != Code::kNotFound) return view;
+  KVC_RETURN_IF_ERROR(ReadThrough(pool, *handle, seq, view.status()).status());
+  // Stored locally by the read-through; its miss is counted already.
+  Result<EntryView> warmed = handle->View(seq, /*count_access=*/false);
+  if (!warmed.ok()) return view.status();  // no room for it here, or evicted at once
+  return warmed;
 }
 
 Result<EntryView> Manager::Pin(std::string_view pool, uint64_t seq) {
@@ -466,6 +481,7 @@ Result<uint64_t> Manager::Clear(std::string_view pool) {
 
 Result<uint64_t> Manager::Evict(std::string_view pool, double percent) {
   KVC_ASSIGN_OR_RETURN(auto handle, Open(pool));
+  impl_->hub->TierFor(pool);  // see Reserve
   return handle->Evict(percent);
 }
 
@@ -485,6 +501,7 @@ Result<PoolStats> Manager::Stats(std::string_view pool) {
     KVC_ASSIGN_OR_RETURN(PoolStats st, (*handle)->Stats());
     st.shm_name = ShmName(pool);
     if (Result<PoolConfig> config = GetConfig(pool); config.ok()) st.config.mode = config->mode;
+    if (Result<RemoteStatus> remote = GetRemoteStatus(pool); remote.ok()) st.remote = *remote;
     return st;
   }
   if (handle.status().code() != Code::kNotFound) return handle.status();
@@ -499,6 +516,7 @@ Result<PoolStats> Manager::Stats(std::string_view pool) {
   st.size = st.config.size_bytes;
   st.created = record->created_at;
   st.modified = record->last_modified;
+  if (Result<RemoteStatus> remote = GetRemoteStatus(pool); remote.ok()) st.remote = *remote;
   return st;
 }
 
@@ -551,6 +569,10 @@ Result<HealthReport> Manager::Health(std::string_view pool) {
   KVC_ASSIGN_OR_RETURN(auto handle, Open(pool));
   KVC_ASSIGN_OR_RETURN(HealthReport report, handle->Health());
   report.stats.shm_name = ShmName(pool);
+  if (Result<RemoteStatus> remote = GetRemoteStatus(pool); remote.ok()) {
+    report.stats.remote = *remote;
+    ProbeRemote(report.stats.remote, options_.remote_timeout_ms);
+  }
   return report;
 }
 

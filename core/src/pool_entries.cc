@@ -133,6 +133,19 @@ bool PoolHandle::IsMyReservationLocked(uint32_t i, uint64_t generation) const {
 }
 
 Status PoolHandle::Commit(uint32_t i, uint64_t generation) {
+  uint64_t seq = 0;
+  bool published = false;
+  Status s = CommitLocked(i, generation, &seq, &published);
+  if (published) {
+    if (std::shared_ptr<PoolListener> listener = listener_.lock()) {
+      listener->Committed(name_, seq, generation);
+    }
+  }
+  return s;
+}
+
+Status PoolHandle::CommitLocked(uint32_t i, uint64_t generation, uint64_t* seq,
+                                bool* published) {
   Locked lk(*this);
   KVC_RETURN_IF_ERROR(lk.status());
   if (!IsMyReservationLocked(i, generation)) {
@@ -158,6 +171,8 @@ Status PoolHandle::Commit(uint32_t i, uint64_t generation) {
   LinkLocked(i);
   header_->puts++;
   header_->modified = NowSeconds();
+  *seq = s.sequence_id;
+  *published = true;
   return HeapStatusLocked();  // published, but the eviction order needs repair
 }
 

@@ -601,6 +601,18 @@ bool PoolHandle::EvictOneLocked() {
       pinned.push_back(victim);
       continue;
     }
+    if (slots_[victim].kind == seg::kEntrySlot && CheckSlotLocked(victim).ok()) {
+      if (std::shared_ptr<PoolListener> listener = listener_.lock()) {
+        const seg::Slot& v = slots_[victim];
+        const std::byte* bytes = Extent(v);
+        const std::byte* prefix = bytes + v.size_bytes;  // u32 tokens, maybe unaligned
+        const uint64_t prefix_bytes = 4 * uint64_t{v.prefix_len};
+        const char* meta = reinterpret_cast<const char*>(prefix + prefix_bytes);
+        listener->Evicting(name_, v.sequence_id, v.token_count, v.priority,
+                           {prefix, prefix_bytes}, {meta, v.metadata_len},
+                           {bytes, v.size_bytes});
+      }
+    }
     UnpublishLocked(victim);
     header_->evictions++;
     evicted = true;

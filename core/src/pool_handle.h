@@ -29,6 +29,7 @@
 #include "kvcache/entry_view.h"
 #include "kvcache/manager.h"
 #include "lease_table.h"
+#include "pool_listener.h"
 #include "process_table.h"
 #include "segment_format.h"
 #include "shm_segment.h"
@@ -65,6 +66,10 @@ class PoolHandle : public std::enable_shared_from_this<PoolHandle> {
   void MarkDestroyed();
   // False once the pool was destroyed, or its path removed or given to another file.
   bool IsCurrent() const { return !destroyed() && segment_.IsFileAt(path_); }
+
+  // Who hears of this process's commits and evictions (Manager's remote tiers). Set
+  // before the handle is shared; held weakly.
+  void set_listener(std::weak_ptr<PoolListener> listener) { listener_ = std::move(listener); }
 
   Result<PutReservation> Reserve(uint64_t seq, size_t size, uint64_t token_count,
                                  const PutOptions& options,
@@ -131,6 +136,8 @@ class PoolHandle : public std::enable_shared_from_this<PoolHandle> {
  private:
   friend class PoolHealthChecker;
   PoolHandle(MappedSegment segment, std::string path);
+  // Commit's work under the lock; *published once the entry `*seq` is readable.
+  Status CommitLocked(uint32_t slot, uint64_t generation, uint64_t* seq, bool* published);
   Status ValidateAndBind();
   // "sequence N not found in pool 'x'"
   Status SeqNotFound(uint64_t seq) const;
@@ -276,6 +283,7 @@ class PoolHandle : public std::enable_shared_from_this<PoolHandle> {
 
   MappedSegment segment_;
   std::string path_;
+  std::weak_ptr<PoolListener> listener_;
   std::string name_;
   Policy policy_ = Policy::kLru;
   // The geometry validated when the segment was mapped; immutable for its life.

@@ -42,8 +42,42 @@ std::string LocalTime(double unix_seconds) {
   return n == 0 ? "-" : std::string(buf, n);
 }
 
+json RemoteJson(const RemoteStatus& r) {
+  if (!r.configured) return nullptr;
+  json j{
+      {"url", r.config.url},
+      {"mode", std::string(RemoteModeName(r.config.mode))},
+      {"namespace", r.config.name_space},
+      {"sent", r.counters.sent},
+      {"dropped", r.counters.dropped},
+      {"failures", r.counters.failures},
+      {"hits", r.counters.hits},
+      {"misses", r.counters.misses},
+      {"refused", r.counters.refused},
+      {"last_error", r.last_error.empty() ? json(nullptr) : json(r.last_error)},
+      {"last_error_at", r.last_error_at},
+  };
+  if (r.reachable.has_value()) {
+    j["reachable"] = *r.reachable;
+    j["probe_error"] = r.probe_error.empty() ? json(nullptr) : json(r.probe_error);
+  }
+  return j;
+}
+
+// "sent 3, dropped 0, failures 0, hits 1, misses 0, refused 0"
+std::string RemoteCounts(const RemoteCounters& c) {
+  return fmt::format("sent {}, dropped {}, failures {}, hits {}, misses {}, refused {}", c.sent,
+                     c.dropped, c.failures, c.hits, c.misses, c.refused);
+}
+
+std::string RemoteLine(const RemoteStatus& r) {
+  return fmt::format("{} ({}, namespace {})", r.config.url, RemoteModeName(r.config.mode),
+                     r.config.name_space);
+}
+
 json StatsJson(const PoolStats& s) {
   return json{
+      {"remote", RemoteJson(s.remote)},
       {"name", s.config.name},
       {"shm_name", s.shm_name},
       {"loaded", s.loaded},
@@ -163,6 +197,25 @@ constexpr RatioMetric kRatios[] = {
      [](const PoolStats& s) { return s.chunk_token_hit_rate(); }},
 };
 
+struct RemoteMetric {
+  std::string_view name;
+  std::string_view help;
+  uint64_t RemoteCounters::*field;
+};
+
+constexpr RemoteMetric kRemoteMetrics[] = {
+    {"kvcache_remote_sent_total", "Entries stored in the pool's remote.", &RemoteCounters::sent},
+    {"kvcache_remote_dropped_total", "Entries that were to be sent to the remote and were not.",
+     &RemoteCounters::dropped},
+    {"kvcache_remote_failures_total", "Calls to the remote that failed or timed out.",
+     &RemoteCounters::failures},
+    {"kvcache_remote_hits_total", "Local misses served from the remote.", &RemoteCounters::hits},
+    {"kvcache_remote_misses_total", "Local misses the remote did not have.",
+     &RemoteCounters::misses},
+    {"kvcache_remote_refused_total", "Remote values refused as corrupt or foreign.",
+     &RemoteCounters::refused},
+};
+
 }  // namespace
 
 std::string FormatStatusTable(const std::vector<PoolStats>& pools) {
@@ -196,6 +249,12 @@ std::string FormatStatusTable(const std::vector<PoolStats>& pools) {
                  fmt::format("{} (not loaded)", policy));
     }
   }
+  // Remotes under the table, so that the seed's columns stay as they were.
+  for (const PoolStats& s : pools) {
+    if (!s.remote.configured) continue;
+    out += fmt::format("{} remote: {}: {}\n", s.config.name, RemoteLine(s.remote),
+                       RemoteCounts(s.remote.counters));
+  }
   return out;
 }
 
@@ -225,6 +284,19 @@ std::string FormatHealth(const HealthReport& report) {
   out += fmt::format("  Attached processes: {}{}\n", report.processes.size(),
                      pids.empty() ? "" : fmt::format(" (pids {})", pids));
   out += fmt::format("  Pinned entries: {}\n", report.pinned_entries);
+  if (s.remote.configured) {
+    std::string state = "not checked";
+    if (s.remote.reachable.has_value()) {
+      state = *s.remote.reachable ? "reachable"
+                                  : fmt::format("UNREACHABLE ({})", s.remote.probe_error);
+    }
+    out += fmt::format("  Remote: {}: {}\n", RemoteLine(s.remote), state);
+    out += fmt::format("  Remote counts: {}\n", RemoteCounts(s.remote.counters));
+    if (!s.remote.last_error.empty()) {
+      out += fmt::format("  Remote last failure: {} ({})\n", s.remote.last_error,
+                         LocalTime(s.remote.last_error_at));
+    }
+  }
   if (report.recovered_processes > 0) {
     out += fmt::format("  Recovered dead processes: {}\n", report.recovered_processes);
   }
@@ -233,6 +305,23 @@ std::string FormatHealth(const HealthReport& report) {
     for (const std::string& p : report.problems) out += fmt::format("    - {}\n", p);
   }
   return out;
+}
+
+std::string FormatRemote(std::string_view pool, const RemoteStatus& remote) {
+  if (!remote.configured) return fmt::format("Pool '{}' has no remote\n", pool);
+  std::string out = fmt::format("Remote of '{}': {}\n", pool, RemoteLine(remote));
+  out += fmt::format("  {}\n", RemoteCounts(remote.counters));
+  if (!remote.last_error.empty()) {
+    out += fmt::format("  last failure: {} ({})\n", remote.last_error,
+                       LocalTime(remote.last_error_at));
+  }
+  return out;
+}
+
+std::string RemoteSetMessage(std::string_view pool, const RemoteConfig& config) {
+  return fmt::format("Pool '{}' uses remote {} ({}, namespace {})", pool, config.url,
+                     RemoteModeName(config.mode),
+                     config.name_space.empty() ? std::string(pool) : config.name_space);
 }
 
 std::string FormatEntries(std::string_view pool, const std::vector<EntryInfo>& entries) {
@@ -322,6 +411,14 @@ std::string FormatMetrics(const std::vector<PoolStats>& pools) {
       if (!s.loaded) continue;
       out += fmt::format("{}{{pool=\"{}\"}} {:.6f}\n", m.name, LabelValue(s.config.name),
                          m.value(s));
+    }
+  }
+  for (const RemoteMetric& m : kRemoteMetrics) {
+    out += fmt::format("# HELP {} {}\n# TYPE {} counter\n", m.name, m.help, m.name);
+    for (const PoolStats& s : pools) {
+      if (!s.remote.configured) continue;
+      out += fmt::format("{}{{pool=\"{}\"}} {}\n", m.name, LabelValue(s.config.name),
+                         s.remote.counters.*m.field);
     }
   }
   return out;

@@ -123,7 +123,7 @@ TEST_F(CliCompatTest, EveryCommandWorksOnTheOriginalsCatalog) {
   EXPECT_EQ(j["policy"], "lfu");
   EXPECT_EQ(j["loaded"], false);  // its memory went with the original's process
   SQLite::Database db(Catalog(), SQLite::OPEN_READONLY);
-  EXPECT_EQ(db.execAndGet("PRAGMA user_version").getInt(), 2);
+  EXPECT_EQ(db.execAndGet("PRAGMA user_version").getInt(), 3);
   EXPECT_EQ(db.execAndGet("SELECT hits FROM stats WHERE pool_name = 'legacy'").getInt(), 11);
   EXPECT_EQ(db.execAndGet("SELECT token_count FROM entries WHERE pool_name = 'legacy'"
                           " AND sequence_id = 7").getInt(),
@@ -154,7 +154,7 @@ TEST_F(CliCompatTest, ACatalogOfANewerVersionIsRefusedNamingBothVersions) {
   }
   chmod(Catalog().c_str(), 0600);
   CliResult r = Cache({"status"});
-  EXPECT_TRUE(FailedWith(r, "schema version 7 is newer than supported (2)")) << Describe(r);
+  EXPECT_TRUE(FailedWith(r, "schema version 7 is newer than supported (3)")) << Describe(r);
 }
 
 TEST_F(CliCompatTest, EvictWithoutPercentEvictsAQuarter) {

@@ -79,12 +79,12 @@ class CatalogTest : public ::testing::Test {
 
 TEST_F(CatalogTest, FreshCatalogIsAtCurrentSchemaInWalMode) {
   EXPECT_EQ(catalog_->schema_version(), Catalog::kSchemaVersion);
-  EXPECT_EQ(Catalog::kSchemaVersion, 2);
+  EXPECT_EQ(Catalog::kSchemaVersion, 3);
   EXPECT_EQ(catalog_->path(), path_);
   SQLite::Database raw(path_, SQLite::OPEN_READONLY);
-  EXPECT_EQ(raw.execAndGet("PRAGMA user_version").getInt(), 2);
+  EXPECT_EQ(raw.execAndGet("PRAGMA user_version").getInt(), 3);
   EXPECT_EQ(raw.execAndGet("PRAGMA journal_mode").getString(), "wal");
-  for (const char* table : {"pools", "entries", "stats", "attachments"}) {
+  for (const char* table : {"pools", "entries", "stats", "attachments", "remote_stats"}) {
     EXPECT_TRUE(raw.tableExists(table)) << table;
   }
 }
@@ -134,7 +134,7 @@ TEST_F(CatalogTest, VersionZeroDatabaseIsMigrated) {
   }
   Result<std::unique_ptr<Catalog>> c = Catalog::Open(old);
   ASSERT_TRUE(c.ok()) << c.status().ToString();
-  EXPECT_EQ((*c)->schema_version(), 2);
+  EXPECT_EQ((*c)->schema_version(), Catalog::kSchemaVersion);
   Result<PoolRecord> legacy = (*c)->GetPool("legacy");
   ASSERT_TRUE(legacy.ok());
   EXPECT_EQ(legacy->shm_name, "cortex_kv_legacy");
@@ -355,7 +355,7 @@ TEST_F(CatalogTest, VersionOneCatalogGainsPoolIdentityColumns) {
   }
   Result<std::unique_ptr<Catalog>> c = Catalog::Open(old);
   ASSERT_TRUE(c.ok()) << c.status().ToString();
-  EXPECT_EQ((*c)->schema_version(), 2);
+  EXPECT_EQ((*c)->schema_version(), Catalog::kSchemaVersion);
   Result<PoolRecord> rec = (*c)->GetPool("old");
   ASSERT_TRUE(rec.ok());
   EXPECT_EQ(rec->pool_id, "");
@@ -368,6 +368,61 @@ TEST_F(CatalogTest, VersionOneCatalogGainsPoolIdentityColumns) {
   EXPECT_EQ((*c)->GetPool("old")->owner_uid, 1234);
 }
 
+TEST_F(CatalogTest, VersionTwoCatalogGainsRemoteColumnsKeepingItsPools) {
+  std::string old = dir_.Join("v2.db");
+  {
+    SQLite::Database raw(old, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+    raw.exec(
+        "CREATE TABLE pools (name TEXT PRIMARY KEY, config TEXT, shm_name TEXT,"
+        " created_at REAL, last_modified REAL, pool_id TEXT, owner_uid INTEGER);"
+        "CREATE TABLE entries (pool_name TEXT, sequence_id INTEGER, prefix_hash TEXT,"
+        " created_at REAL, last_accessed REAL, access_count INTEGER, token_count INTEGER,"
+        " size_bytes INTEGER, \"offset\" INTEGER, priority INTEGER, metadata TEXT,"
+        " PRIMARY KEY (pool_name, sequence_id));"
+        "CREATE TABLE stats (pool_name TEXT PRIMARY KEY, hits INTEGER DEFAULT 0,"
+        " misses INTEGER DEFAULT 0, evictions INTEGER DEFAULT 0, updated_at REAL);"
+        "CREATE TABLE attachments (id INTEGER PRIMARY KEY, pool_name TEXT, pid INTEGER,"
+        " attached_at REAL, detached_at REAL);"
+        "INSERT INTO pools VALUES ('old', '{}', 'cortex_kv_old', 1.0, 2.0, 'ab', 7);"
+        "INSERT INTO stats VALUES ('old', 5, 6, 7, 1.0);"
+        "PRAGMA user_version = 2;");
+  }
+  Result<std::unique_ptr<Catalog>> c = Catalog::Open(old);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ((*c)->schema_version(), 3);
+  Result<PoolRecord> rec = (*c)->GetPool("old");
+  ASSERT_TRUE(rec.ok());
+  EXPECT_EQ(rec->pool_id, "ab");
+  EXPECT_EQ(rec->owner_uid, 7);
+  EXPECT_EQ((*c)->GetStats("old")->hits, 5);
+  Result<std::optional<RemoteConfig>> none = (*c)->GetRemote("old");
+  ASSERT_TRUE(none.ok()) << none.status().ToString();
+  EXPECT_FALSE(none->has_value());
+
+  RemoteConfig rc{"redis://h:6379", RemoteMode::kWriteBack, "ns"};
+  ASSERT_TRUE((*c)->SetRemote("old", rc).ok());
+  EXPECT_EQ((*c)->SetRemote("missing", rc).code(), Code::kNotFound);
+  ASSERT_TRUE((*c)->AddRemoteStats("old", RemoteCounters{1, 2, 3, 4, 5, 6}, "boom", 9.0).ok());
+  ASSERT_TRUE((*c)->AddRemoteStats("old", RemoteCounters{1, 0, 0, 0, 0, 0}, "", 0).ok());
+  // A record update (as restore makes) keeps the remote.
+  PoolRecord updated = *rec;
+  updated.config_json = "{\"x\":1}";
+  ASSERT_TRUE((*c)->UpdatePool(updated).ok());
+  Result<RemoteStatus> st = (*c)->GetRemoteStatus("old");
+  ASSERT_TRUE(st.ok()) << st.status().ToString();
+  EXPECT_TRUE(st->configured);
+  EXPECT_EQ(st->config.url, "redis://h:6379");
+  EXPECT_EQ(st->config.mode, RemoteMode::kWriteBack);
+  EXPECT_EQ(st->config.name_space, "ns");
+  EXPECT_EQ(st->counters.sent, 2u);
+  EXPECT_EQ(st->counters.refused, 6u);
+  EXPECT_EQ(st->last_error, "boom");  // an empty error keeps the last one
+  ASSERT_TRUE((*c)->SetRemote("old", std::nullopt).ok());
+  EXPECT_FALSE((*c)->GetRemoteStatus("old")->configured);
+  ASSERT_TRUE((*c)->DeletePool("old").ok());
+  EXPECT_EQ((*c)->GetRemoteStatus("old").status().code(), Code::kNotFound);
+}
+
 TEST_F(CatalogTest, DataSurvivesReopen) {
   ASSERT_TRUE(catalog_->InsertPool(Pool("p")).ok());
   ASSERT_TRUE(catalog_->ReplaceEntries("p", {Entry(1)}).ok());
@@ -377,7 +432,7 @@ TEST_F(CatalogTest, DataSurvivesReopen) {
   Result<std::unique_ptr<Catalog>> again = Catalog::Open(path_);
   ASSERT_TRUE(again.ok()) << again.status().ToString();
   Catalog& c = **again;
-  EXPECT_EQ(c.schema_version(), 2);
+  EXPECT_EQ(c.schema_version(), Catalog::kSchemaVersion);
   EXPECT_TRUE(c.GetPool("p").ok());
   EXPECT_EQ(c.GetEntries("p")->size(), 1u);
   EXPECT_EQ(c.GetStats("p")->misses, 4);
@@ -478,7 +533,7 @@ TEST_F(CatalogTest, ProcessesOpeningAFreshCatalogAtOnceAllSucceed) {
   }
   Result<std::unique_ptr<Catalog>> c = Catalog::Open(fresh);
   ASSERT_TRUE(c.ok()) << c.status().ToString();
-  EXPECT_EQ((*c)->schema_version(), 2);
+  EXPECT_EQ((*c)->schema_version(), Catalog::kSchemaVersion);
   EXPECT_EQ((*c)->ListPools()->size(), static_cast<size_t>(kChildren));
 }
 

@@ -9,11 +9,13 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "kvcache/export.h"
+#include "kvcache/remote.h"
 #include "kvcache/status.h"
 
 namespace kvcache {
@@ -74,7 +76,7 @@ class KVCACHE_EXPORT Catalog {
   static Result<std::unique_ptr<Catalog>> Open(const std::string& path);
   ~Catalog();
 
-  static constexpr int kSchemaVersion = 2;
+  static constexpr int kSchemaVersion = 3;
   int schema_version() const;
   const std::string& path() const { return path_; }
 
@@ -97,6 +99,19 @@ class KVCACHE_EXPORT Catalog {
   Status AddStats(std::string_view pool, int64_t hits, int64_t misses, int64_t evictions);
   // Zeroes when the pool has no row yet.
   Result<StatsRecord> GetStats(std::string_view pool);
+
+  // The pool's remote (schema 3): set, replaced or (nullopt) removed. The counters
+  // are kept when the remote changes. NotFound when the pool is not recorded.
+  Status SetRemote(std::string_view pool, const std::optional<RemoteConfig>& remote);
+  // nullopt when the pool has no remote. NotFound when the pool is not recorded.
+  Result<std::optional<RemoteConfig>> GetRemote(std::string_view pool);
+  // Adds the deltas to the pool's remote counters; a non-empty `last_error` replaces
+  // the recorded one.
+  Status AddRemoteStats(std::string_view pool, const RemoteCounters& delta,
+                        const std::string& last_error, double last_error_at);
+  // The remote, its counters and the last failure recorded (configured == false and
+  // zeroes when it has none).
+  Result<RemoteStatus> GetRemoteStatus(std::string_view pool);
 
   Status RecordAttach(std::string_view pool, int32_t pid, double when);
   // Marks the latest open attachment of pid as detached; NotFound if none is open.

@@ -21,6 +21,7 @@
 
 #include "kvcache/entry_view.h"
 #include "kvcache/export.h"
+#include "kvcache/remote.h"
 #include "kvcache/status.h"
 #include "kvcache/types.h"
 
@@ -38,6 +39,14 @@ struct KVCACHE_EXPORT ManagerOptions {
   // The SQLite catalog file. Empty: <home>/kv_cache.db. (The original Python API takes
   // the catalog's path, KVCacheManager(db_path); snapshots stay below home.)
   std::string catalog_path;
+  // Remote tiers (kvcache/remote.h): the timeout of every call to a remote, how long
+  // this Manager's destruction waits at most to send what it queued, the size of the
+  // pieces a large entry is cut into (0: 4 MiB), and the most entries queued for
+  // sending (0: 4096).
+  uint32_t remote_timeout_ms = 100;
+  uint32_t remote_flush_ms = 3000;
+  uint64_t remote_piece_bytes = 0;
+  uint32_t remote_queue_entries = 0;
 };
 
 // Resolves the defaults above from the environment.
@@ -124,6 +133,11 @@ class KVCACHE_EXPORT Manager {
   Result<PutReservation> Reserve(std::string_view pool, uint64_t seq, size_t size,
                                  uint64_t token_count, const PutOptions& options = {},
                                  const std::optional<EntryStats>& stats = std::nullopt);
+  // Get, GetInto and View of an id the pool does not hold ask the pool's remote, if it
+  // has one: an entry found there is checked, stored in the pool (evicting by policy,
+  // as any put) and served. The remote's failures and refusals never fail the call:
+  // it is then a miss (NotFound), after at most the remote timeout.
+  //
   // Copies the bytes out. Counts a hit, or a miss (NotFound).
   Result<std::vector<std::byte>> Get(std::string_view pool, uint64_t seq);
   // Copies the bytes into `out` (resized). Counts a hit or a miss.
@@ -194,6 +208,19 @@ class KVCACHE_EXPORT Manager {
   // Pins every entry at one instant: a consistent view while puts go on.
   Result<std::vector<EntryView>> PinAll(std::string_view pool);
 
+  // ---- remote tier (kvcache/remote.h) ----
+  // Gives the pool a remote, replaces it, or (nullopt) removes it. The URL is checked
+  // and stored in canonical form; an empty namespace means the pool's name. Every
+  // process using the pool follows within about a second. NotFound when the pool is
+  // not in the catalog; InvalidArgument for a bad URL or namespace.
+  Status SetRemote(std::string_view pool, const std::optional<RemoteConfig>& remote);
+  // The pool's remote and the counters of every process (those this Manager has not
+  // recorded yet included). Stats and Health include it too.
+  Result<RemoteStatus> GetRemoteStatus(std::string_view pool);
+  // Waits (at most `timeout_ms`) until what this Manager queued for the pool's remote is
+  // sent, or the remote fails. The destructor does this for every pool.
+  Status FlushRemote(std::string_view pool, uint32_t timeout_ms);
+
   // ---- observation ----
   Result<PoolStats> Stats(std::string_view pool);
   // Every pool in the catalog; pools without a live segment have loaded == false. A
@@ -224,6 +251,10 @@ class KVCACHE_EXPORT Manager {
   Result<Catalog*> catalog();
   // Opens (maps) the pool's segment, cached per Manager.
   Result<std::shared_ptr<PoolHandle>> Open(std::string_view pool);
+  // After a local miss of `seq`: the entry from the pool's remote, stored locally
+  // (best effort) and returned; `miss` when there is none or the remote fails.
+  Result<std::vector<std::byte>> ReadThrough(std::string_view pool, PoolHandle& handle,
+                                             uint64_t seq, const Status& miss);
   // Ok, or why options_ cannot be used (a bad shm prefix): every operation returns it.
   Status CheckOptions() const;
   ManagerOptions options_;

@@ -22,6 +22,11 @@ KVCACHE_EXPORT std::string FormatHealth(const HealthReport& report);
 // SEQ ID  TOKENS  SIZE  ACCESSES  PRIORITY  LAST ACCESS
 KVCACHE_EXPORT std::string FormatEntries(std::string_view pool,
                                          const std::vector<EntryInfo>& entries);
+// "Remote of 'x': redis://h:6379 (write-through, namespace x)" and its counters, or
+// "Pool 'x' has no remote".
+KVCACHE_EXPORT std::string FormatRemote(std::string_view pool, const RemoteStatus& remote);
+// "Pool 'x' uses remote redis://h:6379 (write-through, namespace x)"
+KVCACHE_EXPORT std::string RemoteSetMessage(std::string_view pool, const RemoteConfig& config);
 // The pool's config, one "key: value" per line.
 KVCACHE_EXPORT std::string FormatConfig(const PoolConfig& config);
 

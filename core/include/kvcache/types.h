@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "kvcache/export.h"
+#include "kvcache/remote.h"
 #include "kvcache/status.h"
 
 namespace kvcache {
@@ -123,6 +124,8 @@ struct KVCACHE_EXPORT PoolStats {
   uint64_t chunk_bytes = 0;           // bytes of the data region the chunks hold
   uint64_t chunk_tokens_asked = 0;    // tokens of the prompts given to Match
   uint64_t chunk_tokens_matched = 0;  // of those, tokens served from cached chunks
+  // The pool's remote tier (remote.configured == false when it has none).
+  RemoteStatus remote;
   // Set (by Manager::StatsAll) when this pool could not be read: why. The other fields
   // then hold only what the catalog records.
   std::string error;

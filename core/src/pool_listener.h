@@ -1,0 +1,26 @@
+// PoolListener: what a Manager hears from the pools it mapped, to feed their remote
+// tiers. A PoolHandle holds its listener weakly: views outlive their Manager.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+
+namespace kvcache {
+
+class PoolListener {
+ public:
+  virtual ~PoolListener() = default;
+  // Entry `seq` was published by this process with `generation`. Called without the
+  // pool lock, on the thread that committed.
+  virtual void Committed(const std::string& pool, uint64_t seq, uint64_t generation) = 0;
+  // Entry `seq` is about to be evicted; its bytes (and its prefix tokens, u32 LE,
+  // maybe unaligned) are valid for the call only. Called
+  // UNDER THE POOL LOCK: must not block, throw, or touch the pool.
+  virtual void Evicting(const std::string& pool, uint64_t seq, uint64_t token_count,
+                        int32_t priority, std::span<const std::byte> prefix_tokens,
+                        std::string_view metadata, std::span<const std::byte> data) noexcept = 0;
+};
+
+}  // namespace kvcache

@@ -1,0 +1,99 @@
+// The values a pool stores in its remote (docs/formats.md, "Remote values").
+//
+// An entry is one *record*: a 32-byte record header, the prefix tokens (u32 each), the
+// metadata bytes, then the payload. The record is cut into pieces of at most
+// piece_bytes; piece i is stored under PieceKey(base, i) as a 64-byte piece header
+// followed by its bytes. Every piece names the entry it belongs to (a hash of its base
+// key), the record's length and checksum, its index and the piece count, so a reader
+// refuses a value that is damaged, foreign (another entry's, another program's) or
+// mixed from two writes of the same entry.
+#pragma once
+
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "kvcache/status.h"
+
+namespace kvcache::remote {
+
+static_assert(std::endian::native == std::endian::little, "remote format assumes LE host");
+
+inline constexpr uint32_t kPieceMagic = 0x5452564B;  // "KVRT" in file order
+inline constexpr uint16_t kFormatVersion = 1;         // bump when a layout here changes
+// Redis refuses bulk strings over 512 MB by default; pieces stay far below.
+inline constexpr uint64_t kDefaultPieceBytes = 4ull << 20;
+inline constexpr uint64_t kMaxRecordBytes = 1ull << 40;
+
+struct PieceHeader {
+  uint32_t magic;            // @0  kPieceMagic
+  uint16_t version;          // @4  kFormatVersion
+  uint16_t header_bytes;     // @6  sizeof(PieceHeader)
+  uint64_t key_hash;         // @8  XXH3-64 of the entry's base key
+  uint64_t record_bytes;     // @16 length of the whole record
+  uint64_t record_checksum;  // @24 XXH3-64 of the whole record
+  uint32_t piece_index;      // @32
+  uint32_t piece_count;      // @36
+  uint64_t piece_bytes;      // @40 bytes after this header
+  uint64_t piece_checksum;   // @48 XXH3-64 of those bytes
+  uint64_t header_checksum;  // @56 XXH3-64 of bytes [0, 56) of this header
+};
+static_assert(sizeof(PieceHeader) == 64);
+static_assert(offsetof(PieceHeader, key_hash) == 8);
+static_assert(offsetof(PieceHeader, record_bytes) == 16);
+static_assert(offsetof(PieceHeader, record_checksum) == 24);
+static_assert(offsetof(PieceHeader, piece_index) == 32);
+static_assert(offsetof(PieceHeader, piece_count) == 36);
+static_assert(offsetof(PieceHeader, piece_bytes) == 40);
+static_assert(offsetof(PieceHeader, piece_checksum) == 48);
+static_assert(offsetof(PieceHeader, header_checksum) == 56);
+
+struct RecordHeader {
+  uint64_t token_count;   // @0
+  int32_t priority;       // @8
+  uint32_t prefix_len;    // @12 tokens after this header
+  uint32_t metadata_len;  // @16 bytes after the tokens
+  uint32_t reserved;      // @20 zero
+  uint64_t data_bytes;    // @24 payload bytes after the metadata
+};
+static_assert(sizeof(RecordHeader) == 32);
+static_assert(offsetof(RecordHeader, priority) == 8);
+static_assert(offsetof(RecordHeader, prefix_len) == 12);
+static_assert(offsetof(RecordHeader, metadata_len) == 16);
+static_assert(offsetof(RecordHeader, data_bytes) == 24);
+
+// "kvc:{<namespace>:<seq>}": the braces are the Redis Cluster hash tag, so every piece
+// of an entry lands on the same slot while different entries spread over the cluster.
+std::string EntryKey(std::string_view name_space, uint64_t seq);
+// Piece 0 is the base key itself; piece i > 0 is "<base>:<i>".
+std::string PieceKey(std::string_view base, uint32_t index);
+
+// An entry as stored remotely.
+struct Record {
+  uint64_t token_count = 0;
+  int32_t priority = 0;
+  std::vector<uint32_t> prefix_tokens;
+  std::string metadata;
+  std::vector<std::byte> data;
+};
+
+// The pieces of an entry, each a complete value (header and bytes). `prefix_tokens`
+// are the u32 LE tokens as bytes.
+std::vector<std::string> EncodePieces(std::string_view base_key, uint64_t token_count,
+                                      int32_t priority,
+                                      std::span<const std::byte> prefix_tokens,
+                                      std::string_view metadata,
+                                      std::span<const std::byte> data, uint64_t piece_bytes);
+
+// Checks piece 0 (its header, its bytes, that it belongs to `base_key`) and returns
+// its header: how many pieces to fetch. Corruption naming what is wrong otherwise.
+Result<PieceHeader> CheckFirstPiece(std::string_view base_key, std::string_view value);
+// Checks every piece against the first's header and reassembles the record.
+// Corruption naming the first thing wrong.
+Result<Record> DecodePieces(std::string_view base_key, const std::vector<std::string>& pieces);
+
+}  // namespace kvcache::remote

@@ -1,0 +1,180 @@
+#include "remote_hub.h"
+
+#include "kvcache/catalog.h"
+#include "manager_internals.h"
+#include "process_table.h"
+
+namespace kvcache {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr std::chrono::seconds kRereadEvery{1};
+
+thread_local int warming_depth = 0;
+
+bool SameConfig(const std::optional<RemoteConfig>& a, const std::optional<RemoteConfig>& b) {
+  if (a.has_value() != b.has_value()) return false;
+  if (!a.has_value()) return true;
+  return a->url == b->url && a->mode == b->mode && a->name_space == b->name_space;
+}
+
+}  // namespace
+
+RemoteHub::Warming::Warming() { ++warming_depth; }
+RemoteHub::Warming::~Warming() { --warming_depth; }
+
+RemoteHub::RemoteHub(Manager* manager, const ManagerOptions& options)
+    : manager_(manager), options_(options), epoch_(ForkEpoch()) {}
+
+void RemoteHub::ForgetInheritedLocked() {
+  if (epoch_ == ForkEpoch()) return;
+  epoch_ = ForkEpoch();
+  // Deliberately leaked: their threads belong to the parent.
+  auto* abandoned = new std::vector<std::shared_ptr<remote::RemoteTier>>(std::move(retired_));
+  for (auto& [name, known] : known_) {
+    if (known.tier != nullptr) abandoned->push_back(std::move(known.tier));
+  }
+  known_.clear();
+  retired_.clear();
+}
+
+RemoteHub::~RemoteHub() {
+  std::map<std::string, Known, std::less<>> known;
+  std::vector<std::shared_ptr<remote::RemoteTier>> retired;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    ForgetInheritedLocked();
+    known.swap(known_);
+    retired.swap(retired_);
+  }
+  // Each tier flushes its queue (bounded by remote_flush_ms) as it is destroyed.
+}
+
+std::shared_ptr<remote::RemoteTier> RemoteHub::Make(const std::string& pool,
+                                                    const RemoteConfig& config) {
+  remote::TierOptions o;
+  o.pool = pool;
+  o.config = config;
+  o.timeout = std::chrono::milliseconds(options_.remote_timeout_ms);
+  o.flush_deadline = std::chrono::milliseconds(options_.remote_flush_ms);
+  if (options_.remote_piece_bytes != 0) o.piece_bytes = options_.remote_piece_bytes;
+  if (options_.remote_queue_entries != 0) o.queue_entries = options_.remote_queue_entries;
+  remote::TierHooks hooks;
+  Manager* manager = manager_;
+  hooks.pin = [manager, pool](uint64_t seq) { return manager->Pin(pool, seq); };
+  hooks.record = [manager, pool](const RemoteCounters& d, const std::string& error,
+                                 double error_at) -> Status {
+    KVC_ASSIGN_OR_RETURN(Catalog * cat, ManagerInternals::catalog(*manager));
+    Status s = cat->AddRemoteStats(pool, d, error, error_at);
+    // A pool destroyed meanwhile has nowhere to record: drop the counts.
+    return s.code() == Code::kNotFound ? Status::Ok() : s;
+  };
+  Result<std::unique_ptr<remote::RemoteTier>> tier =
+      remote::RemoteTier::Start(std::move(o), std::move(hooks));
+  if (!tier.ok()) return nullptr;  // a URL the catalog should never hold
+  return std::shared_ptr<remote::RemoteTier>(std::move(tier).value());
+}
+
+std::shared_ptr<remote::RemoteTier> RemoteHub::TierFor(std::string_view pool) {
+  const Clock::time_point now = Clock::now();
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    ForgetInheritedLocked();
+    auto it = known_.find(pool);
+    if (it != known_.end() && it->second.fresh && now - it->second.checked < kRereadEvery) {
+      return it->second.tier;
+    }
+  }
+  std::optional<RemoteConfig> config;
+  bool read = false;
+  if (Result<Catalog*> cat = ManagerInternals::catalog(*manager_); cat.ok()) {
+    Result<std::optional<RemoteConfig>> rc = (*cat)->GetRemote(pool);
+    if (rc.ok()) {
+      config = std::move(rc).value();
+      read = true;
+    } else if (rc.status().code() == Code::kNotFound) {
+      read = true;  // no such pool: no remote
+    }
+  }
+  if (config.has_value() && config->name_space.empty()) config->name_space = std::string(pool);
+  std::shared_ptr<remote::RemoteTier> tier;
+  bool replace = false;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    Known& k = known_[std::string(pool)];
+    k.checked = now;
+    k.fresh = true;
+    if (!read || SameConfig(k.config, config)) return k.tier;  // unreadable: keep what we had
+    replace = true;
+  }
+  if (replace && config.has_value()) tier = Make(std::string(pool), *config);
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    Known& k = known_[std::string(pool)];
+    if (k.tier != nullptr) retired_.push_back(std::move(k.tier));
+    k.config = config;
+    k.tier = tier;
+  }
+  Reap();
+  return tier;
+}
+
+void RemoteHub::Reap() {
+  std::vector<std::shared_ptr<remote::RemoteTier>> done;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    for (auto it = retired_.begin(); it != retired_.end();) {
+      if (it->use_count() == 1) {
+        done.push_back(std::move(*it));
+        it = retired_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  // `done` flushes and stops here, holding no lock.
+}
+
+void RemoteHub::Invalidate(std::string_view pool) {
+  std::lock_guard<std::mutex> lk(mu_);
+  auto it = known_.find(pool);
+  if (it != known_.end()) it->second.fresh = false;
+}
+
+RemoteCounters RemoteHub::Unrecorded(std::string_view pool) {
+  std::shared_ptr<remote::RemoteTier> tier;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    ForgetInheritedLocked();
+    auto it = known_.find(pool);
+    if (it != known_.end()) tier = it->second.tier;
+  }
+  return tier != nullptr ? tier->Unrecorded() : RemoteCounters{};
+}
+
+void RemoteHub::Committed(const std::string& pool, uint64_t seq, uint64_t generation) {
+  if (warming_depth > 0) return;
+  std::shared_ptr<remote::RemoteTier> tier = TierFor(pool);
+  if (tier != nullptr && tier->options().config.mode == RemoteMode::kWriteThrough) {
+    tier->EnqueuePut(seq, generation);
+  }
+}
+
+void RemoteHub::Evicting(const std::string& pool, uint64_t seq, uint64_t token_count,
+                         int32_t priority, std::span<const std::byte> prefix_tokens,
+                         std::string_view metadata, std::span<const std::byte> data) noexcept {
+  // Under the pool lock: only the tier already known (Manager::Reserve and Evict
+  // refresh it first), never a catalog read.
+  std::shared_ptr<remote::RemoteTier> tier;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (epoch_ != ForkEpoch()) return;  // inherited tiers: a child's TierFor makes its own
+    auto it = known_.find(pool);
+    if (it != known_.end()) tier = it->second.tier;
+  }
+  if (tier != nullptr && tier->options().config.mode == RemoteMode::kWriteBack) {
+    tier->EnqueueEvicted(seq, token_count, priority, prefix_tokens, metadata, data);
+  }
+}
+
+}  // namespace kvcache

@@ -1,0 +1,80 @@
+// RemoteHub: a Manager's remote tiers, one per pool that has a remote, and the glue
+// between them and the pools: it hears commits (write-through) and evictions
+// (write-back) and serves local misses (read-through).
+//
+// A pool's remote is read from the catalog at most once a second per Manager, so a
+// change made by `cortex cache remote` reaches long-lived processes (the kvcachefs
+// daemon, engines) within about a second. A replaced tier is flushed and stopped
+// outside every lock.
+//
+// Thread-safe. Lock order: a pool's lock, then mu_.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "kvcache/manager.h"
+#include "kvcache/remote.h"
+#include "pool_listener.h"
+#include "remote_tier.h"
+
+namespace kvcache {
+
+class RemoteHub : public PoolListener {
+ public:
+  // `manager` owns the hub and outlives it (its destructor destroys the hub first).
+  RemoteHub(Manager* manager, const ManagerOptions& options);
+  ~RemoteHub() override;
+
+  // The pool's tier, re-read from the catalog when the last read is over a second old;
+  // null when the pool has no remote (or its catalog cannot be read and none was known).
+  std::shared_ptr<remote::RemoteTier> TierFor(std::string_view pool);
+  // Makes the next TierFor re-read the catalog.
+  void Invalidate(std::string_view pool);
+  // Counts of this Manager's tier for `pool` not yet in the catalog; zeroes if none.
+  RemoteCounters Unrecorded(std::string_view pool);
+
+  // Puts made while a Warming exists on the thread are copies of remote entries: they
+  // are not sent back.
+  class Warming {
+   public:
+    Warming();
+    ~Warming();
+    Warming(const Warming&) = delete;
+    Warming& operator=(const Warming&) = delete;
+  };
+
+  void Committed(const std::string& pool, uint64_t seq, uint64_t generation) override;
+  void Evicting(const std::string& pool, uint64_t seq, uint64_t token_count, int32_t priority,
+                std::span<const std::byte> prefix_tokens, std::string_view metadata,
+                std::span<const std::byte> data) noexcept override;
+
+ private:
+  struct Known {
+    std::optional<RemoteConfig> config;  // as the catalog had it, name_space resolved
+    std::shared_ptr<remote::RemoteTier> tier;
+    std::chrono::steady_clock::time_point checked{};
+    bool fresh = false;  // false: re-read on the next TierFor
+  };
+  std::shared_ptr<remote::RemoteTier> Make(const std::string& pool, const RemoteConfig& config);
+  // Destroys retired tiers nobody else holds. Called without mu_.
+  void Reap();
+  // In a child forked from the process that made the tiers, their sender threads do not
+  // exist: the inherited tiers are abandoned (never destroyed, which would wait on those
+  // threads) and the child makes its own. REQUIRES: mu_ held.
+  void ForgetInheritedLocked();
+
+  Manager* const manager_;
+  const ManagerOptions options_;
+  std::mutex mu_;
+  std::map<std::string, Known, std::less<>> known_;            // guarded by mu_
+  std::vector<std::shared_ptr<remote::RemoteTier>> retired_;  // guarded by mu_
+  uint64_t epoch_;                                             // guarded by mu_: ForkEpoch()
+};
+
+}  // namespace kvcache

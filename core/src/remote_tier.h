@@ -1,0 +1,129 @@
+// RemoteTier: one pool's remote (a Redis server) as one Manager uses it.
+//
+// Sending is never on the caller's path: puts (write-through) and evicted entries
+// (write-back) are queued, bounded in entries and bytes (what does not fit is dropped
+// and counted), and a sender thread stores them. Destroying the tier first flushes its
+// queue for at most flush_deadline, so a process that puts and exits at once still
+// sends what it put unless the remote is down or the machine dies. Fetching (read-
+// through) is synchronous with the caller, bounded by the timeout, and fails at once
+// while a broken connection waits out its backoff.
+//
+// Thread-safe. Lock order: a pool's lock, then mu_ (EnqueueEvicted runs under the pool
+// lock); nothing here takes a pool lock while holding mu_ or fetch_mu_.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "kvcache/entry_view.h"
+#include "kvcache/remote.h"
+#include "redis_client.h"
+#include "remote_format.h"
+
+namespace kvcache::remote {
+
+struct TierOptions {
+  std::string pool;
+  RemoteConfig config;  // name_space resolved (never empty)
+  std::chrono::milliseconds timeout{100};
+  uint64_t piece_bytes = kDefaultPieceBytes;
+  size_t queue_entries = 4096;
+  uint64_t queue_bytes = 256ull << 20;  // bytes of evicted entries held for sending
+  std::chrono::milliseconds flush_deadline{3000};
+};
+
+// What the tier asks of its Manager.
+struct TierHooks {
+  // Pins entry `seq` of the pool without counting an access; NotFound when it is gone.
+  std::function<Result<EntryView>(uint64_t seq)> pin;
+  // Adds counts (and the latest failure, if any) to the catalog.
+  std::function<Status(const RemoteCounters& delta, const std::string& last_error,
+                       double last_error_at)>
+      record;
+};
+
+class RemoteTier {
+ public:
+  // Parses the URL and reads the password from kRemotePasswordEnv. Connects lazily.
+  static Result<std::unique_ptr<RemoteTier>> Start(TierOptions options, TierHooks hooks);
+  ~RemoteTier();
+  RemoteTier(const RemoteTier&) = delete;
+  RemoteTier& operator=(const RemoteTier&) = delete;
+
+  const TierOptions& options() const { return options_; }
+
+  // Queues entry `seq` as published with `generation`: the sender pins it and stores
+  // it (an entry replaced meanwhile is skipped: its replacement has its own turn).
+  void EnqueuePut(uint64_t seq, uint64_t generation);
+  // Queues a copy of an entry being evicted. Called under the pool lock: never blocks
+  // on the remote and never throws; what does not fit the queue is dropped.
+  void EnqueueEvicted(uint64_t seq, uint64_t token_count, int32_t priority,
+                      std::span<const std::byte> prefix_tokens, std::string_view metadata,
+                      std::span<const std::byte> data) noexcept;
+
+  // The entry `seq` from the remote, checked. NotFound when the remote does not have it
+  // (whole); Corruption when what it has is damaged or foreign (counted as refused);
+  // IOError when it did not answer in time or is down.
+  Result<Record> Fetch(uint64_t seq);
+  // Asks the remote for a PING over a fresh connection: whether it answers now.
+  Status Probe();
+  // Waits until the queue is sent, the remote fails, or `deadline`.
+  void Flush(std::chrono::steady_clock::time_point deadline);
+
+  // Counts of this tier not yet added to the catalog.
+  RemoteCounters Unrecorded() const;
+
+ private:
+  struct Item {
+    uint64_t seq = 0;
+    uint64_t generation = 0;          // put reference: the published generation
+    std::vector<std::string> pieces;  // evicted entry: its values; empty for a put
+    uint64_t bytes = 0;
+  };
+  RemoteTier(TierOptions options, TierHooks hooks, RedisClient::Options client);
+  void Run();
+  // Stores one item. Ok, or the failure; *retry when the connection broke (the item
+  // may be tried again once the backoff passes).
+  Status Send(Item& item, bool* retry);
+  void NoteFailure(const Status& s);
+  void RecordCounters();
+  // Drops every queued item, counting them. REQUIRES: mu_ held.
+  void DropQueuedLocked();
+
+  const TierOptions options_;
+  const TierHooks hooks_;
+  const std::string base_prefix_;
+
+  std::mutex mu_;
+  std::condition_variable wake_;   // the sender: work, a flush or stop
+  std::condition_variable idle_;   // flushers: the queue became empty or gave up
+  std::deque<Item> queue_;         // guarded by mu_
+  uint64_t queued_bytes_ = 0;      // guarded by mu_
+  bool sending_ = false;           // guarded by mu_: an item is out of the queue
+  int flushers_ = 0;               // guarded by mu_
+  uint64_t flush_epoch_ = 0;       // guarded by mu_: bumped when a flush gives up
+  bool stop_ = false;              // guarded by mu_
+  RedisClient sender_client_;      // used by the sender thread only
+
+  std::mutex fetch_mu_;
+  RedisClient fetch_client_;  // guarded by fetch_mu_
+
+  // Counts since they were last recorded.
+  std::atomic<uint64_t> sent_{0}, dropped_{0}, failures_{0}, hits_{0}, misses_{0}, refused_{0};
+  mutable std::mutex error_mu_;
+  std::string last_error_;    // guarded by error_mu_; cleared once recorded
+  double last_error_at_ = 0;  // guarded by error_mu_
+
+  std::thread sender_;
+};
+
+}  // namespace kvcache::remote

@@ -1,0 +1,456 @@
+// The remote tier against a real redis-server: two "hosts" (two homes and shm
+// prefixes on this machine) sharing one Redis, write-through, write-back, read-only,
+// read-through, pieces, damaged values, a remote that dies and comes back, passwords.
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+
+#include <chrono>
+#include <cstring>
+#include <thread>
+
+#include "kvcache/catalog.h"
+#include "kvcache/manager.h"
+#include "remote_format.h"
+#include "support/redis_server.h"
+#include "support/test_env.h"
+
+namespace kvcache::testing {
+namespace {
+
+using std::chrono::milliseconds;
+using Clock = std::chrono::steady_clock;
+
+// ---------------------------------------------------------------- URLs and modes
+
+TEST(RemoteUrlTest, AcceptsTcpAndUnixForms) {
+  auto tcp = ParseRemoteUrl("redis://cache.example:6380/2");
+  ASSERT_TRUE(tcp.ok()) << tcp.status().ToString();
+  EXPECT_EQ(tcp->host, "cache.example");
+  EXPECT_EQ(tcp->port, 6380);
+  EXPECT_EQ(tcp->db, 2u);
+  EXPECT_EQ(tcp->ToString(), "redis://cache.example:6380/2");
+
+  auto v6 = ParseRemoteUrl("redis://[::1]:6379");
+  ASSERT_TRUE(v6.ok()) << v6.status().ToString();
+  EXPECT_EQ(v6->host, "::1");
+  EXPECT_EQ(v6->ToString(), "redis://[::1]:6379");
+
+  auto unix_url = ParseRemoteUrl("unix:///run/redis/redis.sock?db=3");
+  ASSERT_TRUE(unix_url.ok()) << unix_url.status().ToString();
+  EXPECT_EQ(unix_url->socket_path, "/run/redis/redis.sock");
+  EXPECT_EQ(unix_url->db, 3u);
+  EXPECT_EQ(unix_url->ToString(), "unix:///run/redis/redis.sock?db=3");
+}
+
+TEST(RemoteUrlTest, RefusesPasswordsAndBadForms) {
+  for (const char* bad :
+       {"redis://:secret@127.0.0.1:6379", "redis://user:secret@host:6379", "redis://host",
+        "redis://host:0", "redis://host:70000", "redis://host:6379/x", "http://host:6379",
+        "unix://relative.sock", "unix:///a.sock?db=x", "redis://::1:6379", "redis://:6379",
+        "unix://user@/a.sock", ""}) {
+    auto r = ParseRemoteUrl(bad);
+    EXPECT_FALSE(r.ok()) << bad;
+    if (!r.ok()) {
+      EXPECT_EQ(r.status().code(), Code::kInvalidArgument) << bad;
+    }
+  }
+  auto secret = ParseRemoteUrl("redis://:hunter2@127.0.0.1:6379");
+  ASSERT_FALSE(secret.ok());
+  EXPECT_NE(secret.status().message().find("CORTEX_REMOTE_PASSWORD"), std::string::npos);
+  EXPECT_EQ(secret.status().message().find("hunter2"), std::string::npos)
+      << "the password is echoed: " << secret.status().message();
+}
+
+TEST(RemoteUrlTest, ModesAndNamespaces) {
+  EXPECT_EQ(*ParseRemoteMode("write-through"), RemoteMode::kWriteThrough);
+  EXPECT_EQ(*ParseRemoteMode("write-back"), RemoteMode::kWriteBack);
+  EXPECT_EQ(*ParseRemoteMode("read-only"), RemoteMode::kReadOnly);
+  EXPECT_FALSE(ParseRemoteMode("writeback").ok());
+  EXPECT_TRUE(ValidateRemoteNamespace("llama-3.1-8b/q4").ok());
+  EXPECT_FALSE(ValidateRemoteNamespace("a{b}").ok());  // braces would break the hash tag
+  EXPECT_FALSE(ValidateRemoteNamespace("").ok());
+}
+
+// ---------------------------------------------------------------- value format
+
+std::string AsString(std::span<const std::byte> b) {
+  return std::string(reinterpret_cast<const char*>(b.data()), b.size());
+}
+
+TEST(RemoteFormatTest, PiecesRoundTripWithAttributes) {
+  std::vector<std::byte> data = Pattern(3, 100000);
+  std::vector<uint32_t> prefix = {1, 2, 3, 4, 5};
+  std::string base = remote::EntryKey("ns", 42);
+  EXPECT_EQ(base, "kvc:{ns:42}");
+  auto pieces = remote::EncodePieces(base, 77, -3, std::as_bytes(std::span(prefix)),
+                                     R"({"m":1})", data, 30000);
+  ASSERT_EQ(pieces.size(), 4u);  // 32 + 20 + 7 + 100000 bytes in pieces of 30000
+  auto record = remote::DecodePieces(base, pieces);
+  ASSERT_TRUE(record.ok()) << record.status().ToString();
+  EXPECT_EQ(record->token_count, 77u);
+  EXPECT_EQ(record->priority, -3);
+  EXPECT_EQ(record->prefix_tokens, prefix);
+  EXPECT_EQ(record->metadata, R"({"m":1})");
+  EXPECT_TRUE(record->data == data);
+}
+
+TEST(RemoteFormatTest, DamagedForeignOrMixedValuesAreRefused) {
+  std::vector<std::byte> data = Pattern(4, 5000);
+  std::string base = remote::EntryKey("ns", 1);
+  auto pieces = remote::EncodePieces(base, 1, 0, {}, "", data, 2000);
+  ASSERT_EQ(pieces.size(), 3u);
+  for (size_t at : {size_t{0}, size_t{9}, size_t{40}, size_t{64}, pieces[1].size() - 1}) {
+    auto damaged = pieces;
+    damaged[1][at] = static_cast<char>(damaged[1][at] ^ 0x5a);
+    auto r = remote::DecodePieces(base, damaged);
+    ASSERT_FALSE(r.ok()) << "byte " << at;
+    EXPECT_EQ(r.status().code(), Code::kCorruption);
+  }
+  // Another entry's value under this key.
+  auto other = remote::EncodePieces(remote::EntryKey("ns", 2), 1, 0, {}, "", data, 2000);
+  EXPECT_EQ(remote::DecodePieces(base, other).status().code(), Code::kCorruption);
+  // A piece of another write of the same entry.
+  auto newer = remote::EncodePieces(base, 1, 0, {}, "", Pattern(5, 5000), 2000);
+  auto mixed = pieces;
+  mixed[2] = newer[2];
+  EXPECT_EQ(remote::DecodePieces(base, mixed).status().code(), Code::kCorruption);
+  // Not ours at all, and truncated.
+  EXPECT_EQ(remote::CheckFirstPiece(base, "hello").status().code(), Code::kCorruption);
+  EXPECT_EQ(remote::CheckFirstPiece(base, pieces[0].substr(0, 100)).status().code(),
+            Code::kCorruption);
+}
+
+// ---------------------------------------------------------------- against Redis
+
+// Host A is the fixture's home and prefix; host B has its own.
+class RemoteTierTest : public IsolatedTest {
+ protected:
+  void SetUp() override {
+    if (!RedisServer::Available()) GTEST_SKIP() << "redis-server is not installed";
+    IsolatedTest::SetUp();
+    redis_ = std::make_unique<RedisServer>(RedisServer::Options{.tcp = true});
+    ASSERT_TRUE(redis_->Start());
+    b_home_ = std::make_unique<TempDir>();
+    b_prefix_ = shm_prefix_ + "b_";
+  }
+  void TearDown() override {
+    b_.reset();
+    UnlinkSegmentsWithPrefix(b_prefix_);
+    b_home_.reset();
+    IsolatedTest::TearDown();
+    redis_.reset();
+  }
+
+  ManagerOptions BOptions() const {
+    ManagerOptions o;
+    o.home = b_home_->path();
+    o.shm_prefix = b_prefix_;
+    return o;
+  }
+  Manager& B() {
+    if (b_ == nullptr) b_ = std::make_unique<Manager>(BOptions());
+    return *b_;
+  }
+
+  void MakePool(Manager& m, const std::string& name, uint64_t size, RemoteMode mode,
+                const std::string& url, const std::string& name_space = "model-x",
+                uint32_t max_sequences = kDefaultMaxSequences) {
+    PoolConfig config;
+    config.name = name;
+    config.size_bytes = size;
+    config.max_sequences = max_sequences;
+    ASSERT_TRUE(m.CreatePool(config).ok());
+    Status s = m.SetRemote(name, RemoteConfig{url, mode, name_space});
+    ASSERT_TRUE(s.ok()) << s.ToString();
+  }
+
+  RemoteCounters Counters(Manager& m, const std::string& pool) {
+    auto st = m.GetRemoteStatus(pool);
+    EXPECT_TRUE(st.ok()) << st.status().ToString();
+    return st.ok() ? st->counters : RemoteCounters{};
+  }
+
+  std::unique_ptr<RedisServer> redis_;
+  std::unique_ptr<TempDir> b_home_;
+  std::string b_prefix_;
+  std::unique_ptr<Manager> b_;
+};
+
+TEST_F(RemoteTierTest, WriteThroughFromOneHostIsReadThroughOnAnother) {
+  MakePool(manager(), "p", 8 << 20, RemoteMode::kWriteThrough, redis_->unix_url());
+  std::vector<std::byte> data = Pattern(1, 300000);
+  PutOptions po;
+  po.prefix_tokens = {9, 8, 7};
+  po.priority = 2;
+  po.metadata = R"({"model":"x"})";
+  ASSERT_TRUE(manager().Put("p", 5, data, 123, po).ok());
+  ASSERT_TRUE(manager().FlushRemote("p", 2000).ok());
+  EXPECT_TRUE(redis_->Get("kvc:{model-x:5}").has_value());
+  EXPECT_EQ(Counters(manager(), "p").sent, 1u);
+
+  // Host B, over TCP this time, same namespace, pool of another name.
+  MakePool(B(), "q", 8 << 20, RemoteMode::kReadOnly, redis_->tcp_url());
+  EXPECT_EQ(B().Stat("q", 5).status().code(), Code::kNotFound);  // Stat never asks
+  auto got = B().Get("q", 5);
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_TRUE(*got == data);
+  // Now local to B, with the attributes A put.
+  auto info = B().Stat("q", 5);
+  ASSERT_TRUE(info.ok()) << info.status().ToString();
+  EXPECT_EQ(info->token_count, 123u);
+  EXPECT_EQ(info->priority, 2);
+  EXPECT_EQ(info->metadata, R"({"model":"x"})");
+  EXPECT_EQ(info->prefix_length, 3u);
+  RemoteCounters c = Counters(B(), "q");
+  EXPECT_EQ(c.hits, 1u);
+  EXPECT_EQ(c.sent, 0u);  // read-only, and warmed entries are never sent back
+  // A view after the copy is local: no second remote hit.
+  auto view = B().View("q", 5);
+  ASSERT_TRUE(view.ok());
+  EXPECT_TRUE(AsString(view->data()) == AsString(data));
+  EXPECT_EQ(Counters(B(), "q").hits, 1u);
+}
+
+TEST_F(RemoteTierTest, ViewOfALocalMissIsServedFromTheRemote) {
+  MakePool(manager(), "p", 8 << 20, RemoteMode::kWriteThrough, redis_->unix_url());
+  std::vector<std::byte> data = Pattern(2, 5000);
+  ASSERT_TRUE(manager().Put("p", 8, data, 1).ok());
+  ASSERT_TRUE(manager().FlushRemote("p", 2000).ok());
+  MakePool(B(), "p", 8 << 20, RemoteMode::kWriteThrough, redis_->unix_url());
+  auto view = B().View("p", 8);
+  ASSERT_TRUE(view.ok()) << view.status().ToString();
+  EXPECT_TRUE(AsString(view->data()) == AsString(data));
+  // An id nobody has: a miss on both tiers.
+  EXPECT_EQ(B().View("p", 9).status().code(), Code::kNotFound);
+  EXPECT_EQ(Counters(B(), "p").misses, 1u);
+}
+
+TEST_F(RemoteTierTest, NamespacesKeepModelsApart) {
+  MakePool(manager(), "p", 8 << 20, RemoteMode::kWriteThrough, redis_->unix_url(), "model-a");
+  ASSERT_TRUE(manager().Put("p", 1, Pattern(1, 100), 1).ok());
+  ASSERT_TRUE(manager().FlushRemote("p", 2000).ok());
+  MakePool(B(), "p", 8 << 20, RemoteMode::kReadOnly, redis_->unix_url(), "model-b");
+  EXPECT_EQ(B().Get("p", 1).status().code(), Code::kNotFound);
+}
+
+TEST_F(RemoteTierTest, LargeEntriesAreCutIntoPiecesAndReassembled) {
+  ManagerOptions small_pieces = options();
+  small_pieces.remote_piece_bytes = 64 << 10;
+  manager_ = std::make_unique<Manager>(small_pieces);
+  MakePool(manager(), "p", 16 << 20, RemoteMode::kWriteThrough, redis_->unix_url());
+  std::vector<std::byte> data = Pattern(7, (1 << 20) + 333);
+  ASSERT_TRUE(manager().Put("p", 3, data, 1).ok());
+  ASSERT_TRUE(manager().FlushRemote("p", 5000).ok());
+  EXPECT_EQ(redis_->Keys("kvc:{model-x:3}*").size(), 17u);  // 1 MiB + 365 bytes / 64 KiB
+  MakePool(B(), "p", 16 << 20, RemoteMode::kReadOnly, redis_->unix_url());
+  auto got = B().Get("p", 3);
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_TRUE(*got == data);
+  EXPECT_EQ(Counters(B(), "p").hits, 1u);
+}
+
+TEST_F(RemoteTierTest, ACorruptOrForeignValueIsRefusedAndCounted) {
+  MakePool(manager(), "p", 8 << 20, RemoteMode::kWriteThrough, redis_->unix_url());
+  std::vector<std::byte> data = Pattern(9, 10000);
+  ASSERT_TRUE(manager().Put("p", 1, data, 1).ok());
+  ASSERT_TRUE(manager().Put("p", 2, data, 1).ok());
+  ASSERT_TRUE(manager().FlushRemote("p", 2000).ok());
+  auto stored = redis_->Get("kvc:{model-x:1}");
+  ASSERT_TRUE(stored.has_value());
+  std::string damaged = *stored;
+  damaged[5000] = static_cast<char>(damaged[5000] ^ 1);
+  ASSERT_TRUE(redis_->Set("kvc:{model-x:1}", damaged));
+  ASSERT_TRUE(redis_->Set("kvc:{model-x:2}", "not a kvcache value"));
+  // Entry 1's value under entry 3's key: well formed, but not entry 3's.
+  ASSERT_TRUE(redis_->Set("kvc:{model-x:3}", *stored));
+
+  MakePool(B(), "p", 8 << 20, RemoteMode::kReadOnly, redis_->unix_url());
+  for (uint64_t seq : {1, 2, 3}) {
+    EXPECT_EQ(B().Get("p", seq).status().code(), Code::kNotFound) << seq;
+    EXPECT_EQ(B().Stat("p", seq).status().code(), Code::kNotFound) << "stored " << seq;
+  }
+  EXPECT_EQ(Counters(B(), "p").refused, 3u);
+  EXPECT_EQ(Counters(B(), "p").hits, 0u);
+}
+
+TEST_F(RemoteTierTest, AProcessThatPutsAndExitsAtOnceStillSends) {
+  MakePool(manager(), "p", 8 << 20, RemoteMode::kWriteThrough, redis_->unix_url());
+  std::vector<std::byte> data = Pattern(11, 4096);
+  pid_t pid = fork();
+  if (pid == 0) {
+    bool ok = false;
+    {
+      Manager child(options());
+      ok = child.Put("p", 77, data, 1).ok();
+    }  // no flush call: the Manager's destruction sends
+    _exit(ok ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  EXPECT_TRUE(redis_->Get("kvc:{model-x:77}").has_value());
+  EXPECT_EQ(Counters(manager(), "p").sent, 1u);  // the child recorded its count
+}
+
+TEST_F(RemoteTierTest, AForkedChildSendsThroughATierOfItsOwn) {
+  MakePool(manager(), "p", 8 << 20, RemoteMode::kWriteThrough, redis_->unix_url());
+  ASSERT_TRUE(manager().Put("p", 1, Pattern(1, 4096), 1).ok());  // the parent's tier runs
+  pid_t pid = fork();
+  if (pid == 0) {
+    bool ok = manager().Put("p", 2, Pattern(2, 4096), 1).ok();
+    manager_.reset();  // flushes the child's tier; the parent's is not waited on
+    _exit(ok ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  EXPECT_TRUE(redis_->Get("kvc:{model-x:2}").has_value());
+  ASSERT_TRUE(manager().FlushRemote("p", 2000).ok());
+  EXPECT_TRUE(redis_->Get("kvc:{model-x:1}").has_value());
+}
+
+TEST_F(RemoteTierTest, WriteBackSendsEntriesAsTheyAreEvicted) {
+  MakePool(manager(), "p", 64 << 10, RemoteMode::kWriteBack, redis_->unix_url());
+  ASSERT_TRUE(manager().Put("p", 0, Pattern(100, 4096), 1).ok());
+  ASSERT_TRUE(manager().FlushRemote("p", 2000).ok());
+  EXPECT_TRUE(redis_->Keys("kvc:*").empty()) << "write-back sends nothing before eviction";
+  for (uint64_t seq = 1; seq < 40; ++seq) {
+    ASSERT_TRUE(manager().Put("p", seq, Pattern(100 + seq, 4096), seq).ok());
+  }
+  ASSERT_TRUE(manager().FlushRemote("p", 5000).ok());
+  auto stats = manager().Stats("p");
+  ASSERT_TRUE(stats.ok());
+  ASSERT_GT(stats->evictions, 20u);
+  EXPECT_EQ(Counters(manager(), "p").sent, stats->evictions);
+  // Every evicted entry comes back, byte for byte, from the remote.
+  for (uint64_t seq = 0; seq < 10; ++seq) {
+    ASSERT_EQ(manager().Stat("p", seq).status().code(), Code::kNotFound) << seq;
+    auto got = manager().Get("p", seq);
+    ASSERT_TRUE(got.ok()) << seq << ": " << got.status().ToString();
+    EXPECT_TRUE(*got == Pattern(100 + seq, 4096)) << seq;
+  }
+}
+
+TEST_F(RemoteTierTest, ReadOnlyNeverSends) {
+  MakePool(manager(), "p", 64 << 10, RemoteMode::kReadOnly, redis_->unix_url());
+  for (uint64_t seq = 0; seq < 40; ++seq) {
+    ASSERT_TRUE(manager().Put("p", seq, Pattern(seq, 4096), 1).ok());
+  }
+  ASSERT_TRUE(manager().FlushRemote("p", 2000).ok());
+  EXPECT_TRUE(redis_->Keys("*").empty());
+  EXPECT_EQ(Counters(manager(), "p").sent, 0u);
+}
+
+TEST_F(RemoteTierTest, ARemoteThatDiesNeverSlowsLocalOperationsAndIsUsedAgainWhenBack) {
+  MakePool(manager(), "p", 8 << 20, RemoteMode::kWriteThrough, redis_->tcp_url());
+  ASSERT_TRUE(manager().Put("p", 1, Pattern(1, 4096), 1).ok());
+  ASSERT_TRUE(manager().FlushRemote("p", 2000).ok());
+  redis_->Kill();
+
+  // Puts, hits and misses go on; none takes longer than the timeout (plus slack for a
+  // loaded machine).
+  milliseconds slowest{0};
+  for (uint64_t seq = 10; seq < 60; ++seq) {
+    auto t0 = Clock::now();
+    ASSERT_TRUE(manager().Put("p", seq, Pattern(seq, 4096), 1).ok());
+    ASSERT_TRUE(manager().Get("p", seq).ok());
+    EXPECT_EQ(manager().Get("p", 1000 + seq).status().code(), Code::kNotFound);
+    slowest = std::max(slowest, std::chrono::duration_cast<milliseconds>(Clock::now() - t0));
+  }
+  RecordProperty("slowest_ms", static_cast<int>(slowest.count()));
+  EXPECT_LT(slowest.count(), 600) << "a local operation waited on the dead remote";
+  auto health = manager().Health("p");
+  ASSERT_TRUE(health.ok());
+  EXPECT_TRUE(health->healthy);  // the pool itself is fine
+  ASSERT_TRUE(health->stats.remote.reachable.has_value());
+  EXPECT_FALSE(*health->stats.remote.reachable);
+  EXPECT_GT(health->stats.remote.counters.failures, 0u);
+
+  // Back on the same port: traffic resumes by itself, after the backoff.
+  ASSERT_TRUE(redis_->Start());
+  auto deadline = Clock::now() + std::chrono::seconds(10);
+  bool sent = false;
+  for (uint64_t seq = 100; Clock::now() < deadline && !sent; ++seq) {
+    ASSERT_TRUE(manager().Put("p", seq, Pattern(seq, 4096), 1).ok());
+    std::this_thread::sleep_for(milliseconds(100));
+    sent = redis_->Get("kvc:{model-x:" + std::to_string(seq) + "}").has_value();
+  }
+  EXPECT_TRUE(sent) << "puts did not reach the restarted remote";
+  health = manager().Health("p");
+  ASSERT_TRUE(health.ok());
+  EXPECT_TRUE(health->stats.remote.reachable.value_or(false));
+}
+
+TEST_F(RemoteTierTest, ARemoteThatStopsAnsweringCostsAtMostTheTimeout) {
+  MakePool(manager(), "p", 8 << 20, RemoteMode::kWriteThrough, redis_->tcp_url());
+  ASSERT_TRUE(manager().Put("p", 1, Pattern(1, 4096), 1).ok());
+  ASSERT_TRUE(manager().FlushRemote("p", 2000).ok());
+  redis_->Pause();  // connections are accepted by the kernel; nothing answers
+  milliseconds slowest{0};
+  for (uint64_t seq = 10; seq < 40; ++seq) {
+    auto t0 = Clock::now();
+    ASSERT_TRUE(manager().Put("p", seq, Pattern(seq, 4096), 1).ok());
+    EXPECT_EQ(manager().Get("p", 1000 + seq).status().code(), Code::kNotFound);
+    slowest = std::max(slowest, std::chrono::duration_cast<milliseconds>(Clock::now() - t0));
+  }
+  // One miss waits out the 100 ms timeout; the next ones fail at once during the backoff.
+  // (The bound leaves room for a loaded machine; a call without a timeout never returns.)
+  RecordProperty("slowest_ms", static_cast<int>(slowest.count()));
+  EXPECT_LT(slowest.count(), 600);
+  EXPECT_GE(slowest.count(), 90) << "the first miss did ask the remote";
+  auto health = manager().Health("p");
+  ASSERT_TRUE(health.ok());
+  EXPECT_FALSE(health->stats.remote.reachable.value_or(true));
+  redis_->Resume();
+  // Paused while 30 puts were queued: they are sent once it answers again.
+  ASSERT_TRUE(manager().FlushRemote("p", 5000).ok());
+  auto deadline = Clock::now() + std::chrono::seconds(5);
+  while (Clock::now() < deadline && !redis_->Get("kvc:{model-x:39}").has_value()) {
+    std::this_thread::sleep_for(milliseconds(50));
+  }
+  EXPECT_TRUE(redis_->Get("kvc:{model-x:39}").has_value());
+}
+
+TEST_F(RemoteTierTest, PasswordComesFromTheEnvironment) {
+  RedisServer locked({.tcp = false, .password = "s3cret pass"});
+  ASSERT_TRUE(locked.Start());
+  unsetenv(kRemotePasswordEnv);
+  MakePool(manager(), "p", 8 << 20, RemoteMode::kWriteThrough, locked.unix_url());
+  ASSERT_TRUE(manager().Put("p", 1, Pattern(1, 100), 1).ok());
+  ASSERT_TRUE(manager().FlushRemote("p", 1000).ok());
+  EXPECT_FALSE(locked.Get("kvc:{model-x:1}").has_value());
+  EXPECT_GT(Counters(manager(), "p").failures, 0u);
+
+  setenv(kRemotePasswordEnv, "s3cret pass", 1);
+  Manager with_password(options());
+  ASSERT_TRUE(with_password.Put("p", 2, Pattern(2, 100), 1).ok());
+  ASSERT_TRUE(with_password.FlushRemote("p", 2000).ok());
+  unsetenv(kRemotePasswordEnv);
+  EXPECT_TRUE(locked.Get("kvc:{model-x:2}").has_value());
+}
+
+TEST_F(RemoteTierTest, RemoteSettingsLiveInTheCatalogAndFollowChanges) {
+  CreatePool("p", 1 << 20);
+  EXPECT_FALSE(manager().GetRemoteStatus("p")->configured);
+  EXPECT_EQ(manager().SetRemote("p", RemoteConfig{"redis://:pw@h:1", RemoteMode::kReadOnly, ""})
+                .code(),
+            Code::kInvalidArgument);
+  EXPECT_FALSE(manager().GetRemoteStatus("p")->configured);
+  EXPECT_EQ(manager().SetRemote("nope", RemoteConfig{redis_->unix_url()}).code(),
+            Code::kNotFound);
+  ASSERT_TRUE(manager().SetRemote("p", RemoteConfig{redis_->unix_url(), RemoteMode::kWriteBack,
+                                                    ""}).ok());
+  auto st = manager().GetRemoteStatus("p");
+  ASSERT_TRUE(st->configured);
+  EXPECT_EQ(st->config.mode, RemoteMode::kWriteBack);
+  EXPECT_EQ(st->config.name_space, "p");  // the default
+  // Another process's view (a second Manager on the same home) sees it.
+  Manager other(options());
+  EXPECT_EQ(other.GetRemoteStatus("p")->config.url, redis_->unix_url());
+  ASSERT_TRUE(manager().SetRemote("p", std::nullopt).ok());
+  EXPECT_FALSE(other.GetRemoteStatus("p")->configured);
+}
+
+}  // namespace
+}  // namespace kvcache::testing
