@@ -12,6 +12,7 @@
 #include "kvcache/catalog.h"
 #include "kvcache/manager.h"
 #include "remote_format.h"
+#include "sanitizers.h"
 #include "support/redis_server.h"
 #include "support/test_env.h"
 
@@ -294,6 +295,9 @@ TEST_F(RemoteTierTest, AProcessThatPutsAndExitsAtOnceStillSends) {
 }
 
 TEST_F(RemoteTierTest, AForkedChildSendsThroughATierOfItsOwn) {
+#ifdef KVC_TSAN
+  GTEST_SKIP() << "ThreadSanitizer does not support threads started after a threaded fork";
+#endif
   MakePool(manager(), "p", 8 << 20, RemoteMode::kWriteThrough, redis_->unix_url());
   ASSERT_TRUE(manager().Put("p", 1, Pattern(1, 4096), 1).ok());  // the parent's tier runs
   pid_t pid = fork();
