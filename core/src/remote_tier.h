@@ -110,7 +110,6 @@ class RemoteTier {
   uint64_t queued_bytes_ = 0;      // guarded by mu_
   bool sending_ = false;           // guarded by mu_: an item is out of the queue
   int flushers_ = 0;               // guarded by mu_
-  uint64_t flush_epoch_ = 0;       // guarded by mu_: bumped when a flush gives up
   bool stop_ = false;              // guarded by mu_
   RedisClient sender_client_;      // used by the sender thread only
 
