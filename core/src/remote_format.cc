@@ -186,13 +186,14 @@ Result<Record> DecodePieces(std::string_view base_key, const std::vector<std::st
   out.token_count = rh.token_count;
   out.priority = rh.priority;
   const char* p = record.data() + sizeof(rh);
+  // (memcpy only when there is something: an empty vector's data() may be null.)
   out.prefix_tokens.resize(rh.prefix_len);
-  std::memcpy(out.prefix_tokens.data(), p, uint64_t{rh.prefix_len} * 4);
+  if (rh.prefix_len > 0) std::memcpy(out.prefix_tokens.data(), p, uint64_t{rh.prefix_len} * 4);
   p += uint64_t{rh.prefix_len} * 4;
   out.metadata.assign(p, rh.metadata_len);
   p += rh.metadata_len;
   out.data.resize(rh.data_bytes);
-  std::memcpy(out.data.data(), p, rh.data_bytes);
+  if (rh.data_bytes > 0) std::memcpy(out.data.data(), p, rh.data_bytes);
   return out;
 }
 

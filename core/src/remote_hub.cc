@@ -29,8 +29,12 @@ RemoteHub::RemoteHub(Manager* manager, const ManagerOptions& options)
 void RemoteHub::ForgetInheritedLocked() {
   if (epoch_ == ForkEpoch()) return;
   epoch_ = ForkEpoch();
-  // Deliberately leaked: their threads belong to the parent.
-  auto* abandoned = new std::vector<std::shared_ptr<remote::RemoteTier>>(std::move(retired_));
+  // Never destroyed: their threads belong to the parent. Held from a static, so they
+  // stay reachable (a leak checker sees them as kept, which they are).
+  static std::mutex abandoned_mu;
+  static auto* abandoned = new std::vector<std::shared_ptr<remote::RemoteTier>>();
+  std::lock_guard<std::mutex> lk(abandoned_mu);
+  for (auto& tier : retired_) abandoned->push_back(std::move(tier));
   for (auto& [name, known] : known_) {
     if (known.tier != nullptr) abandoned->push_back(std::move(known.tier));
   }
