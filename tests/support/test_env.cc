@@ -66,15 +66,19 @@ std::string BuildDir() {
   return dir != nullptr ? dir : ".";
 }
 
-std::vector<std::byte> Pattern(uint64_t seed, size_t n) {
-  std::vector<std::byte> out(n);
+void FillPattern(uint64_t seed, std::span<std::byte> out) {
   uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
-  for (size_t i = 0; i < n; ++i) {
+  for (std::byte& b : out) {
     x ^= x << 13;
     x ^= x >> 7;
     x ^= x << 17;
-    out[i] = static_cast<std::byte>(x);
+    b = static_cast<std::byte>(x);
   }
+}
+
+std::vector<std::byte> Pattern(uint64_t seed, size_t n) {
+  std::vector<std::byte> out(n);
+  FillPattern(seed, out);
   return out;
 }
 

@@ -4,7 +4,9 @@
 
 #include <gtest/gtest.h>
 
+#include <span>
 #include <string>
+#include <vector>
 
 #include "kvcache/manager.h"
 
@@ -51,5 +53,7 @@ std::string BuildDir();
 
 // Bytes 0..n-1 of a deterministic pattern derived from `seed`.
 std::vector<std::byte> Pattern(uint64_t seed, size_t n);
+// Pattern(seed, out.size()) written into `out`, for tests that must not allocate per piece.
+void FillPattern(uint64_t seed, std::span<std::byte> out);
 
 }  // namespace kvcache::testing
