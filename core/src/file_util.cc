@@ -118,15 +118,8 @@ Status CopyThroughBuffer(int in, uint64_t in_offset, int out, uint64_t out_offse
       return ErrnoToStatus(errno, "read " + std::string(what));
     }
     if (n == 0) return EndedEarly(what, done, len);
-    for (ssize_t written = 0; written < n;) {
-      ssize_t w = pwrite(out, buffer.get() + written, static_cast<size_t>(n - written),
-                         static_cast<off_t>(out_offset + done + static_cast<uint64_t>(written)));
-      if (w < 0) {
-        if (errno == EINTR) continue;
-        return ErrnoToStatus(errno, "copy " + std::string(what));
-      }
-      written += w;
-    }
+    KVC_RETURN_IF_ERROR(WriteFullyAt(out, out_offset + done,
+                                     std::span(buffer.get(), static_cast<size_t>(n)), what));
     done += static_cast<uint64_t>(n);
   }
   return Status::Ok();

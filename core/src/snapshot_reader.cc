@@ -2,7 +2,6 @@
 // large reads before anyone changes a pool; SnapshotReader then copies payloads straight
 // into their destination and checks each record again.
 #include <fcntl.h>
-#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -26,20 +25,16 @@ constexpr uint64_t kReadAhead = 64u << 20;
 // Progress is reported about this often.
 constexpr uint64_t kProgressStep = 64u << 20;
 
-// Reads exactly `len` bytes at `offset`; 0, or an errno (EIO for an early end of file).
-int ReadAll(int fd, std::byte* out, size_t len, uint64_t offset) {
-  while (len > 0) {
-    ssize_t n = pread(fd, out, std::min<size_t>(len, 1u << 30), static_cast<off_t>(offset));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return errno;
-    }
-    if (n == 0) return EIO;
-    out += n;
-    len -= static_cast<size_t>(n);
-    offset += static_cast<uint64_t>(n);
+// ReadFullyAt, with a file that ended early (it shrank after it was measured) reported
+// as Corruption naming `what`.
+Status ReadSnapshotAt(int fd, uint64_t offset, std::span<std::byte> out, const std::string& what) {
+  Status s = ReadFullyAt(fd, offset, out, what);
+  if (s.ok()) return s;
+  struct stat st;
+  if (fstat(fd, &st) == 0 && offset + out.size() > static_cast<uint64_t>(st.st_size)) {
+    return Status::Corruption(what + ": file shrank since it was measured");
   }
-  return 0;
+  return s;
 }
 
 // Sequential reader over a file of known size with one large buffer. Every call first
@@ -92,10 +87,8 @@ class SequentialReader {
   Status Fill() {
     uint64_t file_pos = offset_;  // buffer is empty: offset_ is where the next read starts
     size_t want = static_cast<size_t>(std::min<uint64_t>(kReadBuffer, size_ - file_pos));
-    if (int err = ReadAll(fd_, buffer_.get(), want, file_pos); err != 0) {
-      if (err == EIO) return Corrupt("file shrank while being read");
-      return ErrnoToStatus(err, "read snapshot " + Quoted(path_));
-    }
+    KVC_RETURN_IF_ERROR(ReadSnapshotAt(fd_, file_pos, std::span(buffer_.get(), want),
+                                       "snapshot " + Quoted(path_)));
     pos_ = 0;
     filled_ = want;
     // Keep the disk busy while this buffer is hashed: ask for the next window early.
@@ -408,14 +401,8 @@ Status SnapshotReader::ReadChecked(uint64_t record_offset, uint64_t payload_offs
   size_t front = static_cast<size_t>(payload_offset - record_offset);
   std::vector<std::byte> head(front);
   std::string what = "snapshot " + Quoted(path_) + ": " + record;
-  if (int err = ReadAll(fd_, head.data(), front, record_offset); err != 0) {
-    if (err == EIO) return Status::Corruption(what + ": file shrank since it was validated");
-    return ErrnoToStatus(err, "read " + what);
-  }
-  if (int err = ReadAll(fd_, out.data(), out.size(), payload_offset); err != 0) {
-    if (err == EIO) return Status::Corruption(what + ": file shrank since it was validated");
-    return ErrnoToStatus(err, "read " + what);
-  }
+  KVC_RETURN_IF_ERROR(ReadSnapshotAt(fd_, record_offset, head, what));
+  KVC_RETURN_IF_ERROR(ReadSnapshotAt(fd_, payload_offset, out, what));
   HashPtr h = NewHash();
   XXH3_64bits_update(h.get(), head.data(), head.size());
   XXH3_64bits_update(h.get(), out.data(), out.size());
@@ -439,19 +426,14 @@ Status SnapshotReader::CheckUnchanged() const {
 Status SnapshotReader::CopyPayload(const RecordEntry& record, int out_fd, uint64_t out_offset) {
   std::string what = "snapshot " + Quoted(path_) + ": record of entry " +
                      std::to_string(record.meta.sequence_id);
-  if (lseek(out_fd, static_cast<off_t>(out_offset), SEEK_SET) < 0) {
-    return ErrnoToStatus(errno, "restore " + what + ": seek in the pool");
-  }
-  off_t in = static_cast<off_t>(record.payload_offset);
-  uint64_t left = record.meta.size;
-  while (left > 0) {
-    ssize_t n = sendfile(out_fd, fd_, &in, static_cast<size_t>(std::min<uint64_t>(left, 1u << 30)));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return ErrnoToStatus(errno, "restore " + what);
-    }
-    if (n == 0) return Status::Corruption(what + ": file shrank since it was validated");
-    left -= static_cast<uint64_t>(n);
+  // Explicit offsets on both sides: the pool's descriptor is shared by every thread of
+  // the process, so its file position must not carry where this copy goes.
+  Status copied = CopyFileRange(fd_, record.payload_offset, out_fd, out_offset, record.meta.size,
+                                what);
+  if (!copied.ok()) {
+    // A snapshot that changed under the copy is Corruption, whatever the copy saw.
+    KVC_RETURN_IF_ERROR(CheckUnchanged());
+    return Status(copied.code(), "restore " + copied.message());
   }
   return CheckUnchanged();
 }

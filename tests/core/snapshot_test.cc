@@ -14,6 +14,7 @@
 #include <xxhash.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <fstream>
@@ -677,6 +678,60 @@ TEST_F(SnapshotTest, BothPayloadCopyPathsReturnTheBytesAndCatchInPlaceChanges) {
   EXPECT_EQ(copy_again.code(), Code::kCorruption) << copy_again.ToString();
   EXPECT_NE(copy_again.message().find(popts.path), std::string::npos);
   close(fd);
+}
+
+// Restores copy into the pool's one shared descriptor, from any number of threads of a
+// process: each copy must land at its own offset, never where another thread's copy
+// moved a shared file position to.
+TEST_F(SnapshotTest, PayloadCopiesFromManyThreadsIntoOneDescriptorLandAtTheirOffsets) {
+  constexpr size_t kSize = 64 * 1024;
+  constexpr int kCopies = 400;  // per thread
+  CreatePool("p", 4 * kMiB);
+  auto bytes = Pattern(5, kSize);
+  ASSERT_TRUE(manager().Put("p", 9, bytes, 1).ok());
+  PersistOptions popts;
+  popts.path = SnapshotPath("w");
+  ASSERT_TRUE(PersistPool(manager(), "p", popts).ok());
+
+  std::string dest = home_->Join("dest");
+  int fd = open(dest.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  ASSERT_GE(fd, 0);
+  Status results[2];
+  std::thread threads[2];
+  std::atomic<int> ready{0};
+  for (int t = 0; t < 2; ++t) {
+    threads[t] = std::thread([&, t] {
+      auto reader = snapshot::SnapshotReader::Open(popts.path);
+      if (!reader.ok()) {
+        results[t] = reader.status();
+        ready.fetch_add(1);
+        return;
+      }
+      auto contents = (*reader)->Validate(nullptr);
+      if (!contents.ok()) {
+        results[t] = contents.status();
+        ready.fetch_add(1);
+        return;
+      }
+      // Both threads copy at the same time.
+      ready.fetch_add(1);
+      while (ready.load() < 2) std::this_thread::yield();
+      for (int i = 0; i < kCopies && results[t].ok(); ++i) {
+        uint64_t slot = 2 * static_cast<uint64_t>(i) + static_cast<uint64_t>(t);
+        results[t] = (*reader)->CopyPayload(contents->records[0], fd, slot * kSize);
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  close(fd);
+  for (const Status& s : results) ASSERT_TRUE(s.ok()) << s.ToString();
+  std::string copied = ReadFile(dest);
+  ASSERT_EQ(copied.size(), 2 * kCopies * kSize);
+  int misplaced = 0;
+  for (size_t slot = 0; slot < 2 * kCopies; ++slot) {
+    if (std::memcmp(copied.data() + slot * kSize, bytes.data(), kSize) != 0) ++misplaced;
+  }
+  EXPECT_EQ(misplaced, 0) << "of " << 2 * kCopies << " copies";
 }
 
 TEST_F(SnapshotTest, ProgressIsReportedUpToTheTotal) {
