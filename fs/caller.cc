@@ -50,15 +50,14 @@ long long OpenFlagsOf(pid_t tid) {
 
 }  // namespace
 
-bool IsOpenForRead(pid_t tid) {
+OpenIntent OpenIntentOf(pid_t tid) {
   long long flags = OpenFlagsOf(tid);
-  return flags >= 0 && (flags & O_CREAT) == 0 && (flags & O_ACCMODE) != O_WRONLY;
-}
-
-bool IsOpenToReplace(pid_t tid) {
-  long long flags = OpenFlagsOf(tid);
-  return flags >= 0 && (flags & O_CREAT) != 0 && (flags & O_TRUNC) != 0 &&
-         (flags & O_ACCMODE) != O_RDONLY;
+  if (flags < 0) return OpenIntent::kNone;
+  if ((flags & O_CREAT) == 0 && (flags & O_ACCMODE) != O_WRONLY) return OpenIntent::kRead;
+  if ((flags & O_CREAT) != 0 && (flags & O_TRUNC) != 0 && (flags & O_ACCMODE) != O_RDONLY) {
+    return OpenIntent::kReplace;
+  }
+  return OpenIntent::kOtherOpen;
 }
 
 }  // namespace kvcache::fs

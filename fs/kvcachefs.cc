@@ -255,12 +255,13 @@ int KvcacheFs::LookupInPool(const Caller& caller, const std::string& pool,
 
 int KvcacheFs::LookupSeq(const std::string& pool, uint64_t seq, pid_t caller_pid,
                          fuse_entry_param* entry) {
-  // A writer replacing the id gets a new inode through CREATE (see IsOpenToReplace);
+  // A writer replacing the id gets a new inode through CREATE (see OpenIntent::kReplace);
   // the published version's inode, which readers share, is never truncated.
-  if (IsOpenToReplace(caller_pid)) return ENOENT;
+  OpenIntent intent = OpenIntentOf(caller_pid);
+  if (intent == OpenIntent::kReplace) return ENOENT;
   Result<EntryInfo> info = manager_.Stat(pool, seq);
   if (!info.ok()) {
-    if (info.status().code() == Code::kNotFound && IsOpenForRead(caller_pid)) {
+    if (info.status().code() == Code::kNotFound && intent == OpenIntent::kRead) {
       // The kernel never sends an OPEN for a name its lookup refused, so a read of a
       // missing id is only ever seen here: count the miss the open would have
       // counted. A stat or `test -e` is not a read and counts nothing.

@@ -260,6 +260,9 @@ class KvcacheFs {
   int OpenSeq(const Caller& caller, Ino ino, const Node& node, int flags, OpenResult* out);
   int OpenScratch(Ino ino, const std::shared_ptr<WriteState>& state, int flags,
                   OpenResult* out);
+  // The reply to a CREATE that made write inode `ino` (new, empty): entry and handle.
+  void ReplyCreated(Ino ino, std::shared_ptr<WriteState> write, fuse_entry_param* entry,
+                    OpenResult* out);
   int CreateScratch(const std::string& pool, std::string_view name, ScratchName scratch,
                     int flags, fuse_entry_param* entry, OpenResult* out, pid_t pid);
   int LookupScratch(const std::string& pool, std::string_view name, fuse_entry_param* entry);

@@ -344,16 +344,21 @@ int KvcacheFs::CreateFile(const Caller& caller, Ino parent, std::string_view nam
     inodes_.Unref(ino);
     return ToErrno(write.status());
   }
+  ReplyCreated(ino, std::move(write).value(), entry, out);
+  return 0;
+}
+
+void KvcacheFs::ReplyCreated(Ino ino, std::shared_ptr<WriteState> write,
+                             fuse_entry_param* entry, OpenResult* out) {
   auto handle = std::make_unique<FileHandle>();
   handle->ino = ino;
   handle->kind = FileHandle::Kind::kWrite;
-  handle->write = std::move(write).value();
+  handle->write = std::move(write);
   struct stat attr;
   FileAttr(ino, 0644, 0, &attr);
   FillEntry(ino, attr, entry, 0);
   out->direct_io = true;
   out->handle = handle.release();
-  return 0;
 }
 
 // ---------------------------------------------------------------- reading and writing

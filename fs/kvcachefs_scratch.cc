@@ -100,15 +100,7 @@ int KvcacheFs::CreateScratch(const std::string& pool, std::string_view name,
     std::lock_guard lock(writes_mu_);
     scratch_[{pool, key}] = *write;
   }
-  auto handle = std::make_unique<FileHandle>();
-  handle->ino = ino;
-  handle->kind = FileHandle::Kind::kWrite;
-  handle->write = std::move(write).value();
-  struct stat attr;
-  FileAttr(ino, 0644, 0, &attr);
-  FillEntry(ino, attr, entry, 0);
-  out->direct_io = true;
-  out->handle = handle.release();
+  ReplyCreated(ino, std::move(write).value(), entry, out);
   return 0;
 }
 
