@@ -7,6 +7,9 @@
 #include <algorithm>
 #include <cerrno>
 #include <ctime>
+#include <map>
+#include <optional>
+#include <string_view>
 
 namespace kvcache::remote {
 namespace {
@@ -65,43 +68,121 @@ std::string ReplyText(const redisReply* r) {
   return r->str != nullptr ? std::string(r->str, r->len) : std::string();
 }
 
+// A redirection from a cluster node: "MOVED <slot> <host>:<port>" or "ASK ...".
+struct Redirect {
+  bool ask = false;
+  std::string address;  // "host:port"; an empty host means the replying node's host
+};
+
+std::optional<Redirect> RedirectOf(const redisReply* r, const std::string& replying_host) {
+  if (r->type != REDIS_REPLY_ERROR || r->str == nullptr) return std::nullopt;
+  std::string_view text(r->str, r->len);
+  Redirect out;
+  if (text.starts_with("MOVED ")) {
+    text.remove_prefix(6);
+  } else if (text.starts_with("ASK ")) {
+    text.remove_prefix(4);
+    out.ask = true;
+  } else {
+    return std::nullopt;
+  }
+  size_t space = text.find(' ');
+  if (space == std::string_view::npos) return std::nullopt;
+  std::string_view address = text.substr(space + 1);
+  size_t colon = address.rfind(':');
+  if (colon == std::string_view::npos || colon + 1 == address.size()) return std::nullopt;
+  out.address = colon == 0 ? replying_host + std::string(address) : std::string(address);
+  return out;
+}
+
+constexpr int kMaxHops = 5;
+
 }  // namespace
+
+uint16_t KeyHashSlot(std::string_view key) {
+  if (size_t open = key.find('{'); open != std::string_view::npos) {
+    size_t close = key.find('}', open + 1);
+    if (close != std::string_view::npos && close > open + 1) {
+      key = key.substr(open + 1, close - open - 1);
+    }
+  }
+  uint16_t crc = 0;  // CRC16-CCITT (XMODEM): polynomial 0x1021, initial value 0
+  for (char c : key) {
+    crc ^= static_cast<uint16_t>(static_cast<uint8_t>(c) << 8);
+    for (int bit = 0; bit < 8; ++bit) {
+      crc = static_cast<uint16_t>((crc & 0x8000) != 0 ? (crc << 1) ^ 0x1021 : crc << 1);
+    }
+  }
+  return static_cast<uint16_t>(crc & 16383);
+}
+
+void RedisClient::ReplyDeleter::operator()(redisReply* r) const { freeReplyObject(r); }
 
 RedisClient::RedisClient(Options options) : options_(std::move(options)) {}
 
 RedisClient::~RedisClient() {
-  if (ctx_ != nullptr) redisFree(ctx_);
+  for (auto& [address, node] : nodes_) {
+    if (node.ctx != nullptr) redisFree(node.ctx);
+  }
 }
 
 bool RedisClient::backing_off() const {
-  return ctx_ == nullptr && std::chrono::steady_clock::now() < retry_at_;
+  auto now = std::chrono::steady_clock::now();
+  return std::any_of(nodes_.begin(), nodes_.end(), [&](const auto& entry) {
+    return entry.second.ctx == nullptr && now < entry.second.retry_at;
+  });
 }
 
-Status RedisClient::Broken(const std::string& what) {
-  std::string detail = what;
-  if (ctx_ != nullptr) {
-    if (ctx_->err != 0) detail += std::string(": ") + ctx_->errstr;
-    redisFree(ctx_);
-    ctx_ = nullptr;
+RedisClient::Node& RedisClient::NodeAt(const std::string& address) {
+  // The URL's own node keeps one connection, however a redirection spells it.
+  const std::string url_address =
+      options_.url.is_unix() ? std::string()
+                             : options_.url.host + ":" + std::to_string(options_.url.port);
+  const std::string& key = address == url_address ? std::string() : address;
+  auto [it, made] = nodes_.try_emplace(key);
+  if (made && !key.empty()) {
+    size_t colon = key.rfind(':');
+    it->second.host = key.substr(0, colon);
+    it->second.port = static_cast<uint16_t>(std::stoul(key.substr(colon + 1)));
   }
-  backoff_ = backoff_.count() == 0 ? kFirstBackoff : std::min(backoff_ * 2, kMaxBackoff);
-  retry_at_ = std::chrono::steady_clock::now() + backoff_;
-  return Status::IOError("remote " + options_.url.ToString() + ": " + detail);
+  return it->second;
 }
 
-Status RedisClient::Ensure() {
-  if (ctx_ != nullptr) return Status::Ok();
-  if (std::chrono::steady_clock::now() < retry_at_) {
-    return Status::IOError("remote " + options_.url.ToString() +
-                           " is down (retrying after a backoff)");
+std::string RedisClient::Describe(const Node& node) const {
+  if (node.host.empty()) return "remote " + options_.url.ToString();
+  return "remote " + options_.url.ToString() + " (cluster node " + node.host + ":" +
+         std::to_string(node.port) + ")";
+}
+
+Status RedisClient::Broken(Node& node, const std::string& what) {
+  std::string detail = what;
+  if (node.ctx != nullptr) {
+    if (node.ctx->err != 0) detail += std::string(": ") + node.ctx->errstr;
+    redisFree(node.ctx);
+    node.ctx = nullptr;
+  }
+  node.backoff =
+      node.backoff.count() == 0 ? kFirstBackoff : std::min(node.backoff * 2, kMaxBackoff);
+  node.retry_at = std::chrono::steady_clock::now() + node.backoff;
+  return Status::IOError(Describe(node) + ": " + detail);
+}
+
+Status RedisClient::Ensure(Node& node) {
+  if (node.ctx != nullptr) return Status::Ok();
+  if (std::chrono::steady_clock::now() < node.retry_at) {
+    return Status::IOError(Describe(node) + " is down (retrying after a backoff)");
   }
   const timeval tv = ToTimeval(options_.timeout);
-  ctx_ = options_.url.is_unix()
-             ? redisConnectUnixWithTimeout(options_.url.socket_path.c_str(), tv)
-             : redisConnectWithTimeout(options_.url.host.c_str(), options_.url.port, tv);
-  if (ctx_ == nullptr) return Broken("cannot allocate a connection");
-  if (ctx_->err != 0) return Broken("connect");
-  if (redisSetTimeout(ctx_, tv) != REDIS_OK) return Broken("set timeout");
+  if (!node.host.empty()) {
+    node.ctx = redisConnectWithTimeout(node.host.c_str(), node.port, tv);
+  } else if (options_.url.is_unix()) {
+    node.ctx = redisConnectUnixWithTimeout(options_.url.socket_path.c_str(), tv);
+  } else {
+    node.ctx = redisConnectWithTimeout(options_.url.host.c_str(), options_.url.port, tv);
+  }
+  if (node.ctx == nullptr) return Broken(node, "cannot allocate a connection");
+  if (node.ctx->err != 0) return Broken(node, "connect");
+  if (redisSetTimeout(node.ctx, tv) != REDIS_OK) return Broken(node, "set timeout");
   SigpipeGuard guard;
   auto simple = [&](std::vector<std::string> argv, const char* what) -> Status {
     std::vector<const char*> args;
@@ -111,101 +192,149 @@ Status RedisClient::Ensure() {
       lens.push_back(a.size());
     }
     auto* reply = static_cast<redisReply*>(
-        redisCommandArgv(ctx_, static_cast<int>(args.size()), args.data(), lens.data()));
-    if (reply == nullptr) return Broken(what);
+        redisCommandArgv(node.ctx, static_cast<int>(args.size()), args.data(), lens.data()));
+    if (reply == nullptr) return Broken(node, what);
     bool ok = reply->type != REDIS_REPLY_ERROR;
     std::string text = ReplyText(reply);
     freeReplyObject(reply);
-    if (!ok) return Broken(std::string(what) + ": " + text);
+    if (!ok) return Broken(node, std::string(what) + ": " + text);
     return Status::Ok();
   };
   if (!options_.password.empty()) {
     KVC_RETURN_IF_ERROR(simple({"AUTH", options_.password}, "AUTH"));
   }
-  if (options_.url.db != 0) {
+  // A cluster has only database 0; a redirected node is never asked to SELECT.
+  if (options_.url.db != 0 && node.host.empty()) {
     KVC_RETURN_IF_ERROR(simple({"SELECT", std::to_string(options_.url.db)}, "SELECT"));
   }
-  backoff_ = std::chrono::milliseconds(0);
+  node.backoff = std::chrono::milliseconds(0);
   return Status::Ok();
 }
 
-Status RedisClient::RoundTrip(size_t commands, std::vector<redisReply*>& replies) {
-  replies.clear();
-  for (size_t i = 0; i < commands; ++i) {
-    void* reply = nullptr;
-    if (redisGetReply(ctx_, &reply) != REDIS_OK || reply == nullptr) {
-      for (redisReply* r : replies) freeReplyObject(r);
-      replies.clear();
-      return Broken("no reply within the timeout, or the connection was lost");
+Status RedisClient::RunOn(Node& node, const std::vector<Command>& commands,
+                          const std::vector<size_t>& which, const std::vector<bool>& asking,
+                          std::vector<Reply>& replies) {
+  KVC_RETURN_IF_ERROR(Ensure(node));
+  SigpipeGuard guard;
+  static constexpr std::string_view kAsking = "ASKING";
+  for (size_t i : which) {
+    if (asking[i]) {
+      const char* argv[] = {kAsking.data()};
+      const size_t lens[] = {kAsking.size()};
+      if (redisAppendCommandArgv(node.ctx, 1, argv, lens) != REDIS_OK) {
+        return Broken(node, "queue ASKING");
+      }
     }
-    replies.push_back(static_cast<redisReply*>(reply));
+    std::vector<const char*> argv;
+    std::vector<size_t> lens;
+    for (std::string_view a : commands[i]) {
+      argv.push_back(a.data());
+      lens.push_back(a.size());
+    }
+    if (redisAppendCommandArgv(node.ctx, static_cast<int>(argv.size()), argv.data(),
+                               lens.data()) != REDIS_OK) {
+      return Broken(node, "queue " + std::string(commands[i][0]));
+    }
+  }
+  for (size_t i : which) {
+    for (int part = asking[i] ? 2 : 1; part > 0; --part) {
+      void* reply = nullptr;
+      if (redisGetReply(node.ctx, &reply) != REDIS_OK || reply == nullptr) {
+        return Broken(node, "no reply within the timeout, or the connection was lost");
+      }
+      // The reply to ASKING (+OK) is not kept.
+      if (part == 1) replies[i].reset(static_cast<redisReply*>(reply));
+      else freeReplyObject(reply);
+    }
   }
   return Status::Ok();
+}
+
+Result<std::vector<RedisClient::Reply>> RedisClient::Run(const std::vector<Command>& commands) {
+  std::vector<Reply> replies(commands.size());
+  std::vector<std::string> target(commands.size());  // node address; "" is the URL's node
+  std::vector<bool> asking(commands.size(), false);
+  std::vector<uint16_t> slot(commands.size(), 0);
+  std::vector<size_t> pending;
+  for (size_t i = 0; i < commands.size(); ++i) {
+    if (commands[i].size() > 1) {
+      slot[i] = KeyHashSlot(commands[i][1]);
+      if (auto it = slot_owner_.find(slot[i]); it != slot_owner_.end()) target[i] = it->second;
+    }
+    pending.push_back(i);
+  }
+  for (int hop = 0; !pending.empty(); ++hop) {
+    if (hop > kMaxHops) {
+      return Status::IOError("remote " + options_.url.ToString() + ": " +
+                             std::string(commands[pending[0]][0]) + " still redirected after " +
+                             std::to_string(kMaxHops) + " hops");
+    }
+    // One pipeline per node, in the order the nodes are first named.
+    std::map<std::string, std::vector<size_t>> by_node;
+    for (size_t i : pending) by_node[target[i]].push_back(i);
+    pending.clear();
+    for (auto& [address, which] : by_node) {
+      Node& node = NodeAt(address);
+      KVC_RETURN_IF_ERROR(RunOn(node, commands, which, asking, replies));
+      const std::string& host = node.host.empty() ? options_.url.host : node.host;
+      for (size_t i : which) {
+        std::optional<Redirect> redirect = RedirectOf(replies[i].get(), host);
+        if (!redirect) continue;
+        replies[i].reset();
+        target[i] = redirect->address;
+        asking[i] = redirect->ask;
+        // MOVED: the slot lives there from now on. ASK: only this command goes there.
+        if (!redirect->ask) slot_owner_[slot[i]] = redirect->address;
+        pending.push_back(i);
+      }
+    }
+  }
+  return replies;
 }
 
 Status RedisClient::SetAll(const std::vector<std::string>& keys,
                            const std::vector<std::string>& values) {
-  KVC_RETURN_IF_ERROR(Ensure());
-  SigpipeGuard guard;
-  for (size_t i = 0; i < keys.size(); ++i) {
-    const char* argv[] = {"SET", keys[i].data(), values[i].data()};
-    const size_t lens[] = {3, keys[i].size(), values[i].size()};
-    if (redisAppendCommandArgv(ctx_, 3, argv, lens) != REDIS_OK) return Broken("queue SET");
-  }
-  std::vector<redisReply*> replies;
-  KVC_RETURN_IF_ERROR(RoundTrip(keys.size(), replies));
-  std::string error;
-  for (redisReply* r : replies) {
-    if (r->type == REDIS_REPLY_ERROR && error.empty()) error = ReplyText(r);
-    freeReplyObject(r);
-  }
-  if (!error.empty()) {
-    return Status::IOError("remote " + options_.url.ToString() + " refused SET: " + error);
+  std::vector<Command> commands;
+  commands.reserve(keys.size());
+  for (size_t i = 0; i < keys.size(); ++i) commands.push_back({"SET", keys[i], values[i]});
+  KVC_ASSIGN_OR_RETURN(std::vector<Reply> replies, Run(commands));
+  for (const Reply& r : replies) {
+    if (r->type == REDIS_REPLY_ERROR) {
+      return Status::IOError("remote " + options_.url.ToString() + " refused SET: " +
+                             ReplyText(r.get()));
+    }
   }
   return Status::Ok();
 }
 
 Result<std::vector<std::optional<std::string>>> RedisClient::GetAll(
     const std::vector<std::string>& keys) {
-  KVC_RETURN_IF_ERROR(Ensure());
-  SigpipeGuard guard;
-  for (const std::string& key : keys) {
-    const char* argv[] = {"GET", key.data()};
-    const size_t lens[] = {3, key.size()};
-    if (redisAppendCommandArgv(ctx_, 2, argv, lens) != REDIS_OK) return Broken("queue GET");
-  }
-  std::vector<redisReply*> replies;
-  KVC_RETURN_IF_ERROR(RoundTrip(keys.size(), replies));
+  std::vector<Command> commands;
+  commands.reserve(keys.size());
+  for (const std::string& key : keys) commands.push_back({"GET", key});
+  KVC_ASSIGN_OR_RETURN(std::vector<Reply> replies, Run(commands));
   std::vector<std::optional<std::string>> out;
-  std::string error;
-  for (redisReply* r : replies) {
+  out.reserve(replies.size());
+  for (const Reply& r : replies) {
     if (r->type == REDIS_REPLY_STRING) {
       out.emplace_back(std::string(r->str, r->len));
     } else if (r->type == REDIS_REPLY_NIL) {
       out.emplace_back(std::nullopt);
-    } else if (error.empty()) {
-      error = r->type == REDIS_REPLY_ERROR ? ReplyText(r) : "unexpected reply type";
+    } else {
+      std::string error =
+          r->type == REDIS_REPLY_ERROR ? ReplyText(r.get()) : "unexpected reply type";
+      return Status::IOError("remote " + options_.url.ToString() + " refused GET: " + error);
     }
-    freeReplyObject(r);
-  }
-  if (!error.empty()) {
-    return Status::IOError("remote " + options_.url.ToString() + " refused GET: " + error);
   }
   return out;
 }
 
 Status RedisClient::Ping() {
-  KVC_RETURN_IF_ERROR(Ensure());
-  SigpipeGuard guard;
-  const char* argv[] = {"PING"};
-  const size_t lens[] = {4};
-  if (redisAppendCommandArgv(ctx_, 1, argv, lens) != REDIS_OK) return Broken("queue PING");
-  std::vector<redisReply*> replies;
-  KVC_RETURN_IF_ERROR(RoundTrip(1, replies));
-  bool ok = replies[0]->type != REDIS_REPLY_ERROR;
-  std::string text = ReplyText(replies[0]);
-  freeReplyObject(replies[0]);
-  if (!ok) return Status::IOError("remote " + options_.url.ToString() + ": PING: " + text);
+  KVC_ASSIGN_OR_RETURN(std::vector<Reply> replies, Run({{"PING"}}));
+  if (replies[0]->type == REDIS_REPLY_ERROR) {
+    return Status::IOError("remote " + options_.url.ToString() + ": PING: " +
+                           ReplyText(replies[0].get()));
+  }
   return Status::Ok();
 }
 

@@ -1,12 +1,22 @@
-// RedisClient: one synchronous connection to a Redis server over hiredis, with a
-// timeout on connecting and on every socket read and write, and a backoff after a
-// failure so that a server that is down costs callers one failed attempt per backoff
-// period, not one timeout per call.
+// RedisClient: synchronous connections to a Redis server, or to the nodes of a Redis
+// Cluster, over hiredis, with a timeout on connecting and on every socket read and
+// write, and a backoff after a failure so that a server that is down costs callers one
+// failed attempt per backoff period, not one timeout per call.
+//
+// Cluster: the URL names any one node. A command whose key's hash slot lives elsewhere
+// is answered `MOVED <slot> <host>:<port>`; the client then sends it there, remembers
+// the slot's node for later calls, and keeps one connection per node. `ASK` (a slot
+// being migrated) sends that one command to the named node once, preceded by ASKING,
+// without changing the map. A plain server never redirects, so nothing changes for it.
+// The keys of one entry share a hash tag (EntryKey), so an entry lives on one node.
 //
 // Not thread-safe: each user (the sender thread, the foreground fetcher) owns one.
 #pragma once
 
 #include <chrono>
+#include <memory>
+#include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -19,6 +29,10 @@ struct redisContext;
 struct redisReply;
 
 namespace kvcache::remote {
+
+// The Redis Cluster hash slot of `key`: CRC16 (XMODEM) of the key, or of its hash tag
+// (the bytes between the first `{` and the next `}`, when not empty), modulo 16384.
+uint16_t KeyHashSlot(std::string_view key);
 
 class RedisClient {
  public:
@@ -39,22 +53,47 @@ class RedisClient {
   Result<std::vector<std::optional<std::string>>> GetAll(const std::vector<std::string>& keys);
   Status Ping();
 
-  // True while a failed connection waits for its backoff to pass: calls fail at once.
+  // True while a failed connection waits for its backoff to pass: calls to that node
+  // fail at once.
   bool backing_off() const;
   const Options& options() const { return options_; }
 
  private:
-  // Connects unless connected; IOError while backing off or when it fails.
-  Status Ensure();
-  // Drops the connection and backs off (100 ms, doubling up to 2 s).
-  Status Broken(const std::string& what);
-  // Sends the commands appended to the context and reads one reply per command.
-  Status RoundTrip(size_t commands, std::vector<redisReply*>& replies);
+  // One node's connection. The URL's node has the key "".
+  struct Node {
+    std::string host;  // empty: the URL's own address (TCP or unix socket)
+    uint16_t port = 0;
+    redisContext* ctx = nullptr;
+    std::chrono::steady_clock::time_point retry_at{};
+    std::chrono::milliseconds backoff{0};
+  };
+  // A command's argv; argv[1] is its key (none for PING).
+  using Command = std::vector<std::string_view>;
+  // Takes ownership of a reply.
+  struct ReplyDeleter {
+    void operator()(redisReply* r) const;
+  };
+  using Reply = std::unique_ptr<redisReply, ReplyDeleter>;
+
+  // Sends `commands` pipelined, following MOVED and ASK replies, and returns one reply
+  // per command, in order. IOError when a connection fails, or a command is still
+  // redirected after a few hops.
+  Result<std::vector<Reply>> Run(const std::vector<Command>& commands);
+  // Sends commands[i] for each i of `which` to `node` (each preceded by ASKING where
+  // asking[i]) and stores their replies.
+  Status RunOn(Node& node, const std::vector<Command>& commands, const std::vector<size_t>& which,
+               const std::vector<bool>& asking, std::vector<Reply>& replies);
+  // The node for `address` ("" or "host:port"), made on first use.
+  Node& NodeAt(const std::string& address);
+  std::string Describe(const Node& node) const;
+  // Connects `node` unless connected; IOError while backing off or when it fails.
+  Status Ensure(Node& node);
+  // Drops the node's connection and backs off (100 ms, doubling up to 2 s).
+  Status Broken(Node& node, const std::string& what);
 
   Options options_;
-  redisContext* ctx_ = nullptr;
-  std::chrono::steady_clock::time_point retry_at_{};
-  std::chrono::milliseconds backoff_{0};
+  std::map<std::string, Node> nodes_;               // by address; "" is the URL's node
+  std::map<uint16_t, std::string> slot_owner_;      // learned from MOVED replies
 };
 
 }  // namespace kvcache::remote

@@ -7,10 +7,12 @@
 
 #include <chrono>
 #include <cstring>
+#include <set>
 #include <thread>
 
 #include "kvcache/catalog.h"
 #include "kvcache/manager.h"
+#include "redis_client.h"
 #include "remote_format.h"
 #include "sanitizers.h"
 #include "support/redis_server.h"
@@ -454,6 +456,114 @@ TEST_F(RemoteTierTest, RemoteSettingsLiveInTheCatalogAndFollowChanges) {
   EXPECT_EQ(other.GetRemoteStatus("p")->config.url, redis_->unix_url());
   ASSERT_TRUE(manager().SetRemote("p", std::nullopt).ok());
   EXPECT_FALSE(other.GetRemoteStatus("p")->configured);
+}
+
+// ---------------------------------------------------------------- against a Redis Cluster
+
+// Three masters on loopback; hosts A (the fixture) and B as in RemoteTierTest.
+class RedisClusterTest : public RemoteTierTest {
+ protected:
+  void SetUp() override {
+    RemoteTierTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
+    cluster_ = std::make_unique<RedisCluster>(3);
+    ASSERT_TRUE(cluster_->Start());
+  }
+  void TearDown() override {
+    cluster_.reset();
+    RemoteTierTest::TearDown();
+  }
+  std::string NodeUrl(int i) { return cluster_->node(i).tcp_url(); }
+  // The nodes whose own key space holds keys matching `pattern` (KEYS is per node).
+  std::vector<int> NodesHolding(const std::string& pattern) {
+    std::vector<int> out;
+    for (int i = 0; i < cluster_->size(); ++i) {
+      auto keys = cluster_->node(i).Command({"KEYS", pattern});
+      if (keys && !keys->empty()) out.push_back(i);
+    }
+    return out;
+  }
+  std::string NodeId(int i) {
+    auto id = cluster_->node(i).Command({"CLUSTER", "MYID"});
+    return id && !id->empty() && (*id)[0] ? *(*id)[0] : std::string();
+  }
+
+  std::unique_ptr<RedisCluster> cluster_;
+};
+
+TEST_F(RedisClusterTest, KeyHashSlotAgreesWithTheCluster) {
+  std::vector<std::string> keys = {"", "foo", "123456789", "{user1000}.following", "a{}b",
+                                   "{}x", "x{y", "x}{y}", "kvc:{model-x:5}"};
+  for (uint64_t seq = 0; seq < 50; ++seq) {
+    std::string base = remote::EntryKey("m", seq * 7919);
+    keys.push_back(base);
+    keys.push_back(remote::PieceKey(base, 3));
+  }
+  for (const std::string& key : keys) {
+    auto slot = cluster_->node(0).Command({"CLUSTER", "KEYSLOT", key});
+    ASSERT_TRUE(slot && slot->size() == 1 && (*slot)[0]) << key;
+    EXPECT_EQ(std::to_string(remote::KeyHashSlot(key)), *(*slot)[0]) << key;
+  }
+}
+
+// Entries hash to slots on every node: each is stored whole on the node that serves
+// its slot (following MOVED from the node the URL names), and another host pointed at
+// a different node reads every one back.
+TEST_F(RedisClusterTest, EntriesSpreadOverTheNodesAndAreReadThroughFromAnyNode) {
+  ManagerOptions small_pieces = options();
+  small_pieces.remote_piece_bytes = 64 << 10;  // several pieces per entry
+  manager_ = std::make_unique<Manager>(small_pieces);
+  MakePool(manager(), "p", 32 << 20, RemoteMode::kWriteThrough, NodeUrl(0));
+  constexpr uint64_t kEntries = 24;
+  for (uint64_t seq = 1; seq <= kEntries; ++seq) {
+    ASSERT_TRUE(manager().Put("p", seq, Pattern(seq, 150000), seq).ok());
+  }
+  ASSERT_TRUE(manager().FlushRemote("p", 5000).ok());
+  RemoteCounters a = Counters(manager(), "p");
+  EXPECT_EQ(a.sent, kEntries);
+  EXPECT_EQ(a.failures, 0u);
+  std::set<int> used;
+  for (uint64_t seq = 1; seq <= kEntries; ++seq) {
+    std::string base = remote::EntryKey("model-x", seq);
+    std::vector<int> holders = NodesHolding(base + "*");
+    ASSERT_EQ(holders.size(), 1u) << "entry " << seq << ": all its pieces on one node";
+    EXPECT_EQ(holders[0], cluster_->NodeOfSlot(remote::KeyHashSlot(base))) << seq;
+    used.insert(holders[0]);
+  }
+  EXPECT_EQ(used.size(), 3u) << "24 entries use every node";
+
+  MakePool(B(), "q", 32 << 20, RemoteMode::kReadOnly, NodeUrl(2));
+  for (uint64_t seq = 1; seq <= kEntries; ++seq) {
+    auto got = B().Get("q", seq);
+    ASSERT_TRUE(got.ok()) << seq << ": " << got.status().ToString();
+    EXPECT_TRUE(*got == Pattern(seq, 150000)) << seq;
+  }
+  RemoteCounters b = Counters(B(), "q");
+  EXPECT_EQ(b.hits, kEntries);
+  EXPECT_EQ(b.failures, 0u);
+  EXPECT_EQ(B().Get("q", kEntries + 1).status().code(), Code::kNotFound);
+}
+
+// A slot being migrated: its old node answers ASK for keys it does not hold, and the
+// entry is stored on, and read back from, the node importing the slot.
+TEST_F(RedisClusterTest, ASlotBeingMigratedIsFollowedThroughAsk) {
+  uint64_t seq = 1;
+  while (cluster_->NodeOfSlot(remote::KeyHashSlot(remote::EntryKey("model-x", seq))) != 0) ++seq;
+  std::string base = remote::EntryKey("model-x", seq);
+  std::string slot = std::to_string(remote::KeyHashSlot(base));
+  ASSERT_TRUE(cluster_->node(1).Command({"CLUSTER", "SETSLOT", slot, "IMPORTING", NodeId(0)}));
+  ASSERT_TRUE(cluster_->node(0).Command({"CLUSTER", "SETSLOT", slot, "MIGRATING", NodeId(1)}));
+
+  MakePool(manager(), "p", 8 << 20, RemoteMode::kWriteThrough, NodeUrl(0));
+  ASSERT_TRUE(manager().Put("p", seq, Pattern(seq, 5000), 1).ok());
+  ASSERT_TRUE(manager().FlushRemote("p", 5000).ok());
+  EXPECT_EQ(Counters(manager(), "p").sent, 1u);
+  EXPECT_EQ(NodesHolding(base + "*"), std::vector<int>{1});
+
+  MakePool(B(), "q", 8 << 20, RemoteMode::kReadOnly, NodeUrl(0));
+  auto got = B().Get("q", seq);
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_TRUE(*got == Pattern(seq, 5000));
 }
 
 }  // namespace

@@ -34,11 +34,12 @@ bool RedisServer::Available() { return access("/usr/bin/redis-server", X_OK) == 
 
 RedisServer::RedisServer(Options options) : options_(std::move(options)) {
   if (options_.tcp) port_ = FreeLoopbackPort();
+  if (options_.cluster) bus_port_ = FreeLoopbackPort();
 }
 
 RedisServer::~RedisServer() { Kill(); }
 
-bool RedisServer::Start() {
+RedisServer::Launch RedisServer::TryStart() {
   Kill();
   std::vector<std::string> argv = {
       "/usr/bin/redis-server", "--port", std::to_string(port_), "--bind", "127.0.0.1",
@@ -48,6 +49,15 @@ bool RedisServer::Start() {
   if (!options_.password.empty()) {
     argv.push_back("--requirepass");
     argv.push_back(options_.password);
+  }
+  if (options_.cluster) {
+    // The bus port is named: the default (port + 10000) may be taken, or past 65535.
+    for (std::string a : {std::string("--cluster-enabled"), std::string("yes"),
+                          std::string("--cluster-config-file"), std::string("nodes.conf"),
+                          std::string("--cluster-node-timeout"), std::string("5000"),
+                          std::string("--cluster-port"), std::to_string(bus_port_)}) {
+      argv.push_back(std::move(a));
+    }
   }
   pid_t parent = getpid();
   pid_ = fork();
@@ -63,17 +73,38 @@ bool RedisServer::Start() {
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   while (std::chrono::steady_clock::now() < deadline) {
     auto reply = Command({"PING"});
-    if (reply.has_value()) return true;
+    if (reply.has_value()) return Launch::kUp;
     int status = 0;
     if (waitpid(pid_, &status, WNOHANG) == pid_) {
       pid_ = -1;
-      ADD_FAILURE() << "redis-server exited at start; see " << dir_.Join("redis.log");
-      return false;
+      return Launch::kExited;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
-  ADD_FAILURE() << "redis-server did not answer within 10 s";
-  return false;
+  return Launch::kSilent;
+}
+
+bool RedisServer::Start() {
+  for (int attempt = 1;; ++attempt) {
+    Launch launch = TryStart();
+    if (launch == Launch::kUp) {
+      started_ = true;
+      return true;
+    }
+    if (launch == Launch::kSilent) {
+      ADD_FAILURE() << "redis-server did not answer within 10 s";
+      return false;
+    }
+    // A port found free a moment ago was taken meanwhile (tests run side by side): a
+    // first start may move to other ports; a restart keeps the port clients know.
+    if (options_.tcp && !started_ && attempt < 5) {
+      port_ = FreeLoopbackPort();
+      if (options_.cluster) bus_port_ = FreeLoopbackPort();
+      continue;
+    }
+    ADD_FAILURE() << "redis-server exited at start; see " << dir_.Join("redis.log");
+    return false;
+  }
 }
 
 void RedisServer::Kill() {
@@ -126,6 +157,7 @@ std::optional<std::vector<std::optional<std::string>>> RedisServer::Command(
       if (e->type == REDIS_REPLY_STRING || e->type == REDIS_REPLY_STATUS) {
         return std::string(e->str, e->len);
       }
+      if (e->type == REDIS_REPLY_INTEGER) return std::to_string(e->integer);
       return std::nullopt;
     };
     if (r->type == REDIS_REPLY_ARRAY) {
@@ -157,6 +189,55 @@ std::vector<std::string> RedisServer::Keys(const std::string& pattern) {
     if (k.has_value()) out.push_back(*k);
   }
   return out;
+}
+
+RedisCluster::RedisCluster(int nodes) {
+  for (int i = 0; i < nodes; ++i) {
+    nodes_.push_back(std::make_unique<RedisServer>(RedisServer::Options{.tcp = true, .cluster = true}));
+  }
+}
+
+int RedisCluster::NodeOfSlot(uint16_t slot) const {
+  return static_cast<int>(static_cast<size_t>(slot) * nodes_.size() / 16384);
+}
+
+bool RedisCluster::Start() {
+  for (auto& n : nodes_) {
+    if (!n->Start()) return false;
+  }
+  const size_t count = nodes_.size();
+  for (size_t i = 0; i < count; ++i) {
+    size_t first = i * 16384 / count, last = (i + 1) * 16384 / count - 1;
+    if (!nodes_[i]->Command({"CLUSTER", "ADDSLOTSRANGE", std::to_string(first),
+                             std::to_string(last)})) {
+      ADD_FAILURE() << "CLUSTER ADDSLOTSRANGE failed on node " << i;
+      return false;
+    }
+  }
+  for (size_t i = 1; i < count; ++i) {
+    if (!nodes_[0]->Command({"CLUSTER", "MEET", "127.0.0.1", std::to_string(nodes_[i]->port()),
+                              std::to_string(nodes_[i]->bus_port())})) {
+      ADD_FAILURE() << "CLUSTER MEET failed for node " << i;
+      return false;
+    }
+  }
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (std::chrono::steady_clock::now() < deadline) {
+    bool ok = true;
+    for (auto& n : nodes_) {
+      auto info = n->Command({"CLUSTER", "INFO"});
+      if (!info || info->empty() || !(*info)[0] ||
+          (*info)[0]->find("cluster_state:ok") == std::string::npos ||
+          (*info)[0]->find("cluster_known_nodes:" + std::to_string(count)) == std::string::npos) {
+        ok = false;
+        break;
+      }
+    }
+    if (ok) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ADD_FAILURE() << "the cluster did not reach cluster_state:ok within 20 s";
+  return false;
 }
 
 }  // namespace kvcache::testing
