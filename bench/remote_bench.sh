@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The remote tier's ratios (issue: local hits within 5% of a pool without a remote,
+# The remote tier's ratios (goals: local hits within 5% of a pool without a remote,
 # 4 KiB write-through puts >= 0.9x, warming 2 MiB entries >= 0.8x of redis-benchmark's
 # GET of 2 MiB values), against a redis-server of its own on a unix socket.
 #   BUILD_DIR=build bench/remote_bench.sh

@@ -33,7 +33,13 @@ Result<RemoteStatus> Manager::GetRemoteStatus(std::string_view pool) {
   KVC_ASSIGN_OR_RETURN(Catalog * cat, catalog());
   KVC_ASSIGN_OR_RETURN(RemoteStatus st, cat->GetRemoteStatus(pool));
   if (st.configured && st.config.name_space.empty()) st.config.name_space = std::string(pool);
-  RemoteCounters mine = impl_->hub->Unrecorded(pool);
+  std::pair<std::string, double> my_error;
+  RemoteCounters mine = impl_->hub->Unrecorded(pool, &my_error);
+  // This process's own failure, not recorded yet, is news to the catalog's reader too.
+  if (!my_error.first.empty() && my_error.second >= st.last_error_at) {
+    st.last_error = std::move(my_error.first);
+    st.last_error_at = my_error.second;
+  }
   st.counters.sent += mine.sent;
   st.counters.dropped += mine.dropped;
   st.counters.failures += mine.failures;

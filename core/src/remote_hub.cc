@@ -145,7 +145,8 @@ void RemoteHub::Invalidate(std::string_view pool) {
   if (it != known_.end()) it->second.fresh = false;
 }
 
-RemoteCounters RemoteHub::Unrecorded(std::string_view pool) {
+RemoteCounters RemoteHub::Unrecorded(std::string_view pool,
+                                     std::pair<std::string, double>* error) {
   std::shared_ptr<remote::RemoteTier> tier;
   {
     std::lock_guard<std::mutex> lk(mu_);
@@ -153,7 +154,9 @@ RemoteCounters RemoteHub::Unrecorded(std::string_view pool) {
     auto it = known_.find(pool);
     if (it != known_.end()) tier = it->second.tier;
   }
-  return tier != nullptr ? tier->Unrecorded() : RemoteCounters{};
+  if (tier == nullptr) return RemoteCounters{};
+  if (error != nullptr) *error = tier->UnrecordedError();
+  return tier->Unrecorded();
 }
 
 void RemoteHub::Committed(const std::string& pool, uint64_t seq, uint64_t generation) {

@@ -16,6 +16,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kvcache/manager.h"
@@ -37,7 +38,9 @@ class RemoteHub : public PoolListener {
   // Makes the next TierFor re-read the catalog.
   void Invalidate(std::string_view pool);
   // Counts of this Manager's tier for `pool` not yet in the catalog; zeroes if none.
-  RemoteCounters Unrecorded(std::string_view pool);
+  // With `error`, also its latest failure not yet in the catalog (empty and 0 if none).
+  RemoteCounters Unrecorded(std::string_view pool,
+                            std::pair<std::string, double>* error = nullptr);
 
   // Puts made while a Warming exists on the thread are copies of remote entries: they
   // are not sent back.

@@ -271,6 +271,11 @@ RemoteCounters RemoteTier::Unrecorded() const {
   return c;
 }
 
+std::pair<std::string, double> RemoteTier::UnrecordedError() const {
+  std::lock_guard<std::mutex> lk(error_mu_);
+  return {last_error_, last_error_at_};
+}
+
 void RemoteTier::RecordCounters() {
   if (!hooks_.record) return;
   RemoteCounters d;

@@ -22,6 +22,7 @@
 #include <span>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "kvcache/entry_view.h"
@@ -81,6 +82,8 @@ class RemoteTier {
 
   // Counts of this tier not yet added to the catalog.
   RemoteCounters Unrecorded() const;
+  // This tier's latest failure not yet added to the catalog, and when (0: none).
+  std::pair<std::string, double> UnrecordedError() const;
 
  private:
   struct Item {

@@ -458,6 +458,36 @@ TEST_F(RemoteTierTest, RemoteSettingsLiveInTheCatalogAndFollowChanges) {
   EXPECT_FALSE(other.GetRemoteStatus("p")->configured);
 }
 
+// A full Redis (maxmemory reached, noeviction) refuses SETs with OOM: local puts and
+// gets go on untouched, each refused entry is counted as a failure and as dropped (it
+// is not queued again), and health names the server's reason.
+TEST_F(RemoteTierTest, AFullRemoteRefusesEntriesWhichAreCountedWhileLocalPutsGoOn) {
+  ASSERT_TRUE(redis_->Command({"CONFIG", "SET", "maxmemory-policy", "noeviction"}));
+  MakePool(manager(), "p", 16 << 20, RemoteMode::kWriteThrough, redis_->unix_url());
+  ASSERT_TRUE(manager().Put("p", 1, Pattern(1, 4096), 1).ok());
+  ASSERT_TRUE(manager().FlushRemote("p", 2000).ok());
+  // Full from here on: what is used now is all it may use.
+  ASSERT_TRUE(redis_->Command({"CONFIG", "SET", "maxmemory", "1"}));
+  constexpr uint64_t kEntries = 20;
+  for (uint64_t seq = 10; seq < 10 + kEntries; ++seq) {
+    ASSERT_TRUE(manager().Put("p", seq, Pattern(seq, 200000), 1).ok());
+  }
+  ASSERT_TRUE(manager().FlushRemote("p", 5000).ok());
+  for (uint64_t seq = 10; seq < 10 + kEntries; ++seq) {
+    auto got = manager().Get("p", seq);
+    ASSERT_TRUE(got.ok()) << got.status().ToString();
+    EXPECT_TRUE(*got == Pattern(seq, 200000));
+    EXPECT_FALSE(redis_->Get("kvc:{model-x:" + std::to_string(seq) + "}").has_value());
+  }
+  RemoteCounters c = Counters(manager(), "p");
+  EXPECT_EQ(c.sent, 1u);
+  EXPECT_EQ(c.dropped, kEntries);
+  EXPECT_GE(c.failures, kEntries);
+  auto status = manager().GetRemoteStatus("p");
+  ASSERT_TRUE(status.ok());
+  EXPECT_NE(status->last_error.find("OOM"), std::string::npos) << status->last_error;
+}
+
 // ---------------------------------------------------------------- against a Redis Cluster
 
 // Three masters on loopback; hosts A (the fixture) and B as in RemoteTierTest.
