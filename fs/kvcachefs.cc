@@ -393,6 +393,7 @@ int KvcacheFs::DoSetattr(Ino ino, const struct stat& attr, int to_set, FileHandl
         return EFBIG;
       }
       if (!write->staging.Resize(size)) return ENOMEM;
+      write->ShrankTo(size);
       write->dirty = true;
     } else if (!(node->kind == NodeKind::kPoolFile &&
                  (IsControlFile(node->pool_file) || node->pool_file == PoolFile::kMatch))) {

@@ -97,9 +97,23 @@ struct WriteState {
   bool closed_by_owner = false;  // guarded by mu; the writer closed or synced it once
   uint64_t limit = 0;        // guarded by mu; the pool's size: larger is EFBIG
   uint64_t room = 0;         // guarded by mu; pool minus pinned bytes when last looked
+  // The staging's bytes counted in `ledger` for the pool (kTokens files: none).
+  std::shared_ptr<StagingLedger> ledger;  // immutable
+  uint64_t charged = 0;                   // guarded by mu
   uint64_t token_count = 0;  // guarded by mu
   PutOptions options;        // guarded by mu
   int handles = 0;           // guarded by KvcacheFs::writes_mu_
+
+  ~WriteState() {
+    if (ledger != nullptr && charged > 0) ledger->Refund(pool, charged);
+  }
+  // Gives back the charge above `size` (the staging shrank to it). REQUIRES: mu held.
+  void ShrankTo(uint64_t size) {
+    if (ledger != nullptr && size < charged) {
+      ledger->Refund(pool, charged - size);
+      charged = size;
+    }
+  }
 
   std::unique_lock<std::mutex> LockToChange() {
     std::unique_lock lock(mu);
@@ -296,6 +310,8 @@ class KvcacheFs {
   ControlFiles controls_;
   PeriodicTask poller_;
 
+  // Bytes staged per pool by every WriteState; outlives them (each holds a reference).
+  const std::shared_ptr<StagingLedger> staging_ledger_ = std::make_shared<StagingLedger>();
   std::mutex writes_mu_;
   // Every writer: of pending inodes, of published ids replaced in place, of scratch
   // files (which outlive their handles until renamed or unlinked).

@@ -103,6 +103,7 @@ Result<std::shared_ptr<WriteState>> KvcacheFs::NewWrite(Ino ino, const std::stri
   state->owner = owner;
   state->limit = stats.size;
   state->room = stats.size > stats.pinned ? stats.size - stats.pinned : 0;
+  state->ledger = staging_ledger_;
   std::lock_guard lock(writes_mu_);
   state->handles = 1;
   writes_.emplace(ino, state);
@@ -128,6 +129,11 @@ int KvcacheFs::CheckRoom(WriteState& state, uint64_t end) {
     if (!stats.ok()) return ToErrno(stats.status());
     state.room = stats->size > stats->pinned ? stats->size - stats->pinned : 0;
     if (end > state.room) return ENOSPC;
+  }
+  // With the other files being written into the pool, it must still fit the pool.
+  if (end > state.charged) {
+    if (!state.ledger->Charge(state.pool, end - state.charged, state.limit)) return ENOSPC;
+    state.charged = end;
   }
   return 0;
 }

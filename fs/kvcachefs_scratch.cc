@@ -44,6 +44,7 @@ int KvcacheFs::OpenScratch(Ino ino, const std::shared_ptr<WriteState>& state, in
   if ((flags & O_TRUNC) && Writing(flags)) {
     auto lock = state->LockToChange();
     if (!state->staging.Resize(0)) return ENOMEM;
+    state->ShrankTo(0);
     state->error = 0;
     state->dirty = true;
   }

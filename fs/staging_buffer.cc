@@ -2,6 +2,7 @@
 
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <cstring>
 #include <mutex>
 #include <utility>
@@ -78,6 +79,31 @@ bool StagingBuffer::WriteAt(uint64_t offset, std::span<const std::byte> data) {
   std::memcpy(base_ + offset, data.data(), data.size());
   if (end > size_) size_ = end;
   return true;
+}
+
+bool StagingLedger::Charge(const std::string& pool, uint64_t bytes, uint64_t limit) {
+  std::lock_guard lock(mu_);
+  uint64_t& total = staged_[pool];
+  if (bytes > limit || total > limit - bytes) {
+    if (total == 0) staged_.erase(pool);
+    return false;
+  }
+  total += bytes;
+  return true;
+}
+
+void StagingLedger::Refund(const std::string& pool, uint64_t bytes) {
+  std::lock_guard lock(mu_);
+  auto it = staged_.find(pool);
+  if (it == staged_.end()) return;
+  it->second -= std::min(it->second, bytes);
+  if (it->second == 0) staged_.erase(it);
+}
+
+uint64_t StagingLedger::Staged(const std::string& pool) const {
+  std::lock_guard lock(mu_);
+  auto it = staged_.find(pool);
+  return it == staged_.end() ? 0 : it->second;
 }
 
 bool StagingBuffer::Resize(uint64_t size) {

@@ -8,7 +8,11 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <map>
+#include <mutex>
 #include <span>
+#include <string>
 
 namespace kvcache::fs {
 
@@ -35,6 +39,22 @@ class StagingBuffer {
   std::byte* base_ = nullptr;
   size_t size_ = 0;
   size_t capacity_ = 0;
+};
+
+// Bytes staged per pool, over every file being written into it: charged before a
+// staging grows and refunded when it shrinks or is freed, so that however many files
+// are written at once, the daemon never stages more than the pool can hold.
+// Thread-safe; mu_ is a leaf lock (taken under a WriteState's mu, never the reverse).
+class StagingLedger {
+ public:
+  // Adds `bytes` to the pool's total, unless the total would pass `limit`.
+  [[nodiscard]] bool Charge(const std::string& pool, uint64_t bytes, uint64_t limit);
+  void Refund(const std::string& pool, uint64_t bytes);
+  uint64_t Staged(const std::string& pool) const;
+
+ private:
+  mutable std::mutex mu_;
+  std::map<std::string, uint64_t, std::less<>> staged_;  // guarded by mu_; no zero totals
 };
 
 }  // namespace kvcache::fs

@@ -134,6 +134,29 @@ TEST_F(WritePathTest, TruncateToATerabyteFailsWithoutTheDaemonGrowing) {
   EXPECT_EQ(manager().Stat("p", 1)->size_bytes, 3u);
 }
 
+// Files written at once into one pool share its room: the daemon never stages more
+// than the pool can hold, however many writers there are.
+TEST_F(WritePathTest, ConcurrentWritersTogetherStageNoMoreThanThePool) {
+  CreatePool("small", 8 << 20);
+  int first = open(Path("small/1").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  int second = open(Path("small/2").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  ASSERT_GE(first, 0);
+  ASSERT_GE(second, 0);
+  ASSERT_EQ(WriteAll(first, Pattern(1, 5 << 20), 1 << 20), 0);
+  // 5 MiB more would stage 10 MiB for an 8 MiB pool: refused at the write.
+  EXPECT_EQ(WriteAll(second, Pattern(2, 5 << 20), 1 << 20), ENOSPC);
+  EXPECT_EQ(close(second), -1);
+  ASSERT_EQ(close(first), 0);
+  EXPECT_TRUE(*manager().Get("small", 1) == Pattern(1, 5 << 20));
+  EXPECT_EQ(manager().Stat("small", 2).status().code(), Code::kNotFound);
+  // Both closed: their room is back, and a writer of the same size succeeds.
+  int third = open(Path("small/3").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  ASSERT_GE(third, 0);
+  ASSERT_EQ(WriteAll(third, Pattern(3, 5 << 20), 1 << 20), 0);
+  ASSERT_EQ(close(third), 0);
+  EXPECT_TRUE(*manager().Get("small", 3) == Pattern(3, 5 << 20));
+}
+
 // ---------------------------------------------------------------- 2. publication
 
 TEST_F(WritePathTest, ReaderOpeningMidWriteSeesNothingAndItsClosePublishesNothing) {
