@@ -137,14 +137,14 @@ int ControlFiles::Run(const std::string& pool, PoolFile file, std::string_view r
   std::string text = outcome.ok() ? WithNewline(*outcome)
                                   : WithNewline("error: " + outcome.status().message());
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     results_[{pool, file}] = std::move(text);
   }
   return ToErrno(outcome.status());
 }
 
 std::string ControlFiles::LastResult(const std::string& pool, PoolFile file) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   auto it = results_.find({pool, file});
   return it != results_.end() ? it->second : Usage(file);
 }

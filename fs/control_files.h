@@ -6,13 +6,13 @@
 #pragma once
 
 #include <map>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <utility>
 
 #include "kvcache/manager.h"
 #include "names.h"
+#include "thread_annotations.h"
 
 namespace kvcache::fs {
 
@@ -42,8 +42,9 @@ class ControlFiles {
                               bool trusted);
 
   Manager& manager_;
-  mutable std::mutex mu_;
-  std::map<std::pair<std::string, PoolFile>, std::string> results_;  // guarded by mu_
+  // A leaf lock, held only to store or copy a result (never while a request runs).
+  mutable Mutex mu_;
+  std::map<std::pair<std::string, PoolFile>, std::string> results_ GUARDED_BY(mu_);
 };
 
 }  // namespace kvcache::fs

@@ -19,7 +19,7 @@ InodeTable::Key InodeTable::KeyOf(const Node& node) {
 Ino InodeTable::Acquire(const Node& node) {
   assert(node.kind != NodeKind::kSeqFile);
   if (node.kind == NodeKind::kRoot) return kRootIno;
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   Key key = KeyOf(node);
   auto it = by_key_.find(key);
   if (it != by_key_.end()) {
@@ -34,7 +34,7 @@ Ino InodeTable::Acquire(const Node& node) {
 
 Ino InodeTable::AcquireSeq(const std::string& pool, uint64_t seq, uint64_t generation,
                            std::optional<Ino>* superseded, const SeqAttrs& attrs) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   auto bind = seq_binding_.find({pool, seq});
   if (bind != seq_binding_.end()) {
     auto it = nodes_.find(bind->second);
@@ -57,7 +57,7 @@ Ino InodeTable::AcquireSeq(const std::string& pool, uint64_t seq, uint64_t gener
 }
 
 Ino InodeTable::CreatePending(const std::string& pool, uint64_t seq) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   Ino ino = next_ino_++;
   Node node;
   node.kind = NodeKind::kSeqFile;
@@ -69,7 +69,7 @@ Ino InodeTable::CreatePending(const std::string& pool, uint64_t seq) {
 }
 
 void InodeTable::Published(Ino ino, uint64_t generation, const SeqAttrs& attrs) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   auto it = nodes_.find(ino);
   if (it == nodes_.end()) return;
   Node& node = it->second.node;
@@ -85,7 +85,7 @@ void InodeTable::Published(Ino ino, uint64_t generation, const SeqAttrs& attrs) 
 }
 
 void InodeTable::Rebound(Ino ino, uint64_t generation) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   auto it = nodes_.find(ino);
   if (it == nodes_.end()) return;
   if (it->second.last_open_generation == it->second.node.generation) {
@@ -96,7 +96,7 @@ void InodeTable::Rebound(Ino ino, uint64_t generation) {
 }
 
 Ino InodeTable::CreateScratch(const std::string& pool, const std::string& name) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   Ino ino = next_ino_++;
   Node node;
   node.kind = NodeKind::kScratchFile;
@@ -107,7 +107,7 @@ Ino InodeTable::CreateScratch(const std::string& pool, const std::string& name) 
 }
 
 bool InodeTable::Ref(Ino ino) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   auto it = nodes_.find(ino);
   if (it == nodes_.end()) return false;
   it->second.nlookup++;
@@ -115,7 +115,7 @@ bool InodeTable::Ref(Ino ino) {
 }
 
 void InodeTable::RenameScratch(Ino ino, const std::string& name) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   auto it = nodes_.find(ino);
   if (it != nodes_.end() && it->second.node.kind == NodeKind::kScratchFile) {
     it->second.node.name = name;
@@ -123,7 +123,7 @@ void InodeTable::RenameScratch(Ino ino, const std::string& name) {
 }
 
 void InodeTable::Renamed(Ino ino, uint64_t seq, uint64_t generation, const SeqAttrs& attrs) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   auto it = nodes_.find(ino);
   if (it == nodes_.end()) return;
   Node& node = it->second.node;
@@ -141,19 +141,19 @@ void InodeTable::Renamed(Ino ino, uint64_t seq, uint64_t generation, const SeqAt
 }
 
 std::optional<Ino> InodeTable::BoundSeq(const std::string& pool, uint64_t seq) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   auto it = seq_binding_.find({pool, seq});
   if (it == seq_binding_.end()) return std::nullopt;
   return it->second;
 }
 
 void InodeTable::Unbind(const std::string& pool, uint64_t seq) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   seq_binding_.erase({pool, seq});
 }
 
 std::vector<std::pair<Ino, Node>> InodeTable::SeqNodes(const std::string& pool) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   std::vector<std::pair<Ino, Node>> out;
   for (auto it = seq_binding_.lower_bound({pool, 0});
        it != seq_binding_.end() && it->first.first == pool; ++it) {
@@ -164,14 +164,14 @@ std::vector<std::pair<Ino, Node>> InodeTable::SeqNodes(const std::string& pool) 
 }
 
 void InodeTable::DropPool(const std::string& pool) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   auto it = seq_binding_.lower_bound({pool, 0});
   while (it != seq_binding_.end() && it->first.first == pool) it = seq_binding_.erase(it);
 }
 
 bool InodeTable::Forget(Ino ino, uint64_t n) {
   if (ino == kRootIno) return false;
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   auto it = nodes_.find(ino);
   if (it == nodes_.end()) return false;
   if (it->second.nlookup > n) {
@@ -190,7 +190,7 @@ bool InodeTable::Forget(Ino ino, uint64_t n) {
 }
 
 bool InodeTable::NoteOpen(Ino ino, uint64_t generation) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   auto it = nodes_.find(ino);
   if (it == nodes_.end()) return false;
   bool same = it->second.last_open_generation == generation;
@@ -200,21 +200,21 @@ bool InodeTable::NoteOpen(Ino ino, uint64_t generation) {
 
 std::optional<Ino> InodeTable::Find(const Node& node) const {
   if (node.kind == NodeKind::kRoot) return kRootIno;
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   auto it = by_key_.find(KeyOf(node));
   if (it == by_key_.end()) return std::nullopt;
   return it->second;
 }
 
 std::optional<Node> InodeTable::Get(Ino ino) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   auto it = nodes_.find(ino);
   if (it == nodes_.end()) return std::nullopt;
   return it->second.node;
 }
 
 size_t InodeTable::size() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return nodes_.size();
 }
 

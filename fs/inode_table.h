@@ -12,7 +12,6 @@
 
 #include <cstdint>
 #include <map>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <tuple>
@@ -20,6 +19,7 @@
 #include <vector>
 
 #include "names.h"
+#include "thread_annotations.h"
 
 namespace kvcache::fs {
 
@@ -134,11 +134,13 @@ class InodeTable {
   using Key = std::tuple<NodeKind, uint8_t, std::string, std::string, uint64_t>;
   static Key KeyOf(const Node& node);
 
-  mutable std::mutex mu_;
-  Ino next_ino_ = kRootIno + 1;                      // guarded by mu_
-  std::unordered_map<Ino, Entry> nodes_;             // guarded by mu_
-  std::map<Key, Ino> by_key_;                        // guarded by mu_; not kSeqFile
-  std::map<std::pair<std::string, uint64_t>, Ino> seq_binding_;  // guarded by mu_
+  // A leaf lock: no other lock is taken while it is held (the daemon's writes_mu_ and
+  // WriteState::mu may be held when it is taken).
+  mutable Mutex mu_;
+  Ino next_ino_ GUARDED_BY(mu_) = kRootIno + 1;
+  std::unordered_map<Ino, Entry> nodes_ GUARDED_BY(mu_);
+  std::map<Key, Ino> by_key_ GUARDED_BY(mu_);  // not kSeqFile
+  std::map<std::pair<std::string, uint64_t>, Ino> seq_binding_ GUARDED_BY(mu_);
 };
 
 }  // namespace kvcache::fs

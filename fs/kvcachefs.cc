@@ -139,7 +139,7 @@ void KvcacheFs::FillEntry(Ino ino, const struct stat& attr, fuse_entry_param* en
 }
 
 void KvcacheFs::NotePool(const std::string& pool) {
-  std::lock_guard lock(pools_mu_);
+  MutexLock lock(&pools_mu_);
   known_pools_.insert(pool);
 }
 
@@ -346,7 +346,7 @@ int KvcacheFs::DoGetattr(Ino ino, const FileHandle* handle, struct stat* attr,
   }
   if (write) {
     *timeout = 0;
-    std::lock_guard lock(write->mu);
+    MutexLock lock(&write->mu);
     FileAttr(ino, 0644, write->staging.size(), attr);
     return 0;
   }
@@ -383,7 +383,7 @@ int KvcacheFs::DoSetattr(Ino ino, const struct stat& attr, int to_set, FileHandl
       }
       // A published entry is write-once; only a file being written can be resized.
       if (!write) return EPERM;
-      auto lock = write->LockToChange();
+      ChangeLock lock(*write);
       uint64_t size = static_cast<uint64_t>(attr.st_size);
       // Checked before any memory is touched: `truncate -s 1T` costs nothing.
       if (attr.st_size < 0) return EINVAL;
@@ -439,7 +439,7 @@ void KvcacheFs::PollPools() {
   std::set<std::string> now(pools->begin(), pools->end());
   std::vector<std::string> gone;
   {
-    std::lock_guard lock(pools_mu_);
+    MutexLock lock(&pools_mu_);
     for (const std::string& p : known_pools_) {
       if (!now.count(p)) gone.push_back(p);
     }

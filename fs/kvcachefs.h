@@ -23,7 +23,6 @@
 #include <fuse_lowlevel.h>
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -46,6 +45,7 @@
 #include "kvcache/manager.h"
 #include "match_file.h"
 #include "staging_buffer.h"
+#include "thread_annotations.h"
 
 namespace kvcache::fs {
 
@@ -80,46 +80,67 @@ struct FsOptions {
 //
 // Publishing copies the staging into the pool, which takes as long as the entry is
 // big, so it runs without `mu` (a stat of the file must not wait for it). Meanwhile the
-// staging is read-only: whoever changes it takes LockToChange(), which waits for the
+// staging is read-only: whoever changes it takes a ChangeLock, which waits for the
 // publish to end; readers (getattr, read, getxattr) just take `mu`.
 struct WriteState {
-  std::mutex mu;
-  std::condition_variable publish_done;  // signalled when `publishing` turns false
-  bool publishing = false;               // guarded by mu
+  // Lock order: a WriteState's mu comes before KvcacheFs::writes_mu_ and before every
+  // lock of the core (CheckRoom asks the Manager for the pool's stats, which takes the
+  // Manager's map lock and the pool lock); never two WriteStates' at once. Released
+  // while the bytes are put (see Publish).
+  Mutex mu;
+  CondVar publish_done;  // signalled when `publishing` turns false
+  bool publishing GUARDED_BY(mu) = false;
   std::string pool;          // immutable
-  ScratchKind scratch = ScratchKind::kNone;  // guarded by mu; kNone: an <id> file
-  uint64_t seq = 0;          // guarded by mu; the id published to (kNone, or renamed)
+  ScratchKind scratch GUARDED_BY(mu) = ScratchKind::kNone;  // kNone: an <id> file
+  uint64_t seq GUARDED_BY(mu) = 0;  // the id published to (kNone, or renamed)
   Ino ino = 0;               // immutable
   pid_t owner = 0;           // immutable: thread group of the process that opened it
-  StagingBuffer staging;     // guarded by mu
-  bool dirty = true;         // guarded by mu; staged bytes not yet published
-  int error = 0;             // guarded by mu; a write refused for space: never published
-  bool closed_by_owner = false;  // guarded by mu; the writer closed or synced it once
-  uint64_t limit = 0;        // guarded by mu; the pool's size: larger is EFBIG
-  uint64_t room = 0;         // guarded by mu; pool minus pinned bytes when last looked
+  StagingBuffer staging GUARDED_BY(mu);
+  bool dirty GUARDED_BY(mu) = true;  // staged bytes not yet published
+  int error GUARDED_BY(mu) = 0;      // a write refused for space: never published
+  bool closed_by_owner GUARDED_BY(mu) = false;  // the writer closed or synced it once
+  uint64_t limit GUARDED_BY(mu) = 0;  // the pool's size: larger is EFBIG
+  uint64_t room GUARDED_BY(mu) = 0;   // pool minus pinned bytes when last looked
   // The staging's bytes counted in `ledger` for the pool (kTokens files: none).
-  std::shared_ptr<StagingLedger> ledger;  // immutable
-  uint64_t charged = 0;                   // guarded by mu
-  uint64_t token_count = 0;  // guarded by mu
-  PutOptions options;        // guarded by mu
-  int handles = 0;           // guarded by KvcacheFs::writes_mu_
+  std::shared_ptr<StagingLedger> ledger;  // immutable once shared
+  uint64_t charged GUARDED_BY(mu) = 0;
+  uint64_t token_count GUARDED_BY(mu) = 0;
+  PutOptions options GUARDED_BY(mu);
+  // Guarded by KvcacheFs::writes_mu_, a private member of the owner that this struct
+  // cannot name in an annotation; every use is in kvcachefs_files.cc under that lock.
+  int handles = 0;
 
   ~WriteState() {
     if (ledger != nullptr && charged > 0) ledger->Refund(pool, charged);
   }
-  // Gives back the charge above `size` (the staging shrank to it). REQUIRES: mu held.
-  void ShrankTo(uint64_t size) {
+  // Gives back the charge above `size` (the staging shrank to it).
+  void ShrankTo(uint64_t size) REQUIRES(mu) {
     if (ledger != nullptr && size < charged) {
       ledger->Refund(pool, charged - size);
       charged = size;
     }
   }
 
-  std::unique_lock<std::mutex> LockToChange() {
-    std::unique_lock lock(mu);
-    publish_done.wait(lock, [this] { return !publishing; });
-    return lock;
+  // Waits, releasing mu meanwhile, until no publish of this state is running.
+  void WaitForPublish() REQUIRES(mu) {
+    while (publishing) publish_done.Wait(&mu);
   }
+};
+
+// Holds a WriteState's mu with no publish running: what changing the staging needs (a
+// publish reads it without mu). Readers (getattr, read, getxattr) just take mu.
+class SCOPED_CAPABILITY ChangeLock {
+ public:
+  explicit ChangeLock(WriteState& state) ACQUIRE(state.mu) : state_(state) {
+    state_.mu.Lock();
+    state_.WaitForPublish();
+  }
+  ~ChangeLock() RELEASE() { state_.mu.Unlock(); }
+  ChangeLock(const ChangeLock&) = delete;
+  ChangeLock& operator=(const ChangeLock&) = delete;
+
+ private:
+  WriteState& state_;
 };
 
 // What an open file handle (fuse_file_info::fh) points to.
@@ -256,11 +277,11 @@ class KvcacheFs {
   Result<std::shared_ptr<WriteState>> NewWrite(Ino ino, const std::string& pool, uint64_t seq,
                                                ScratchKind scratch, pid_t owner);
   void DropWrite(const std::shared_ptr<WriteState>& state);
-  // Checks that `end` bytes fit the pool; 0, EFBIG or ENOSPC. REQUIRES: state.mu held.
-  int CheckRoom(WriteState& state, uint64_t end);
-  // Publishes the staged bytes if dirty. `lock` holds state.mu; it is released while
-  // the bytes are put and held again on return.
-  int Publish(WriteState& state, std::unique_lock<std::mutex>& lock);
+  // Checks that `end` bytes fit the pool; 0, EFBIG or ENOSPC.
+  int CheckRoom(WriteState& state, uint64_t end) REQUIRES(state.mu);
+  // Publishes the staged bytes if dirty. state.mu is released while the bytes are put
+  // and held again on return.
+  int Publish(WriteState& state) REQUIRES(state.mu);
   // The tokens staged in scratch file "<seq>.tokens" of `pool`, if any.
   std::optional<std::vector<uint32_t>> CompanionTokens(const std::string& pool, uint64_t seq);
   void DropCompanion(const std::string& pool, uint64_t seq);
@@ -312,16 +333,19 @@ class KvcacheFs {
 
   // Bytes staged per pool by every WriteState; outlives them (each holds a reference).
   const std::shared_ptr<StagingLedger> staging_ledger_ = std::make_shared<StagingLedger>();
-  std::mutex writes_mu_;
+  // Guards the writer maps (and each WriteState's `handles`). Lock order: after a
+  // WriteState's mu; otherwise a leaf (no core, inode-table or state lock under it).
+  Mutex writes_mu_;
   // Every writer: of pending inodes, of published ids replaced in place, of scratch
   // files (which outlive their handles until renamed or unlinked).
-  std::unordered_multimap<Ino, std::shared_ptr<WriteState>> writes_;  // guarded by writes_mu_
+  std::unordered_multimap<Ino, std::shared_ptr<WriteState>> writes_ GUARDED_BY(writes_mu_);
   // Scratch files by (pool, name).
-  std::map<std::pair<std::string, std::string>, std::shared_ptr<WriteState>>
-      scratch_;  // guarded by writes_mu_
+  std::map<std::pair<std::string, std::string>, std::shared_ptr<WriteState>> scratch_
+      GUARDED_BY(writes_mu_);
 
-  std::mutex pools_mu_;
-  std::set<std::string> known_pools_;  // guarded by pools_mu_
+  // A leaf lock around the names of the pools seen (none is listed or mapped under it).
+  Mutex pools_mu_;
+  std::set<std::string> known_pools_ GUARDED_BY(pools_mu_);
 
   PinQuota pin_quota_;
 
@@ -330,9 +354,9 @@ class KvcacheFs {
 
   // Handles given out and not yet released, freed by the destructor. A leaf lock:
   // nothing else is taken while it is held.
-  std::mutex handles_mu_;
-  std::unordered_set<FileHandle*> open_files_;  // guarded by handles_mu_
-  std::unordered_set<DirHandle*> open_dirs_;    // guarded by handles_mu_
+  Mutex handles_mu_;
+  std::unordered_set<FileHandle*> open_files_ GUARDED_BY(handles_mu_);
+  std::unordered_set<DirHandle*> open_dirs_ GUARDED_BY(handles_mu_);
 };
 
 }  // namespace kvcache::fs

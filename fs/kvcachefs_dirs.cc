@@ -52,7 +52,7 @@ int KvcacheFs::DoRmdir(Ino parent, std::string_view name) {
   if (stats->entry_count > 0) return ENOTEMPTY;
   if (Status s = manager_.DestroyPool(pool); !s.ok()) return ToErrno(s);
   inodes_.DropPool(pool);
-  std::lock_guard lock(pools_mu_);
+  MutexLock lock(&pools_mu_);
   known_pools_.erase(pool);
   return 0;
 }
@@ -108,7 +108,7 @@ int KvcacheFs::ListDir(Ino ino, const Node& node, DirHandle* dir) {
       Result<std::vector<std::string>> pools = manager_.ListPools();
       if (!pools.ok()) return ToErrno(pools.status());
       {
-        std::lock_guard lock(pools_mu_);
+        MutexLock lock(&pools_mu_);
         known_pools_.insert(pools->begin(), pools->end());
       }
       for (const std::string& p : *pools) add(p, PoolNode(NodeKind::kPoolDir, p));
@@ -187,7 +187,7 @@ int KvcacheFs::DoOpendir(Ino ino, DirHandle** handle) {
   auto dir = std::make_unique<DirHandle>();
   if (int err = ListDir(ino, *node, dir.get()); err != 0) return err;
   *handle = dir.release();
-  std::lock_guard lock(handles_mu_);
+  MutexLock lock(&handles_mu_);
   open_dirs_.insert(*handle);
   return 0;
 }
@@ -300,7 +300,7 @@ int KvcacheFs::DoReaddir(Ino ino, DirHandle* handle, off_t offset, bool plus,
 
 void KvcacheFs::DoReleasedir(DirHandle* handle) {
   {
-    std::lock_guard lock(handles_mu_);
+    MutexLock lock(&handles_mu_);
     open_dirs_.erase(handle);
   }
   bool large = handle->seqs.size() >= kTrimAfterListing;

@@ -67,7 +67,7 @@ bool DyingBySignal(pid_t tid) {
 // ---------------------------------------------------------------- writers
 
 std::shared_ptr<WriteState> KvcacheFs::FindWrite(Ino ino) {
-  std::lock_guard lock(writes_mu_);
+  MutexLock lock(&writes_mu_);
   auto it = writes_.find(ino);
   return it == writes_.end() ? nullptr : it->second;
 }
@@ -77,7 +77,7 @@ std::shared_ptr<WriteState> KvcacheFs::FindWriter(const std::string& pool, uint6
   // Lock order: a state's mu, then writes_mu_; never the other way.
   std::vector<std::shared_ptr<WriteState>> candidates;
   {
-    std::lock_guard lock(writes_mu_);
+    MutexLock lock(&writes_mu_);
     for (auto& [ino, state] : writes_) {
       if (state->pool == pool && (owner == 0 || state->owner == owner)) {
         candidates.push_back(state);
@@ -85,7 +85,7 @@ std::shared_ptr<WriteState> KvcacheFs::FindWriter(const std::string& pool, uint6
     }
   }
   for (std::shared_ptr<WriteState>& state : candidates) {
-    std::lock_guard state_lock(state->mu);
+    MutexLock state_lock(&state->mu);
     if (state->scratch == ScratchKind::kNone && state->seq == seq) return state;
   }
   return nullptr;
@@ -97,21 +97,24 @@ Result<std::shared_ptr<WriteState>> KvcacheFs::NewWrite(Ino ino, const std::stri
   KVC_ASSIGN_OR_RETURN(PoolStats stats, manager_.Stats(pool));
   auto state = std::make_shared<WriteState>();
   state->pool = pool;
-  state->seq = seq;
-  state->scratch = scratch;
   state->ino = ino;
   state->owner = owner;
-  state->limit = stats.size;
-  state->room = stats.size > stats.pinned ? stats.size - stats.pinned : 0;
   state->ledger = staging_ledger_;
-  std::lock_guard lock(writes_mu_);
+  {
+    MutexLock state_lock(&state->mu);  // not shared yet: never contended
+    state->seq = seq;
+    state->scratch = scratch;
+    state->limit = stats.size;
+    state->room = stats.size > stats.pinned ? stats.size - stats.pinned : 0;
+  }
+  MutexLock lock(&writes_mu_);
   state->handles = 1;
   writes_.emplace(ino, state);
   return state;
 }
 
 void KvcacheFs::DropWrite(const std::shared_ptr<WriteState>& state) {
-  std::lock_guard lock(writes_mu_);
+  MutexLock lock(&writes_mu_);
   auto [begin, end] = writes_.equal_range(state->ino);
   for (auto it = begin; it != end; ++it) {
     if (it->second == state) {
@@ -138,9 +141,9 @@ int KvcacheFs::CheckRoom(WriteState& state, uint64_t end) {
   return 0;
 }
 
-int KvcacheFs::Publish(WriteState& state, std::unique_lock<std::mutex>& lock) {
+int KvcacheFs::Publish(WriteState& state) {
   // Another handle of the same file may be publishing it: its result counts for us.
-  state.publish_done.wait(lock, [&] { return !state.publishing; });
+  state.WaitForPublish();
   if (state.error != 0) return state.error;
   if (!state.dirty) return 0;
   state.publishing = true;
@@ -149,7 +152,9 @@ int KvcacheFs::Publish(WriteState& state, std::unique_lock<std::mutex>& lock) {
   std::span<const std::byte> bytes = state.staging.bytes();
   uint64_t token_count = state.token_count;
   PutOptions options = state.options;
-  lock.unlock();
+  // The caller's lock (a MutexLock or ChangeLock) still owns mu and finds it held again
+  // on return.
+  state.mu.Unlock();
   std::optional<std::vector<uint32_t>> companion = CompanionTokens(pool, seq);
   if (companion) options.prefix_tokens = std::move(*companion);
   manager_.ForgetIfReplaced(pool);  // never publish into an unlinked segment
@@ -169,10 +174,10 @@ int KvcacheFs::Publish(WriteState& state, std::unique_lock<std::mutex>& lock) {
       inodes_.Published(state.ino, info->generation, AttrsOf(*info));
     }
   }
-  lock.lock();
+  state.mu.Lock();
   if (s.ok()) state.dirty = false;
   state.publishing = false;
-  state.publish_done.notify_all();
+  state.publish_done.SignalAll();
   return ToErrno(s);
 }
 
@@ -246,7 +251,7 @@ int KvcacheFs::OpenSeq(const Caller& caller, Ino ino, const Node& node, int flag
 int KvcacheFs::DoOpen(const Caller& caller, Ino ino, int flags, OpenResult* out) {
   int err = OpenFile(caller, ino, flags, out);
   if (err == 0) {
-    std::lock_guard lock(handles_mu_);
+    MutexLock lock(&handles_mu_);
     open_files_.insert(out->handle);
   }
   return err;
@@ -256,7 +261,7 @@ int KvcacheFs::DoCreate(const Caller& caller, Ino parent, std::string_view name,
                         fuse_entry_param* entry, OpenResult* out) {
   int err = CreateFile(caller, parent, name, flags, entry, out);
   if (err == 0) {
-    std::lock_guard lock(handles_mu_);
+    MutexLock lock(&handles_mu_);
     open_files_.insert(out->handle);
   }
   return err;
@@ -391,7 +396,7 @@ int KvcacheFs::DoRead(FileHandle* handle, size_t size, off_t offset,
       *out = *scratch;
       return 0;
     case FileHandle::Kind::kWrite: {
-      std::lock_guard lock(handle->write->mu);
+      MutexLock lock(&handle->write->mu);
       std::span<const std::byte> part = Slice(handle->write->staging.bytes(), size, offset);
       scratch->assign(part.begin(), part.end());
       *out = *scratch;
@@ -414,7 +419,7 @@ int KvcacheFs::DoWrite(FileHandle* handle, off_t offset, std::span<const std::by
     case FileHandle::Kind::kWrite: {
       if (offset < 0) return EINVAL;
       WriteState& write = *handle->write;
-      auto lock = write.LockToChange();
+      ChangeLock lock(write);
       if (write.error != 0) return write.error;
       uint64_t end = static_cast<uint64_t>(offset) + data.size();
       if (write.scratch != ScratchKind::kTokens) {
@@ -440,13 +445,13 @@ int KvcacheFs::DoFlush(FileHandle* handle, pid_t pid) {
   WriteState& write = *handle->write;
   ScratchKind scratch;
   {
-    std::lock_guard lock(write.mu);
+    MutexLock lock(&write.mu);
     scratch = write.scratch;
   }
   if (scratch == ScratchKind::kTokens) return ApplyCompanion(handle->write);
   // A close by a process that inherited the descriptor: the writer is not done.
   if (pid != 0 && ThreadGroupOf(pid) != write.owner) return 0;
-  std::unique_lock lock(write.mu);
+  MutexLock lock(&write.mu);
   if (write.scratch != ScratchKind::kNone) return write.error;
   // The writer killed mid-save (its descriptors closed by its death): what it staged
   // is partial and is never published.
@@ -457,21 +462,21 @@ int KvcacheFs::DoFlush(FileHandle* handle, pid_t pid) {
   write.closed_by_owner = true;
   // Published at the writer's close, not at release, which the kernel sends after
   // close() has returned: a reader right after close must find the entry.
-  return Publish(write, lock);
+  return Publish(write);
 }
 
 int KvcacheFs::DoFsync(FileHandle* handle) {
   if (handle->kind != FileHandle::Kind::kWrite) return 0;
   WriteState& write = *handle->write;
-  std::unique_lock lock(write.mu);
+  MutexLock lock(&write.mu);
   if (write.scratch != ScratchKind::kNone) return write.error;
   write.closed_by_owner = true;
-  return Publish(write, lock);
+  return Publish(write);
 }
 
 int KvcacheFs::DoRelease(FileHandle* handle) {
   {
-    std::lock_guard lock(handles_mu_);
+    MutexLock lock(&handles_mu_);
     open_files_.erase(handle);
   }
   int err = 0;
@@ -479,17 +484,17 @@ int KvcacheFs::DoRelease(FileHandle* handle) {
     std::shared_ptr<WriteState> write = handle->write;
     bool scratch;
     {
-      std::unique_lock lock(write->mu);
+      MutexLock lock(&write->mu);
       scratch = write->scratch != ScratchKind::kNone;
       // The last close of the writer's open file: what a process that inherited the
       // descriptor wrote after the writer's close goes out too. A file its writer
       // never closed (the kernel dropping an open that a kill cut short) holds
       // nothing the writer meant to save: it is never published.
-      if (!scratch && write->closed_by_owner) err = Publish(*write, lock);
+      if (!scratch && write->closed_by_owner) err = Publish(*write);
     }
     bool drop;
     {
-      std::lock_guard lock(writes_mu_);
+      MutexLock lock(&writes_mu_);
       drop = --write->handles == 0 && !scratch;
     }
     // Scratch files stay until renamed or unlinked.

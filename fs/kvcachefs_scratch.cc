@@ -42,14 +42,14 @@ std::optional<std::vector<uint32_t>> DecodeTokens(std::span<const std::byte> raw
 int KvcacheFs::OpenScratch(Ino ino, const std::shared_ptr<WriteState>& state, int flags,
                            OpenResult* out) {
   if ((flags & O_TRUNC) && Writing(flags)) {
-    auto lock = state->LockToChange();
+    ChangeLock lock(*state);
     if (!state->staging.Resize(0)) return ENOMEM;
     state->ShrankTo(0);
     state->error = 0;
     state->dirty = true;
   }
   {
-    std::lock_guard lock(writes_mu_);
+    MutexLock lock(&writes_mu_);
     state->handles++;
   }
   auto handle = std::make_unique<FileHandle>();
@@ -67,7 +67,7 @@ int KvcacheFs::CreateScratch(const std::string& pool, std::string_view name,
   std::string key(name);
   std::shared_ptr<WriteState> state;
   {
-    std::lock_guard lock(writes_mu_);
+    MutexLock lock(&writes_mu_);
     auto it = scratch_.find({pool, key});
     if (it != scratch_.end()) state = it->second;
   }
@@ -81,7 +81,7 @@ int KvcacheFs::CreateScratch(const std::string& pool, std::string_view name,
     }
     uint64_t size;
     {
-      std::lock_guard lock(state->mu);
+      MutexLock lock(&state->mu);
       size = state->staging.size();
     }
     struct stat attr;
@@ -98,7 +98,7 @@ int KvcacheFs::CreateScratch(const std::string& pool, std::string_view name,
     return ToErrno(write.status());
   }
   {
-    std::lock_guard lock(writes_mu_);
+    MutexLock lock(&writes_mu_);
     scratch_[{pool, key}] = *write;
   }
   ReplyCreated(ino, std::move(write).value(), entry, out);
@@ -109,7 +109,7 @@ int KvcacheFs::LookupScratch(const std::string& pool, std::string_view name,
                              fuse_entry_param* entry) {
   std::shared_ptr<WriteState> state;
   {
-    std::lock_guard lock(writes_mu_);
+    MutexLock lock(&writes_mu_);
     auto it = scratch_.find({pool, std::string(name)});
     if (it == scratch_.end()) return ENOENT;
     state = it->second;
@@ -117,7 +117,7 @@ int KvcacheFs::LookupScratch(const std::string& pool, std::string_view name,
   if (!inodes_.Ref(state->ino)) return ENOENT;
   uint64_t size;
   {
-    std::lock_guard lock(state->mu);
+    MutexLock lock(&state->mu);
     size = state->staging.size();
   }
   struct stat attr;
@@ -130,14 +130,14 @@ int KvcacheFs::LookupScratch(const std::string& pool, std::string_view name,
 int KvcacheFs::UnlinkScratch(const std::string& pool, std::string_view name) {
   std::shared_ptr<WriteState> state;
   {
-    std::lock_guard lock(writes_mu_);
+    MutexLock lock(&writes_mu_);
     auto it = scratch_.find({pool, std::string(name)});
     if (it == scratch_.end()) return ENOENT;
     state = it->second;
     scratch_.erase(it);
   }
   {
-    std::lock_guard lock(state->mu);
+    MutexLock lock(&state->mu);
     state->error = ENOENT;  // handles still open publish nothing
   }
   DropWrite(state);
@@ -148,12 +148,12 @@ std::optional<std::vector<uint32_t>> KvcacheFs::CompanionTokens(const std::strin
                                                                 uint64_t seq) {
   std::shared_ptr<WriteState> state;
   {
-    std::lock_guard lock(writes_mu_);
+    MutexLock lock(&writes_mu_);
     auto it = scratch_.find({pool, TokensName(seq)});
     if (it == scratch_.end()) return std::nullopt;
     state = it->second;
   }
-  std::lock_guard lock(state->mu);
+  MutexLock lock(&state->mu);
   return DecodeTokens(state->staging.bytes());
 }
 
@@ -166,7 +166,7 @@ int KvcacheFs::ApplyCompanion(const std::shared_ptr<WriteState>& state) {
   std::optional<std::vector<uint32_t>> tokens;
   uint64_t seq;
   {
-    std::lock_guard lock(state->mu);
+    MutexLock lock(&state->mu);
     if (state->error != 0) return state->error;
     tokens = DecodeTokens(state->staging.bytes());
     seq = state->seq;
@@ -192,7 +192,7 @@ int KvcacheFs::RenameToSeq(const std::string& pool, std::string_view name, uint6
                            unsigned flags) {
   std::shared_ptr<WriteState> state;
   {
-    std::lock_guard lock(writes_mu_);
+    MutexLock lock(&writes_mu_);
     auto it = scratch_.find({pool, std::string(name)});
     if (it == scratch_.end()) return ENOENT;
     state = it->second;
@@ -201,33 +201,33 @@ int KvcacheFs::RenameToSeq(const std::string& pool, std::string_view name, uint6
     if (manager_.Stat(pool, target).ok()) return EEXIST;
   }
   {
-    auto lock = state->LockToChange();
+    ChangeLock lock(*state);
     // Published meanwhile by a concurrent rename of the same file: it is gone.
     if (state->scratch == ScratchKind::kNone) return ENOENT;
     if (state->scratch != ScratchKind::kTemp) return EINVAL;
     if (state->error != 0) return state->error;
     {
       // Renamed to another scratch name meanwhile: not under `name` any more.
-      std::lock_guard map_lock(writes_mu_);
+      MutexLock map_lock(&writes_mu_);
       auto it = scratch_.find({pool, std::string(name)});
       if (it == scratch_.end() || it->second != state) return ENOENT;
     }
     state->scratch = ScratchKind::kNone;
     state->seq = target;
     state->dirty = true;  // whatever was staged becomes the entry
-    if (int err = Publish(*state, lock); err != 0) {
+    if (int err = Publish(*state); err != 0) {
       state->scratch = ScratchKind::kTemp;
       state->seq = 0;
       return err;
     }
     // Still under `lock`: a rename of the same name waiting for it then finds it gone.
-    std::lock_guard map_lock(writes_mu_);
+    MutexLock map_lock(&writes_mu_);
     scratch_.erase({pool, std::string(name)});
   }
   Result<EntryInfo> info = manager_.Stat(pool, target);
   if (info.ok()) inodes_.Renamed(state->ino, target, info->generation, AttrsOf(*info));
   {
-    std::lock_guard lock(writes_mu_);
+    MutexLock lock(&writes_mu_);
     if (state->handles == 0) {
       auto [begin, end] = writes_.equal_range(state->ino);
       for (auto it = begin; it != end; ++it) {
@@ -299,27 +299,28 @@ int KvcacheFs::DoRename(Ino parent, std::string_view name, Ino new_parent,
     if (to_scratch.kind == ScratchKind::kNone) return EINVAL;
     std::shared_ptr<WriteState> state;
     {
-      std::lock_guard lock(writes_mu_);
+      MutexLock lock(&writes_mu_);
       auto it = scratch_.find({pool, std::string(name)});
       if (it == scratch_.end()) return ENOENT;
       state = it->second;
     }
-    // Lock order: the state's mu, then writes_mu_. A rename onto an id publishing
-    // this file meanwhile is waited for; the file is then no longer under `name`.
-    auto state_lock = state->LockToChange();
     {
-      std::lock_guard lock(writes_mu_);
-      auto it = scratch_.find({pool, std::string(name)});
-      if (it == scratch_.end() || it->second != state) return ENOENT;
-      if ((flags & RENAME_NOREPLACE) && scratch_.count({pool, std::string(new_name)})) {
-        return EEXIST;
+      // Lock order: the state's mu, then writes_mu_. A rename onto an id publishing
+      // this file meanwhile is waited for; the file is then no longer under `name`.
+      ChangeLock state_lock(*state);
+      {
+        MutexLock lock(&writes_mu_);
+        auto it = scratch_.find({pool, std::string(name)});
+        if (it == scratch_.end() || it->second != state) return ENOENT;
+        if ((flags & RENAME_NOREPLACE) && scratch_.count({pool, std::string(new_name)})) {
+          return EEXIST;
+        }
+        scratch_.erase(it);
+        scratch_[{pool, std::string(new_name)}] = state;
       }
-      scratch_.erase(it);
-      scratch_[{pool, std::string(new_name)}] = state;
+      state->scratch = to_scratch.kind;
+      state->seq = to_scratch.seq;
     }
-    state->scratch = to_scratch.kind;
-    state->seq = to_scratch.seq;
-    state_lock.unlock();
     inodes_.RenameScratch(state->ino, std::string(new_name));
     return 0;
   }

@@ -136,7 +136,7 @@ int KvcacheFs::DoGetxattr(Ino ino, std::string_view name, std::string* value) {
     // Not published yet: the staged attributes.
     std::shared_ptr<WriteState> write = FindWrite(ino);
     if (!write) return ESTALE;
-    std::lock_guard lock(write->mu);
+    MutexLock lock(&write->mu);
     if (n == "token_count") *value = std::to_string(write->token_count);
     else if (n == "priority") *value = std::to_string(write->options.priority);
     else if (n == "prefix_tokens") *value = FormatTokenList(write->options.prefix_tokens);
@@ -188,7 +188,7 @@ int KvcacheFs::DoSetxattr(Ino ino, std::string_view name, std::string_view value
   }
   if (write) {
     // Being written: the attributes go out with the bytes when published.
-    auto lock = write->LockToChange();
+    ChangeLock lock(*write);
     uint64_t tokens = write->token_count;
     PutOptions options = write->options;
     if (int err = Apply(n, value, &tokens, &options); err != 0) return err;

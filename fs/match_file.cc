@@ -93,7 +93,7 @@ void MatchSession::SetAnswerLocked(std::string text, ChunkMatch match) {
 }
 
 int MatchSession::Write(std::string_view bytes) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   if (!requesting_) {
     DropRequestLocked();
     requesting_ = true;
@@ -131,7 +131,7 @@ int MatchSession::Write(std::string_view bytes) {
 }
 
 int MatchSession::Read(size_t size, const Runner& run, std::string* out) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   int err = 0;
   if (requesting_) {
     Status s = partial_.empty() ? Status::Ok() : TakeLineLocked(partial_);

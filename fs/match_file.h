@@ -36,12 +36,12 @@
 #include <cstdint>
 #include <functional>
 #include <span>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "kvcache/manager.h"
+#include "thread_annotations.h"
 
 namespace kvcache::fs {
 
@@ -76,22 +76,24 @@ class MatchSession {
   static std::string FormatAnswer(uint64_t asked_tokens, const ChunkMatch& match);
 
  private:
-  // Parses one complete line of the request. REQUIRES: mu_.
-  Status TakeLineLocked(std::string_view line);
-  void DropRequestLocked();
-  void SetAnswerLocked(std::string text, ChunkMatch match);
+  // Parses one complete line of the request.
+  Status TakeLineLocked(std::string_view line) REQUIRES(mu_);
+  void DropRequestLocked() REQUIRES(mu_);
+  void SetAnswerLocked(std::string text, ChunkMatch match) REQUIRES(mu_);
 
   Dropped dropped_;
-  std::mutex mu_;
-  bool requesting_ = false;        // guarded by mu_: bytes written since the last answer
-  std::string partial_;            // guarded by mu_: the request's unfinished last line
-  size_t request_bytes_ = 0;       // guarded by mu_
-  bool has_namespace_ = false;     // guarded by mu_
-  std::string name_space_;         // guarded by mu_
-  std::vector<uint32_t> tokens_;   // guarded by mu_
-  std::string answer_;             // guarded by mu_
-  size_t cursor_ = 0;              // guarded by mu_: bytes of answer_ already read
-  ChunkMatch pins_;                // guarded by mu_: the answer's chunks, pinned
+  // Guards the session. A read holds it for its whole match, so it comes before every
+  // lock the runner and `dropped_` take (the Manager's, a pool's, the pin quota's).
+  Mutex mu_;
+  bool requesting_ GUARDED_BY(mu_) = false;  // bytes written since the last answer
+  std::string partial_ GUARDED_BY(mu_);      // the request's unfinished last line
+  size_t request_bytes_ GUARDED_BY(mu_) = 0;
+  bool has_namespace_ GUARDED_BY(mu_) = false;
+  std::string name_space_ GUARDED_BY(mu_);
+  std::vector<uint32_t> tokens_ GUARDED_BY(mu_);
+  std::string answer_ GUARDED_BY(mu_);
+  size_t cursor_ GUARDED_BY(mu_) = 0;  // bytes of answer_ already read
+  ChunkMatch pins_ GUARDED_BY(mu_);     // the answer's chunks, pinned
 };
 
 }  // namespace kvcache::fs

@@ -6,7 +6,7 @@ void PeriodicTask::Start(std::function<void()> fn, std::chrono::milliseconds per
   fn_ = std::move(fn);
   period_ = period;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     stop_ = false;
   }
   thread_ = std::thread([this] { Run(); });
@@ -14,19 +14,24 @@ void PeriodicTask::Start(std::function<void()> fn, std::chrono::milliseconds per
 
 void PeriodicTask::Stop() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     stop_ = true;
   }
-  cv_.notify_all();
+  cv_.SignalAll();
   if (thread_.joinable()) thread_.join();
 }
 
 void PeriodicTask::Run() {
-  std::unique_lock lock(mu_);
-  while (!cv_.wait_for(lock, period_, [this] { return stop_; })) {
-    lock.unlock();
+  MutexLock lock(&mu_);
+  for (;;) {
+    const auto deadline = std::chrono::steady_clock::now() + period_;
+    // Until stopped, or the period is over (a wake-up before either waits again).
+    while (!stop_ && cv_.WaitUntil(&mu_, deadline)) {
+    }
+    if (stop_) return;
+    lock.Unlock();
     fn_();
-    lock.lock();
+    lock.Lock();
   }
 }
 

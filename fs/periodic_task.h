@@ -6,10 +6,10 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <functional>
-#include <mutex>
 #include <thread>
+
+#include "thread_annotations.h"
 
 namespace kvcache::fs {
 
@@ -30,9 +30,9 @@ class PeriodicTask {
 
   std::function<void()> fn_;
   std::chrono::milliseconds period_{500};
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;  // guarded by mu_
+  Mutex mu_;  // a leaf lock; never held while fn_ runs
+  CondVar cv_;
+  bool stop_ GUARDED_BY(mu_) = false;
   std::thread thread_;
 };
 

@@ -13,7 +13,7 @@ uint32_t PinQuota::AllUsersLimit(uint32_t max_sequences) {
 }
 
 bool PinQuota::TryAcquire(const std::string& pool, uid_t uid, uint32_t max_sequences) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   uint32_t& user = by_user_[{pool, uid}];
   uint32_t& all = by_pool_[pool];
   if (user >= PerUserLimit(max_sequences) || all >= AllUsersLimit(max_sequences)) {
@@ -27,7 +27,7 @@ bool PinQuota::TryAcquire(const std::string& pool, uid_t uid, uint32_t max_seque
 }
 
 void PinQuota::Release(const std::string& pool, uid_t uid) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   auto user = by_user_.find({pool, uid});
   if (user != by_user_.end() && --user->second == 0) by_user_.erase(user);
   auto all = by_pool_.find(pool);
@@ -35,7 +35,7 @@ void PinQuota::Release(const std::string& pool, uid_t uid) {
 }
 
 uint32_t PinQuota::Held(const std::string& pool, uid_t uid) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   auto it = by_user_.find({pool, uid});
   return it == by_user_.end() ? 0 : it->second;
 }

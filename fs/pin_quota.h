@@ -14,9 +14,10 @@
 
 #include <cstdint>
 #include <map>
-#include <mutex>
 #include <string>
 #include <utility>
+
+#include "thread_annotations.h"
 
 namespace kvcache::fs {
 
@@ -35,9 +36,9 @@ class PinQuota {
   uint32_t Held(const std::string& pool, uid_t uid) const;
 
  private:
-  mutable std::mutex mu_;
-  std::map<std::pair<std::string, uid_t>, uint32_t> by_user_;  // guarded by mu_
-  std::map<std::string, uint32_t> by_pool_;                     // guarded by mu_
+  mutable Mutex mu_;  // a leaf lock
+  std::map<std::pair<std::string, uid_t>, uint32_t> by_user_ GUARDED_BY(mu_);
+  std::map<std::string, uint32_t> by_pool_ GUARDED_BY(mu_);
 };
 
 }  // namespace kvcache::fs

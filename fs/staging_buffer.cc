@@ -4,17 +4,18 @@
 
 #include <algorithm>
 #include <cstring>
-#include <mutex>
 #include <utility>
+
+#include "thread_annotations.h"
 
 namespace kvcache::fs {
 namespace {
 
 // One released mapping kept for the next writer; its pages are already faulted in.
 struct Recycled {
-  std::mutex mu;
-  std::byte* base = nullptr;  // guarded by mu
-  size_t capacity = 0;        // guarded by mu
+  Mutex mu;  // a leaf lock
+  std::byte* base GUARDED_BY(mu) = nullptr;
+  size_t capacity GUARDED_BY(mu) = 0;
 };
 
 Recycled& recycled() {
@@ -36,7 +37,7 @@ StagingBuffer::~StagingBuffer() {
   if (base_ == nullptr) return;
   if (capacity_ <= kRecycleMaxBytes) {
     Recycled& r = recycled();
-    std::lock_guard lock(r.mu);
+    MutexLock lock(&r.mu);
     if (r.capacity < capacity_) {
       std::swap(r.base, base_);
       std::swap(r.capacity, capacity_);
@@ -49,7 +50,7 @@ bool StagingBuffer::Reserve(uint64_t capacity) {
   if (capacity <= capacity_) return true;
   if (base_ == nullptr) {
     Recycled& r = recycled();
-    std::lock_guard lock(r.mu);
+    MutexLock lock(&r.mu);
     if (r.base != nullptr) {
       base_ = r.base;
       capacity_ = r.capacity;
@@ -82,7 +83,7 @@ bool StagingBuffer::WriteAt(uint64_t offset, std::span<const std::byte> data) {
 }
 
 bool StagingLedger::Charge(const std::string& pool, uint64_t bytes, uint64_t limit) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   uint64_t& total = staged_[pool];
   if (bytes > limit || total > limit - bytes) {
     if (total == 0) staged_.erase(pool);
@@ -93,7 +94,7 @@ bool StagingLedger::Charge(const std::string& pool, uint64_t bytes, uint64_t lim
 }
 
 void StagingLedger::Refund(const std::string& pool, uint64_t bytes) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   auto it = staged_.find(pool);
   if (it == staged_.end()) return;
   it->second -= std::min(it->second, bytes);
@@ -101,7 +102,7 @@ void StagingLedger::Refund(const std::string& pool, uint64_t bytes) {
 }
 
 uint64_t StagingLedger::Staged(const std::string& pool) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   auto it = staged_.find(pool);
   return it == staged_.end() ? 0 : it->second;
 }

@@ -10,9 +10,10 @@
 #include <cstdint>
 #include <functional>
 #include <map>
-#include <mutex>
 #include <span>
 #include <string>
+
+#include "thread_annotations.h"
 
 namespace kvcache::fs {
 
@@ -53,8 +54,8 @@ class StagingLedger {
   uint64_t Staged(const std::string& pool) const;
 
  private:
-  mutable std::mutex mu_;
-  std::map<std::string, uint64_t, std::less<>> staged_;  // guarded by mu_; no zero totals
+  mutable Mutex mu_;
+  std::map<std::string, uint64_t, std::less<>> staged_ GUARDED_BY(mu_);  // no zero totals
 };
 
 }  // namespace kvcache::fs

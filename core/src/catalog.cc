@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "file_util.h"
+#include "thread_annotations.h"
 #include "kvcache/types.h"
 
 namespace kvcache {
@@ -185,9 +186,10 @@ std::string OrEmpty(const SQLite::Column& c) { return c.isNull() ? std::string()
 
 struct Catalog::Impl {
   Impl(const std::string& path, int flags) : db(path, flags, kBusyTimeoutMs) {}
-
-  std::mutex mu;
-  SQLite::Database db;  // guarded by mu: one connection, used by one thread at a time
+  // A leaf lock: nothing else is taken while it is held.
+  Mutex mu;
+  // One connection, used by one thread at a time (Run hands it over under mu).
+  SQLite::Database db GUARDED_BY(mu);
   int schema_version = 0;
   // Why the catalog could only be opened read-only (e.g. its filesystem is full);
   // empty when it is writable. Set once in Open.
@@ -207,10 +209,10 @@ Status FromException(const std::string& path, std::string_view what, const std::
 // Runs `fn` on the connection under the mutex, turning exceptions into a Status.
 template <typename R>
 R Run(const std::string& path, Catalog::Impl& impl, std::string_view what,
-      const std::function<R()>& fn) {
-  std::lock_guard<std::mutex> lock(impl.mu);
+      const std::function<R(SQLite::Database&)>& fn) {
+  MutexLock lock(&impl.mu);
   try {
-    return fn();
+    return fn(impl.db);
   } catch (const std::exception& e) {
     Status s = FromException(path, what, e);
     if (impl.read_only_reason.empty()) return s;
@@ -316,7 +318,12 @@ Result<std::unique_ptr<Catalog>> Catalog::OpenReadOnly(const std::string& path,
     try {
       auto impl = std::make_unique<Impl>(ReadOnlyUri(path, immutable),
                                          SQLite::OPEN_READONLY | SQLITE_OPEN_URI);
-      int version = UserVersion(impl->db);
+      int version;
+      {
+        // Not shared yet, so never contended; taken so every use of db is under mu.
+        MutexLock lock(&impl->mu);
+        version = UserVersion(impl->db);
+      }
       if (version != kSchemaVersion) continue;  // migrating needs a writable catalog
       impl->schema_version = version;
       impl->read_only_reason = reason;
@@ -349,7 +356,11 @@ Result<std::unique_ptr<Catalog>> Catalog::Open(const std::string& path) {
     const char* step = "open";
     try {
       auto impl = std::make_unique<Impl>(path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
-      int version = SetUp(impl->db, path, &step);
+      int version;
+      {
+        MutexLock lock(&impl->mu);  // not shared yet: uncontended, see OpenReadOnly
+        version = SetUp(impl->db, path, &step);
+      }
       if (version > kSchemaVersion) {
         return Status::NotSupported("catalog " + path + ": schema version " +
                                     std::to_string(version) + " is newer than supported (" +
@@ -393,8 +404,8 @@ void BindIdentity(SQLite::Statement& q, int first, const PoolRecord& r) {
 
 Status Catalog::InsertPool(const PoolRecord& r) {
   KVC_RETURN_IF_ERROR(ValidatePoolName(r.name));
-  return Run<Status>(path_, *impl_, "insert pool", [&]() -> Status {
-    SQLite::Statement q(impl_->db,
+  return Run<Status>(path_, *impl_, "insert pool", [&](SQLite::Database& db) -> Status {
+    SQLite::Statement q(db,
                         "INSERT INTO pools (name, config, shm_name, created_at, last_modified,"
                         " pool_id, owner_uid)"
                         " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING");
@@ -410,8 +421,8 @@ Status Catalog::InsertPool(const PoolRecord& r) {
 }
 
 Status Catalog::UpdatePool(const PoolRecord& r) {
-  return Run<Status>(path_, *impl_, "update pool", [&]() -> Status {
-    SQLite::Statement q(impl_->db,
+  return Run<Status>(path_, *impl_, "update pool", [&](SQLite::Database& db) -> Status {
+    SQLite::Statement q(db,
                         "UPDATE pools SET config = ?, shm_name = ?, created_at = ?,"
                         " last_modified = ?, pool_id = ?, owner_uid = ? WHERE name = ?");
     q.bind(1, r.config_json);
@@ -443,8 +454,8 @@ PoolRecord ReadPool(SQLite::Statement& q) {
 
 Result<PoolRecord> Catalog::GetPool(std::string_view name) {
   std::string key(name);
-  return Run<Result<PoolRecord>>(path_, *impl_, "get pool", [&]() -> Result<PoolRecord> {
-    SQLite::Statement q(impl_->db,
+  return Run<Result<PoolRecord>>(path_, *impl_, "get pool", [&](SQLite::Database& db) -> Result<PoolRecord> {
+    SQLite::Statement q(db,
                         "SELECT name, config, shm_name, created_at, last_modified, pool_id,"
                         " owner_uid FROM pools WHERE name = ?");
     q.bind(1, key);
@@ -455,8 +466,8 @@ Result<PoolRecord> Catalog::GetPool(std::string_view name) {
 
 Result<std::vector<PoolRecord>> Catalog::ListPools() {
   using R = Result<std::vector<PoolRecord>>;
-  return Run<R>(path_, *impl_, "list pools", [&]() -> R {
-    SQLite::Statement q(impl_->db,
+  return Run<R>(path_, *impl_, "list pools", [&](SQLite::Database& db) -> R {
+    SQLite::Statement q(db,
                         "SELECT name, config, shm_name, created_at, last_modified, pool_id,"
                         " owner_uid FROM pools ORDER BY name");
     std::vector<PoolRecord> out;
@@ -467,16 +478,16 @@ Result<std::vector<PoolRecord>> Catalog::ListPools() {
 
 Status Catalog::DeletePool(std::string_view name) {
   std::string key(name);
-  return Run<Status>(path_, *impl_, "delete pool", [&]() -> Status {
-    SQLite::Transaction txn(impl_->db, SQLite::TransactionBehavior::IMMEDIATE);
-    SQLite::Statement del(impl_->db, "DELETE FROM pools WHERE name = ?");
+  return Run<Status>(path_, *impl_, "delete pool", [&](SQLite::Database& db) -> Status {
+    SQLite::Transaction txn(db, SQLite::TransactionBehavior::IMMEDIATE);
+    SQLite::Statement del(db, "DELETE FROM pools WHERE name = ?");
     del.bind(1, key);
     if (del.exec() == 0) return Status::NotFound("pool '" + key + "' not found");
     for (const char* sql :
          {"DELETE FROM entries WHERE pool_name = ?", "DELETE FROM stats WHERE pool_name = ?",
           "DELETE FROM attachments WHERE pool_name = ?",
           "DELETE FROM remote_stats WHERE pool_name = ?"}) {
-      SQLite::Statement q(impl_->db, sql);
+      SQLite::Statement q(db, sql);
       q.bind(1, key);
       q.exec();
     }
@@ -493,14 +504,14 @@ Status Catalog::ReplaceEntries(std::string_view pool, const std::vector<EntryRec
                                      " belongs to pool '" + e.pool_name + "', not '" + key + "'");
     }
   }
-  return Run<Status>(path_, *impl_, "replace entries", [&]() -> Status {
-    SQLite::Transaction txn(impl_->db, SQLite::TransactionBehavior::IMMEDIATE);
-    SQLite::Statement del(impl_->db, "DELETE FROM entries WHERE pool_name = ?");
+  return Run<Status>(path_, *impl_, "replace entries", [&](SQLite::Database& db) -> Status {
+    SQLite::Transaction txn(db, SQLite::TransactionBehavior::IMMEDIATE);
+    SQLite::Statement del(db, "DELETE FROM entries WHERE pool_name = ?");
     del.bind(1, key);
     del.exec();
     // OR IGNORE plus a change count detects a repeated id without relying on the
     // exception's message; the transaction is then rolled back whole.
-    SQLite::Statement ins(impl_->db,
+    SQLite::Statement ins(db,
                           "INSERT OR IGNORE INTO entries (pool_name, sequence_id, prefix_hash,"
                           " created_at, last_accessed, access_count, token_count, size_bytes,"
                           " \"offset\", priority, metadata)"
@@ -531,8 +542,8 @@ Status Catalog::ReplaceEntries(std::string_view pool, const std::vector<EntryRec
 Result<std::vector<EntryRecord>> Catalog::GetEntries(std::string_view pool) {
   std::string key(pool);
   using R = Result<std::vector<EntryRecord>>;
-  return Run<R>(path_, *impl_, "get entries", [&]() -> R {
-    SQLite::Statement q(impl_->db,
+  return Run<R>(path_, *impl_, "get entries", [&](SQLite::Database& db) -> R {
+    SQLite::Statement q(db,
                         "SELECT sequence_id, prefix_hash, created_at, last_accessed,"
                         " access_count, token_count, size_bytes, \"offset\", priority, metadata"
                         " FROM entries WHERE pool_name = ? ORDER BY sequence_id");
@@ -559,8 +570,8 @@ Result<std::vector<EntryRecord>> Catalog::GetEntries(std::string_view pool) {
 
 Status Catalog::AddStats(std::string_view pool, int64_t hits, int64_t misses, int64_t evictions) {
   std::string key(pool);
-  return Run<Status>(path_, *impl_, "add stats", [&]() -> Status {
-    SQLite::Statement q(impl_->db,
+  return Run<Status>(path_, *impl_, "add stats", [&](SQLite::Database& db) -> Status {
+    SQLite::Statement q(db,
                         "INSERT INTO stats (pool_name, hits, misses, evictions, updated_at)"
                         " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (pool_name) DO UPDATE SET"
                         " hits = hits + ?2, misses = misses + ?3, evictions = evictions + ?4,"
@@ -577,8 +588,8 @@ Status Catalog::AddStats(std::string_view pool, int64_t hits, int64_t misses, in
 
 Result<StatsRecord> Catalog::GetStats(std::string_view pool) {
   std::string key(pool);
-  return Run<Result<StatsRecord>>(path_, *impl_, "get stats", [&]() -> Result<StatsRecord> {
-    SQLite::Statement q(impl_->db,
+  return Run<Result<StatsRecord>>(path_, *impl_, "get stats", [&](SQLite::Database& db) -> Result<StatsRecord> {
+    SQLite::Statement q(db,
                         "SELECT hits, misses, evictions, updated_at FROM stats"
                         " WHERE pool_name = ?");
     q.bind(1, key);
@@ -596,8 +607,8 @@ Result<StatsRecord> Catalog::GetStats(std::string_view pool) {
 
 Status Catalog::SetRemote(std::string_view pool, const std::optional<RemoteConfig>& remote) {
   std::string key(pool);
-  return Run<Status>(path_, *impl_, "set remote", [&]() -> Status {
-    SQLite::Statement q(impl_->db,
+  return Run<Status>(path_, *impl_, "set remote", [&](SQLite::Database& db) -> Status {
+    SQLite::Statement q(db,
                         "UPDATE pools SET remote_url = ?1, remote_mode = ?2,"
                         " remote_namespace = ?3 WHERE name = ?4");
     if (remote.has_value()) {
@@ -614,8 +625,8 @@ Status Catalog::SetRemote(std::string_view pool, const std::optional<RemoteConfi
 Result<std::optional<RemoteConfig>> Catalog::GetRemote(std::string_view pool) {
   std::string key(pool);
   using R = Result<std::optional<RemoteConfig>>;
-  return Run<R>(path_, *impl_, "get remote", [&]() -> R {
-    SQLite::Statement q(impl_->db,
+  return Run<R>(path_, *impl_, "get remote", [&](SQLite::Database& db) -> R {
+    SQLite::Statement q(db,
                         "SELECT remote_url, remote_mode, remote_namespace FROM pools"
                         " WHERE name = ?");
     q.bind(1, key);
@@ -637,9 +648,9 @@ Result<std::optional<RemoteConfig>> Catalog::GetRemote(std::string_view pool) {
 Status Catalog::AddRemoteStats(std::string_view pool, const RemoteCounters& d,
                                const std::string& last_error, double last_error_at) {
   std::string key(pool);
-  return Run<Status>(path_, *impl_, "add remote stats", [&]() -> Status {
+  return Run<Status>(path_, *impl_, "add remote stats", [&](SQLite::Database& db) -> Status {
     SQLite::Statement q(
-        impl_->db,
+        db,
         "INSERT INTO remote_stats (pool_name, sent, dropped, failures, hits, misses, refused,"
         " last_error, last_error_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
         " ON CONFLICT (pool_name) DO UPDATE SET sent = sent + ?2, dropped = dropped + ?3,"
@@ -666,11 +677,11 @@ Status Catalog::AddRemoteStats(std::string_view pool, const RemoteCounters& d,
 Result<RemoteStatus> Catalog::GetRemoteStatus(std::string_view pool) {
   KVC_ASSIGN_OR_RETURN(std::optional<RemoteConfig> config, GetRemote(pool));
   std::string key(pool);
-  return Run<Result<RemoteStatus>>(path_, *impl_, "get remote stats", [&]() -> Result<RemoteStatus> {
+  return Run<Result<RemoteStatus>>(path_, *impl_, "get remote stats", [&](SQLite::Database& db) -> Result<RemoteStatus> {
     RemoteStatus st;
     st.configured = config.has_value();
     if (config.has_value()) st.config = *config;
-    SQLite::Statement q(impl_->db,
+    SQLite::Statement q(db,
                         "SELECT sent, dropped, failures, hits, misses, refused, last_error,"
                         " last_error_at FROM remote_stats WHERE pool_name = ?");
     q.bind(1, key);
@@ -690,8 +701,8 @@ Result<RemoteStatus> Catalog::GetRemoteStatus(std::string_view pool) {
 
 Status Catalog::RecordAttach(std::string_view pool, int32_t pid, double when) {
   std::string key(pool);
-  return Run<Status>(path_, *impl_, "record attach", [&]() -> Status {
-    SQLite::Statement q(impl_->db,
+  return Run<Status>(path_, *impl_, "record attach", [&](SQLite::Database& db) -> Status {
+    SQLite::Statement q(db,
                         "INSERT INTO attachments (pool_name, pid, attached_at, detached_at)"
                         " VALUES (?, ?, ?, NULL)");
     q.bind(1, key);
@@ -704,9 +715,9 @@ Status Catalog::RecordAttach(std::string_view pool, int32_t pid, double when) {
 
 Status Catalog::RecordDetach(std::string_view pool, int32_t pid, double when) {
   std::string key(pool);
-  return Run<Status>(path_, *impl_, "record detach", [&]() -> Status {
+  return Run<Status>(path_, *impl_, "record detach", [&](SQLite::Database& db) -> Status {
     // An open attachment has detached_at NULL (or 0, as older writers stored it).
-    SQLite::Statement q(impl_->db,
+    SQLite::Statement q(db,
                         "UPDATE attachments SET detached_at = ?1 WHERE id = ("
                         " SELECT id FROM attachments WHERE pool_name = ?2 AND pid = ?3"
                         " AND (detached_at IS NULL OR detached_at = 0)"
@@ -725,8 +736,8 @@ Status Catalog::RecordDetach(std::string_view pool, int32_t pid, double when) {
 Result<std::vector<AttachmentRecord>> Catalog::ListAttachments(std::string_view pool) {
   std::string key(pool);
   using R = Result<std::vector<AttachmentRecord>>;
-  return Run<R>(path_, *impl_, "list attachments", [&]() -> R {
-    SQLite::Statement q(impl_->db,
+  return Run<R>(path_, *impl_, "list attachments", [&](SQLite::Database& db) -> R {
+    SQLite::Statement q(db,
                         "SELECT pid, attached_at, detached_at FROM attachments"
                         " WHERE pool_name = ? ORDER BY attached_at DESC, id DESC");
     q.bind(1, key);

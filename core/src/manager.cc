@@ -7,9 +7,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
-#include <mutex>
 #include <nlohmann/json.hpp>
-#include <shared_mutex>
 #include <vector>
 
 #include "clock.h"
@@ -19,6 +17,7 @@
 #include "pool_handle.h"
 #include "manager_impl.h"
 #include "shm_segment.h"
+#include "thread_annotations.h"
 
 namespace kvcache {
 
@@ -108,7 +107,7 @@ Status Manager::CheckHome() {
 
 Result<Catalog*> Manager::catalog() {
   KVC_RETURN_IF_ERROR(CheckOptions());
-  std::lock_guard<std::mutex> lock(impl_->catalog_mu);
+  MutexLock lock(&impl_->catalog_mu);
   if (impl_->catalog == nullptr) {
     KVC_ASSIGN_OR_RETURN(impl_->catalog, Catalog::Open(options_.catalog_path));
   }
@@ -156,7 +155,7 @@ bool Exists(const std::string& path) {
 
 Result<std::shared_ptr<PoolHandle>> Manager::Open(std::string_view pool) {
   {
-    std::shared_lock<std::shared_mutex> lock(impl_->mu);
+    ReaderLock lock(&impl_->mu);
     auto it = impl_->pools.find(pool);
     if (it != impl_->pools.end() && !it->second->destroyed()) return it->second;
   }
@@ -197,7 +196,7 @@ Result<std::shared_ptr<PoolHandle>> Manager::Open(std::string_view pool) {
                               (*opened)->name() + "'");
   }
   (*opened)->set_listener(impl_->hub);
-  std::unique_lock<std::shared_mutex> lock(impl_->mu);
+  WriterLock lock(&impl_->mu);
   impl_->pools[std::string(pool)] = *opened;
   return opened;
 }
@@ -244,7 +243,7 @@ Status Manager::LoadPool(const PoolConfig& config) {
     return s;
   }
   (*created)->set_listener(impl_->hub);
-  std::unique_lock<std::shared_mutex> lock(impl_->mu);
+  WriterLock lock(&impl_->mu);
   impl_->pools[config.name] = *created;
   return Status::Ok();
 }
@@ -261,13 +260,13 @@ Status Manager::CreatePool(const PoolConfig& config) {
 bool Manager::ForgetIfReplaced(std::string_view pool) {
   std::shared_ptr<PoolHandle> handle;
   {
-    std::shared_lock<std::shared_mutex> lock(impl_->mu);
+    ReaderLock lock(&impl_->mu);
     auto it = impl_->pools.find(pool);
     if (it == impl_->pools.end()) return false;
     handle = it->second;
   }
   if (handle->IsCurrent()) return false;
-  std::unique_lock<std::shared_mutex> lock(impl_->mu);
+  WriterLock lock(&impl_->mu);
   auto it = impl_->pools.find(pool);
   if (it == impl_->pools.end() || it->second != handle) return false;
   impl_->pools.erase(it);
@@ -315,7 +314,7 @@ Status Manager::DestroyPool(std::string_view pool) {
     }
   }
   {
-    std::unique_lock<std::shared_mutex> lock(impl_->mu);
+    WriterLock lock(&impl_->mu);
     if (auto it = impl_->pools.find(pool); it != impl_->pools.end()) impl_->pools.erase(it);
   }
   Status s = cat->DeletePool(pool);

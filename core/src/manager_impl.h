@@ -4,22 +4,29 @@
 
 #include <map>
 #include <memory>
-#include <mutex>
-#include <shared_mutex>
 #include <string>
 
 #include "kvcache/catalog.h"
 #include "kvcache/manager.h"
 #include "pool_handle.h"
 #include "remote_hub.h"
+#include "thread_annotations.h"
 
 namespace kvcache {
 
+// Lock order: mu and catalog_mu are never held together, nor while a pool lock (a
+// segment's robust mutex) or a RemoteHub/RemoteTier lock is taken: each is held only to
+// look up or swap a pointer (dropping a pool's last handle under mu unmaps its segment,
+// which takes the SegmentFile registry's leaf lock). The one nesting: catalog_mu is held while Catalog::Open
+// sets up the new catalog under that catalog's own mutex (catalog_mu before
+// Catalog::Impl::mu).
 struct Manager::Impl {
-  std::shared_mutex mu;  // guards pools
-  std::map<std::string, std::shared_ptr<PoolHandle>, std::less<>> pools;
-  std::mutex catalog_mu;  // guards catalog
-  std::unique_ptr<Catalog> catalog;
+  // Guards pools: readers look a handle up, writers add or drop one.
+  SharedMutex mu;
+  std::map<std::string, std::shared_ptr<PoolHandle>, std::less<>> pools GUARDED_BY(mu);
+  // Guards the lazily opened catalog pointer (the Catalog serialises its own queries).
+  Mutex catalog_mu;
+  std::unique_ptr<Catalog> catalog GUARDED_BY(catalog_mu);
   // The pools' remote tiers; destroyed first (they record into the catalog and pin
   // entries as they flush). Handles hold it weakly.
   std::shared_ptr<RemoteHub> hub;

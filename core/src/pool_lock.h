@@ -5,6 +5,19 @@
 // Acquisition is bounded: the lock is held for short metadata updates only, so a wait
 // longer than PoolLockTimeout() means the lock bytes are garbage or a process is stuck
 // holding it, and the caller gets an error instead of hanging with it.
+//
+// Lock order (with the in-process locks, each of which says where it stands): the pool
+// lock comes after the daemon's WriteState and MatchSession locks (a write's room check
+// and a match ask the Manager while holding them) and is never taken while a lock of
+// the Manager, the catalog, a SegmentFile registry or the daemon's maps is held. Under
+// it, only RemoteHub::mu_ and then RemoteTier::mu_ may be taken (an eviction hands a
+// copy to the remote tier), each briefly. Never two pool locks at once.
+//
+// It carries no clang capability annotation: PoolHandle::Locked takes it only when the
+// header is sane (a failed acquisition is a Status, which the analysis cannot follow),
+// and lock-free readers touch the same shared memory by design, so GUARDED_BY on the
+// mapped structures would be false. PoolHandle keeps the rule by name instead: every
+// member ending in "Locked" is called with it held.
 #pragma once
 
 #include <pthread.h>

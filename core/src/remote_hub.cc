@@ -12,6 +12,13 @@ constexpr std::chrono::seconds kRereadEvery{1};
 
 thread_local int warming_depth = 0;
 
+// Tiers inherited across a fork. mu is a leaf, taken under RemoteHub::mu_ (hubs of
+// several Managers may forget theirs at once).
+struct Abandoned {
+  Mutex mu;
+  std::vector<std::shared_ptr<remote::RemoteTier>> tiers GUARDED_BY(mu);
+};
+
 bool SameConfig(const std::optional<RemoteConfig>& a, const std::optional<RemoteConfig>& b) {
   if (a.has_value() != b.has_value()) return false;
   if (!a.has_value()) return true;
@@ -31,12 +38,11 @@ void RemoteHub::ForgetInheritedLocked() {
   epoch_ = ForkEpoch();
   // Never destroyed: their threads belong to the parent. Held from a static, so they
   // stay reachable (a leak checker sees them as kept, which they are).
-  static std::mutex abandoned_mu;
-  static auto* abandoned = new std::vector<std::shared_ptr<remote::RemoteTier>>();
-  std::lock_guard<std::mutex> lk(abandoned_mu);
-  for (auto& tier : retired_) abandoned->push_back(std::move(tier));
+  static Abandoned* abandoned = new Abandoned;
+  MutexLock lk(&abandoned->mu);
+  for (auto& tier : retired_) abandoned->tiers.push_back(std::move(tier));
   for (auto& [name, known] : known_) {
-    if (known.tier != nullptr) abandoned->push_back(std::move(known.tier));
+    if (known.tier != nullptr) abandoned->tiers.push_back(std::move(known.tier));
   }
   known_.clear();
   retired_.clear();
@@ -46,7 +52,7 @@ RemoteHub::~RemoteHub() {
   std::map<std::string, Known, std::less<>> known;
   std::vector<std::shared_ptr<remote::RemoteTier>> retired;
   {
-    std::lock_guard<std::mutex> lk(mu_);
+    MutexLock lk(&mu_);
     ForgetInheritedLocked();
     known.swap(known_);
     retired.swap(retired_);
@@ -82,7 +88,7 @@ std::shared_ptr<remote::RemoteTier> RemoteHub::Make(const std::string& pool,
 std::shared_ptr<remote::RemoteTier> RemoteHub::TierFor(std::string_view pool) {
   const Clock::time_point now = Clock::now();
   {
-    std::lock_guard<std::mutex> lk(mu_);
+    MutexLock lk(&mu_);
     ForgetInheritedLocked();
     auto it = known_.find(pool);
     if (it != known_.end() && it->second.fresh && now - it->second.checked < kRereadEvery) {
@@ -104,7 +110,7 @@ std::shared_ptr<remote::RemoteTier> RemoteHub::TierFor(std::string_view pool) {
   std::shared_ptr<remote::RemoteTier> tier;
   bool replace = false;
   {
-    std::lock_guard<std::mutex> lk(mu_);
+    MutexLock lk(&mu_);
     Known& k = known_[std::string(pool)];
     k.checked = now;
     k.fresh = true;
@@ -113,7 +119,7 @@ std::shared_ptr<remote::RemoteTier> RemoteHub::TierFor(std::string_view pool) {
   }
   if (replace && config.has_value()) tier = Make(std::string(pool), *config);
   {
-    std::lock_guard<std::mutex> lk(mu_);
+    MutexLock lk(&mu_);
     Known& k = known_[std::string(pool)];
     if (k.tier != nullptr) retired_.push_back(std::move(k.tier));
     k.config = config;
@@ -126,7 +132,7 @@ std::shared_ptr<remote::RemoteTier> RemoteHub::TierFor(std::string_view pool) {
 void RemoteHub::Reap() {
   std::vector<std::shared_ptr<remote::RemoteTier>> done;
   {
-    std::lock_guard<std::mutex> lk(mu_);
+    MutexLock lk(&mu_);
     for (auto it = retired_.begin(); it != retired_.end();) {
       if (it->use_count() == 1) {
         done.push_back(std::move(*it));
@@ -140,7 +146,7 @@ void RemoteHub::Reap() {
 }
 
 void RemoteHub::Invalidate(std::string_view pool) {
-  std::lock_guard<std::mutex> lk(mu_);
+  MutexLock lk(&mu_);
   auto it = known_.find(pool);
   if (it != known_.end()) it->second.fresh = false;
 }
@@ -149,7 +155,7 @@ RemoteCounters RemoteHub::Unrecorded(std::string_view pool,
                                      std::pair<std::string, double>* error) {
   std::shared_ptr<remote::RemoteTier> tier;
   {
-    std::lock_guard<std::mutex> lk(mu_);
+    MutexLock lk(&mu_);
     ForgetInheritedLocked();
     auto it = known_.find(pool);
     if (it != known_.end()) tier = it->second.tier;
@@ -174,7 +180,7 @@ void RemoteHub::Evicting(const std::string& pool, uint64_t seq, uint64_t token_c
   // refresh it first), never a catalog read.
   std::shared_ptr<remote::RemoteTier> tier;
   {
-    std::lock_guard<std::mutex> lk(mu_);
+    MutexLock lk(&mu_);
     if (epoch_ != ForkEpoch()) return;  // inherited tiers: a child's TierFor makes its own
     auto it = known_.find(pool);
     if (it != known_.end()) tier = it->second.tier;

@@ -7,13 +7,13 @@
 // daemon, engines) within about a second. A replaced tier is flushed and stopped
 // outside every lock.
 //
-// Thread-safe. Lock order: a pool's lock, then mu_.
+// Thread-safe. Lock order: a pool's lock, then mu_ (Evicting runs under the pool lock).
+// No RemoteTier lock, catalog lock or pool lock is taken while mu_ is held.
 #pragma once
 
 #include <chrono>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <utility>
@@ -23,6 +23,7 @@
 #include "kvcache/remote.h"
 #include "pool_listener.h"
 #include "remote_tier.h"
+#include "thread_annotations.h"
 
 namespace kvcache {
 
@@ -69,15 +70,17 @@ class RemoteHub : public PoolListener {
   void Reap();
   // In a child forked from the process that made the tiers, their sender threads do not
   // exist: the inherited tiers are abandoned (never destroyed, which would wait on those
-  // threads) and the child makes its own. REQUIRES: mu_ held.
-  void ForgetInheritedLocked();
+  // threads) and the child makes its own.
+  void ForgetInheritedLocked() REQUIRES(mu_);
 
   Manager* const manager_;
   const ManagerOptions options_;
-  std::mutex mu_;
-  std::map<std::string, Known, std::less<>> known_;            // guarded by mu_
-  std::vector<std::shared_ptr<remote::RemoteTier>> retired_;  // guarded by mu_
-  uint64_t epoch_;                                             // guarded by mu_: ForkEpoch()
+  // Guards the known tiers; held only to look up or swap pointers (a tier is made,
+  // flushed and destroyed outside it).
+  Mutex mu_;
+  std::map<std::string, Known, std::less<>> known_ GUARDED_BY(mu_);
+  std::vector<std::shared_ptr<remote::RemoteTier>> retired_ GUARDED_BY(mu_);
+  uint64_t epoch_ GUARDED_BY(mu_);  // the ForkEpoch() known_ belongs to
 };
 
 }  // namespace kvcache

@@ -29,7 +29,8 @@ RemoteTier::RemoteTier(TierOptions options, TierHooks hooks, RedisClient::Option
       hooks_(std::move(hooks)),
       base_prefix_(options_.config.name_space),
       sender_client_(client),
-      fetch_client_(client) {
+      fetch_client_(client),
+      client_options_(client) {
   sender_ = std::thread([this] { Run(); });
 }
 
@@ -38,11 +39,11 @@ RemoteTier::~RemoteTier() {
     Flush(Clock::now() + options_.flush_deadline);
   }
   {
-    std::lock_guard<std::mutex> lk(mu_);
+    MutexLock lk(&mu_);
     stop_ = true;
     DropQueuedLocked();
   }
-  wake_.notify_all();
+  wake_.SignalAll();
   sender_.join();
   RecordCounters();
 }
@@ -55,14 +56,14 @@ void RemoteTier::DropQueuedLocked() {
 
 void RemoteTier::EnqueuePut(uint64_t seq, uint64_t generation) {
   {
-    std::lock_guard<std::mutex> lk(mu_);
+    MutexLock lk(&mu_);
     if (stop_ || queue_.size() >= options_.queue_entries) {
       dropped_.fetch_add(1, std::memory_order_relaxed);
       return;
     }
     queue_.push_back(Item{seq, generation, {}, 0});
   }
-  wake_.notify_one();
+  wake_.Signal();
 }
 
 void RemoteTier::EnqueueEvicted(uint64_t seq, uint64_t token_count, int32_t priority,
@@ -71,7 +72,7 @@ void RemoteTier::EnqueueEvicted(uint64_t seq, uint64_t token_count, int32_t prio
                                 std::span<const std::byte> data) noexcept {
   const uint64_t bytes = data.size() + prefix_tokens.size() + metadata.size() + 64;
   {
-    std::lock_guard<std::mutex> lk(mu_);
+    MutexLock lk(&mu_);
     if (stop_ || queue_.size() >= options_.queue_entries ||
         queued_bytes_ + bytes > options_.queue_bytes) {
       dropped_.fetch_add(1, std::memory_order_relaxed);
@@ -84,13 +85,13 @@ void RemoteTier::EnqueueEvicted(uint64_t seq, uint64_t token_count, int32_t prio
     item.pieces = EncodePieces(EntryKey(base_prefix_, seq), token_count, priority,
                                prefix_tokens, metadata, data, options_.piece_bytes);
   } catch (const std::bad_alloc&) {
-    std::lock_guard<std::mutex> lk(mu_);
+    MutexLock lk(&mu_);
     queued_bytes_ -= bytes;
     dropped_.fetch_add(1, std::memory_order_relaxed);
     return;
   }
   {
-    std::lock_guard<std::mutex> lk(mu_);
+    MutexLock lk(&mu_);
     if (stop_) {
       queued_bytes_ -= bytes;
       dropped_.fetch_add(1, std::memory_order_relaxed);
@@ -104,12 +105,12 @@ void RemoteTier::EnqueueEvicted(uint64_t seq, uint64_t token_count, int32_t prio
       return;
     }
   }
-  wake_.notify_one();
+  wake_.Signal();
 }
 
 void RemoteTier::NoteFailure(const Status& s) {
   failures_.fetch_add(1, std::memory_order_relaxed);
-  std::lock_guard<std::mutex> lk(error_mu_);
+  MutexLock lk(&error_mu_);
   last_error_ = s.message();
   last_error_at_ = NowSeconds();
 }
@@ -157,20 +158,20 @@ Status RemoteTier::Send(Item& item, bool* retry) {
 
 void RemoteTier::Run() {
   Clock::time_point last_record = Clock::now();
-  std::unique_lock<std::mutex> lk(mu_);
+  MutexLock lk(&mu_);
   for (;;) {
-    if (queue_.empty() && !stop_) {
-      wake_.wait_until(lk, last_record + kRecordEvery,
-                       [&] { return stop_ || !queue_.empty(); });
+    // Until there is work, a stop, or the time to record.
+    const Clock::time_point record_at = last_record + kRecordEvery;
+    while (queue_.empty() && !stop_ && wake_.WaitUntil(&mu_, record_at)) {
     }
     if (Clock::now() >= last_record + kRecordEvery) {
-      lk.unlock();
+      lk.Unlock();
       RecordCounters();
-      lk.lock();
+      lk.Lock();
       last_record = Clock::now();
     }
     if (queue_.empty()) {
-      idle_.notify_all();
+      idle_.SignalAll();
       if (stop_) return;
       continue;
     }
@@ -178,19 +179,19 @@ void RemoteTier::Run() {
       // A flush (a process on its way out) does not wait for the remote to come back.
       if (flushers_ > 0 || stop_) {
         DropQueuedLocked();
-        idle_.notify_all();
+        idle_.SignalAll();
         continue;
       }
-      wake_.wait_for(lk, std::chrono::milliseconds(20));
+      wake_.WaitUntil(&mu_, Clock::now() + std::chrono::milliseconds(20));
       continue;
     }
     Item item = std::move(queue_.front());
     queue_.pop_front();
     sending_ = true;
-    lk.unlock();
+    lk.Unlock();
     bool retry = false;
     Status s = Send(item, &retry);
-    lk.lock();
+    lk.Lock();
     sending_ = false;
     queued_bytes_ -= item.bytes;
     if (!s.ok() && retry) {
@@ -201,21 +202,22 @@ void RemoteTier::Run() {
         queue_.push_front(std::move(item));
       }
     }
-    if (queue_.empty()) idle_.notify_all();
+    if (queue_.empty()) idle_.SignalAll();
   }
 }
 
 void RemoteTier::Flush(Clock::time_point deadline) {
-  std::unique_lock<std::mutex> lk(mu_);
+  MutexLock lk(&mu_);
   ++flushers_;
-  wake_.notify_all();
-  idle_.wait_until(lk, deadline, [&] { return queue_.empty() && !sending_; });
+  wake_.SignalAll();
+  while (!(queue_.empty() && !sending_) && idle_.WaitUntil(&mu_, deadline)) {
+  }
   --flushers_;
 }
 
 Result<Record> RemoteTier::Fetch(uint64_t seq) {
   const std::string base = EntryKey(base_prefix_, seq);
-  std::lock_guard<std::mutex> lk(fetch_mu_);
+  MutexLock lk(&fetch_mu_);
   Result<std::vector<std::optional<std::string>>> first = fetch_client_.GetAll({base});
   if (!first.ok()) {
     NoteFailure(first.status());
@@ -256,7 +258,7 @@ Result<Record> RemoteTier::Fetch(uint64_t seq) {
 }
 
 Status RemoteTier::Probe() {
-  RedisClient probe(fetch_client_.options());  // options never change
+  RedisClient probe(client_options_);
   return probe.Ping();
 }
 
@@ -272,7 +274,7 @@ RemoteCounters RemoteTier::Unrecorded() const {
 }
 
 std::pair<std::string, double> RemoteTier::UnrecordedError() const {
-  std::lock_guard<std::mutex> lk(error_mu_);
+  MutexLock lk(&error_mu_);
   return {last_error_, last_error_at_};
 }
 
@@ -288,7 +290,7 @@ void RemoteTier::RecordCounters() {
   std::string error;
   double error_at = 0;
   {
-    std::lock_guard<std::mutex> lk(error_mu_);
+    MutexLock lk(&error_mu_);
     error.swap(last_error_);
     error_at = last_error_at_;
   }
@@ -302,7 +304,7 @@ void RemoteTier::RecordCounters() {
     hits_.fetch_add(d.hits, std::memory_order_relaxed);
     misses_.fetch_add(d.misses, std::memory_order_relaxed);
     refused_.fetch_add(d.refused, std::memory_order_relaxed);
-    std::lock_guard<std::mutex> lk(error_mu_);
+    MutexLock lk(&error_mu_);
     if (last_error_.empty()) last_error_ = error;
   }
 }

@@ -9,16 +9,16 @@
 // while a broken connection waits out its backoff.
 //
 // Thread-safe. Lock order: a pool's lock, then mu_ (EnqueueEvicted runs under the pool
-// lock); nothing here takes a pool lock while holding mu_ or fetch_mu_.
+// lock); nothing here takes a pool lock while holding mu_ or fetch_mu_. fetch_mu_ comes
+// before error_mu_ (a failed fetch notes its error); mu_ and fetch_mu_ are never held
+// together; error_mu_ is a leaf.
 #pragma once
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <deque>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <span>
 #include <string>
 #include <thread>
@@ -29,6 +29,7 @@
 #include "kvcache/remote.h"
 #include "redis_client.h"
 #include "remote_format.h"
+#include "thread_annotations.h"
 
 namespace kvcache::remote {
 
@@ -99,31 +100,39 @@ class RemoteTier {
   Status Send(Item& item, bool* retry);
   void NoteFailure(const Status& s);
   void RecordCounters();
-  // Drops every queued item, counting them. REQUIRES: mu_ held.
-  void DropQueuedLocked();
+  // Drops every queued item, counting them.
+  void DropQueuedLocked() REQUIRES(mu_);
 
   const TierOptions options_;
   const TierHooks hooks_;
   const std::string base_prefix_;
 
-  std::mutex mu_;
-  std::condition_variable wake_;   // the sender: work, a flush or stop
-  std::condition_variable idle_;   // flushers: the queue became empty or gave up
-  std::deque<Item> queue_;         // guarded by mu_
-  uint64_t queued_bytes_ = 0;      // guarded by mu_
-  bool sending_ = false;           // guarded by mu_: an item is out of the queue
-  int flushers_ = 0;               // guarded by mu_
-  bool stop_ = false;              // guarded by mu_
-  RedisClient sender_client_;      // used by the sender thread only
+  // Guards the send queue and the sender's state. Taken under a pool's lock (by
+  // EnqueueEvicted); never held while sending, fetching or recording.
+  Mutex mu_;
+  CondVar wake_;  // the sender: work, a flush or stop
+  CondVar idle_;  // flushers: the queue became empty or gave up
+  std::deque<Item> queue_ GUARDED_BY(mu_);
+  uint64_t queued_bytes_ GUARDED_BY(mu_) = 0;
+  bool sending_ GUARDED_BY(mu_) = false;  // an item is out of the queue
+  int flushers_ GUARDED_BY(mu_) = 0;
+  bool stop_ GUARDED_BY(mu_) = false;
+  // Used by the sender thread only (so no lock).
+  RedisClient sender_client_;
 
-  std::mutex fetch_mu_;
-  RedisClient fetch_client_;  // guarded by fetch_mu_
+  // Serialises fetches over the one fetch connection; held across the round trips.
+  // Before error_mu_.
+  Mutex fetch_mu_;
+  RedisClient fetch_client_ GUARDED_BY(fetch_mu_);
+  // What Probe connects with; never changes.
+  const RedisClient::Options client_options_;
 
   // Counts since they were last recorded.
   std::atomic<uint64_t> sent_{0}, dropped_{0}, failures_{0}, hits_{0}, misses_{0}, refused_{0};
-  mutable std::mutex error_mu_;
-  std::string last_error_;    // guarded by error_mu_; cleared once recorded
-  double last_error_at_ = 0;  // guarded by error_mu_
+  // A leaf lock around the last failure.
+  mutable Mutex error_mu_;
+  std::string last_error_ GUARDED_BY(error_mu_);  // cleared once recorded
+  double last_error_at_ GUARDED_BY(error_mu_) = 0;
 
   std::thread sender_;
 };

@@ -6,8 +6,9 @@
 
 #include <cerrno>
 #include <map>
-#include <mutex>
 #include <utility>
+
+#include "thread_annotations.h"
 
 namespace kvcache {
 namespace {
@@ -20,9 +21,11 @@ struct Entry {
   SegmentFile* file;
   uint64_t users;
 };
+// mu is a leaf lock: no other lock is taken while it is held (a pool's lock never is:
+// SegmentFile::Open runs before a segment is mapped, the deleter after it is unmapped).
 struct Registry {
-  std::mutex mu;
-  std::map<std::pair<dev_t, ino_t>, Entry> files;  // GUARDED_BY(mu)
+  Mutex mu;
+  std::map<std::pair<dev_t, ino_t>, Entry> files GUARDED_BY(mu);
 };
 
 Registry& TheRegistry() {
@@ -45,7 +48,7 @@ std::shared_ptr<SegmentFile> SegmentFile::Share(SegmentFile* file) {
   // REQUIRES: the registry mutex, with file's count already raised for this handle.
   return std::shared_ptr<SegmentFile>(file, [](SegmentFile* f) {
     Registry& r = TheRegistry();
-    std::lock_guard<std::mutex> lock(r.mu);
+    MutexLock lock(&r.mu);
     auto it = r.files.find({f->dev_, f->ino_});
     if (it != r.files.end() && it->second.file == f && --it->second.users > 0) return;
     if (it != r.files.end() && it->second.file == f) r.files.erase(it);
@@ -59,7 +62,7 @@ Result<std::shared_ptr<SegmentFile>> SegmentFile::Open(const std::string& path,
   struct stat st {};
   bool named = lstat(path.c_str(), &st) == 0;
   if (named && S_ISREG(st.st_mode)) {
-    std::lock_guard<std::mutex> lock(r.mu);
+    MutexLock lock(&r.mu);
     auto it = r.files.find({st.st_dev, st.st_ino});
     if (it != r.files.end()) {
       KVC_RETURN_IF_ERROR(check(st));
@@ -91,7 +94,7 @@ Result<std::shared_ptr<SegmentFile>> SegmentFile::Register(int fd, const std::st
     return ErrnoToStatus(err, "stat " + what);
   }
   Registry& r = TheRegistry();
-  std::lock_guard<std::mutex> lock(r.mu);
+  MutexLock lock(&r.mu);
   auto it = r.files.find({st.st_dev, st.st_ino});
   if (it != r.files.end()) {
     // The path named another file when we looked, then this one, which this process

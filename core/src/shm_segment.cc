@@ -11,7 +11,6 @@
 
 #include <cerrno>
 #include <ctime>
-#include <mutex>
 #include <set>
 #include <random>
 #include <utility>
@@ -19,6 +18,7 @@
 #include "file_util.h"
 #include "segment_file.h"
 #include "test_hooks.h"
+#include "thread_annotations.h"
 #include "kvcache/size.h"
 
 namespace kvcache {
@@ -83,8 +83,8 @@ constexpr double kCreatingGraceSeconds = 2.0;
 // The creating files of this process, which its own sweeps must not open: closing a
 // descriptor of one would drop the lock that says its creator lives.
 struct Creating {
-  std::mutex mu;
-  std::set<std::string> names;  // GUARDED_BY(mu)
+  Mutex mu;  // a leaf lock: held only to look a name up, add or remove it
+  std::set<std::string> names GUARDED_BY(mu);
 };
 Creating& OwnCreating() {
   static Creating* c = new Creating;
@@ -113,7 +113,7 @@ uint64_t SweepStaleCreatingFiles(const std::string& dir) {
     if (name.rfind(kCreatingPrefix, 0) != 0) continue;
     std::string path = dir + "/" + name;
     {
-      std::lock_guard<std::mutex> lock(OwnCreating().mu);
+      MutexLock lock(&OwnCreating().mu);
       if (OwnCreating().names.count(path) > 0) continue;
     }
     struct stat st {};
@@ -150,13 +150,13 @@ Result<MappedSegment> MappedSegment::Create(const std::string& path, uint64_t si
     tmp = DirOf(path) + "/" + kCreatingPrefix + std::to_string(getpid()) + "-" +
           std::to_string(rd());
     {
-      std::lock_guard<std::mutex> lock(OwnCreating().mu);
+      MutexLock lock(&OwnCreating().mu);
       OwnCreating().names.insert(tmp);
     }
     fd = open(tmp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
     if (fd < 0) {
       int err = errno;
-      std::lock_guard<std::mutex> lock(OwnCreating().mu);
+      MutexLock lock(&OwnCreating().mu);
       OwnCreating().names.erase(tmp);
       return ErrnoToStatus(err, "create " + tmp);
     }
@@ -165,13 +165,13 @@ Result<MappedSegment> MappedSegment::Create(const std::string& path, uint64_t si
     if (fcntl(fd, F_SETLKW, &fl) != 0 || fstat(fd, &st) != 0 || st.st_nlink == 0) {
       close(fd);
       fd = -1;
-      std::lock_guard<std::mutex> lock(OwnCreating().mu);
+      MutexLock lock(&OwnCreating().mu);
       OwnCreating().names.erase(tmp);
       if (attempt == 3) return Status::IOError("cannot create a temporary file in " + DirOf(path));
     }
   }
   auto forget = [&] {
-    std::lock_guard<std::mutex> lock(OwnCreating().mu);
+    MutexLock lock(&OwnCreating().mu);
     OwnCreating().names.erase(tmp);
   };
   auto fail = [&](Status s) {
