@@ -32,23 +32,6 @@ bool IsExecutable(const fs::path& path) {
   return fs::is_regular_file(path, ec) && access(path.c_str(), X_OK) == 0;
 }
 
-// mountinfo escapes space, tab, newline and backslash as \ooo.
-std::string Unescape(std::string_view field) {
-  auto octal = [](char c) { return c >= '0' && c <= '7'; };
-  std::string out;
-  for (size_t i = 0; i < field.size(); ++i) {
-    if (field[i] == '\\' && i + 3 < field.size() && octal(field[i + 1]) && octal(field[i + 2]) &&
-        octal(field[i + 3])) {
-      out.push_back(static_cast<char>((field[i + 1] - '0') * 64 + (field[i + 2] - '0') * 8 +
-                                      (field[i + 3] - '0')));
-      i += 3;
-      continue;
-    }
-    out.push_back(field[i]);
-  }
-  return out;
-}
-
 // The last non-empty line the daemon wrote to its log since `offset`.
 // The last `n` non-empty lines written to the log since `offset`, joined by "; ".
 std::string LastLogLines(const std::string& log_path, off_t offset, size_t n) {
@@ -163,31 +146,9 @@ Result<std::string> FindDaemon() {
   return Status::NotFound(fmt::format("kvcachefs not found ({}PATH); build or install it", places));
 }
 
-std::vector<MountInfo> ReadMounts() {
-  std::vector<MountInfo> mounts;
-  std::ifstream in("/proc/self/mountinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    std::vector<std::string> fields;
-    std::stringstream ss(line);
-    std::string f;
-    while (ss >> f) fields.push_back(f);
-    size_t sep = 0;
-    for (size_t i = 6; i < fields.size(); ++i) {
-      if (fields[i] == "-") {
-        sep = i;
-        break;
-      }
-    }
-    if (fields.size() < 5 || sep == 0 || sep + 2 >= fields.size()) continue;
-    mounts.push_back({Unescape(fields[4]), fields[sep + 1], Unescape(fields[sep + 2])});
-  }
-  return mounts;
-}
-
 bool FindMount(const std::string& dir, MountInfo* out) {
   bool found = false;
-  for (MountInfo& m : ReadMounts()) {
+  for (MountInfo& m : ReadMountInfo()) {
     if (m.mount_point == dir) {
       *out = std::move(m);
       found = true;

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "kvcache/status.h"
+#include "mount_info.h"
 
 namespace kvcache::cli {
 
@@ -15,15 +16,8 @@ namespace kvcache::cli {
 // build tree), then the first kvcachefs in PATH. NotFound naming the places tried.
 Result<std::string> FindDaemon();
 
-// One line of /proc/self/mountinfo, the fields we need.
-struct MountInfo {
-  std::string mount_point;  // unescaped
-  std::string fstype;       // e.g. "fuse.kvcachefs"
-  std::string source;
-};
+using kvcache::MountInfo;
 
-// Every mount this process can see, from /proc/self/mountinfo.
-std::vector<MountInfo> ReadMounts();
 // The mount at `dir` (an absolute, canonical path), if any; the topmost one wins.
 bool FindMount(const std::string& dir, MountInfo* out);
 // A FUSE mount served by kvcachefs.

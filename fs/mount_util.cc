@@ -8,33 +8,11 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
-#include <sstream>
+
+#include "mount_info.h"
 
 namespace kvcache::fs {
 namespace {
-
-// mountinfo escapes space, tab, newline and backslash as \ooo.
-std::string Unescape(const std::string& s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '\\' && i + 3 < s.size()) {
-      int v = 0;
-      bool octal = true;
-      for (size_t k = 1; k <= 3; ++k) {
-        char c = s[i + k];
-        if (c < '0' || c > '7') octal = false;
-        v = v * 8 + (c - '0');
-      }
-      if (octal) {
-        out.push_back(static_cast<char>(v));
-        i += 3;
-        continue;
-      }
-    }
-    out.push_back(s[i]);
-  }
-  return out;
-}
 
 bool RunFusermountDetach(const std::string& mountpoint) {
   pid_t pid = fork();
@@ -66,14 +44,9 @@ bool CleanStaleMount(const std::string& mountpoint, std::string* error) {
 }
 
 std::optional<std::string> MountDevice(const std::string& mountpoint) {
-  std::ifstream in("/proc/self/mountinfo");
-  std::string line;
   std::optional<std::string> device;
-  while (std::getline(in, line)) {
-    std::istringstream fields(line);
-    std::string id, parent, dev, root, point;
-    if (!(fields >> id >> parent >> dev >> root >> point)) continue;
-    if (Unescape(point) == mountpoint) device = dev;
+  for (const MountInfo& m : ReadMountInfo()) {
+    if (m.mount_point == mountpoint) device = m.device;
   }
   return device;
 }
