@@ -58,17 +58,12 @@ MappedSegment::~MappedSegment() {
 
 namespace {
 
-std::string DirOf(const std::string& path) {
-  size_t slash = path.rfind('/');
-  return slash == std::string::npos ? "." : path.substr(0, slash);
-}
-
 Status NoRoom(const std::string& path, uint64_t size) {
   struct statvfs vfs {};
   uint64_t avail = 0;
-  if (statvfs(DirOf(path).c_str(), &vfs) == 0) avail = uint64_t{vfs.f_bavail} * vfs.f_frsize;
+  if (statvfs(DirName(path).c_str(), &vfs) == 0) avail = uint64_t{vfs.f_bavail} * vfs.f_frsize;
   return Status::NoSpace("cannot reserve " + FormatSizeLong(size) + " for " + path + ": only " +
-                         FormatSizeLong(avail) + " available in " + DirOf(path));
+                         FormatSizeLong(avail) + " available in " + DirName(path));
 }
 
 }  // namespace
@@ -140,14 +135,14 @@ uint64_t SweepStaleCreatingFiles(const std::string& dir) {
 Result<MappedSegment> MappedSegment::Create(const std::string& path, uint64_t size, mode_t mode,
                                             const std::function<Status(std::byte*)>& init) {
   if (access(path.c_str(), F_OK) == 0) return Status::AlreadyExists(path + " already exists");
-  SweepStaleCreatingFiles(DirOf(path));
+  SweepStaleCreatingFiles(DirName(path));
   std::random_device rd;
   std::string tmp;
   int fd = -1;
   // Create the file and lock it; a sweep that took it in between (nlink 0) means
   // another name.
   for (int attempt = 0; fd < 0; ++attempt) {
-    tmp = DirOf(path) + "/" + kCreatingPrefix + std::to_string(getpid()) + "-" +
+    tmp = DirName(path) + "/" + kCreatingPrefix + std::to_string(getpid()) + "-" +
           std::to_string(rd());
     {
       MutexLock lock(&OwnCreating().mu);
@@ -167,7 +162,9 @@ Result<MappedSegment> MappedSegment::Create(const std::string& path, uint64_t si
       fd = -1;
       MutexLock lock(&OwnCreating().mu);
       OwnCreating().names.erase(tmp);
-      if (attempt == 3) return Status::IOError("cannot create a temporary file in " + DirOf(path));
+      if (attempt == 3) {
+        return Status::IOError("cannot create a temporary file in " + DirName(path));
+      }
     }
   }
   auto forget = [&] {
