@@ -9,17 +9,10 @@
 #include "errno_map.h"
 #include "kvcache/report.h"
 #include "kvcache/snapshot.h"
+#include "text.h"
 
 namespace kvcache::fs {
 namespace {
-
-std::string_view Trim(std::string_view s) {
-  constexpr std::string_view kSpace = " \t\r\n";
-  size_t b = s.find_first_not_of(kSpace);
-  if (b == std::string_view::npos) return {};
-  size_t e = s.find_last_not_of(kSpace);
-  return s.substr(b, e - b + 1);
-}
 
 std::string WithNewline(std::string s) {
   if (s.empty() || s.back() != '\n') s.push_back('\n');
@@ -101,7 +94,7 @@ Result<std::string> RenderPoolFile(Manager& manager, const std::string& pool, Po
 
 Result<std::string> ControlFiles::Execute(const std::string& pool, PoolFile file,
                                           std::string_view request, bool trusted) {
-  std::string_view text = Trim(request);
+  std::string_view text = TrimSpace(request, kLineBlankChars);
   if (!trusted && !text.empty() && (file == PoolFile::kPersist || file == PoolFile::kRestore)) {
     return Status::InvalidArgument(
         "only the mount's owner may name a snapshot path; write an empty line to use the "

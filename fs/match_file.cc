@@ -4,6 +4,7 @@
 
 #include "errno_map.h"
 #include "kvcache/prefix.h"
+#include "text.h"
 
 namespace kvcache::fs {
 namespace {
@@ -16,14 +17,6 @@ constexpr std::string_view kUsage =
     "  exec 3<>match; printf 'namespace=my-model\\n1,2,3,4\\n' >&3; cat <&3\n"
     "(the namespace line is optional; the chunks of the answer stay pinned until the "
     "descriptor is closed)\n";
-
-std::string_view TrimLine(std::string_view s) {
-  while (!s.empty() && (s.back() == '\r' || s.back() == ' ' || s.back() == '\t')) {
-    s.remove_suffix(1);
-  }
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  return s;
-}
 
 }  // namespace
 
@@ -63,7 +56,9 @@ Status MatchSession::TakeLineLocked(std::string_view line) {
     name_space_ = std::string(ns);
     return Status::Ok();
   }
-  line = TrimLine(line);
+  // Lines are split at '\n', so this trims blanks and a '\r' (leading ones too: the
+  // token parser would skip them anyway).
+  line = TrimSpace(line, kLineBlankChars);
   // Lines of one list: "1,2,\n3" is 1,2,3.
   if (!line.empty() && line.back() == ',') line.remove_suffix(1);
   if (line.empty()) return Status::Ok();
