@@ -18,6 +18,8 @@
 #include <sstream>
 #include <thread>
 
+#include "clock.h"
+
 extern char** environ;
 
 namespace kvcache::cli {
@@ -48,15 +50,6 @@ std::string LastLogLines(const std::string& log_path, off_t offset, size_t n) {
   std::string out;
   for (const std::string& l : last) out += (out.empty() ? "" : "; ") + l;
   return out;
-}
-
-bool ProcessGone(pid_t pid) {
-  if (kill(pid, 0) != 0) return errno == ESRCH;
-  // An exited daemon whose new parent has not reaped it yet is a zombie: gone for us.
-  std::ifstream stat_file(fmt::format("/proc/{}/stat", pid));
-  std::string content((std::istreambuf_iterator<char>(stat_file)), {});
-  size_t paren = content.rfind(')');
-  return paren != std::string::npos && paren + 2 < content.size() && content[paren + 2] == 'Z';
 }
 
 // The kvcachefs process serving `dir`: started as `kvcachefs <dir> ...` by StartDaemon,
@@ -245,7 +238,8 @@ Status StopDaemon(const std::string& dir, std::chrono::milliseconds timeout) {
   for (;;) {
     MountInfo mount;
     bool mounted = FindMount(dir, &mount) && IsKvcachefs(mount);
-    bool alive = daemon > 0 && !ProcessGone(daemon);
+    // An exited daemon whose new parent has not reaped it yet is a zombie: gone for us.
+    bool alive = daemon > 0 && PidRunning(daemon);
     if (!mounted && !alive) return Status::Ok();
     if (Clock::now() >= deadline) {
       return Status::Busy(

@@ -1,12 +1,12 @@
 #include "pool_commands.h"
 
 #include <fmt/format.h>
-#include <signal.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <memory>
 
+#include "clock.h"
 #include "common.h"
 #include "kvcache/number.h"
 #include "kvcache/manager.h"
@@ -22,7 +22,7 @@ namespace {
 Result<pid_t> TargetPid(const AttachOptions& opts) {
   pid_t pid = opts.pid.value_or(getppid());
   if (pid <= 0) return Status::InvalidArgument(fmt::format("invalid pid {}", pid));
-  if (kill(pid, 0) != 0 && errno == ESRCH) {
+  if (!PidExists(pid)) {
     return Status::NotFound(fmt::format("no process with pid {}", pid));
   }
   return pid;

@@ -1,8 +1,10 @@
 #include "clock.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -64,6 +66,19 @@ bool ProcessAlive(pid_t pid, uint64_t start_time) {
   if (pid <= 0 || !ReadStat(pid, state, start)) return false;
   if (state == 'Z' || state == 'X') return false;
   return start == start_time;
+}
+
+bool PidExists(pid_t pid) {
+  if (pid <= 0) return false;  // kill() would name a process group
+  return kill(pid, 0) == 0 || errno != ESRCH;
+}
+
+bool PidRunning(pid_t pid) {
+  if (!PidExists(pid)) return false;
+  char state = 0;
+  uint64_t start = 0;
+  if (!ReadStat(pid, state, start)) return true;
+  return state != 'Z' && state != 'X';
 }
 
 }  // namespace kvcache

@@ -18,7 +18,18 @@ uint64_t MonotonicNs();
 // is reused.
 uint64_t ProcessStartTime(pid_t pid);
 
-// True while the process that had `start_time` still runs (and is not a zombie).
+// True while the process that had `start_time` still runs (and is not a zombie): one
+// process for its whole life, in this PID namespace.
 bool ProcessAlive(pid_t pid, uint64_t start_time);
+
+// Whether some process has `pid` in this PID namespace, zombies included: kill(pid, 0)
+// says there is none (ESRCH), not whether we may signal it. False for pid <= 0. A bare
+// pid may have been reused; ProcessAlive names one process, and the process table
+// judges rows across namespaces by locks, not pids.
+bool PidExists(pid_t pid);
+
+// PidExists, and not a zombie (an exited process its parent has not reaped yet): the
+// process still runs. One whose /proc entry cannot be read counts as running.
+bool PidRunning(pid_t pid);
 
 }  // namespace kvcache

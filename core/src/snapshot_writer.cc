@@ -3,7 +3,6 @@
 // previous complete file or the new complete file.
 #include <dirent.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -13,6 +12,7 @@
 #include <cstring>
 #include <string>
 
+#include "clock.h"
 #include "file_util.h"
 #include "snapshot_format.h"
 
@@ -71,7 +71,7 @@ void RemoveStaleTemps(const std::string& target) {
     if (name.compare(0, prefix.size(), prefix) != 0) continue;
     pid_t pid = static_cast<pid_t>(atol(name.c_str() + prefix.size()));
     if (pid <= 0) continue;
-    if (kill(pid, 0) == 0 || errno != ESRCH) continue;
+    if (PidExists(pid)) continue;
     int fd = openat(dirfd(d), name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) continue;
     if (flock(fd, LOCK_EX | LOCK_NB) == 0) unlinkat(dirfd(d), name.c_str(), 0);
