@@ -32,8 +32,8 @@ std::string MatchSession::FormatAnswer(uint64_t asked_tokens, const ChunkMatch& 
   out += "asked_tokens " + std::to_string(asked_tokens) + "\n";
   out += "chunk_tokens " + std::to_string(match.chunk_tokens) + "\n";
   out += "chunks " + std::to_string(match.chunks.size()) + "\n";
-  for (const EntryView& chunk : match.chunks) {
-    out += "chunk " + PrefixHashToHex(chunk.info().sequence_id) + "\n";
+  for (const MatchedChunk& chunk : match.chunks) {
+    out += "chunk " + PrefixHashToHex(chunk.hash) + "\n";
   }
   return out;
 }
@@ -80,8 +80,8 @@ void MatchSession::DropRequestLocked() {
 
 void MatchSession::SetAnswerLocked(std::string text, ChunkMatch match) {
   ChunkMatch old = std::move(pins_);
-  for (EntryView& chunk : old.chunks) chunk.Release().IgnoreError();
   if (dropped_ && !old.chunks.empty()) dropped_(old);
+  old.Release().IgnoreError();
   pins_ = std::move(match);
   answer_ = std::move(text);
   cursor_ = 0;

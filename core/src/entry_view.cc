@@ -1,5 +1,6 @@
-// EntryView and PutReservation: the handles the Manager gives out for pinned entries
-// and in-place puts. A handle acts on the pool only in the process that made it.
+// EntryView, ChunkMatch and PutReservation: the handles the Manager gives out for
+// pinned entries, matched chunks and in-place puts. A handle acts on the pool only in
+// the process that made it.
 #include "kvcache/entry_view.h"
 
 #include <cstring>
@@ -64,6 +65,62 @@ Status EntryView::Release() {
   if (epoch_ == ForkEpoch()) s = pool_->ReleaseLease(lease_, lease_generation_);
   pool_.reset();
   return s;
+}
+
+ChunkMatch::ChunkMatch(ChunkMatch&& other) noexcept
+    : matched_tokens(other.matched_tokens),
+      chunk_tokens(other.chunk_tokens),
+      chunks(std::move(other.chunks)),
+      pool_(std::move(other.pool_)),
+      epoch_(other.epoch_),
+      pins_(std::move(other.pins_)) {
+  other.pool_ = nullptr;
+  other.chunks.clear();
+  other.pins_.clear();
+  other.matched_tokens = 0;
+}
+
+ChunkMatch& ChunkMatch::operator=(ChunkMatch&& other) noexcept {
+  if (this != &other) {
+    Release().IgnoreError();  // as the destructor
+    matched_tokens = other.matched_tokens;
+    chunk_tokens = other.chunk_tokens;
+    chunks = std::move(other.chunks);
+    pool_ = std::move(other.pool_);
+    epoch_ = other.epoch_;
+    pins_ = std::move(other.pins_);
+    other.pool_ = nullptr;
+    other.chunks.clear();
+    other.pins_.clear();
+    other.matched_tokens = 0;
+  }
+  return *this;
+}
+
+// A pin the destructor fails to release (the pool lock is unusable) is dropped when
+// the pool is repaired or this process's row is reaped.
+ChunkMatch::~ChunkMatch() { Release().IgnoreError(); }
+
+Status ChunkMatch::Release() {
+  Status s;
+  // A copy inherited across fork() holds no pin of this process: only forget it. The
+  // pool checks each lease's owner as well.
+  if (pool_ != nullptr && !pins_.empty() && epoch_ == ForkEpoch()) s = pool_->ReleaseMatch(*this);
+  pool_.reset();
+  pins_.clear();
+  chunks.clear();
+  matched_tokens = 0;
+  return s;
+}
+
+std::vector<EntryView> ChunkMatch::TakeViews() {
+  std::vector<EntryView> views;
+  if (pool_ != nullptr && epoch_ == ForkEpoch()) views = pool_->ViewsOfMatch(*this);
+  pool_.reset();
+  pins_.clear();
+  chunks.clear();
+  matched_tokens = 0;
+  return views;
 }
 
 PutReservation::PutReservation(PutReservation&& other) noexcept

@@ -15,6 +15,23 @@ namespace kvcache {
 
 using seg::kNil;
 
+namespace {
+
+// Starts loading the cache line at `p` (never faults, whatever `p` is). Inline assembly
+// rather than __builtin_prefetch, which GCC 12's dead-code elimination drops from
+// MatchChunks' walk.
+inline void Prefetch(const void* p) {
+#if defined(__x86_64__) || defined(__i386__)
+  asm volatile("prefetcht0 (%0)" : : "r"(p));
+#elif defined(__aarch64__)
+  asm volatile("prfm pldl1keep, [%0]" : : "r"(p));
+#else
+  __builtin_prefetch(p);
+#endif
+}
+
+}  // namespace
+
 // ---------------------------------------------------------------- chain bookkeeping
 
 uint32_t PoolHandle::FindChunkLocked(uint64_t hash) const {
@@ -234,121 +251,170 @@ Result<ChunkStoreResult> PoolHandle::StoreChunks(
 Result<ChunkMatch> PoolHandle::MatchChunks(uint64_t seed, std::span<const uint32_t> tokens) {
   const uint32_t bt = prefix_block_tokens_;
   const size_t n = tokens.size() / bt;
-  // Every chained hash first, without the lock: hashing is most of a match's work.
+  // The walk below runs kAhead chunks ahead of itself (prefetching), and hashes the
+  // prompt only as far as that: hashing is compute and the walk waits on memory, so
+  // they overlap, and a prompt that misses early is not hashed to its end.
+  constexpr size_t kAhead = 16;
   std::vector<uint64_t> chain(n);
+  size_t hashed = 0;
   uint64_t h = seed;
-  for (size_t c = 0; c < n; ++c) chain[c] = h = ChainHash(h, tokens.subspan(c * bt, bt));
-
-  struct Found {
-    uint32_t slot;
-    LeaseTable::Ticket lease;
-    const std::byte* extent;
-    uint64_t size;
-    uint64_t generation;
-    double created;
-    uint64_t access_count;
+  auto hash_through = [&](size_t end) {
+    for (end = std::min(end, n); hashed < end; ++hashed) {
+      chain[hashed] = h = ChainHash(h, tokens.subspan(hashed * bt, bt));
+    }
   };
-  std::vector<Found> found;
-  found.reserve(n);
-  double now_s = 0;
+  hash_through(kAhead);  // before the lock
+
+  ChunkMatch match;
+  match.chunk_tokens = bt;
+  match.chunks.reserve(n);
+  match.pins_.reserve(n);
+  LeaseTable::Owner me;
   {
     Locked lk(*this);
     KVC_RETURN_IF_ERROR(lk.status());
-    // The walk ahead of itself: bucket heads kAhead chunks on, the slots they name half
-    // as far, so the cache misses of many lookups overlap instead of adding up.
-    constexpr size_t kAhead = 8;
+    me = MyProcessLocked();
+    if (me.row == kNil) return Status::Busy("process table of pool '" + name_ + "' is full");
+    // The walk prefetches in three stages, so that the cache misses of many lookups
+    // overlap instead of adding up: the bucket heads kAhead chunks on, all four cache
+    // lines of the slots they name half as far (a match reads or writes each of them),
+    // and, a quarter as far, the next slot of a bucket whose first slot is another
+    // chunk's.
+    auto prefetch_slot_at = [&](uint32_t i) {
+      if (i >= layout_.slot_capacity) return;
+      const char* at = reinterpret_cast<const char*>(&slots_[i]);
+      for (size_t line = 0; line < sizeof(seg::Slot); line += 64) Prefetch(at + line);
+    };
     auto prefetch_bucket = [&](size_t c) {
-      if (c < n) __builtin_prefetch(&ChainHead(chain[c]));
+      if (c < n) Prefetch(&ChainHead(chain[c]));
     };
     auto prefetch_slot = [&](size_t c) {
+      if (c < n) prefetch_slot_at(ChainHead(chain[c]));
+    };
+    auto prefetch_next = [&](size_t c) {
       if (c >= n) return;
       uint32_t head = ChainHead(chain[c]);
-      if (head < layout_.slot_capacity) __builtin_prefetch(&slots_[head]);
+      if (head < layout_.slot_capacity && slots_[head].chain_hash != chain[c]) {
+        prefetch_slot_at(slots_[head].chain_next);
+      }
     };
     for (size_t c = 0; c < kAhead; ++c) prefetch_bucket(c);
     for (size_t c = 0; c < kAhead / 2; ++c) prefetch_slot(c);
-    // Chains are prefix-closed, so the first miss ends the match.
+    for (size_t c = 0; c < kAhead / 4; ++c) prefetch_next(c);
+    // One clock read for the whole match. Leaves get the older tick, so under LRU an
+    // ancestor is never older than its descendants. Plain loads and stores, not
+    // Touch's read-modify-writes: only lock-free gets touch without the lock, and they
+    // find entries by id, never chunks.
+    const double now_s = NowSeconds();
+    const uint64_t now_ns = MonotonicNs();
+    Status failure;
+    // Chains are prefix-closed, so the first miss ends the match. Each chunk found is
+    // pinned by a lease of its own (recovery, health and the owner checks on release
+    // know leases), all in this one hold of the lock.
     for (size_t c = 0; c < n; ++c) {
+      hash_through(c + kAhead + 1);
       prefetch_bucket(c + kAhead);
       prefetch_slot(c + kAhead / 2);
+      prefetch_next(c + kAhead / 4);
       uint32_t i = FindChunkLocked(chain[c]);
       if (i == kNil) break;
-      const seg::Slot& s = slots_[i];
+      seg::Slot& s = slots_[i];
       if (s.parent_hash != (c == 0 ? seed : chain[c - 1]) || s.chain_blocks != c + 1 ||
           s.prefix_len != bt || !seg::SlotFits(s, layout_.block_count, layout_.block_size)) {
         break;
       }
-      Result<LeaseTable::Ticket> lease = AcquireLeaseLocked(i);
-      if (!lease.ok()) {
-        for (const Found& f : found) ReleaseLeaseLocked(f.lease).IgnoreError();
-        return lease.status();
+      Result<LeaseTable::Ticket> lease = leases_->Acquire(i, me, NextGenerationLocked());
+      if (lease.ok()) {
+        s.pins++;
+      } else {
+        lease = AcquireLeaseLocked(i);  // reaps dead processes' leases and retries
+        if (!lease.ok()) {
+          failure = lease.status();
+          break;
+        }
       }
-      found.push_back({i, *lease, Extent(s), s.size_bytes, s.generation, s.created, 0});
-    }
-    // One clock read for the whole match. Leaves first get the older tick, so under
-    // LRU an ancestor is never older than its descendants. Plain loads and stores, not
-    // Touch's read-modify-writes: only lock-free gets touch without the lock, and they
-    // find entries by id, never chunks.
-    now_s = NowSeconds();
-    const uint64_t now_ns = MonotonicNs();
-    for (size_t j = found.size(); j-- > 0;) {
-      seg::Slot& s = slots_[found[j].slot];
-      uint64_t count = seg::LoadRelaxed(s.access_count) + 1;
-      seg::StoreRelaxed(s.access_count, count);
+      seg::StoreRelaxed(s.access_count, seg::LoadRelaxed(s.access_count) + 1);
       seg::StoreRelaxed(s.last_accessed, now_s);
-      uint64_t tick = now_ns + (found.size() - 1 - j);
+      const uint64_t tick = now_ns + (n - c);
       if (seg::LoadRelaxed(s.access_tick) < tick) seg::StoreRelaxed(s.access_tick, tick);
-      found[j].access_count = count;
+      match.chunks.push_back({chain[c], s.generation, Extent(s), s.size_bytes});
+      match.pins_.push_back({lease->index, lease->generation});
+    }
+    if (!failure.ok()) {
+      for (const ChunkMatch::Pin& p : match.pins_) {
+        ReleaseLeaseAsLocked({p.lease, p.generation}, me).IgnoreError();
+      }
+      match.pins_.clear();
+      return failure;
     }
     header_->chunk_tokens_asked += tokens.size();
-    header_->chunk_tokens_matched += uint64_t{found.size()} * bt;
+    header_->chunk_tokens_matched += uint64_t{match.chunks.size()} * bt;
   }
+  // From here on, whatever way this returns, the match releases its pins.
+  match.pool_ = shared_from_this();
+  match.epoch_ = ForkEpoch();
   // Confirm token by token without the lock: pinned chunks cannot change.
+  const size_t found = match.chunks.size();
   size_t confirmed = 0;
-  for (; confirmed < found.size(); ++confirmed) {
-    if (confirmed + 4 < found.size()) {
-      const Found& ahead = found[confirmed + 4];
-      __builtin_prefetch(ahead.extent + ahead.size);
+  for (; confirmed < found; ++confirmed) {
+    if (confirmed + 8 < found) {
+      const MatchedChunk& ahead = match.chunks[confirmed + 8];
+      Prefetch(ahead.bytes + ahead.size);
     }
-    const Found& f = found[confirmed];
-    if (std::memcmp(f.extent + f.size, &tokens[confirmed * bt], 4 * uint64_t{bt}) != 0) break;
+    const MatchedChunk& f = match.chunks[confirmed];
+    if (std::memcmp(f.bytes + f.size, &tokens[confirmed * bt], 4 * uint64_t{bt}) != 0) break;
   }
-  if (confirmed < found.size()) {
+  if (confirmed < found) {
     // A hash collision (or tokens stored under a forged hash): keep what was confirmed.
     Locked lk(*this);
     KVC_RETURN_IF_ERROR(lk.status());
-    for (size_t j = confirmed; j < found.size(); ++j) {
-      ReleaseLeaseLocked(found[j].lease).IgnoreError();
+    for (size_t j = confirmed; j < found; ++j) {
+      const ChunkMatch::Pin& p = match.pins_[j];
+      ReleaseLeaseAsLocked({p.lease, p.generation}, me).IgnoreError();
     }
-    header_->chunk_tokens_matched -= uint64_t{found.size() - confirmed} * bt;
-    found.resize(confirmed);
+    header_->chunk_tokens_matched -= uint64_t{found - confirmed} * bt;
+    match.chunks.resize(confirmed);
+    match.pins_.resize(confirmed);
   }
-  ChunkMatch match;
-  match.chunk_tokens = bt;
   match.matched_tokens = uint64_t{confirmed} * bt;
-  auto self = shared_from_this();
-  uint64_t epoch = ForkEpoch();
-  match.chunks.resize(found.size());
-  for (size_t k = 0; k < found.size(); ++k) {
-    const Found& f = found[k];
-    EntryView& v = match.chunks[k];
-    v.pool_ = self;
-    v.epoch_ = epoch;
-    v.lease_ = f.lease.index;
-    v.lease_generation_ = f.lease.generation;
-    // What a chunk's view tells (no strings: a match may return thousands of views).
-    v.info_.sequence_id = chain[k];
-    v.info_.size_bytes = f.size;
-    v.info_.token_count = bt;
-    v.info_.prefix_length = bt;
-    v.info_.generation = f.generation;
-    v.info_.created = f.created;
-    v.info_.last_accessed = now_s;
-    v.info_.access_count = f.access_count;
-    v.info_.offset = static_cast<uint64_t>(f.extent - data_);
-    v.extent_ = f.extent;
-  }
   return match;
+}
+
+Status PoolHandle::ReleaseMatch(const ChunkMatch& match) {
+  Locked lk(*this);
+  KVC_RETURN_IF_ERROR(lk.status());
+  // Read once for the whole run; a process without a row holds no lease here.
+  const LeaseTable::Owner me = MyRowLocked();
+  if (me.row == kNil) return Status::Ok();
+  Status first;
+  for (const ChunkMatch::Pin& p : match.pins_) {
+    Status s = ReleaseLeaseAsLocked({p.lease, p.generation}, me);
+    if (!s.ok() && first.ok()) first = std::move(s);
+  }
+  return first;
+}
+
+std::vector<EntryView> PoolHandle::ViewsOfMatch(const ChunkMatch& match) {
+  const size_t count = std::min(match.pins_.size(), match.chunks.size());
+  std::vector<EntryView> views(count);
+  auto self = shared_from_this();
+  for (size_t k = 0; k < count; ++k) {
+    const MatchedChunk& c = match.chunks[k];
+    EntryView& v = views[k];
+    v.pool_ = self;
+    v.epoch_ = match.epoch_;
+    v.lease_ = match.pins_[k].lease;
+    v.lease_generation_ = match.pins_[k].generation;
+    // What a chunk's view tells (no strings: a match may hold thousands of chunks).
+    v.info_.sequence_id = c.hash;
+    v.info_.size_bytes = c.size;
+    v.info_.token_count = match.chunk_tokens;
+    v.info_.prefix_length = match.chunk_tokens;
+    v.info_.generation = c.generation;
+    v.info_.offset = static_cast<uint64_t>(c.bytes - data_);
+    v.extent_ = c.bytes;
+  }
+  return views;
 }
 
 // ---------------------------------------------------------------- listing

@@ -567,7 +567,11 @@ Result<LeaseTable::Ticket> PoolHandle::AcquireLeaseLocked(uint32_t slot) {
 }
 
 Status PoolHandle::ReleaseLeaseLocked(LeaseTable::Ticket lease) {
-  KVC_ASSIGN_OR_RETURN(uint32_t slot, leases_->Release(lease, MyRowLocked()));
+  return ReleaseLeaseAsLocked(lease, MyRowLocked());
+}
+
+Status PoolHandle::ReleaseLeaseAsLocked(LeaseTable::Ticket lease, LeaseTable::Owner me) {
+  KVC_ASSIGN_OR_RETURN(uint32_t slot, leases_->Release(lease, me));
   if (slot == kNil) return Status::Ok();  // not a pin of this process: nothing to do
   seg::Slot& s = slots_[slot];
   if (s.pins > 0 && --s.pins == 0 && s.state == seg::kRetired) FreeSlotLocked(slot);

@@ -96,6 +96,10 @@ class PoolHandle : public std::enable_shared_from_this<PoolHandle> {
                                        std::span<const uint32_t> tokens,
                                        std::span<const std::span<const std::byte>> chunks);
   Result<ChunkMatch> MatchChunks(uint64_t seed, std::span<const uint32_t> tokens);
+  // Releases every pin of `match` this process holds, in one hold of the lock.
+  Status ReleaseMatch(const ChunkMatch& match);
+  // One view per chunk of `match`, each taking over that chunk's pin.
+  std::vector<EntryView> ViewsOfMatch(const ChunkMatch& match);
   Result<std::vector<ChunkInfo>> Chunks();
   Result<ChunkInfo> StatChunk(uint64_t hash);
   Result<PinnedChunk> PinChunk(uint64_t hash);
@@ -215,6 +219,8 @@ class PoolHandle : public std::enable_shared_from_this<PoolHandle> {
   Result<LeaseTable::Ticket> AcquireLeaseLocked(uint32_t slot);
   // Releases a lease this process holds; drops the slot's pin.
   Status ReleaseLeaseLocked(LeaseTable::Ticket lease);
+  // ReleaseLeaseLocked for a caller that already read its owner (MyRowLocked).
+  Status ReleaseLeaseAsLocked(LeaseTable::Ticket lease, LeaseTable::Owner me);
   uint32_t AllocSlotLocked();
   // Makes free slot i a reservation of `me`, WRITING with an empty extent, before
   // anything (an eviction reaping dead processes) can rebuild the pool.

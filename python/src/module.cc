@@ -359,8 +359,9 @@ file) to <home>/kv_cache.db. Failures raise kvcache.Error subclasses.
              const std::string& name_space) {
             ChunkMatch match = Unlocked([&] { return s.m().Match(pool, name_space, tokens); });
             py::list views;
-            for (EntryView& v : match.chunks) views.append(View(std::move(v)));
-            return py::make_tuple(match.matched_tokens, views);
+            const uint64_t matched = match.matched_tokens;  // TakeViews empties the match
+            for (EntryView& v : match.TakeViews()) views.append(View(std::move(v)));
+            return py::make_tuple(matched, views);
           },
           py::arg("pool"), py::arg("tokens"), py::arg("namespace") = "",
           "(matched_tokens, [View]): how many leading tokens of the prompt are cached as "

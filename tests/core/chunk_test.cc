@@ -2,6 +2,7 @@
 // eviction under every policy, and real processes storing and matching at once.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -249,6 +250,145 @@ TEST_F(ChunkTest, AMatchPinsItsChunksUntilReleased) {
     EXPECT_EQ(*manager().Evict("p", 100), 0u);
     EXPECT_EQ(manager().Stats("p")->chunk_count, 4u);
   }
+  EXPECT_EQ(manager().Stats("p")->pinned, 0u);
+  ExpectHealthy("p");
+}
+
+// Runs `fn` in a forked child (a real process with a Manager of its own on the same
+// home and segments) and returns its exit code, fn's return value.
+template <typename Fn>
+int InChild(const ManagerOptions& options, Fn fn) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    Manager other(options);
+    _exit(fn(other));
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+TEST_F(ChunkTest, AMatchKeepsItsChunksWhileAnotherProcessClearsEvictsAndRefills) {
+  // 64 blocks of 4 KiB; the matched chain takes 32 of them.
+  CreateChunkPool("p", 256 << 10, 16);
+  const std::vector<uint32_t> prompt = Iota(32 * 16, 1);
+  const std::vector<uint64_t> chain = Chain("m", prompt, 16);
+  ASSERT_TRUE(Store("p", "m", prompt, 16, 3000).ok());
+  auto m = manager().Match("p", "m", prompt);
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  ASSERT_EQ(m->chunks.size(), 32u);
+  EXPECT_EQ(manager().Stats("p")->pinned, 32u * 4096);
+
+  // Another process clears the pool, evicts everything it can and then stores as
+  // many other chunks as fit: if the matched chunks were not pinned, their blocks
+  // would be free and overwritten now.
+  const std::vector<uint32_t> other = Iota(64 * 16, 500000);
+  int code = InChild(options(), [&](Manager& o) {
+    if (!o.Clear("p").ok()) return 1;
+    if (!o.Evict("p", 100).ok()) return 2;
+    std::vector<std::vector<std::byte>> bytes;
+    for (uint64_t h : Chain("m", other, 16)) bytes.push_back(Pattern(~h, 3000));
+    std::vector<std::span<const std::byte>> spans(bytes.begin(), bytes.end());
+    auto stored = o.StoreChunks("p", "m", other, spans);
+    // The 32 free blocks fill up; the pinned 32 are not given out.
+    if (stored.ok() || stored.status().code() != Code::kNoSpace) return 3;
+    auto st = o.Stats("p");
+    if (!st.ok() || st->chunk_count != 32) return 4;
+    return 0;
+  });
+  ASSERT_EQ(code, 0);
+
+  // Every matched chunk still holds its own bytes, and the match still pins them.
+  for (size_t c = 0; c < m->chunks.size(); ++c) {
+    auto data = m->chunks[c].data();
+    ASSERT_EQ(std::vector<std::byte>(data.begin(), data.end()), ChunkBytes(chain[c], 3000))
+        << "chunk " << c;
+    EXPECT_EQ(m->chunks[c].hash, chain[c]);
+  }
+  EXPECT_EQ(manager().Stats("p")->pinned, 32u * 4096);
+  // Cleared: no longer matched by anyone, though this match still holds them.
+  EXPECT_EQ(manager().Match("p", "m", prompt)->matched_tokens, 0u);
+  ExpectHealthy("p");
+
+  // Releasing frees the cleared chunks' blocks at once: the other chain fits now.
+  ASSERT_TRUE(m->Release().ok());
+  EXPECT_TRUE(m->chunks.empty());
+  EXPECT_EQ(m->matched_tokens, 0u);
+  auto st = manager().Stats("p");
+  EXPECT_EQ(st->pinned, 0u);
+  EXPECT_EQ(st->used, 32u * 4096);  // the other process's 32 chunks only
+  EXPECT_TRUE(m->Release().ok());   // a second release does nothing
+  std::vector<std::vector<std::byte>> bytes;
+  for (uint64_t h : Chain("m", other, 16)) bytes.push_back(Pattern(~h, 3000));
+  std::vector<std::span<const std::byte>> spans(bytes.begin(), bytes.end());
+  auto stored = manager().StoreChunks("p", "m", other, spans);
+  ASSERT_TRUE(stored.ok()) << stored.status().ToString();
+  EXPECT_EQ(stored->stored, 32u);
+  ExpectHealthy("p");
+}
+
+TEST_F(ChunkTest, AMatchDestroyedInAForkedChildKeepsTheParentsPins) {
+  CreateChunkPool("p", 64 << 10, 16);  // 16 blocks: the chain takes 8
+  const std::vector<uint32_t> prompt = Iota(8 * 16, 1);
+  ASSERT_TRUE(Store("p", "m", prompt, 16, 3000).ok());
+  auto m = manager().Match("p", "m", prompt);
+  ASSERT_TRUE(m.ok());
+  ASSERT_EQ(m->chunks.size(), 8u);
+  int code = 0;
+  {
+    pid_t pid = fork();
+    if (pid == 0) {
+      // The child has a row of its own in the pool (its own match), so only the
+      // owner checks keep the inherited match from releasing the parent's leases.
+      auto mine = manager().Match("p", "m", prompt);
+      if (!mine.ok() || mine->chunks.size() != 8) _exit(1);
+      if (!mine->Release().ok()) _exit(2);
+      ChunkMatch inherited = std::move(*m);
+      if (!inherited.Release().ok()) _exit(3);  // only forgets it: nothing to fail
+      ChunkMatch again = std::move(*m);          // moved-from: empty
+      if (!again.TakeViews().empty()) _exit(4);
+      _exit(0);  // and whatever else it held is dropped with the process
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  }
+  ASSERT_EQ(code, 0);
+  // The parent's eight pins hold: clearing and refilling the pool cannot reuse them.
+  EXPECT_EQ(manager().Health("p")->pinned_entries, 8u);
+  ASSERT_TRUE(manager().Clear("p").ok());
+  const std::vector<uint32_t> other = Iota(16 * 16, 700000);
+  EXPECT_EQ(Store("p", "m", other, 16, 3000).status().code(), Code::kNoSpace);
+  const std::vector<uint64_t> chain = Chain("m", prompt, 16);
+  for (size_t c = 0; c < 8; ++c) {
+    auto data = m->chunks[c].data();
+    ASSERT_EQ(std::vector<std::byte>(data.begin(), data.end()), ChunkBytes(chain[c], 3000));
+  }
+  ASSERT_TRUE(m->Release().ok());
+  EXPECT_EQ(manager().Health("p")->pinned_entries, 0u);
+  ExpectHealthy("p");
+}
+
+TEST_F(ChunkTest, TakeViewsHandsEachChunkItsOwnPin) {
+  CreateChunkPool("p", 16 << 20, 16);
+  std::vector<uint32_t> prompt = Iota(64, 1);
+  ASSERT_TRUE(Store("p", "m", prompt, 16).ok());
+  auto m = manager().Match("p", "m", prompt);
+  ASSERT_TRUE(m.ok());
+  std::vector<EntryView> views = m->TakeViews();
+  EXPECT_TRUE(m->chunks.empty());
+  ASSERT_TRUE(m->Release().ok());  // holds nothing any more
+  ASSERT_EQ(views.size(), 4u);
+  EXPECT_EQ(manager().Stats("p")->pinned, 4u * 4096);
+  std::vector<uint64_t> chain = Chain("m", prompt, 16);
+  for (size_t c = 0; c < views.size(); ++c) {
+    EXPECT_EQ(views[c].info().sequence_id, chain[c]);
+    auto data = views[c].data();
+    EXPECT_EQ(std::vector<std::byte>(data.begin(), data.end()), ChunkBytes(chain[c], 1024));
+  }
+  ASSERT_TRUE(views[3].Release().ok());
+  EXPECT_EQ(manager().Stats("p")->pinned, 3u * 4096);
+  views.clear();
   EXPECT_EQ(manager().Stats("p")->pinned, 0u);
   ExpectHealthy("p");
 }

@@ -815,7 +815,7 @@ class SnapshotChunkTest : public SnapshotTest {
       auto m = manager().Match(pool, ns, tokens);
       EXPECT_TRUE(m.ok()) << m.status().ToString();
       std::string line = std::string(ns) + ": " + std::to_string(m->matched_tokens);
-      for (const EntryView& v : m->chunks) {
+      for (const MatchedChunk& v : m->chunks) {
         line += " " + std::to_string(XXH3_64bits(v.data().data(), v.data().size()));
       }
       out.push_back(line);

@@ -132,7 +132,7 @@ TEST_F(ChunkFilesTest, MatchAnswersOnTheHandleThatAskedAsTheApiDoes) {
   ASSERT_TRUE(api.ok());
   EXPECT_EQ(api->matched_tokens, 496u);
   ASSERT_EQ(api->chunks.size(), 31u);
-  for (size_t c = 0; c < 31; ++c) EXPECT_EQ(api->chunks[c].info().sequence_id, chain_[c]);
+  for (size_t c = 0; c < 31; ++c) EXPECT_EQ(api->chunks[c].hash, chain_[c]);
 
   // The next request on the same handle: the namespace is optional (the empty one),
   // and the tokens may span lines and writes.

@@ -1,7 +1,7 @@
-// EntryView and PutReservation: the handles a Manager gives out for pinned entries and
-// in-place puts.
+// EntryView, ChunkMatch and PutReservation: the handles a Manager gives out for pinned
+// entries, matched chunks and in-place puts.
 //
-// Both belong to the process that made them. The pool records the owner of every pin
+// All belong to the process that made them. The pool records the owner of every pin
 // and reservation (a row of its process table and that row's generation) and checks it
 // on release: a handle that a fork()ed child inherits is inert in the child (releasing
 // or destroying it there does nothing, committing it fails), so nothing a child does
@@ -58,6 +58,56 @@ class KVCACHE_EXPORT EntryView {
   uint64_t epoch_ = 0;  // ForkEpoch() of the process that made it
   EntryInfo info_;
   const std::byte* extent_ = nullptr;  // payload, then prefix tokens, then metadata
+};
+
+// One chunk of a ChunkMatch: its chained hash and its KV bytes, mapped straight from
+// the pool. Valid while the match that returned it holds its pins.
+struct KVCACHE_EXPORT MatchedChunk {
+  uint64_t hash = 0;        // H_i, the chunk's chained hash
+  uint64_t generation = 0;  // the pool's generation of the chunk when it was stored
+  const std::byte* bytes = nullptr;
+  uint64_t size = 0;
+  std::span<const std::byte> data() const { return {bytes, size}; }
+};
+
+// The cached prefix of a prompt (Manager::Match): its first matched_tokens tokens are
+// held by `chunks` (chunk i holds tokens [i * chunk_tokens, (i + 1) * chunk_tokens)).
+// Every chunk returned is pinned: its bytes stay readable and unchanged, and it is
+// never evicted or freed, whatever any process removes, evicts or clears, until the
+// match is released or destroyed. Releasing unpins them all in one hold of the pool
+// lock (a match may hold thousands of chunks). Move-only; like EntryView, it belongs
+// to the process that made it: a copy a fork()ed child inherits releases nothing.
+class KVCACHE_EXPORT ChunkMatch {
+ public:
+  ChunkMatch() = default;
+  ChunkMatch(ChunkMatch&& other) noexcept;
+  ChunkMatch& operator=(ChunkMatch&& other) noexcept;
+  ChunkMatch(const ChunkMatch&) = delete;
+  ChunkMatch& operator=(const ChunkMatch&) = delete;
+  ~ChunkMatch();
+
+  uint64_t matched_tokens = 0;
+  uint32_t chunk_tokens = 0;  // the pool's chunk size
+  std::vector<MatchedChunk> chunks;
+
+  // Unpins every chunk now (the destructor does it otherwise, dropping any error) and
+  // empties the match. In a process other than the one that made it, only forgets the
+  // pins. An error (the pool lock unusable) leaves them held; the match is emptied anyway.
+  Status Release();
+  // Hands each chunk's pin to a view of its own, in chunk order, for callers that let
+  // chunks go one by one (each view unpins its chunk alone). The match is empty
+  // afterwards. In a process other than the one that made it: no views.
+  std::vector<EntryView> TakeViews();
+
+ private:
+  friend class PoolHandle;
+  struct Pin {
+    uint32_t lease = 0;
+    uint64_t generation = 0;
+  };
+  std::shared_ptr<PoolHandle> pool_;
+  uint64_t epoch_ = 0;     // ForkEpoch() of the process that made it
+  std::vector<Pin> pins_;  // pins_[i] pins chunks[i]
 };
 
 // Space reserved for a put whose bytes the caller writes in place (zero copy).

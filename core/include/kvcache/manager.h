@@ -73,14 +73,8 @@ struct KVCACHE_EXPORT EntryStats {
   uint64_t access_count = 0;
 };
 
-// The cached prefix of a prompt: its first matched_tokens tokens are held by `chunks`
-// (chunk i holds tokens [i * chunk_tokens, (i + 1) * chunk_tokens)), each pinned until
-// its view is released or destroyed.
-struct KVCACHE_EXPORT ChunkMatch {
-  uint64_t matched_tokens = 0;
-  uint32_t chunk_tokens = 0;  // the pool's chunk size
-  std::vector<EntryView> chunks;
-};
+// ChunkMatch, the answer of Manager::Match, is in kvcache/entry_view.h with the other
+// handles that hold pins.
 
 // One token chunk with its bytes pinned (Manager::PinChunk): view.data() is the KV
 // bytes, view.prefix_tokens() the chunk's tokens.
