@@ -34,17 +34,6 @@ inline void Prefetch(const void* p) {
 
 // ---------------------------------------------------------------- chain bookkeeping
 
-uint32_t PoolHandle::FindChunkLocked(uint64_t hash) const {
-  uint32_t found = kNil;
-  seg::ForEachInChain<&seg::Slot::chain_next>(
-      slots_, layout_.slot_capacity, ChainHead(hash), [&](uint32_t i) {
-        const seg::Slot& s = slots_[i];
-        if (s.chain_hash == hash && s.kind == seg::kChunkSlot && s.state == seg::kLive) found = i;
-        return found == kNil;
-      });
-  return found;
-}
-
 void PoolHandle::AdoptChunkLocked(uint32_t i) {
   if (slots_[i].chain_blocks <= 1) return;  // starts its chain
   uint32_t parent = FindChunkLocked(slots_[i].parent_hash);
@@ -98,8 +87,8 @@ Result<PoolHandle::PlacedChunk> PoolHandle::PlaceChunk(const ChunkSpec& spec,
     if (uint32_t existing = FindChunkLocked(spec.hash); existing != kNil) return present(existing);
     LeaseTable::Owner me = MyProcessLocked();
     if (me.row == kNil) return Status::Busy("process table of pool '" + name_ + "' is full");
-    slot = AllocSlotLocked();
-    if (slot == kNil && RecoverDeadLocked() > 0) slot = AllocSlotLocked();
+    slot = index_->PopFree();
+    if (slot == kNil && RecoverDeadLocked() > 0) slot = index_->PopFree();
     if (slot == kNil) return Status::Busy("pool '" + name_ + "' has too many puts in flight");
     seg::Slot& s = slots_[slot];
     ClaimForWriteLocked(slot, me);
@@ -286,14 +275,14 @@ Result<ChunkMatch> PoolHandle::MatchChunks(uint64_t seed, std::span<const uint32
       for (size_t line = 0; line < sizeof(seg::Slot); line += 64) Prefetch(at + line);
     };
     auto prefetch_bucket = [&](size_t c) {
-      if (c < n) Prefetch(&ChainHead(chain[c]));
+      if (c < n) Prefetch(index_->BucketHead(SlotIndex::kBlockChain, chain[c]));
     };
     auto prefetch_slot = [&](size_t c) {
-      if (c < n) prefetch_slot_at(ChainHead(chain[c]));
+      if (c < n) prefetch_slot_at(*index_->BucketHead(SlotIndex::kBlockChain, chain[c]));
     };
     auto prefetch_next = [&](size_t c) {
       if (c >= n) return;
-      uint32_t head = ChainHead(chain[c]);
+      uint32_t head = *index_->BucketHead(SlotIndex::kBlockChain, chain[c]);
       if (head < layout_.slot_capacity && slots_[head].chain_hash != chain[c]) {
         prefetch_slot_at(slots_[head].chain_next);
       }

@@ -67,8 +67,8 @@ Result<PutReservation> PoolHandle::Reserve(uint64_t seq, size_t size, uint64_t t
     KVC_RETURN_IF_ERROR(lk.status());
     LeaseTable::Owner me = MyProcessLocked();
     if (me.row == kNil) return Status::Busy("process table of pool '" + name_ + "' is full");
-    uint32_t i = AllocSlotLocked();
-    if (i == kNil && RecoverDeadLocked() > 0) i = AllocSlotLocked();
+    uint32_t i = index_->PopFree();
+    if (i == kNil && RecoverDeadLocked() > 0) i = index_->PopFree();
     if (i == kNil) return Status::Busy("pool '" + name_ + "' has too many puts in flight");
     seg::Slot& s = slots_[i];
     ClaimForWriteLocked(i, me);
@@ -197,8 +197,7 @@ Status PoolHandle::Abort(uint32_t i, uint64_t generation) {
 bool PoolHandle::FindUnlocked(uint64_t seq, UnlockedRead* read) const {
   const uint32_t cap = layout_.slot_capacity;
   uint32_t steps = 0;
-  for (uint32_t i = seg::Atomic(IdHead(seq)).load(std::memory_order_acquire);
-       i != kNil; i = seg::Atomic(slots_[i].id_next).load(std::memory_order_acquire)) {
+  for (uint32_t i = index_->IdHeadAcquire(seq); i != kNil; i = index_->IdNextAcquire(i)) {
     // A chain can change under us (a slot freed and relinked): bound the walk.
     if (i >= cap || ++steps > cap) return false;
     seg::Slot& s = slots_[i];

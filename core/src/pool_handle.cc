@@ -110,15 +110,14 @@ Result<std::shared_ptr<PoolHandle>> PoolHandle::Create(const std::string& path,
     auto* slots = At<seg::Slot>(base, l.slot_offset);
     for (uint32_t i = 0; i < l.slot_capacity; ++i) {
       slots[i] = seg::Slot{};
-      slots[i].id_next = i + 1 < l.slot_capacity ? i + 1 : kNil;
-      slots[i].heap_pos = slots[i].prefix_next = slots[i].prefix_prev = kNil;
-      slots[i].chain_next = slots[i].chain_prev = kNil;
+      slots[i].heap_pos = kNil;
       slots[i].owner = kNil;
     }
-    h->free_slot_head = 0;
-    std::memset(base + l.id_bucket_offset, 0xFF, l.id_bucket_count * sizeof(uint32_t));
-    std::memset(base + l.prefix_bucket_offset, 0xFF, l.prefix_bucket_count * sizeof(uint32_t));
-    std::memset(base + l.chain_bucket_offset, 0xFF, l.id_bucket_count * sizeof(uint32_t));
+    SlotIndex(slots, l.slot_capacity, {At<uint32_t>(base, l.id_bucket_offset), l.id_bucket_count},
+              {At<uint32_t>(base, l.prefix_bucket_offset), l.prefix_bucket_count},
+              {At<uint32_t>(base, l.chain_bucket_offset), l.id_bucket_count}, &h->free_slot_head,
+              &config.name)
+        .Reset();
     h->version = seg::kFormatVersion;
     std::atomic_ref<uint32_t>(h->magic).store(seg::kMagic, std::memory_order_release);
     return Status::Ok();
@@ -188,15 +187,19 @@ Status PoolHandle::ValidateAndBind() {
   name_ = h->name;
   policy_ = static_cast<Policy>(h->policy);
   slots_ = At<seg::Slot>(base, l.slot_offset);
-  id_buckets_ = At<uint32_t>(base, l.id_bucket_offset);
-  prefix_buckets_ = At<uint32_t>(base, l.prefix_bucket_offset);
-  chain_buckets_ = At<uint32_t>(base, l.chain_bucket_offset);
   data_ = base + l.data_offset;
   processes_.emplace(At<seg::ProcessSlot>(base, l.process_offset), seg::kProcessCapacity,
                      &segment_.file(), l.process_offset);
   evict_scratch_.reserve(l.slot_capacity);
   leases_.emplace(At<seg::Lease>(base, l.lease_offset), l.lease_capacity, &h->free_lease_head,
                   &h->live_pins, l.slot_capacity, &name_);
+  // The block-prefix chains have as many buckets as the id chains (formats.md).
+  index_.emplace(
+      slots_, l.slot_capacity,
+      SlotIndex::Buckets{At<uint32_t>(base, l.id_bucket_offset), l.id_bucket_count},
+      SlotIndex::Buckets{At<uint32_t>(base, l.prefix_bucket_offset), l.prefix_bucket_count},
+      SlotIndex::Buckets{At<uint32_t>(base, l.chain_bucket_offset), l.id_bucket_count},
+      &h->free_slot_head, &name_);
   bitmap_.emplace(At<uint64_t>(base, l.bitmap_offset), l.block_count);
   heap_.emplace(policy_, At<uint32_t>(base, l.heap_offset), &h->heap_size, slots_,
                 l.slot_capacity);
@@ -325,88 +328,19 @@ Status PoolHandle::HeapStatusLocked() const {
 // ---------------------------------------------------------------- index helpers
 
 uint32_t PoolHandle::FindLocked(uint64_t seq) const {
-  uint32_t found = kNil;
-  seg::ForEachInChain<&seg::Slot::id_next>(
-      slots_, layout_.slot_capacity, IdHead(seq),
-      [&](uint32_t i) {
-        if (slots_[i].sequence_id == seq && slots_[i].state == seg::kLive) found = i;
-        return found == kNil;
-      });
-  return found;
+  Result<uint32_t> i = index_->FindEntry(seq);
+  return i.ok() ? *i : kNil;
 }
 
-namespace {
-
-// The prefix-hash and block-prefix indexes are doubly linked chains through the slots;
-// Prev and Next name the link fields of one of them. Links read from the segment are
-// checked against the slot capacity `cap`: one out of range is treated as the end of
-// the chain (entries past it become unreachable, which health reports), never followed.
-template <uint32_t seg::Slot::*Prev, uint32_t seg::Slot::*Next>
-void PushChain(seg::Slot* slots, uint32_t cap, uint32_t& head, uint32_t i) {
-  uint32_t old = head < cap ? head : kNil;
-  slots[i].*Prev = kNil;
-  slots[i].*Next = old;
-  if (old != kNil) slots[old].*Prev = i;
-  head = i;
-}
-
-template <uint32_t seg::Slot::*Prev, uint32_t seg::Slot::*Next>
-void UnlinkChain(seg::Slot* slots, uint32_t cap, uint32_t& head, uint32_t i) {
-  seg::Slot& s = slots[i];
-  uint32_t prev = s.*Prev < cap ? s.*Prev : kNil;
-  uint32_t next = s.*Next < cap ? s.*Next : kNil;
-  if (prev != kNil) {
-    slots[prev].*Next = next;
-  } else if (head == i) {
-    head = next;
-  }
-  if (next != kNil) slots[next].*Prev = prev;
-}
-
-}  // namespace
-
-void PoolHandle::IndexPrefixLocked(uint32_t i) {
-  const uint32_t cap = layout_.slot_capacity;
-  seg::Slot& s = slots_[i];
-  s.prefix_prev = s.prefix_next = s.chain_prev = s.chain_next = kNil;
-  // A chunk's tokens are its own block, not a prefix: it is in the chain index only.
-  if (s.prefix_len > 0 && s.kind != seg::kChunkSlot) {
-    PushChain<&seg::Slot::prefix_prev, &seg::Slot::prefix_next>(slots_, cap,
-                                                                PrefixHead(s.prefix_hash), i);
-  }
-  if (s.chain_blocks > 0) {
-    PushChain<&seg::Slot::chain_prev, &seg::Slot::chain_next>(slots_, cap,
-                                                              ChainHead(s.chain_hash), i);
-  }
-}
-
-void PoolHandle::UnindexPrefixLocked(uint32_t i) {
-  const uint32_t cap = layout_.slot_capacity;
-  seg::Slot& s = slots_[i];
-  if (s.prefix_len > 0 && s.kind != seg::kChunkSlot) {
-    UnlinkChain<&seg::Slot::prefix_prev, &seg::Slot::prefix_next>(slots_, cap,
-                                                                  PrefixHead(s.prefix_hash), i);
-  }
-  if (s.chain_blocks > 0) {
-    UnlinkChain<&seg::Slot::chain_prev, &seg::Slot::chain_next>(slots_, cap,
-                                                                ChainHead(s.chain_hash), i);
-  }
-  s.prefix_next = s.prefix_prev = s.chain_next = s.chain_prev = kNil;
+uint32_t PoolHandle::FindChunkLocked(uint64_t hash) const {
+  Result<uint32_t> i = index_->FindChunk(hash);
+  return i.ok() ? *i : kNil;
 }
 
 void PoolHandle::LinkLocked(uint32_t i) {
-  const uint32_t cap = layout_.slot_capacity;
   seg::Slot& s = slots_[i];
   const bool chunk = s.kind == seg::kChunkSlot;
-  if (chunk) {
-    // Chunks are found by their chained hash only (segment_format.h, SlotKind).
-    seg::StoreRelaxed(s.id_next, kNil);
-  } else {
-    uint32_t& head = IdHead(s.sequence_id);
-    seg::StoreRelaxed(s.id_next, head < cap ? head : kNil);
-    seg::Atomic(head).store(i, std::memory_order_release);  // lock-free gets follow it
-  }
-  IndexPrefixLocked(i);
+  index_->Link(i);
   seg::Atomic(s.state).store(seg::kLive, std::memory_order_release);  // bytes are complete
   // A chunk with children is never a victim: eviction takes chains leaves first.
   if (!(chunk && s.children > 0)) heap_->Push(i);
@@ -415,20 +349,10 @@ void PoolHandle::LinkLocked(uint32_t i) {
 }
 
 void PoolHandle::UnpublishLocked(uint32_t i) {
-  const uint32_t cap = layout_.slot_capacity;
   seg::Slot& s = slots_[i];
   const bool chunk = s.kind == seg::kChunkSlot;
   if (chunk) OrphanChunkLocked(i);
-  uint32_t steps = 0;
-  for (uint32_t* link = &IdHead(s.sequence_id); !chunk && *link < cap && ++steps <= cap;
-       link = &slots_[*link].id_next) {
-    if (*link == i) {
-      seg::Atomic(*link).store(s.id_next < cap ? s.id_next : kNil, std::memory_order_release);
-      break;
-    }
-  }
-  UnindexPrefixLocked(i);
-  seg::StoreRelaxed(s.id_next, kNil);
+  index_->Unlink(i);
   if (s.heap_pos != kNil) heap_->Remove(i);  // a chunk with children is not in the heap
   if (header_->entry_count > 0) header_->entry_count--;
   if (chunk && header_->chunk_count > 0) header_->chunk_count--;
@@ -457,8 +381,7 @@ void PoolHandle::FreeSlotLocked(uint32_t i) {
   s.pins = 0;
   s.owner = kNil;
   s.heap_pos = kNil;
-  seg::StoreRelaxed(s.id_next, header_->free_slot_head);
-  header_->free_slot_head = i;
+  index_->PushFree(i);
 }
 
 void PoolHandle::ClaimForWriteLocked(uint32_t i, LeaseTable::Owner me) {
@@ -474,16 +397,6 @@ void PoolHandle::ClaimForWriteLocked(uint32_t i, LeaseTable::Owner me) {
   s.owner = me.row;
   s.owner_generation = me.generation;
   seg::StoreRelaxed(s.state, uint32_t{seg::kWriting});
-}
-
-uint32_t PoolHandle::AllocSlotLocked() {
-  uint32_t i = header_->free_slot_head;
-  // A free list that leads out of range or into a slot in use ends here (health
-  // reports it); the head was range-checked when the lock was taken.
-  if (i >= layout_.slot_capacity || slots_[i].state != seg::kFree) return kNil;
-  header_->free_slot_head = slots_[i].id_next;
-  seg::StoreRelaxed(slots_[i].id_next, kNil);
-  return i;
 }
 
 void PoolHandle::Touch(uint32_t i) { TouchAt(i, NowSeconds(), MonotonicNs()); }

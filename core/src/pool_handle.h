@@ -33,6 +33,7 @@
 #include "process_table.h"
 #include "segment_format.h"
 #include "shm_segment.h"
+#include "slot_index.h"
 
 namespace kvcache {
 
@@ -191,17 +192,10 @@ class PoolHandle : public std::enable_shared_from_this<PoolHandle> {
   void StatsLocked(PoolStats& st) const;
   // Pins slot i into `pinned`; on failure releases every pin in `pinned`.
   Status PinLocked(uint32_t i, std::vector<PinnedEntry>& pinned);
+  // The LIVE entry `seq` / the LIVE chunk `hash`; kNil if none. A damaged chain ends the
+  // lookup like its end: not found (health reports the damage).
   uint32_t FindLocked(uint64_t seq) const;
-  // The id chain, prefix chain and block-prefix chain heads of slot i's keys.
-  uint32_t& IdHead(uint64_t seq) const {
-    return id_buckets_[seg::BucketOf(seq, layout_.id_bucket_count)];
-  }
-  uint32_t& PrefixHead(uint64_t hash) const {
-    return prefix_buckets_[seg::BucketOf(hash, layout_.prefix_bucket_count)];
-  }
-  uint32_t& ChainHead(uint64_t hash) const {
-    return chain_buckets_[seg::BucketOf(hash, layout_.id_bucket_count)];
-  }
+  uint32_t FindChunkLocked(uint64_t hash) const;
   // True when slot i is a reservation of this process with `generation`.
   bool IsMyReservationLocked(uint32_t i, uint64_t generation) const;
   // Counts an access. Needs no lock (lock-free gets call it too).
@@ -221,20 +215,14 @@ class PoolHandle : public std::enable_shared_from_this<PoolHandle> {
   Status ReleaseLeaseLocked(LeaseTable::Ticket lease);
   // ReleaseLeaseLocked for a caller that already read its owner (MyRowLocked).
   Status ReleaseLeaseAsLocked(LeaseTable::Ticket lease, LeaseTable::Owner me);
-  uint32_t AllocSlotLocked();
   // Makes free slot i a reservation of `me`, WRITING with an empty extent, before
   // anything (an eviction reaping dead processes) can rebuild the pool.
   void ClaimForWriteLocked(uint32_t i, LeaseTable::Owner me);
   // Unindexes a LIVE slot; frees it now, or retires it until its last pin goes.
   void UnpublishLocked(uint32_t slot);
   void FreeSlotLocked(uint32_t slot);
+  // Indexes slot i (SlotIndex::Link) and makes it LIVE.
   void LinkLocked(uint32_t slot);
-  // Links slot i into / out of the prefix-hash and block-prefix chains its fields name
-  // (links read from the segment are range-checked, never followed out of the table).
-  void IndexPrefixLocked(uint32_t slot);
-  void UnindexPrefixLocked(uint32_t slot);
-  // The live chunk whose chained hash is `hash`; kNil if none.
-  uint32_t FindChunkLocked(uint64_t hash) const;
   // Chunk `slot` was linked: its parent gains a child and leaves the eviction heap.
   void AdoptChunkLocked(uint32_t slot);
   // Chunk `slot` is being unlinked: its parent loses a child, and becomes evictable
@@ -298,12 +286,11 @@ class PoolHandle : public std::enable_shared_from_this<PoolHandle> {
   uint32_t prefix_block_tokens_ = 0;
   seg::Header* header_ = nullptr;
   seg::Slot* slots_ = nullptr;
-  uint32_t* id_buckets_ = nullptr;
-  uint32_t* prefix_buckets_ = nullptr;
-  uint32_t* chain_buckets_ = nullptr;
   std::byte* data_ = nullptr;
   std::optional<ProcessTable> processes_;
   std::optional<LeaseTable> leases_;
+  // The id, prefix-hash and block-prefix chains and the free-slot list.
+  std::optional<SlotIndex> index_;
   // EvictOneLocked's list of pinned slots it set aside; capacity slot_capacity,
   // reserved outside the lock. Used only under the pool lock.
   std::vector<uint32_t> evict_scratch_;

@@ -156,26 +156,26 @@ class PoolHealthChecker {
       }
       if (s.prefix_len > 0) {
         bool found = false;
-        seg::ForEachInChain<&seg::Slot::prefix_next>(
-            p_.slots_, l_.slot_capacity, p_.PrefixHead(s.prefix_hash),
-            [&](uint32_t k) { return !(found = k == i); });
+        p_.index_
+            ->ForEach<SlotIndex::kPrefixChain>(s.prefix_hash,
+                                               [&](uint32_t k) { return !(found = k == i); })
+            .IgnoreError();  // damage is reported by CheckChains
         if (!found) Problem(who + " is not reachable by its prefix hash");
       }
       if (s.chain_blocks > 0) {
         bool found = false;
-        seg::ForEachInChain<&seg::Slot::chain_next>(
-            p_.slots_, l_.slot_capacity, p_.ChainHead(s.chain_hash),
-            [&](uint32_t k) { return !(found = k == i); });
+        p_.index_
+            ->ForEach<SlotIndex::kBlockChain>(s.chain_hash,
+                                              [&](uint32_t k) { return !(found = k == i); })
+            .IgnoreError();  // damage is reported by CheckChains
         if (!found) Problem(who + " is not reachable by its block prefix");
       }
     }
     // Each index holds every entry it should exactly once: a chain that leads out of
     // range, loops, or links anything else is damage (walks stop at such a link).
-    CheckChains<&seg::Slot::id_next>("id", p_.id_buckets_, l_.id_bucket_count, live);
-    CheckChains<&seg::Slot::prefix_next>("prefix", p_.prefix_buckets_, l_.prefix_bucket_count,
-                                         with_prefix);
-    CheckChains<&seg::Slot::chain_next>("block-prefix", p_.chain_buckets_, l_.id_bucket_count,
-                                        with_chain);
+    CheckChains(SlotIndex::kIdChain, "id", live);
+    CheckChains(SlotIndex::kPrefixChain, "prefix", with_prefix);
+    CheckChains(SlotIndex::kBlockChain, "block-prefix", with_chain);
     CheckChunkCounts();
     if (in_heap != h_.heap_size) {
       Problem("eviction order holds " + std::to_string(h_.heap_size) + " slots, expected " +
@@ -183,8 +183,9 @@ class PoolHealthChecker {
     }
     if (!p_.heap_->Verify()) Problem("eviction order is out of order");
     uint64_t free_slots = 0;
-    uint32_t i = h_.free_slot_head;
-    for (; i < l_.slot_capacity && free_slots <= l_.slot_capacity; i = p_.slots_[i].id_next) {
+    const SlotIndex& index = *p_.index_;
+    uint32_t i = index.free_head();
+    for (; i < l_.slot_capacity && free_slots <= l_.slot_capacity; i = index.NextFree(i)) {
       if (p_.slots_[i].state != seg::kFree) {
         Problem("slot " + std::to_string(i) + " is on the free list but in use");
         break;
@@ -200,15 +201,18 @@ class PoolHealthChecker {
     if (free_slots + used_slots != l_.slot_capacity) Problem("free slot list is inconsistent");
   }
 
-  template <uint32_t seg::Slot::*Next>
-  void CheckChains(const char* name, const uint32_t* buckets, uint32_t count, uint64_t expected) {
+  void CheckChains(SlotIndex::Chain chain, const char* name, uint64_t expected) {
+    const SlotIndex& index = *p_.index_;
     uint64_t linked = 0;
     bool intact = true;
-    for (uint32_t b = 0; b < count; ++b) {
-      intact &= seg::ForEachInChain<Next>(p_.slots_, l_.slot_capacity, buckets[b], [&](uint32_t i) {
-        linked += p_.slots_[i].state == seg::kLive;
-        return true;
-      });
+    for (uint32_t b = 0; b < index.bucket_count(chain); ++b) {
+      intact &= index
+                    .ForEachInBucket(chain, b,
+                                     [&](uint32_t i) {
+                                       linked += p_.slots_[i].state == seg::kLive;
+                                       return true;
+                                     })
+                    .ok();
     }
     if (!intact) {
       Problem(std::string(name) + " index has a cycle or a link out of range");

@@ -10,28 +10,21 @@ namespace kvcache {
 
 using seg::kNil;
 
-namespace {
-
-// A prefix chain that leads out of range, runs past the slot count, or meets an entry
-// twice (a cycle through matching entries) is damaged: its matches cannot be trusted.
-constexpr char kPrefixChainDamage[] =
-    "its prefix index has a cycle or a link out of range (see `cortex cache health`)";
-
-}  // namespace
-
 Result<std::vector<EntryView>> PoolHandle::ViewByPrefix(uint64_t prefix_hash) {
   std::vector<PinnedEntry> pinned;
   Status failure;
   {
     Locked lk(*this);
     KVC_RETURN_IF_ERROR(lk.status());
-    bool intact = seg::ForEachInChain<&seg::Slot::prefix_next>(
-        slots_, layout_.slot_capacity, PrefixHead(prefix_hash), [&](uint32_t i) {
+    // A chain that meets an entry twice (a cycle through matching entries) is damaged
+    // as much as one that leads out of range: its matches cannot be trusted.
+    Status walk =
+        index_->ForEach<SlotIndex::kPrefixChain>(prefix_hash, [&](uint32_t i) {
           if (slots_[i].prefix_hash != prefix_hash || slots_[i].state != seg::kLive) return true;
           uint64_t seq = slots_[i].sequence_id;
           if (std::any_of(pinned.begin(), pinned.end(),
                           [&](const PinnedEntry& p) { return p.info.sequence_id == seq; })) {
-            failure = Corrupt(kPrefixChainDamage);
+            failure = index_->Damaged(SlotIndex::kPrefixChain);
             return false;
           }
           header_->hits++;
@@ -39,7 +32,7 @@ Result<std::vector<EntryView>> PoolHandle::ViewByPrefix(uint64_t prefix_hash) {
           failure = PinLocked(i, pinned);
           return failure.ok();
         });
-    if (failure.ok() && !intact) failure = Corrupt(kPrefixChainDamage);
+    if (failure.ok()) failure = walk;
     if (!failure.ok()) {
       for (const PinnedEntry& p : pinned) ReleaseLeaseLocked(p.lease).IgnoreError();
       pinned.clear();
@@ -56,13 +49,13 @@ Result<std::vector<EntryInfo>> PoolHandle::InfoByPrefix(uint64_t prefix_hash) {
   {
     Locked lk(*this);
     KVC_RETURN_IF_ERROR(lk.status());
-    bool intact = seg::ForEachInChain<&seg::Slot::prefix_next>(
-        slots_, layout_.slot_capacity, PrefixHead(prefix_hash), [&](uint32_t i) {
+    Status walk =
+        index_->ForEach<SlotIndex::kPrefixChain>(prefix_hash, [&](uint32_t i) {
           if (slots_[i].prefix_hash != prefix_hash || slots_[i].state != seg::kLive) return true;
           uint64_t seq = slots_[i].sequence_id;
           if (std::any_of(out.begin(), out.end(),
                           [&](const EntryInfo& e) { return e.sequence_id == seq; })) {
-            failure = Corrupt(kPrefixChainDamage);
+            failure = index_->Damaged(SlotIndex::kPrefixChain);  // as in ViewByPrefix
             return false;
           }
           Result<EntryInfo> info = InfoLocked(i);
@@ -73,7 +66,7 @@ Result<std::vector<EntryInfo>> PoolHandle::InfoByPrefix(uint64_t prefix_hash) {
           out.push_back(std::move(*info));
           return true;
         });
-    if (failure.ok() && !intact) failure = Corrupt(kPrefixChainDamage);
+    if (failure.ok()) failure = walk;
   }
   KVC_RETURN_IF_ERROR(failure);
   std::sort(out.begin(), out.end(),
@@ -99,8 +92,8 @@ Result<PrefixMatch> PoolHandle::LongestPrefix(std::span<const uint32_t> tokens) 
       KVC_RETURN_IF_ERROR(lk.status());
       for (; k > 0 && found == kNil; --k) {
         uint64_t want = chain[k - 1];
-        bool intact = seg::ForEachInChain<&seg::Slot::chain_next>(
-            slots_, layout_.slot_capacity, ChainHead(want), [&](uint32_t i) {
+        Status walk =
+            index_->ForEach<SlotIndex::kBlockChain>(want, [&](uint32_t i) {
               const seg::Slot& s = slots_[i];
               if (s.chain_hash == want && s.chain_blocks == k && s.state == seg::kLive &&
                   s.kind == seg::kEntrySlot) {
@@ -108,10 +101,7 @@ Result<PrefixMatch> PoolHandle::LongestPrefix(std::span<const uint32_t> tokens) 
               }
               return found == kNil;
             });
-        if (!intact) {
-          return Corrupt("its block-prefix index has a cycle or a link out of range (see "
-                         "`cortex cache health`)");
-        }
+        if (!walk.ok()) return walk;
         if (found != kNil) break;
       }
       if (found == kNil) {

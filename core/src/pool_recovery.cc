@@ -4,7 +4,6 @@
 // It is also the repair of damaged derived structures (eviction order, chains, free
 // lists, counters): it reads only the slot, lease and process tables, each checked,
 // and sizes everything by the geometry cached at mapping, never by the header.
-#include <cstring>
 
 #include "pool_handle.h"
 
@@ -49,32 +48,20 @@ void PoolHandle::RebuildLocked() {
                (st == seg::kLive || st == seg::kRetired);
       },
       [&](uint32_t slot) { slots_[slot].pins++; });
-  // One entry per id. The id buckets serve as the scratch index: first every
+  // One entry per id. The id chains serve as the scratch index: first every
   // COMMITTING slot (an interrupted commit replaces what it was replacing), then every
   // LIVE one; between two of one kind the newer generation wins.
-  for (uint32_t b = 0; b < l.id_bucket_count; ++b) seg::StoreRelaxed(id_buckets_[b], kNil);
+  index_->Clear();
   for (uint32_t kind : {uint32_t{seg::kCommitting}, uint32_t{seg::kLive}}) {
     for (uint32_t i = 0; i < cap; ++i) {
       seg::Slot& s = slots_[i];
       if (s.state == seg::kRetired && s.pins == 0) seg::StoreRelaxed(s.state, uint32_t{seg::kFree});
       if (s.state != kind) continue;
       if (s.kind == seg::kChunkSlot) continue;  // chunks are not in the id index
-      uint32_t* link = &IdHead(s.sequence_id);  // a chain built here: every link checked
-      while (*link != kNil && slots_[*link].sequence_id != s.sequence_id) {
-        link = &slots_[*link].id_next;
-      }
-      uint32_t other = *link;
-      if (other == kNil) {
-        seg::StoreRelaxed(s.id_next, kNil);
-        seg::StoreRelaxed(*link, i);
-        continue;
-      }
-      bool wins = slots_[other].state == kind && s.generation > slots_[other].generation;
-      uint32_t loser = wins ? other : i;
-      if (wins) {
-        seg::StoreRelaxed(s.id_next, slots_[other].id_next);
-        seg::StoreRelaxed(*link, i);
-      }
+      uint32_t loser = index_->LinkUniqueId(i, [&](uint32_t mine, uint32_t other) {
+        return slots_[other].state == kind && slots_[mine].generation > slots_[other].generation;
+      });
+      if (loser == kNil) continue;
       seg::StoreRelaxed(slots_[loser].state,
                         uint32_t{slots_[loser].pins > 0 ? seg::kRetired : seg::kFree});
     }
@@ -95,15 +82,11 @@ void PoolHandle::RebuildLocked() {
   }
   h.free = h.size - h.used;
   // Indexes, heap and free list.
-  // Lock-free gets may be walking the id chains: one atomic store per head.
-  for (uint32_t b = 0; b < l.id_bucket_count; ++b) seg::StoreRelaxed(id_buckets_[b], kNil);
-  std::memset(prefix_buckets_, 0xFF, l.prefix_bucket_count * sizeof(uint32_t));
-  std::memset(chain_buckets_, 0xFF, l.id_bucket_count * sizeof(uint32_t));
+  index_->Clear();
   h.heap_size = 0;
   heap_->ClearDamage();
   h.entry_count = 0;
   h.chunk_count = 0;
-  h.free_slot_head = kNil;
   for (uint32_t i = cap; i-- > 0;) {
     seg::Slot& s = slots_[i];
     s.heap_pos = kNil;
@@ -111,15 +94,13 @@ void PoolHandle::RebuildLocked() {
       seg::BeginSlotChange(s);
       seg::StoreRelaxed(s.extent_blocks, uint64_t{0});
       s.owner = kNil;
-      seg::StoreRelaxed(s.id_next, h.free_slot_head);
-      h.free_slot_head = i;
+      index_->PushFree(i);
     } else if (s.state == seg::kLive || s.state == seg::kCommitting) {
       s.owner = kNil;
       s.children = 0;  // counted again below, once every chunk is linked
       LinkLocked(i);
     } else {
-      seg::StoreRelaxed(s.id_next, kNil);
-      s.prefix_next = s.prefix_prev = s.chain_next = s.chain_prev = kNil;
+      index_->ClearLinks(i);
     }
   }
   // Chunk children, now that every chunk is indexed: parents with a child leave the

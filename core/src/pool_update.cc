@@ -79,12 +79,12 @@ Result<EntryInfo> PoolHandle::Update(uint64_t seq, uint64_t generation,
   }
 
   if (update.prefix_tokens) {
-    UnindexPrefixLocked(i);
+    index_->UnlinkKeys(i);
     s.prefix_len = static_cast<uint32_t>(tokens.size());
     s.prefix_hash = prefix_hash;
     s.chain_hash = chain_hash;
     s.chain_blocks = chain_blocks;
-    IndexPrefixLocked(i);
+    index_->LinkKeys(i);
   }
   for (size_t t = 0; t < tokens.size(); ++t) {
     uint32_t v = tokens[t];  // little-endian host (segment_format.h)

@@ -204,7 +204,7 @@ static_assert(offsetof(Lease, generation) == 24);
 //       generation.store(0, relaxed); atomic_thread_fence(release);
 //       ...[L] fields stored relaxed...;
 //       generation.store(new, release)             (only when publishing a new entry)
-//   linking into an id chain: id_next.store(head, relaxed); head.store(i, release)
+//   linking into an id chain (SlotIndex): id_next.store(head, relaxed); head.store(i, release)
 //   unlinking: prev link.store(id_next, release)
 //   reader: head/id_next loads acquire; gen = generation.load(acquire) (0: not there);
 //       state.load(acquire) == LIVE; sequence_id, first_block, extent_blocks,
