@@ -101,12 +101,6 @@ void StagingLedger::Refund(const std::string& pool, uint64_t bytes) {
   if (it->second == 0) staged_.erase(it);
 }
 
-uint64_t StagingLedger::Staged(const std::string& pool) const {
-  MutexLock lock(&mu_);
-  auto it = staged_.find(pool);
-  return it == staged_.end() ? 0 : it->second;
-}
-
 bool StagingBuffer::Resize(uint64_t size) {
   if (size > size_) {
     if (!Reserve(size)) return false;

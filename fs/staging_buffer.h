@@ -51,10 +51,9 @@ class StagingLedger {
   // Adds `bytes` to the pool's total, unless the total would pass `limit`.
   [[nodiscard]] bool Charge(const std::string& pool, uint64_t bytes, uint64_t limit);
   void Refund(const std::string& pool, uint64_t bytes);
-  uint64_t Staged(const std::string& pool) const;
 
  private:
-  mutable Mutex mu_;
+  Mutex mu_;
   std::map<std::string, uint64_t, std::less<>> staged_ GUARDED_BY(mu_);  // no zero totals
 };
 
