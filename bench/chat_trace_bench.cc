@@ -39,6 +39,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "bench_args.h"
 #include "kvcache/manager.h"
 #include "kvcache/prefix.h"
 
@@ -232,13 +233,7 @@ int main(int argc, char** argv) {
   std::vector<uint64_t> pool_mib = {16, 64, 256};
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    auto next = [&]() -> std::string {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "%s needs a value\n", a.c_str());
-        std::exit(2);
-      }
-      return argv[++i];
-    };
+    auto next = [&] { return kvcache::bench::NextArg(i, argc, argv); };
     if (a == "--requests") {
       requests = std::stoull(next());
     } else if (a == "--seed") {

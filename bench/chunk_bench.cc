@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_args.h"
 #include "kvcache/manager.h"
 #include "kvcache/prefix.h"
 
@@ -204,13 +205,7 @@ void BenchStore(Manager& m) {
 int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    auto next = [&]() -> std::string {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "%s needs a value\n", a.c_str());
-        std::exit(2);
-      }
-      return argv[++i];
-    };
+    auto next = [&] { return kvcache::bench::NextArg(i, argc, argv); };
     if (a == "--chunks") {
       g_chunks = std::stoull(next());
     } else if (a == "--prompt-tokens") {
