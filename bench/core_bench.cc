@@ -1,10 +1,16 @@
 // Core engine benchmark: put, copy-out get and zero-copy get of 4 KiB and 2 MiB
 // entries, beside memcpy of the same bytes measured in the same run, and gets from one
-// vs two processes. Prints medians of several repetitions and the ratios the design
-// sets goals for (DESIGN section 9).
+// vs two processes, and puts from one vs two processes beside memcpy from one vs two
+// processes. Prints medians of several repetitions and the ratios the design sets goals
+// for (DESIGN section 9).
 //
 //   core_bench [--reps N] [--seconds S] [--only put|get|view|process|prefix]
+//              [--size "4 KiB"|"2 MiB"]
+//
+// "--only process" runs the multi-process rows (gets and puts); "--only put" the puts
+// of one and of two processes.
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -15,6 +21,7 @@
 #include <cstring>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -28,6 +35,7 @@ using kvcache::Manager;
 int g_reps = 5;
 double g_seconds = 0.4;
 std::string g_only;  // run only the operations whose name contains this (for profiling)
+std::string g_size;  // run only the entry sizes whose label contains this
 
 bool Selected(const char* op) { return g_only.empty() || std::strstr(op, g_only.c_str()); }
 
@@ -112,6 +120,129 @@ double MultiProcessGets(Manager& m, const std::string& pool, const SizeCase& sc,
   return total;
 }
 
+// What InProcesses measured: the sum of the processes' median ops/s, and how many CPUs
+// they kept busy on average while timed (their CPU time over the wall time). On a
+// shared machine the second shows whether two processes had two CPUs to run on.
+struct ProcessesRate {
+  double ops = 0;
+  double cpus = 0;
+};
+
+double CpuSeconds() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  auto sec = [](const timeval& tv) { return static_cast<double>(tv.tv_sec) + tv.tv_usec * 1e-6; };
+  return sec(ru.ru_utime) + sec(ru.ru_stime);
+}
+
+// Runs the op `make_op(p)` returns in `procs` forked processes at once (the child
+// builds it, e.g. with a Manager of its own); returns the sum of their median ops/s.
+// Each child first runs its op `warmup` times (mapping the pool, faulting its pages),
+// then the children start their repetitions together (they wait for one go signal),
+// and every repetition lasts g_seconds, so repetition k of each overlaps the others'.
+ProcessesRate InProcesses(int procs, uint64_t warmup,
+                          const std::function<std::function<void(uint64_t)>(int)>& make_op) {
+  std::vector<int> results, ready;
+  std::vector<pid_t> pids;
+  int go[2];
+  if (pipe(go) != 0) std::abort();
+  for (int p = 0; p < procs; ++p) {
+    int res[2], rdy[2];
+    if (pipe(res) != 0 || pipe(rdy) != 0) std::abort();
+    pid_t pid = fork();
+    if (pid < 0) std::abort();
+    if (pid == 0) {
+      // A session of its own, as a separately started engine process has: with the
+      // kernel's autogroup scheduling, a session's processes share one CPU share, so
+      // on a busy machine two processes of one session get no more CPU than one.
+      setsid();
+      close(res[0]);
+      close(rdy[0]);
+      close(go[1]);
+      std::function<void(uint64_t)> op = make_op(p);
+      for (uint64_t i = 0; i < warmup; ++i) op(i);
+      char c = 1;
+      if (write(rdy[1], &c, 1) != 1 || read(go[0], &c, 1) != 1) _exit(1);
+      double cpu0 = CpuSeconds();
+      auto wall0 = Clock::now();
+      ProcessesRate r;
+      r.ops = MedianRate(op);
+      r.cpus = (CpuSeconds() - cpu0) /
+               std::chrono::duration<double>(Clock::now() - wall0).count();
+      if (write(res[1], &r, sizeof(r)) != sizeof(r)) _exit(1);
+      _exit(0);
+    }
+    close(res[1]);
+    close(rdy[1]);
+    results.push_back(res[0]);
+    ready.push_back(rdy[0]);
+    pids.push_back(pid);
+  }
+  close(go[0]);
+  for (int fd : ready) {
+    char c;
+    if (read(fd, &c, 1) != 1) std::abort();
+    close(fd);
+  }
+  std::vector<char> start(static_cast<size_t>(procs), 1);
+  if (write(go[1], start.data(), start.size()) != static_cast<ssize_t>(start.size())) std::abort();
+  close(go[1]);
+  ProcessesRate total;
+  bool failed = false;
+  for (int p = 0; p < procs; ++p) {
+    ProcessesRate r;
+    if (read(results[p], &r, sizeof(r)) != sizeof(r)) failed = true;
+    close(results[p]);
+    int status = 0;
+    waitpid(pids[p], &status, 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) failed = true;
+    total.ops += r.ops;
+    total.cpus += r.cpus;
+  }
+  if (failed) {
+    std::fprintf(stderr, "error: a benchmark process failed\n");
+    std::exit(1);
+  }
+  return total;
+}
+
+// Puts of `sc` entries from `procs` processes at once into `pool`, each process
+// replacing its own share of the ids with its own sources (after one pass over them).
+ProcessesRate MultiProcessPuts(Manager& m, const std::string& pool, const SizeCase& sc,
+                               int procs) {
+  return InProcesses(procs, sc.entries / static_cast<uint64_t>(procs), [&](int p) -> std::function<void(uint64_t)> {
+    auto child = std::make_shared<Manager>(m.options());
+    auto src = std::make_shared<std::vector<std::vector<std::byte>>>(
+        std::min<uint64_t>(sc.entries, 64));
+    for (size_t k = 0; k < src->size(); ++k) (*src)[k].assign(sc.bytes, std::byte(k + 1));
+    const uint64_t share = sc.entries / static_cast<uint64_t>(procs);
+    const uint64_t base = share * static_cast<uint64_t>(p);
+    return [=](uint64_t i) {
+      if (!child->Put(pool, base + i % share, (*src)[i % src->size()], 1).ok()) {
+        std::fprintf(stderr, "error: put failed\n");
+        _exit(1);
+      }
+    };
+  });
+}
+
+// The reference for MultiProcessPuts: memcpy of the same sizes from `procs` processes
+// at once, each into its own share of one shared mapping as large as the pool's
+// entries, from its own pre-faulted sources.
+ProcessesRate MultiProcessMemcpy(std::byte* shared, const SizeCase& sc, int procs) {
+  return InProcesses(procs, sc.entries / static_cast<uint64_t>(procs), [&](int p) -> std::function<void(uint64_t)> {
+    auto src = std::make_shared<std::vector<std::vector<std::byte>>>(
+        std::min<uint64_t>(sc.entries, 64));
+    for (size_t k = 0; k < src->size(); ++k) (*src)[k].assign(sc.bytes, std::byte(k + 1));
+    const uint64_t share = sc.entries / static_cast<uint64_t>(procs);
+    std::byte* base = shared + share * static_cast<uint64_t>(p) * sc.bytes;
+    const size_t bytes = sc.bytes;
+    return [=](uint64_t i) {
+      std::memcpy(base + (i % share) * bytes, (*src)[i % src->size()].data(), bytes);
+    };
+  });
+}
+
 // Longest-prefix lookup of a 32k-token query in a pool of 100k entries, each with a
 // 256-token prefix; the query starts with the whole prefix of one of them.
 int PrefixLookups(Manager& m) {
@@ -154,6 +285,7 @@ int main(int argc, char** argv) {
     if (std::strcmp(argv[i], "--reps") == 0) g_reps = std::atoi(argv[i + 1]);
     if (std::strcmp(argv[i], "--seconds") == 0) g_seconds = std::atof(argv[i + 1]);
     if (std::strcmp(argv[i], "--only") == 0) g_only = argv[i + 1];
+    if (std::strcmp(argv[i], "--size") == 0) g_size = argv[i + 1];
   }
   std::string home = std::filesystem::temp_directory_path() / ("kvc-bench-" + std::to_string(getpid()));
   std::filesystem::create_directories(home);
@@ -167,6 +299,7 @@ int main(int argc, char** argv) {
 
   const SizeCase cases[] = {{"4 KiB", 4096, 10000}, {"2 MiB", 2 << 20, 64}};
   for (const SizeCase& sc : cases) {
+    if (!g_size.empty() && std::strstr(sc.label, g_size.c_str()) == nullptr) continue;
     std::string pool = std::string("bench") + std::to_string(sc.bytes);
     kvcache::PoolConfig config{.name = pool, .size_bytes = sc.bytes * sc.entries + (8 << 20),
                                .max_sequences = static_cast<uint32_t>(sc.entries + 16)};
@@ -228,6 +361,35 @@ int main(int argc, char** argv) {
       double two = MultiProcessGets(m, pool, sc, 2);
       Row("get, 1 process", sc.label, one, sc.bytes, "-", "-", "-");
       Row("get, 2 processes", sc.label, two, sc.bytes, "1 process", ratio(two, one), ">= 1.6x");
+    }
+    if (Selected("put, processes") || Selected("process")) {
+      // Puts and memcpy alternate, one process then two, so that load from elsewhere on
+      // the machine falls on both sides alike.
+      size_t region = sc.bytes * sc.entries;
+      void* mapped = mmap(nullptr, region, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+                          -1, 0);
+      if (mapped == MAP_FAILED) std::abort();
+      auto* shared = static_cast<std::byte*>(mapped);
+      std::memset(shared, 1, region);  // pre-faulted, as the pool is
+      ProcessesRate c1 = MultiProcessMemcpy(shared, sc, 1);
+      ProcessesRate p1 = MultiProcessPuts(m, pool, sc, 1);
+      ProcessesRate c2 = MultiProcessMemcpy(shared, sc, 2);
+      ProcessesRate p2 = MultiProcessPuts(m, pool, sc, 2);
+      munmap(mapped, region);
+      double copy1 = c1.ops, put1 = p1.ops, copy2 = c2.ops, put2 = p2.ops;
+      char ref1[40], ref2[40];
+      std::snprintf(ref1, sizeof(ref1), "memcpy 1p %.2f GB/s", copy1 * sc.bytes / 1e9);
+      std::snprintf(ref2, sizeof(ref2), "memcpy 2p %.2f GB/s", copy2 * sc.bytes / 1e9);
+      Row("memcpy, 1 process", sc.label, copy1, sc.bytes, "-", "-", "-");
+      Row("memcpy, 2 processes", sc.label, copy2, sc.bytes, "memcpy 1 process",
+          ratio(copy2, copy1), "(reference)");
+      Row("put, 1 process", sc.label, put1, sc.bytes, ref1, ratio(put1, copy1),
+          small ? ">= 0.5x memcpy" : "-");
+      Row("put, 2 processes", sc.label, put2, sc.bytes, ref2, ratio(put2, copy2), "-");
+      Row("put, 2 vs 1 process", sc.label, put2, sc.bytes, "put 1 process", ratio(put2, put1),
+          ">= 1.6x");
+      std::printf("%-22s %-7s CPUs busy: memcpy %.2f / %.2f, put %.2f / %.2f (1 / 2 processes)\n",
+                  "", sc.label, c1.cpus, c2.cpus, p1.cpus, p2.cpus);
     }
     (void)m.DestroyPool(pool);
   }
