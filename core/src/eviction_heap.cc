@@ -88,6 +88,20 @@ void EvictionHeap::Remove(uint32_t slot) {
   Update(moved);
 }
 
+bool EvictionHeap::Replace(uint32_t old, uint32_t successor) {
+  uint32_t pos = slots_[old].heap_pos;
+  uint32_t at;
+  if (successor >= capacity_ || !SlotAt(pos, &at) || at != old) {
+    damaged_ = true;
+    return false;
+  }
+  slots_[successor].key_count = slots_[old].key_count;
+  slots_[successor].key_tick = slots_[old].key_tick;
+  slots_[old].heap_pos = seg::kNil;
+  Place(pos, successor);
+  return true;
+}
+
 void EvictionHeap::SettleTop() {
   uint32_t top;
   while (*size_ > 0 && SlotAt(0, &top) && Stale(top)) {

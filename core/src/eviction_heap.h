@@ -51,6 +51,13 @@ class EvictionHeap {
   void Push(uint32_t slot);
   // REQUIRES: slot < capacity. Damage when the slot is not where it says it is.
   void Remove(uint32_t slot);
+  // Puts `successor` (not in the heap) where `old` is, with old's placed key, and takes
+  // old out: O(1), where Remove + Push sift through the heap. Only for a policy whose
+  // placed keys are snapshots of access statistics (LRU), and only when successor's
+  // access_tick is at least old's placed key_tick: then the heap holds successor
+  // merely stale, which SettleTop repairs. False (and damaged) when old is not where
+  // it says it is, or successor is out of range.
+  bool Replace(uint32_t old, uint32_t successor);
   // Restores the order after the slot's key changed in either direction.
   void Update(uint32_t slot);
   // Refreshes the top while its placed key is stale. Afterwards the top, if any and

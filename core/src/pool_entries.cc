@@ -62,6 +62,7 @@ Result<PutReservation> PoolHandle::Reserve(uint64_t seq, size_t size, uint64_t t
                                            .subspan(uint64_t{b} * block_tokens, block_tokens));
   }
   PutReservation r;
+  const double now = NowSeconds();  // read before the lock: it is held for metadata only
   {
     Locked lk(*this);
     KVC_RETURN_IF_ERROR(lk.status());
@@ -83,7 +84,6 @@ Result<PutReservation> PoolHandle::Reserve(uint64_t seq, size_t size, uint64_t t
                                " free and nothing more can be evicted");
       }
     }
-    double now = NowSeconds();
     seg::StoreRelaxed(s.sequence_id, seq);
     seg::StoreRelaxed(s.first_block, first);
     seg::StoreRelaxed(s.extent_blocks, blocks);
@@ -146,6 +146,9 @@ Status PoolHandle::Commit(uint32_t i, uint64_t generation) {
 
 Status PoolHandle::CommitLocked(uint32_t i, uint64_t generation, uint64_t* seq,
                                 bool* published) {
+  // The clocks are read before the lock, which is held for the index and heap only.
+  const double now = NowSeconds();
+  uint64_t tick = MonotonicNs();
   Locked lk(*this);
   KVC_RETURN_IF_ERROR(lk.status());
   if (!IsMyReservationLocked(i, generation)) {
@@ -157,20 +160,35 @@ Status PoolHandle::CommitLocked(uint32_t i, uint64_t generation, uint64_t* seq,
   // or the new one, never neither.
   seg::Atomic(s.state).store(seg::kCommitting, std::memory_order_release);
   uint32_t old = FindLocked(s.sequence_id);
-  if (old != kNil) UnpublishLocked(old);
+  bool in_heap = false;
+  if (old != kNil) {
+    // Under LRU the new entry takes over the old one's place in the eviction order, in
+    // O(1): its access tick is at least the old one's placed key, so the heap holds it
+    // stale and refreshes it if it comes to the top (eviction_heap.h). Remove + Push
+    // would sift through the heap, under the lock, at every replacing put. Not when an
+    // eviction may follow (more entries than allowed): the new slot is not LIVE yet.
+    const seg::Slot& o = slots_[old];
+    if (policy_ == Policy::kLru && s.kind == seg::kEntrySlot && o.heap_pos != kNil &&
+        header_->entry_count <= max_sequences_) {
+      tick = std::max(tick, o.key_tick);
+      in_heap = heap_->Replace(old, i);
+    }
+    UnpublishLocked(old, now);
+  }
   CrashPoint("commit-unpublished");
   if (header_->entry_count >= max_sequences_ && !EvictOneLocked()) {
+    if (in_heap) heap_->Remove(i);  // not reached: the old entry made room (see above)
     FreeSlotLocked(i);
     KVC_RETURN_IF_ERROR(HeapStatusLocked());
     return Status::NoSpace("pool '" + name_ + "' holds its maximum of " +
                            std::to_string(max_sequences_) + " entries and none can be evicted");
   }
   s.create_tick = NextTickLocked();
-  seg::Atomic(s.access_tick).store(MonotonicNs(), std::memory_order_relaxed);
+  seg::Atomic(s.access_tick).store(tick, std::memory_order_relaxed);
   s.owner = kNil;
-  LinkLocked(i);
+  LinkLocked(i, in_heap);
   header_->puts++;
-  header_->modified = NowSeconds();
+  header_->modified = now;
   *seq = s.sequence_id;
   *published = true;
   return HeapStatusLocked();  // published, but the eviction order needs repair

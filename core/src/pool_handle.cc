@@ -337,18 +337,20 @@ uint32_t PoolHandle::FindChunkLocked(uint64_t hash) const {
   return i.ok() ? *i : kNil;
 }
 
-void PoolHandle::LinkLocked(uint32_t i) {
+void PoolHandle::LinkLocked(uint32_t i, bool in_heap) {
   seg::Slot& s = slots_[i];
   const bool chunk = s.kind == seg::kChunkSlot;
   index_->Link(i);
   seg::Atomic(s.state).store(seg::kLive, std::memory_order_release);  // bytes are complete
   // A chunk with children is never a victim: eviction takes chains leaves first.
-  if (!(chunk && s.children > 0)) heap_->Push(i);
+  if (!in_heap && !(chunk && s.children > 0)) heap_->Push(i);
   header_->entry_count++;
   if (chunk) header_->chunk_count++;
 }
 
-void PoolHandle::UnpublishLocked(uint32_t i) {
+void PoolHandle::UnpublishLocked(uint32_t i) { UnpublishLocked(i, NowSeconds()); }
+
+void PoolHandle::UnpublishLocked(uint32_t i, double now) {
   seg::Slot& s = slots_[i];
   const bool chunk = s.kind == seg::kChunkSlot;
   if (chunk) OrphanChunkLocked(i);
@@ -356,7 +358,7 @@ void PoolHandle::UnpublishLocked(uint32_t i) {
   if (s.heap_pos != kNil) heap_->Remove(i);  // a chunk with children is not in the heap
   if (header_->entry_count > 0) header_->entry_count--;
   if (chunk && header_->chunk_count > 0) header_->chunk_count--;
-  header_->modified = NowSeconds();
+  header_->modified = now;
   if (s.pins > 0) {
     seg::Atomic(s.state).store(seg::kRetired, std::memory_order_release);
   } else {

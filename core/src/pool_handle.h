@@ -218,11 +218,14 @@ class PoolHandle : public std::enable_shared_from_this<PoolHandle> {
   // Makes free slot i a reservation of `me`, WRITING with an empty extent, before
   // anything (an eviction reaping dead processes) can rebuild the pool.
   void ClaimForWriteLocked(uint32_t i, LeaseTable::Owner me);
-  // Unindexes a LIVE slot; frees it now, or retires it until its last pin goes.
+  // Unindexes a LIVE slot; frees it now, or retires it until its last pin goes. `now`
+  // (unix seconds) stamps the pool's modification time.
   void UnpublishLocked(uint32_t slot);
+  void UnpublishLocked(uint32_t slot, double now);
   void FreeSlotLocked(uint32_t slot);
-  // Indexes slot i (SlotIndex::Link) and makes it LIVE.
-  void LinkLocked(uint32_t slot);
+  // Indexes slot i (SlotIndex::Link) and makes it LIVE. `in_heap`: the slot has its
+  // place in the eviction order already (EvictionHeap::Replace).
+  void LinkLocked(uint32_t slot, bool in_heap = false);
   // Chunk `slot` was linked: its parent gains a child and leaves the eviction heap.
   void AdoptChunkLocked(uint32_t slot);
   // Chunk `slot` is being unlinked: its parent loses a child, and becomes evictable

@@ -65,6 +65,46 @@ TEST_F(HeapDamageTest, IntactHeapOrdersAndVerifies) {
   EXPECT_EQ(slots_[0].heap_pos, kNil);
 }
 
+TEST_F(HeapDamageTest, ReplaceTakesThePlaceAndKeyOfTheOldSlot) {
+  EvictionHeap h = Heap();
+  for (uint32_t i : {5u, 2u, 7u, 0u, 3u}) {
+    slots_[i].access_tick = 100 + i;
+    h.Push(i);
+  }
+  uint32_t pos = slots_[2].heap_pos;
+  slots_[6].access_tick = 1000;  // the successor was accessed last
+  ASSERT_TRUE(h.Replace(2, 6));
+  EXPECT_EQ(heap_[pos], 6u);
+  EXPECT_EQ(slots_[6].heap_pos, pos);
+  EXPECT_EQ(slots_[2].heap_pos, kNil);
+  EXPECT_EQ(size_, 5u);
+  EXPECT_TRUE(h.Verify());
+  // Stale, the successor is refreshed when it comes to the top: it goes last.
+  std::vector<uint32_t> order;
+  for (h.SettleTop(); !h.empty(); h.SettleTop()) {
+    order.push_back(h.Top());
+    h.Remove(h.Top());
+  }
+  EXPECT_FALSE(h.damaged());
+  EXPECT_EQ(order, (std::vector<uint32_t>{0, 3, 5, 7, 6}));
+}
+
+TEST_F(HeapDamageTest, ReplaceOfASlotNotWhereItSaysIsDamage) {
+  EvictionHeap h = Heap();
+  for (uint32_t i : {1u, 2u, 3u}) h.Push(i);
+  std::vector<uint32_t> before(heap_.begin(), heap_.begin() + size_);
+  slots_[3].heap_pos = slots_[1].heap_pos;  // says it is where slot 1 is
+  EXPECT_FALSE(h.Replace(3, 4));
+  EXPECT_TRUE(h.damaged());
+  EXPECT_EQ(slots_[4].heap_pos, kNil);
+  EXPECT_EQ(std::vector<uint32_t>(heap_.begin(), heap_.begin() + size_), before);
+  h.ClearDamage();
+  slots_[3].heap_pos = 2;
+  EXPECT_FALSE(h.Replace(3, kCap));  // a successor out of range
+  EXPECT_TRUE(h.damaged());
+  EXPECT_EQ(std::vector<uint32_t>(heap_.begin(), heap_.begin() + size_), before);
+}
+
 TEST_F(HeapDamageTest, IndexOutOfRangeStopsEveryOperation) {
   EvictionHeap h = Heap();
   for (uint32_t i : {1u, 2u, 3u, 4u}) h.Push(i);
