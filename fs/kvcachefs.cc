@@ -145,7 +145,16 @@ void KvcacheFs::NotePool(const std::string& pool) {
 
 int KvcacheFs::PoolExists(const std::string& pool) {
   // The catalog alone says which pools exist: a name that is only a file in /dev/shm
-  // (planted there by anyone) is never mapped.
+  // (planted there by anyone) is never mapped. Once it has named the pool, the segment
+  // mapped for it answers for it (one lstat instead of a catalog query, on every create
+  // and every stat of the pool's directory): a pool destroyed, removed or made anew
+  // since has not that segment any more, and the catalog is asked again.
+  bool known;
+  {
+    MutexLock lock(&pools_mu_);
+    known = known_pools_.count(pool) > 0;
+  }
+  if (known && manager_.MappedAndCurrent(pool)) return 0;
   Result<std::vector<std::string>> pools = manager_.ListPools();
   if (!pools.ok()) return ToErrno(pools.status());
   if (!std::binary_search(pools->begin(), pools->end(), pool)) return ENOENT;

@@ -100,7 +100,7 @@ struct WriteState {
   int error GUARDED_BY(mu) = 0;      // a write refused for space: never published
   bool closed_by_owner GUARDED_BY(mu) = false;  // the writer closed or synced it once
   uint64_t limit GUARDED_BY(mu) = 0;  // the pool's size: larger is EFBIG
-  uint64_t room GUARDED_BY(mu) = 0;   // pool minus pinned bytes when last looked
+  uint64_t room GUARDED_BY(mu) = 0;   // fits for sure: free bytes, or pool minus pins
   // The staging's bytes counted in `ledger` for the pool (kTokens files: none).
   std::shared_ptr<StagingLedger> ledger;  // immutable once shared
   uint64_t charged GUARDED_BY(mu) = 0;

@@ -8,11 +8,13 @@
 // checked at every write, so a save that cannot fit fails at the write() that crosses
 // the limit instead of at a close nobody looks at.
 #include <fcntl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 #include <string>
 
 #include "errno_map.h"
@@ -36,31 +38,62 @@ std::span<const std::byte> AsBytes(std::string_view s) {
 
 }  // namespace
 
+namespace {
+
+// Reads /proc/<tid>/<file> into buf (NUL-terminated); its length, or -1.
+ssize_t ReadProc(pid_t tid, const char* file, char* buf, size_t size) {
+  char path[64];
+  std::snprintf(path, sizeof(path), "/proc/%d/%s", static_cast<int>(tid), file);
+  int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  ssize_t n = ::read(fd, buf, size - 1);
+  ::close(fd);
+  if (n < 0) return -1;
+  buf[n] = '\0';
+  return n;
+}
+
+}  // namespace
+
 pid_t ThreadGroupOf(pid_t tid) {
   if (tid <= 0) return tid;
-  std::ifstream in("/proc/" + std::to_string(tid) + "/status");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("Tgid:", 0) == 0) return static_cast<pid_t>(std::stol(line.substr(5)));
+  // A thread-group leader is its own group, and pidfd_open accepts only leaders: one
+  // system call answers for the main thread of a process (most writers), where
+  // /proc/<tid>/status costs the rendering of the whole file.
+  int fd = static_cast<int>(syscall(SYS_pidfd_open, tid, 0));
+  if (fd >= 0) {
+    ::close(fd);
+    return tid;
   }
-  return tid;
+  char buf[4096];
+  if (ReadProc(tid, "status", buf, sizeof(buf)) < 0) return tid;
+  const char* line = std::strstr(buf, "\nTgid:");
+  if (line == nullptr) return tid;
+  long tgid = std::strtol(line + 6, nullptr, 10);
+  return tgid > 0 ? static_cast<pid_t>(tgid) : tid;
 }
 
 bool DyingBySignal(pid_t tid) {
   if (tid <= 0) return false;
-  std::ifstream in("/proc/" + std::to_string(tid) + "/stat");
-  std::string line;
-  if (!std::getline(in, line)) return false;
-  size_t paren = line.rfind(')');
-  if (paren == std::string::npos) return false;
+  char buf[1024];
+  if (ReadProc(tid, "stat", buf, sizeof(buf)) < 0) return false;
+  const char* paren = std::strrchr(buf, ')');
+  if (paren == nullptr) return false;
   // Fields after the command: state is field 3, flags 9, exit_code 52 (proc(5)).
-  std::istringstream fields(line.substr(paren + 1));
-  std::vector<std::string> f;
-  for (std::string field; fields >> field;) f.push_back(field);
-  if (f.size() < 50) return false;
+  unsigned long flags = 0;
+  long exit_code = 0;
+  int field = 2;
+  for (const char* p = paren + 1; *p != '\0' && field < 52;) {
+    while (*p == ' ') ++p;
+    if (*p == '\0' || *p == '\n') break;
+    ++field;
+    char* end = nullptr;
+    if (field == 9) flags = std::strtoul(p, &end, 10);
+    if (field == 52) exit_code = std::strtol(p, &end, 10);
+    while (*p != ' ' && *p != '\0' && *p != '\n') ++p;
+  }
+  if (field < 52) return false;
   constexpr unsigned long kExiting = 0x4;  // PF_EXITING
-  unsigned long flags = std::stoul(f[9 - 3]);
-  long exit_code = std::stol(f[52 - 3]);
   return (flags & kExiting) != 0 && (exit_code & 0x7f) != 0;
 }
 
@@ -94,7 +127,9 @@ std::shared_ptr<WriteState> KvcacheFs::FindWriter(const std::string& pool, uint6
 Result<std::shared_ptr<WriteState>> KvcacheFs::NewWrite(Ino ino, const std::string& pool,
                                                         uint64_t seq, ScratchKind scratch,
                                                         pid_t owner) {
-  KVC_ASSIGN_OR_RETURN(PoolStats stats, manager_.Stats(pool));
+  // The free bytes are a lower bound of the room: CheckRoom looks at the pins (a scan
+  // of every slot) only for a file that outgrows them.
+  KVC_ASSIGN_OR_RETURN(PoolSpace space, manager_.Space(pool));
   auto state = std::make_shared<WriteState>();
   state->pool = pool;
   state->ino = ino;
@@ -104,8 +139,8 @@ Result<std::shared_ptr<WriteState>> KvcacheFs::NewWrite(Ino ino, const std::stri
     MutexLock state_lock(&state->mu);  // not shared yet: never contended
     state->seq = seq;
     state->scratch = scratch;
-    state->limit = stats.size;
-    state->room = stats.size > stats.pinned ? stats.size - stats.pinned : 0;
+    state->limit = space.size;
+    state->room = space.free;
   }
   MutexLock lock(&writes_mu_);
   state->handles = 1;
@@ -450,7 +485,7 @@ int KvcacheFs::DoFlush(FileHandle* handle, pid_t pid) {
   }
   if (scratch == ScratchKind::kTokens) return ApplyCompanion(handle->write);
   // A close by a process that inherited the descriptor: the writer is not done.
-  if (pid != 0 && ThreadGroupOf(pid) != write.owner) return 0;
+  if (pid != 0 && pid != write.owner && ThreadGroupOf(pid) != write.owner) return 0;
   MutexLock lock(&write.mu);
   if (write.scratch != ScratchKind::kNone) return write.error;
   // The writer killed mid-save (its descriptors closed by its death): what it staged

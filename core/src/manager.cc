@@ -273,6 +273,17 @@ bool Manager::ForgetIfReplaced(std::string_view pool) {
   return true;
 }
 
+bool Manager::MappedAndCurrent(std::string_view pool) {
+  std::shared_ptr<PoolHandle> handle;
+  {
+    ReaderLock lock(&impl_->mu);
+    auto it = impl_->pools.find(pool);
+    if (it == impl_->pools.end()) return false;
+    handle = it->second;
+  }
+  return handle->IsCurrent();
+}
+
 Result<PoolOwner> Manager::Owner(std::string_view pool) {
   KVC_ASSIGN_OR_RETURN(auto handle, Open(pool));
   struct stat st {};
@@ -517,6 +528,11 @@ Result<PoolStats> Manager::Stats(std::string_view pool) {
   st.modified = record->last_modified;
   if (Result<RemoteStatus> remote = GetRemoteStatus(pool); remote.ok()) st.remote = *remote;
   return st;
+}
+
+Result<PoolSpace> Manager::Space(std::string_view pool) {
+  KVC_ASSIGN_OR_RETURN(std::shared_ptr<PoolHandle> handle, Open(pool));
+  return handle->Space();
 }
 
 Result<std::vector<PoolStats>> Manager::StatsAll() {

@@ -583,6 +583,12 @@ Result<PoolStats> PoolHandle::Stats() {
   return st;
 }
 
+Result<PoolSpace> PoolHandle::Space() {
+  Locked lk(*this);
+  KVC_RETURN_IF_ERROR(lk.status());
+  return PoolSpace{layout_.block_count * layout_.block_size, header_->free};
+}
+
 void PoolHandle::StatsLocked(PoolStats& st) const {
   const seg::Header& h = *header_;
   const uint64_t size = layout_.block_count * layout_.block_size;

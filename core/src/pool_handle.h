@@ -126,6 +126,8 @@ class PoolHandle : public std::enable_shared_from_this<PoolHandle> {
   Result<std::vector<EntryView>> PinAll();
 
   Result<PoolStats> Stats();
+  // Size and free bytes from the header alone (Manager::Space).
+  Result<PoolSpace> Space();
   // Counters gathered since the last call; marks them recorded. GiveBack undoes a take
   // whose recording failed.
   struct CounterDelta {

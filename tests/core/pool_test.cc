@@ -274,6 +274,32 @@ TEST_F(PoolTest, RemoveOfPinnedEntryFreesOnRelease) {
   EXPECT_EQ(manager().Stats("rmpin")->used, 0u);
 }
 
+TEST_F(PoolTest, SpaceIsSizeAndFreeBytesABoundOfWhatPinsLeave) {
+  CreatePool("space", 1 * kMiB);
+  Result<PoolSpace> empty = manager().Space("space");
+  ASSERT_TRUE(empty.ok()) << empty.status().ToString();
+  EXPECT_EQ(empty->size, 1 * kMiB);
+  EXPECT_EQ(empty->free, 1 * kMiB);
+  ASSERT_TRUE(manager().Put("space", 1, Pattern(1, 4096), 1).ok());
+  ASSERT_TRUE(manager().Put("space", 2, Pattern(2, 8192), 1).ok());
+  {
+    auto view = manager().View("space", 1);
+    ASSERT_TRUE(view.ok());
+    // A removed entry still pinned keeps its bytes: they are not free.
+    ASSERT_TRUE(manager().Remove("space", 1).ok());
+    Result<PoolSpace> space = manager().Space("space");
+    Result<PoolStats> stats = manager().Stats("space");
+    ASSERT_TRUE(space.ok() && stats.ok());
+    EXPECT_EQ(space->size, stats->size);
+    EXPECT_EQ(space->free, stats->free);
+    EXPECT_EQ(space->free, 1 * kMiB - 4096 - 8192);
+    EXPECT_LE(space->free, stats->size - stats->pinned);
+  }
+  EXPECT_EQ(manager().Space("space")->free, 1 * kMiB - 8192);
+  EXPECT_EQ(manager().Space("nope").status().code(), Code::kNotFound);
+  EXPECT_EQ(manager().Space("bad/name").status().code(), Code::kInvalidArgument);
+}
+
 TEST_F(PoolTest, ReservationIsInvisibleUntilCommitAndFreedOnAbort) {
   CreatePool("res", 1 * kMiB);
   {

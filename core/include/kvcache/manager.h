@@ -66,6 +66,14 @@ struct KVCACHE_EXPORT PoolOwner {
   uint32_t mode = 0;  // permission bits, e.g. 0600
 };
 
+// A pool's size and its free bytes: those no entry holds, so no pin can keep a put from
+// them. `free` is a lower bound of the room a put finds (it may also evict unpinned
+// entries), read from the segment's header without looking at its slots.
+struct KVCACHE_EXPORT PoolSpace {
+  uint64_t size = 0;
+  uint64_t free = 0;
+};
+
 // Statistics to give an entry instead of fresh ones (used by restore).
 struct KVCACHE_EXPORT EntryStats {
   double created = 0;
@@ -217,6 +225,8 @@ class KVCACHE_EXPORT Manager {
 
   // ---- observation ----
   Result<PoolStats> Stats(std::string_view pool);
+  // Size and free bytes only: no slot scan and no catalog query, unlike Stats.
+  Result<PoolSpace> Space(std::string_view pool);
   // Every pool in the catalog; pools without a live segment have loaded == false. A
   // pool that cannot be read (a corrupt or foreign segment) is listed with its error
   // set; it never hides the others.
@@ -234,6 +244,10 @@ class KVCACHE_EXPORT Manager {
   // until released. Returns true when a mapping was forgotten. Costs one lstat(): for
   // long-lived processes at points of their choosing, not for every get.
   bool ForgetIfReplaced(std::string_view pool);
+  // True when this Manager has `pool` mapped and its segment is still the one it
+  // mapped: neither destroyed nor removed nor replaced. A pool known to exist is then
+  // known to still exist without asking the catalog. Costs one lstat().
+  bool MappedAndCurrent(std::string_view pool);
   // The owner of the pool's segment file. NotFound when the pool is not loaded.
   Result<PoolOwner> Owner(std::string_view pool);
 
