@@ -75,7 +75,7 @@ bool KvcacheFs::IsPrivileged(const Caller& caller, const PoolOwner& owner) const
   return caller.uid == 0 || caller.uid == uid_ || caller.uid == owner.uid;
 }
 
-void KvcacheFs::BaseAttr(Ino ino, mode_t mode, struct stat* attr) {
+void KvcacheFs::BaseAttr(Ino ino, mode_t mode, struct stat* attr, const PoolOwner* owner) {
   *attr = {};
   attr->st_ino = ino;
   attr->st_mode = mode;
@@ -86,19 +86,20 @@ void KvcacheFs::BaseAttr(Ino ino, mode_t mode, struct stat* attr) {
   attr->st_blksize = kBlockSize;
   std::optional<Node> node = inodes_.Get(ino);
   if (node && !node->pool.empty()) {
-    PoolOwner owner = OwnerOf(node->pool);
-    attr->st_uid = owner.uid;
-    attr->st_gid = owner.gid;
-    attr->st_mode = (mode & S_IFMT) | PoolPerms(*node, owner.mode);
+    PoolOwner pool_owner = owner != nullptr ? *owner : OwnerOf(node->pool);
+    attr->st_uid = pool_owner.uid;
+    attr->st_gid = pool_owner.gid;
+    attr->st_mode = (mode & S_IFMT) | PoolPerms(*node, pool_owner.mode);
   }
 }
 
-void KvcacheFs::DirAttr(Ino ino, mode_t perms, struct stat* attr) {
-  BaseAttr(ino, S_IFDIR | perms, attr);
+void KvcacheFs::DirAttr(Ino ino, mode_t perms, struct stat* attr, const PoolOwner* owner) {
+  BaseAttr(ino, S_IFDIR | perms, attr, owner);
 }
 
-void KvcacheFs::FileAttr(Ino ino, mode_t perms, uint64_t size, struct stat* attr) {
-  BaseAttr(ino, S_IFREG | perms, attr);
+void KvcacheFs::FileAttr(Ino ino, mode_t perms, uint64_t size, struct stat* attr,
+                         const PoolOwner* owner) {
+  BaseAttr(ino, S_IFREG | perms, attr, owner);
   attr->st_size = static_cast<off_t>(size);
   attr->st_blocks = static_cast<blkcnt_t>((size + 511) / 512);
 }
@@ -143,7 +144,7 @@ void KvcacheFs::NotePool(const std::string& pool) {
   known_pools_.insert(pool);
 }
 
-int KvcacheFs::PoolExists(const std::string& pool) {
+int KvcacheFs::PoolExists(const std::string& pool, std::optional<PoolOwner>* owner) {
   // The catalog alone says which pools exist: a name that is only a file in /dev/shm
   // (planted there by anyone) is never mapped. Once it has named the pool, the segment
   // mapped for it answers for it (one lstat instead of a catalog query, on every create
@@ -154,7 +155,13 @@ int KvcacheFs::PoolExists(const std::string& pool) {
     MutexLock lock(&pools_mu_);
     known = known_pools_.count(pool) > 0;
   }
-  if (known && manager_.MappedAndCurrent(pool)) return 0;
+  if (known) {
+    if (std::optional<PoolOwner> mapped = manager_.CheckMapping(pool)) {
+      if (owner != nullptr) *owner = mapped;
+      return 0;
+    }
+  }
+  if (owner != nullptr) owner->reset();
   Result<std::vector<std::string>> pools = manager_.ListPools();
   if (!pools.ok()) return ToErrno(pools.status());
   if (!std::binary_search(pools->begin(), pools->end(), pool)) return ENOENT;
@@ -238,8 +245,9 @@ int KvcacheFs::LookupInRoot(std::string_view name, fuse_entry_param* entry) {
 int KvcacheFs::LookupInPool(const Caller& caller, const std::string& pool,
                             std::string_view name, fuse_entry_param* entry) {
   // Every path into a pool passes here (names of entries are never cached), so a
-  // segment removed and made anew behind our back is noticed before it is used.
-  manager_.ForgetIfReplaced(pool);
+  // segment removed and made anew behind our back is noticed before it is used. The
+  // same lstat gives the owner a sequence file shows.
+  std::optional<PoolOwner> owner = manager_.CheckMapping(pool);
   struct stat attr;
   if (name == kByPrefixName || name == kChunksName) {
     Ino ino = inodes_.Acquire(PoolNode(
@@ -259,11 +267,11 @@ int KvcacheFs::LookupInPool(const Caller& caller, const std::string& pool,
   if (ParseScratchName(name).kind != ScratchKind::kNone) return LookupScratch(pool, name, entry);
   SeqName seq = ParseSeqName(name);
   if (seq.error != 0) return seq.error;
-  return LookupSeq(pool, seq.seq, caller.pid, entry);
+  return LookupSeq(pool, seq.seq, caller.pid, entry, owner);
 }
 
 int KvcacheFs::LookupSeq(const std::string& pool, uint64_t seq, pid_t caller_pid,
-                         fuse_entry_param* entry) {
+                         fuse_entry_param* entry, const std::optional<PoolOwner>& owner) {
   // A writer replacing the id gets a new inode through CREATE (see OpenIntent::kReplace);
   // the published version's inode, which readers share, is never truncated.
   OpenIntent intent = OpenIntentOf(caller_pid);
@@ -281,7 +289,11 @@ int KvcacheFs::LookupSeq(const std::string& pool, uint64_t seq, pid_t caller_pid
   }
   Ino ino = inodes_.AcquireSeq(pool, seq, info->generation, nullptr, AttrsOf(*info));
   struct stat attr;
-  SeqAttr(ino, *info, &attr);
+  if (owner) {
+    SeqAttr(ino, AttrsOf(*info), *owner, &attr);
+  } else {
+    SeqAttr(ino, *info, &attr);
+  }
   FillEntry(ino, attr, entry, 0);
   entry->attr_timeout = options_.seq_attr_timeout;
   return 0;
@@ -310,11 +322,13 @@ int KvcacheFs::DoGetattr(Ino ino, const FileHandle* handle, struct stat* attr,
       *timeout = options_.dir_timeout;
       DirAttr(ino, 0755, attr);
       return 0;
-    case NodeKind::kPoolDir:
-      if (int err = PoolExists(node->pool); err != 0) return err;
+    case NodeKind::kPoolDir: {
+      std::optional<PoolOwner> owner;
+      if (int err = PoolExists(node->pool, &owner); err != 0) return err;
       *timeout = options_.dir_timeout;
-      DirAttr(ino, 0755, attr);
+      DirAttr(ino, 0755, attr, owner ? &*owner : nullptr);
       return 0;
+    }
     case NodeKind::kByPrefixDir:
     case NodeKind::kChunksDir:
       *timeout = options_.dir_timeout;

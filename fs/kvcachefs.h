@@ -245,9 +245,12 @@ class KvcacheFs {
   // The attributes every node shares (owner, times, block size). A node of a pool
   // shows the pool's owner, and permission bits derived from the pool's (see
   // PoolPerms), whatever `mode` asks for: default_permissions enforces them.
-  void BaseAttr(Ino ino, mode_t mode, struct stat* attr);
-  void DirAttr(Ino ino, mode_t perms, struct stat* attr);
-  void FileAttr(Ino ino, mode_t perms, uint64_t size, struct stat* attr);
+  // `owner`: the pool's segment owner when the caller has just read it (else it is
+  // looked up).
+  void BaseAttr(Ino ino, mode_t mode, struct stat* attr, const PoolOwner* owner = nullptr);
+  void DirAttr(Ino ino, mode_t perms, struct stat* attr, const PoolOwner* owner = nullptr);
+  void FileAttr(Ino ino, mode_t perms, uint64_t size, struct stat* attr,
+                const PoolOwner* owner = nullptr);
   void SeqAttr(Ino ino, const EntryInfo& info, struct stat* attr);
   // The same from what a listing kept, with the pool's owner looked up once for it.
   void SeqAttr(Ino ino, const SeqAttrs& attrs, const PoolOwner& owner, struct stat* attr);
@@ -256,13 +259,16 @@ class KvcacheFs {
   PoolOwner OwnerOf(const std::string& pool);
   // True when `caller` is not counted against the pool's pin quota.
   bool IsPrivileged(const Caller& caller, const PoolOwner& owner) const;
-  int PoolExists(const std::string& pool);
+  // 0 when the catalog has `pool`, else an errno. *owner (when not null) is set to the
+  // segment's owner when that was read on the way (else nullopt).
+  int PoolExists(const std::string& pool, std::optional<PoolOwner>* owner = nullptr);
   int LookupInRoot(std::string_view name, fuse_entry_param* entry);
   int LookupInPool(const Caller& caller, const std::string& pool, std::string_view name,
                    fuse_entry_param* entry);
-  // A missing id counts a miss when thread `caller_pid` is opening it to read.
+  // A missing id counts a miss when thread `caller_pid` is opening it to read. `owner`:
+  // the pool's segment owner when the caller has just read it (else it is looked up).
   int LookupSeq(const std::string& pool, uint64_t seq, pid_t caller_pid,
-                fuse_entry_param* entry);
+                fuse_entry_param* entry, const std::optional<PoolOwner>& owner = std::nullopt);
   int ListDir(Ino ino, const Node& node, DirHandle* out);
   void NotePool(const std::string& pool);
   int EntryFor(const DirEntry& d, fuse_entry_param* entry);
@@ -292,12 +298,13 @@ class KvcacheFs {
   int OpenFile(const Caller& caller, Ino ino, int flags, OpenResult* out);
   int CreateFile(const Caller& caller, Ino parent, std::string_view name, int flags,
                  fuse_entry_param* entry, OpenResult* out);
-  int OpenSeq(const Caller& caller, Ino ino, const Node& node, int flags, OpenResult* out);
+  int OpenSeq(const Caller& caller, Ino ino, const Node& node, int flags, OpenResult* out,
+              const std::optional<PoolOwner>& owner = std::nullopt);
   int OpenScratch(Ino ino, const std::shared_ptr<WriteState>& state, int flags,
                   OpenResult* out);
   // The reply to a CREATE that made write inode `ino` (new, empty): entry and handle.
   void ReplyCreated(Ino ino, std::shared_ptr<WriteState> write, fuse_entry_param* entry,
-                    OpenResult* out);
+                    OpenResult* out, const PoolOwner* owner = nullptr);
   int CreateScratch(const std::string& pool, std::string_view name, ScratchName scratch,
                     int flags, fuse_entry_param* entry, OpenResult* out, pid_t pid);
   int LookupScratch(const std::string& pool, std::string_view name, fuse_entry_param* entry);

@@ -219,7 +219,7 @@ int KvcacheFs::Publish(WriteState& state) {
 // ---------------------------------------------------------------- opening
 
 int KvcacheFs::OpenSeq(const Caller& caller, Ino ino, const Node& node, int flags,
-                       OpenResult* out) {
+                       OpenResult* out, const std::optional<PoolOwner>& owner) {
   auto handle = std::make_unique<FileHandle>();
   handle->ino = ino;
   if (node.generation == 0) {
@@ -255,7 +255,7 @@ int KvcacheFs::OpenSeq(const Caller& caller, Ino ino, const Node& node, int flag
     // new inode; this one's pages belong to the old bytes.
     return ESTALE;
   }
-  if (!IsPrivileged(caller, OwnerOf(node.pool))) {
+  if (!IsPrivileged(caller, owner ? *owner : OwnerOf(node.pool))) {
     Result<PoolConfig> config = manager_.GetConfig(node.pool);
     if (!config.ok()) return ToErrno(config.status());
     if (!pin_quota_.TryAcquire(node.pool, caller.uid, config->max_sequences)) return EMFILE;
@@ -307,10 +307,13 @@ int KvcacheFs::OpenFile(const Caller& caller, Ino ino, int flags, OpenResult* ou
   if (!node) return ESTALE;
   auto handle = std::make_unique<FileHandle>();
   handle->ino = ino;
-  if (!node->pool.empty()) manager_.ForgetIfReplaced(node->pool);
+  // A segment replaced behind our back is forgotten before it is used; the same lstat
+  // gives the owner an open checks the caller against.
+  std::optional<PoolOwner> owner;
+  if (!node->pool.empty()) owner = manager_.CheckMapping(node->pool);
   switch (node->kind) {
     case NodeKind::kSeqFile:
-      return OpenSeq(caller, ino, *node, flags, out);
+      return OpenSeq(caller, ino, *node, flags, out, owner);
     case NodeKind::kScratchFile: {
       std::shared_ptr<WriteState> state = FindWrite(ino);
       if (!state) return ESTALE;
@@ -366,7 +369,8 @@ int KvcacheFs::CreateFile(const Caller& caller, Ino parent, std::string_view nam
   }
   SeqName seq = ParseSeqName(name);
   if (seq.error != 0) return seq.error;
-  if (int err = PoolExists(pool); err != 0) return err;
+  std::optional<PoolOwner> owner;
+  if (int err = PoolExists(pool, &owner); err != 0) return err;
 
   Result<EntryInfo> info = manager_.Stat(pool, seq.seq);
   if (!info.ok() && info.status().code() != Code::kNotFound) return ToErrno(info.status());
@@ -390,18 +394,18 @@ int KvcacheFs::CreateFile(const Caller& caller, Ino parent, std::string_view nam
     inodes_.Unref(ino);
     return ToErrno(write.status());
   }
-  ReplyCreated(ino, std::move(write).value(), entry, out);
+  ReplyCreated(ino, std::move(write).value(), entry, out, owner ? &*owner : nullptr);
   return 0;
 }
 
 void KvcacheFs::ReplyCreated(Ino ino, std::shared_ptr<WriteState> write,
-                             fuse_entry_param* entry, OpenResult* out) {
+                             fuse_entry_param* entry, OpenResult* out, const PoolOwner* owner) {
   auto handle = std::make_unique<FileHandle>();
   handle->ino = ino;
   handle->kind = FileHandle::Kind::kWrite;
   handle->write = std::move(write);
   struct stat attr;
-  FileAttr(ino, 0644, 0, &attr);
+  FileAttr(ino, 0644, 0, &attr, owner);
   FillEntry(ino, attr, entry, 0);
   out->direct_io = true;
   out->handle = handle.release();

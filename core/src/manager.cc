@@ -273,15 +273,22 @@ bool Manager::ForgetIfReplaced(std::string_view pool) {
   return true;
 }
 
-bool Manager::MappedAndCurrent(std::string_view pool) {
+std::optional<PoolOwner> Manager::CheckMapping(std::string_view pool) {
   std::shared_ptr<PoolHandle> handle;
   {
     ReaderLock lock(&impl_->mu);
     auto it = impl_->pools.find(pool);
-    if (it == impl_->pools.end()) return false;
+    if (it == impl_->pools.end()) return std::nullopt;
     handle = it->second;
   }
-  return handle->IsCurrent();
+  struct stat st {};
+  if (handle->IsCurrent(&st)) {
+    return PoolOwner{st.st_uid, st.st_gid, static_cast<uint32_t>(st.st_mode & 07777)};
+  }
+  WriterLock lock(&impl_->mu);
+  auto it = impl_->pools.find(pool);
+  if (it != impl_->pools.end() && it->second == handle) impl_->pools.erase(it);
+  return std::nullopt;
 }
 
 Result<PoolOwner> Manager::Owner(std::string_view pool) {

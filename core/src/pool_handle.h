@@ -67,6 +67,10 @@ class PoolHandle : public std::enable_shared_from_this<PoolHandle> {
   void MarkDestroyed();
   // False once the pool was destroyed, or its path removed or given to another file.
   bool IsCurrent() const { return !destroyed() && segment_.IsFileAt(path_); }
+  // The same, filling *seen (when not null) with what lstat() found at the path.
+  bool IsCurrent(struct stat* seen) const {
+    return !destroyed() && segment_.IsFileAt(path_, seen);
+  }
 
   // Who hears of this process's commits and evictions (Manager's remote tiers). Set
   // before the handle is shared; held weakly.

@@ -46,10 +46,12 @@ Result<int> MappedSegment::WriteFd(const std::string& path) const {
   return file_->fd();
 }
 
-bool MappedSegment::IsFileAt(const std::string& path) const {
+bool MappedSegment::IsFileAt(const std::string& path, struct stat* seen) const {
   struct stat st {};
-  return lstat(path.c_str(), &st) == 0 && st.st_dev == file_->dev() &&
-         st.st_ino == file_->ino();
+  bool same = lstat(path.c_str(), &st) == 0 && st.st_dev == file_->dev() &&
+              st.st_ino == file_->ino();
+  if (seen != nullptr) *seen = st;
+  return same;
 }
 
 MappedSegment::~MappedSegment() {

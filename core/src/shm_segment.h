@@ -69,7 +69,9 @@ class MappedSegment {
   SegmentFile& file() const { return *file_; }
   // True when `path` still names the file this segment maps (it was not removed, nor
   // replaced by another file since). One lstat().
-  bool IsFileAt(const std::string& path) const;
+  bool IsFileAt(const std::string& path) const { return IsFileAt(path, nullptr); }
+  // The same, filling *seen (when not null) with what lstat() found at `path`.
+  bool IsFileAt(const std::string& path, struct stat* seen) const;
 
  private:
   MappedSegment(std::byte* base, uint64_t size, std::shared_ptr<SegmentFile> file)

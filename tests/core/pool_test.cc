@@ -2,6 +2,7 @@
 // gets, pins, prefixes, eviction under pressure, health and corruption.
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -134,6 +135,30 @@ TEST_F(PoolTest, DestroyRemovesSegmentAndCatalogRecord) {
   EXPECT_TRUE(manager().ListPools()->empty());
   EXPECT_EQ(manager().DestroyPool("gone").code(), Code::kNotFound);
   EXPECT_EQ(manager().Put("gone", 1, Pattern(1, 10), 1).code(), Code::kNotFound);
+}
+
+TEST_F(PoolTest, CheckMappingGivesTheOwnerUntilTheSegmentGoes) {
+  CreatePool("checked", 1 * kMiB);
+  // Not mapped by this Manager yet: nothing to vouch for.
+  Manager other(options());
+  EXPECT_FALSE(other.CheckMapping("checked").has_value());
+  ASSERT_TRUE(other.Put("checked", 1, Pattern(1, 100), 1).ok());
+  std::optional<PoolOwner> owner = other.CheckMapping("checked");
+  ASSERT_TRUE(owner.has_value());
+  Result<PoolOwner> expected = other.Owner("checked");
+  ASSERT_TRUE(expected.ok());
+  EXPECT_EQ(owner->uid, expected->uid);
+  EXPECT_EQ(owner->gid, expected->gid);
+  EXPECT_EQ(owner->mode, expected->mode);
+  ASSERT_EQ(chmod(SegmentPath("checked").c_str(), 0640), 0);
+  ASSERT_TRUE(other.CheckMapping("checked").has_value());
+  EXPECT_EQ(other.CheckMapping("checked")->mode, 0640u);
+  // Destroyed by another process: the mapping is forgotten, and stays so.
+  ASSERT_TRUE(manager().DestroyPool("checked").ok());
+  EXPECT_FALSE(other.CheckMapping("checked").has_value());
+  EXPECT_FALSE(other.ForgetIfReplaced("checked"));
+  EXPECT_EQ(other.Stats("checked").status().code(), Code::kNotFound);
+  EXPECT_FALSE(other.CheckMapping("nope").has_value());
 }
 
 TEST_F(PoolTest, NonexistentPoolIsNotFoundEverywhere) {

@@ -244,10 +244,12 @@ class KVCACHE_EXPORT Manager {
   // until released. Returns true when a mapping was forgotten. Costs one lstat(): for
   // long-lived processes at points of their choosing, not for every get.
   bool ForgetIfReplaced(std::string_view pool);
-  // True when this Manager has `pool` mapped and its segment is still the one it
-  // mapped: neither destroyed nor removed nor replaced. A pool known to exist is then
-  // known to still exist without asking the catalog. Costs one lstat().
-  bool MappedAndCurrent(std::string_view pool);
+  // ForgetIfReplaced, and when this Manager keeps its mapping of `pool` (the segment is
+  // still the one it mapped: neither destroyed nor removed nor replaced), the segment's
+  // owner, from the same lstat(). nullopt when `pool` is not mapped, or its mapping was
+  // just forgotten. A pool known to exist and still mapped is known to still exist
+  // without asking the catalog.
+  std::optional<PoolOwner> CheckMapping(std::string_view pool);
   // The owner of the pool's segment file. NotFound when the pool is not loaded.
   Result<PoolOwner> Owner(std::string_view pool);
 
