@@ -395,6 +395,11 @@ int KvcacheFs::CreateFile(const Caller& caller, Ino parent, std::string_view nam
     return ToErrno(write.status());
   }
   ReplyCreated(ino, std::move(write).value(), entry, out, owner ? &*owner : nullptr);
+  // Nobody but the writer reaches this inode until it is published (no lookup finds
+  // it), and the kernel keeps the size of what the writer writes itself: attributes it
+  // may trust spare the GETATTR that opening the new file (its permission check) sends
+  // otherwise. The name is still never cached.
+  entry->attr_timeout = options_.seq_attr_timeout;
   return 0;
 }
 

@@ -294,6 +294,42 @@ TEST_F(WritePathTest, OpenFileKeepsItsGenerationsSizeAfterAReplacement) {
   EXPECT_TRUE(std::equal(old_data.begin() + 10, old_data.end(), rest.begin()));
 }
 
+// A new file's attributes are given to the kernel with a timeout (nobody else can reach
+// its inode before it is published): the writer still sees the size it wrote and
+// truncated to, and once published a stat by name sees the entry, and a replacement by
+// another process at once.
+TEST_F(WritePathTest, NewFilesWriterSeesItsSizeAndEveryoneThePublishedEntry) {
+  std::vector<std::byte> data = Pattern(11, 5000);
+  int fd = open(Path("p/27").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  ASSERT_GE(fd, 0) << strerror(errno);
+  struct stat st;
+  ASSERT_EQ(fstat(fd, &st), 0);
+  EXPECT_EQ(st.st_size, 0);
+  ASSERT_EQ(write(fd, data.data(), data.size()), 5000);
+  ASSERT_EQ(fstat(fd, &st), 0);
+  EXPECT_EQ(st.st_size, 5000);
+  ASSERT_EQ(ftruncate(fd, 3000), 0);
+  ASSERT_EQ(fstat(fd, &st), 0);
+  EXPECT_EQ(st.st_size, 3000);
+  ASSERT_EQ(pwrite(fd, data.data() + 3000, 1000, 3000), 1000);
+  ASSERT_EQ(fstat(fd, &st), 0);
+  EXPECT_EQ(st.st_size, 4000);
+  // Not published yet: nobody finds it by name.
+  EXPECT_NE(stat(Path("p/27").c_str(), &st), 0);
+  ASSERT_EQ(close(fd), 0);
+  ASSERT_EQ(stat(Path("p/27").c_str(), &st), 0);
+  EXPECT_EQ(st.st_size, 4000);
+  std::vector<std::byte> back;
+  ASSERT_EQ(ReadFile(Path("p/27"), &back), 0);
+  EXPECT_TRUE(back == std::vector<std::byte>(data.begin(), data.begin() + 4000));
+  ASSERT_TRUE(manager().Put("p", 27, Pattern(12, 100), 0).ok());
+  ASSERT_EQ(stat(Path("p/27").c_str(), &st), 0);
+  EXPECT_EQ(st.st_size, 100);
+  EXPECT_EQ(ChildReads(Path("p/27"), Pattern(12, 100)), 0);
+  ASSERT_TRUE(manager().Remove("p", 27).ok());
+  EXPECT_NE(stat(Path("p/27").c_str(), &st), 0);
+}
+
 // open(O_WRONLY | O_TRUNC) without O_CREAT replaces an id just as O_CREAT | O_TRUNC does:
 // the file readers have open keeps its size and bytes while the writer stages.
 TEST_F(WritePathTest, TruncatingOpenWithoutCreateLeavesOpenReadersWhole) {
