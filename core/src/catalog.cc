@@ -14,12 +14,14 @@
 #include <exception>
 #include <functional>
 #include <iterator>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
 #include <vector>
 
 #include "file_util.h"
+#include "fork_guard.h"
 #include "thread_annotations.h"
 #include "kvcache/types.h"
 
@@ -185,11 +187,31 @@ std::string OrEmpty(const SQLite::Column& c) { return c.isNull() ? std::string()
 }  // namespace
 
 struct Catalog::Impl {
-  Impl(const std::string& path, int flags) : db(path, flags, kBusyTimeoutMs) {}
+  // Opening and closing run in a ForkGuard::Hold and every other use of the connection
+  // under mu, which forks take: a child never inherits SQLite in the middle of a call.
+  Impl(const std::string& path, int flags) {
+    ForkGuard::Hold hold;
+    {
+      MutexLock lock(&mu);  // not shared yet: uncontended
+      db.emplace(path, flags, kBusyTimeoutMs);
+    }
+    fork_guard.emplace(&mu, ForkRank::kCatalog);
+  }
+  ~Impl() {
+    ForkGuard::Hold hold;
+    fork_guard.reset();
+    MutexLock lock(&mu);
+    db.reset();
+  }
+  Impl(const Impl&) = delete;
+  Impl& operator=(const Impl&) = delete;
+
   // A leaf lock: nothing else is taken while it is held.
   Mutex mu;
-  // One connection, used by one thread at a time (Run hands it over under mu).
-  SQLite::Database db GUARDED_BY(mu);
+  // One connection, used by one thread at a time (Run hands it over under mu). Always
+  // set between the constructor and the destructor.
+  std::optional<SQLite::Database> db GUARDED_BY(mu);
+  std::optional<ForkGuard> fork_guard;
   int schema_version = 0;
   // Why the catalog could only be opened read-only (e.g. its filesystem is full);
   // empty when it is writable. Set once in Open.
@@ -212,7 +234,7 @@ R Run(const std::string& path, Catalog::Impl& impl, std::string_view what,
       const std::function<R(SQLite::Database&)>& fn) {
   MutexLock lock(&impl.mu);
   try {
-    return fn(impl.db);
+    return fn(*impl.db);
   } catch (const std::exception& e) {
     Status s = FromException(path, what, e);
     if (impl.read_only_reason.empty()) return s;
@@ -322,7 +344,7 @@ Result<std::unique_ptr<Catalog>> Catalog::OpenReadOnly(const std::string& path,
       {
         // Not shared yet, so never contended; taken so every use of db is under mu.
         MutexLock lock(&impl->mu);
-        version = UserVersion(impl->db);
+        version = UserVersion(*impl->db);
       }
       if (version != kSchemaVersion) continue;  // migrating needs a writable catalog
       impl->schema_version = version;
@@ -359,7 +381,7 @@ Result<std::unique_ptr<Catalog>> Catalog::Open(const std::string& path) {
       int version;
       {
         MutexLock lock(&impl->mu);  // not shared yet: uncontended, see OpenReadOnly
-        version = SetUp(impl->db, path, &step);
+        version = SetUp(*impl->db, path, &step);
       }
       if (version > kSchemaVersion) {
         return Status::NotSupported("catalog " + path + ": schema version " +

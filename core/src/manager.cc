@@ -15,6 +15,7 @@
 #include "kvcache/catalog.h"
 #include "kvcache/prefix.h"
 #include "pool_handle.h"
+#include "process_table.h"
 #include "manager_impl.h"
 #include "shm_segment.h"
 #include "thread_annotations.h"
@@ -74,10 +75,35 @@ Manager::Manager(ManagerOptions options)
   impl_->hub = std::make_shared<RemoteHub>(this, options_);
 }
 
+namespace {
+
+// Leaves a catalog inherited across a fork open and untouched for good (closing a
+// connection is a use of it). Held from a static, so it stays reachable.
+// Called under no lock (the first call registers the list's lock with ForkGuard).
+void Abandon(std::unique_ptr<Catalog> inherited) {
+  if (inherited == nullptr) return;
+  struct Abandoned {
+    Mutex mu;
+    std::vector<std::unique_ptr<Catalog>> catalogs GUARDED_BY(mu);
+    ForkGuard mu_across_fork{&mu, ForkRank::kLeaf};
+  };
+  static auto* abandoned = new Abandoned;
+  MutexLock lock(&abandoned->mu);
+  abandoned->catalogs.push_back(std::move(inherited));
+}
+
+}  // namespace
+
 Manager::~Manager() {
   // Sends what was queued for remotes (bounded by remote_flush_ms) while the catalog
   // and the pools are still here.
   impl_->hub.reset();
+  std::unique_ptr<Catalog> inherited;
+  {
+    MutexLock lock(&impl_->catalog_mu);
+    if (impl_->catalog_epoch != ForkEpoch()) inherited = std::move(impl_->catalog);
+  }
+  Abandon(std::move(inherited));
 }
 
 Status Manager::CheckOptions() const { return ValidateShmPrefix(options_.shm_prefix); }
@@ -107,11 +133,32 @@ Status Manager::CheckHome() {
 
 Result<Catalog*> Manager::catalog() {
   KVC_RETURN_IF_ERROR(CheckOptions());
-  MutexLock lock(&impl_->catalog_mu);
-  if (impl_->catalog == nullptr) {
-    KVC_ASSIGN_OR_RETURN(impl_->catalog, Catalog::Open(options_.catalog_path));
+  const uint64_t epoch = ForkEpoch();
+  std::unique_ptr<Catalog> inherited;
+  {
+    MutexLock lock(&impl_->catalog_mu);
+    if (impl_->catalog != nullptr && impl_->catalog_epoch == epoch) return impl_->catalog.get();
+    if (impl_->catalog != nullptr) inherited = std::move(impl_->catalog);
   }
-  return impl_->catalog.get();
+  Abandon(std::move(inherited));
+  // Opened outside catalog_mu: opening waits for forks to be out of the way, which
+  // take catalog_mu (see fork_guard.h).
+  KVC_ASSIGN_OR_RETURN(std::unique_ptr<Catalog> opened, Catalog::Open(options_.catalog_path));
+  std::unique_ptr<Catalog> extra;  // another thread opened one meanwhile: closed unused
+  Catalog* cat;
+  {
+    MutexLock lock(&impl_->catalog_mu);
+    if (impl_->catalog == nullptr || impl_->catalog_epoch != epoch) {
+      inherited = std::move(impl_->catalog);  // from before a later fork
+      impl_->catalog = std::move(opened);
+      impl_->catalog_epoch = epoch;
+    } else {
+      extra = std::move(opened);
+    }
+    cat = impl_->catalog.get();
+  }
+  Abandon(std::move(inherited));
+  return cat;
 }
 
 namespace {

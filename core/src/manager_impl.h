@@ -8,6 +8,7 @@
 
 #include "kvcache/catalog.h"
 #include "kvcache/manager.h"
+#include "fork_guard.h"
 #include "pool_handle.h"
 #include "remote_hub.h"
 #include "thread_annotations.h"
@@ -17,9 +18,8 @@ namespace kvcache {
 // Lock order: mu and catalog_mu are never held together, nor while a pool lock (a
 // segment's robust mutex) or a RemoteHub/RemoteTier lock is taken: each is held only to
 // look up or swap a pointer (dropping a pool's last handle under mu unmaps its segment,
-// which takes the SegmentFile registry's leaf lock). The one nesting: catalog_mu is held while Catalog::Open
-// sets up the new catalog under that catalog's own mutex (catalog_mu before
-// Catalog::Impl::mu).
+// which takes the SegmentFile registry's leaf lock). Both are held across fork() (see
+// fork_guard.h), so a child finds them free.
 struct Manager::Impl {
   // Guards pools: readers look a handle up, writers add or drop one.
   SharedMutex mu;
@@ -27,6 +27,12 @@ struct Manager::Impl {
   // Guards the lazily opened catalog pointer (the Catalog serialises its own queries).
   Mutex catalog_mu;
   std::unique_ptr<Catalog> catalog GUARDED_BY(catalog_mu);
+  // The ForkEpoch() the catalog was opened in. SQLite forbids using a connection in a
+  // child of the process that opened it: a child opens its own and leaves the
+  // inherited one alone.
+  uint64_t catalog_epoch GUARDED_BY(catalog_mu) = 0;
+  ForkGuard mu_across_fork{&mu, ForkRank::kManagerPools};
+  ForkGuard catalog_mu_across_fork{&catalog_mu, ForkRank::kManagerCatalog};
   // The pools' remote tiers; destroyed first (they record into the catalog and pin
   // entries as they flush). Handles hold it weakly.
   std::shared_ptr<RemoteHub> hub;

@@ -21,6 +21,7 @@
 
 #include "kvcache/manager.h"
 #include "kvcache/remote.h"
+#include "fork_guard.h"
 #include "pool_listener.h"
 #include "remote_tier.h"
 #include "thread_annotations.h"
@@ -78,6 +79,7 @@ class RemoteHub : public PoolListener {
   // Guards the known tiers; held only to look up or swap pointers (a tier is made,
   // flushed and destroyed outside it).
   Mutex mu_;
+  ForkGuard mu_across_fork_{&mu_, ForkRank::kRemoteHub};
   std::map<std::string, Known, std::less<>> known_ GUARDED_BY(mu_);
   std::vector<std::shared_ptr<remote::RemoteTier>> retired_ GUARDED_BY(mu_);
   uint64_t epoch_ GUARDED_BY(mu_);  // the ForkEpoch() known_ belongs to

@@ -8,6 +8,7 @@
 #include <map>
 #include <utility>
 
+#include "fork_guard.h"
 #include "thread_annotations.h"
 
 namespace kvcache {
@@ -26,12 +27,15 @@ struct Entry {
 struct Registry {
   Mutex mu;
   std::map<std::pair<dev_t, ino_t>, Entry> files GUARDED_BY(mu);
+  ForkGuard mu_across_fork{&mu, ForkRank::kLeaf};
 };
 
 Registry& TheRegistry() {
   static Registry* registry = new Registry;  // never destroyed: used from destructors
   return *registry;
 }
+// Made as the library loads, under no lock (registering with ForkGuard needs that).
+[[maybe_unused]] Registry& registry_at_load = TheRegistry();
 
 flock ByteLock(short type, uint64_t offset) {
   flock fl{};

@@ -16,6 +16,7 @@
 #include <utility>
 
 #include "file_util.h"
+#include "fork_guard.h"
 #include "segment_file.h"
 #include "test_hooks.h"
 #include "thread_annotations.h"
@@ -82,11 +83,14 @@ constexpr double kCreatingGraceSeconds = 2.0;
 struct Creating {
   Mutex mu;  // a leaf lock: held only to look a name up, add or remove it
   std::set<std::string> names GUARDED_BY(mu);
+  ForkGuard mu_across_fork{&mu, ForkRank::kLeaf};
 };
 Creating& OwnCreating() {
   static Creating* c = new Creating;
   return *c;
 }
+// Made as the library loads, under no lock (registering with ForkGuard needs that).
+[[maybe_unused]] Creating& creating_at_load = OwnCreating();
 
 flock Byte0(short type) {
   flock fl{};

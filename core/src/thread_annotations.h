@@ -23,6 +23,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <new>
 #include <shared_mutex>
 
 #if defined(__clang__)
@@ -65,6 +66,9 @@ class CAPABILITY("mutex") Mutex {
   bool TryLock() TRY_ACQUIRE(true) { return mu_.try_lock(); }
   // Tells the analysis the caller holds the lock (no run-time check).
   void AssertHeld() const ASSERT_CAPABILITY(this) {}
+  // For a fork's child, whose only thread holds the lock: makes it a fresh, free lock
+  // (the parent's waiters may have left marks in it that an unlock would trip on).
+  void ResetInForkChild() RELEASE() { new (&mu_) std::mutex(); }
 
  private:
   friend class CondVar;
@@ -135,6 +139,8 @@ class CAPABILITY("shared mutex") SharedMutex {
   void Unlock() RELEASE() { mu_.unlock(); }
   void LockShared() ACQUIRE_SHARED() { mu_.lock_shared(); }
   void UnlockShared() RELEASE_SHARED() { mu_.unlock_shared(); }
+  // As Mutex::ResetInForkChild, for a lock the child holds exclusively.
+  void ResetInForkChild() RELEASE() { new (&mu_) std::shared_mutex(); }
 
  private:
   std::shared_mutex mu_;
