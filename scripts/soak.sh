@@ -8,9 +8,11 @@
 #
 # Prints puts, gets, kills, corrupt reads (self-checking payloads), lost published
 # entries (ledger vs pool at the end), wedges (an operation over 1 s, or a process
-# that did not die within 1 s of SIGKILL / exit within 2 s of SIGTERM), leaked
-# segments and fds, and the daemon's RSS at start and end. Exits 1 when any of corrupt,
-# lost or wedges is non-zero. Everything it made (mount, pool, temp dir) is removed.
+# that did not die within 1 s of SIGKILL / exit within 2 s of SIGTERM; the kernel
+# stacks of every thread of such a process go to stderr), the longest time from
+# SIGKILL to exit, leaked segments and fds, and the daemon's RSS at start and end.
+# Exits 1 when any of corrupt, lost or wedges is non-zero. Everything it made (mount,
+# pool, temp dir) is removed.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD_DIR:-$root/build}
@@ -19,7 +21,7 @@ while getopts "d:w:r:W:R:k:" opt; do
   case $opt in
     d) duration=$OPTARG ;; w) api_writers=$OPTARG ;; r) api_readers=$OPTARG ;;
     W) fs_writers=$OPTARG ;; R) fs_readers=$OPTARG ;; k) kill_every=$OPTARG ;;
-    *) sed -n '2,14p' "$0"; exit 2 ;;
+    *) sed -n '2,15p' "$0"; exit 2 ;;
   esac
 done
 worker=$build/tests/soak/soak_worker
@@ -38,6 +40,7 @@ writers=$((api_writers + fs_writers))
 declare -A role=()   # pid -> api-writer:N | api-reader | fs-writer:N | fs-reader
 daemon=0
 kills_writer=0 kills_reader=0 kills_daemon=0 wedges_kill=0 daemon_restarts=0
+exit_ms_daemon=0 exit_ms_worker=0  # longest time from SIGKILL to exit
 rss_start="" fds_start="" rss_max=0
 
 cleanup() {
@@ -80,19 +83,75 @@ spawn() {
   role[$pid]=$r
 }
 
-# SIGKILLs pid and waits up to 1 s for it to be gone; a survivor is a wedge.
-kill_wait() {
-  local pid=$1
-  kill -KILL "$pid" 2>/dev/null
-  for _ in $(seq 100); do
-    [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" = "Z" ] && break
-    [ -e "/proc/$pid" ] || break
-    sleep 0.01
+# One line per thread of pid: tid, comm, state and kernel stack (innermost first).
+thread_stacks() {
+  local pid=$1 task
+  for task in /proc/"$pid"/task/*; do
+    [ -e "$task" ] || continue
+    printf '  thread %s (%s) %s: %s\n' "${task##*/}" "$(cat "$task/comm" 2>/dev/null)" \
+      "$(awk '{print $3}' "$task/stat" 2>/dev/null)" \
+      "$(sed 's/^\[<0>\] //; s/+0x.*//' "$task/stack" 2>/dev/null | tr '\n' ' ')"
   done
-  if [ -e "/proc/$pid" ] && [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != "Z" ]; then
-    wedges_kill=$((wedges_kill + 1))
-    echo "wedge: pid $pid (${role[$pid]:-daemon}) still alive 1 s after SIGKILL: $(cat /proc/$pid/stack 2>/dev/null | head -3 | tr '\n' ' ')" >&2
+}
+
+# The processes of the soak in uninterruptible sleep (D), with their threads' stacks.
+blocked_stacks() {
+  local pid
+  for pid in "${!role[@]}"; do
+    grep -q ' D$' <(awk '{print $1, $3}' /proc/"$pid"/task/*/stat 2>/dev/null) || continue
+    echo " ${role[$pid]} pid $pid has a thread in D:"
+    thread_stacks "$pid"
+  done
+}
+
+# True while a thread of pid has not exited (a zombie leader whose other threads still
+# run holds the process's files, /dev/fuse among them). Builtins only: the loop below
+# must not itself take the time it measures.
+alive() {
+  local task f
+  for task in /proc/"$1"/task/*; do
+    read -r -a f 2>/dev/null <"$task/stat" || continue
+    [ "${f[2]}" != Z ] && [ "${f[2]}" != X ] && return 0
+  done
+  return 1
+}
+
+# Keeps the longest time from SIGKILL to exit, for the daemon and for workers.
+note_exit_time() {
+  alive "$1" && return
+  local ms=$(((${EPOCHREALTIME/./} - $2) / 1000))
+  if [ "$1" = "$daemon" ]; then
+    ((ms > exit_ms_daemon)) && exit_ms_daemon=$ms
+  else
+    ((ms > exit_ms_worker)) && exit_ms_worker=$ms
   fi
+}
+
+# SIGKILLs pid and waits up to 1 s for it to exit (every thread gone or a zombie); a
+# process still alive then is a wedge, reported with every thread's kernel stack taken
+# at that moment (which thread holds the process, and where), the stacks of the soak's
+# processes blocked in the kernel then, and how long the process took to go in the end
+# (given up after 10 s, with the stacks again). Times are as seen by this script, which
+# polls every 5 ms and shares the CPUs: an upper bound.
+kill_wait() {
+  local pid=$1 t0 stacks blocked
+  t0=${EPOCHREALTIME/./}
+  kill -KILL "$pid" 2>/dev/null
+  while alive "$pid" && ((${EPOCHREALTIME/./} - t0 < 1000000)); do sleep 0.005; done
+  if alive "$pid"; then
+    stacks=$(thread_stacks "$pid") blocked=$(blocked_stacks)
+    wedges_kill=$((wedges_kill + 1))
+    printf 'wedge: pid %s (%s) still alive 1 s after SIGKILL; its threads:\n%s\n%s\n' \
+      "$pid" "${role[$pid]:-daemon}" "$stacks" "$blocked" >&2
+    while alive "$pid" && ((${EPOCHREALTIME/./} - t0 < 10000000)); do sleep 0.01; done
+    if alive "$pid"; then
+      printf 'wedge: pid %s still alive 10 s after SIGKILL:\n%s\n' "$pid" \
+        "$(thread_stacks "$pid")" >&2
+      return
+    fi
+    echo "wedge: pid $pid gone $(((${EPOCHREALTIME/./} - t0) / 1000)) ms after SIGKILL" >&2
+  fi
+  note_exit_time "$pid" "$t0"
   wait "$pid" 2>/dev/null
 }
 
@@ -184,6 +243,7 @@ soak: ${duration} s, $((api_writers + fs_writers)) writers, $((api_readers + fs_
 puts:              $puts ok, $put_errors failed (failures while the daemon restarts are expected)
 gets:              $gets hits, $misses misses, $read_errors errors
 kills:             $kills ($kills_writer writers, $kills_reader readers, $kills_daemon daemon; $daemon_restarts daemon restarts)
+exit after SIGKILL: longest $exit_ms_daemon ms (daemon), $exit_ms_worker ms (workers)
 corrupt reads:     $corrupt (plus $corrupt_rest corrupt at rest at the end)
 lost published:    $lost of $checked entries with an acknowledged put
 wedges over 1 s:   $wedges ($wedges_op slow operations, longest $((max_op_us / 1000)) ms; $wedges_kill unkillable; $wedges_stop did not stop)
