@@ -3,7 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
-#include <sys/statvfs.h>
+#include <sys/vfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -95,9 +95,13 @@ void MountedTest::StartDaemon(const std::vector<std::string>& extra_args) {
   }
   daemon_ = std::make_unique<MountGuard>(mountpoint_, pid);
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  // A stale mount left by a killed daemon is listed too, but answers ENOTCONN.
-  struct statvfs st;
-  while (!IsMounted(mountpoint_) || statvfs(mountpoint_.c_str(), &st) != 0) {
+  // A stale mount left by a killed daemon is listed too, but answers ENOTCONN; once
+  // the new daemon has detached it, the directory under it answers until the new
+  // mount is made, so the answer must come from a FUSE filesystem.
+  constexpr decltype(statfs::f_type) kFuseSuperMagic = 0x65735546;
+  struct statfs st;
+  while (!IsMounted(mountpoint_) || statfs(mountpoint_.c_str(), &st) != 0 ||
+         st.f_type != kFuseSuperMagic) {
     int status;
     ASSERT_EQ(waitpid(pid, &status, WNOHANG), 0) << "kvcachefs exited early";
     ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "kvcachefs did not mount";
