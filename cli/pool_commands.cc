@@ -11,6 +11,7 @@
 #include "kvcache/number.h"
 #include "kvcache/manager.h"
 #include "kvcache/report.h"
+#include "kvcache/requests.h"
 #include "kvcache/size.h"
 #include "kvcache/types.h"
 

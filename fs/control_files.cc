@@ -8,6 +8,7 @@
 
 #include "errno_map.h"
 #include "kvcache/report.h"
+#include "kvcache/requests.h"
 #include "kvcache/snapshot.h"
 #include "text.h"
 

@@ -285,30 +285,6 @@ TEST(ReportTest, MessagesMatchTheSeed) {
             "Persisted 2 entries from 'x' to /tmp/x.cache");
 }
 
-TEST(ReportTest, ParsePercentAcceptsNumbersPercentSignsAndWhitespace) {
-  struct Case {
-    const char* text;
-    double want;
-  } cases[] = {{"25", 25},   {"25%", 25},      {"12.5", 12.5}, {" 50 \n", 50},
-               {"100", 100}, {"0.001", 0.001}, {"25 %", 25},   {"\t75%\n", 75}};
-  for (const Case& c : cases) {
-    Result<double> r = ParsePercent(c.text);
-    ASSERT_TRUE(r.ok()) << "'" << c.text << "': " << r.status().ToString();
-    EXPECT_DOUBLE_EQ(*r, c.want) << c.text;
-  }
-}
-
-TEST(ReportTest, ParsePercentRefusesOutOfRangeAndGarbageNamingTheInput) {
-  for (const char* text : {"0", "-5", "100.5", "101", "abc", "", "  ", "%", "25%%", "1e2", "nan",
-                           "inf", "25abc", "0x10"}) {
-    Result<double> r = ParsePercent(text);
-    ASSERT_FALSE(r.ok()) << "'" << text << "' was accepted";
-    EXPECT_EQ(r.status().code(), Code::kInvalidArgument) << text;
-    EXPECT_NE(r.status().message().find("'" + std::string(text) + "'"), std::string::npos)
-        << r.status().message();
-  }
-}
-
 TEST(ReportTest, StatsJsonCountsChunksAndMatchedTokens) {
   PoolStats s = LoadedPool("llama-cache", 16 * kGiB);
   s.chunk_count = 62;

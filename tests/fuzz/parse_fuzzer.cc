@@ -9,7 +9,7 @@
 
 #include "fuzz_env.h"
 #include "kvcache/prefix.h"
-#include "kvcache/report.h"
+#include "kvcache/requests.h"
 #include "kvcache/size.h"
 #include "kvcache/types.h"
 #include "names.h"

@@ -48,14 +48,6 @@ KVCACHE_EXPORT std::string RestoredMessage(std::string_view pool,
 KVCACHE_EXPORT std::string PersistedMessage(std::string_view pool, uint64_t count,
                                             std::string_view path);
 
-// Parses an eviction request as written to the evict control file or given to
-// --percent: "25", "25%", "12.5" -> percent in (0, 100]; InvalidArgument otherwise.
-KVCACHE_EXPORT Result<double> ParsePercent(std::string_view text);
-
-// An eviction request as the evict control file and `cortex cache evict --percent`
-// both apply it: ParsePercent, Manager::Evict, then EvictedMessage.
-KVCACHE_EXPORT Result<std::string> ApplyEvictRequest(Manager& manager, std::string_view pool,
-                                                     std::string_view percent);
 // RestoredMessage, then "(created the pool from the snapshot)" or "(replaced the
 // pool's previous entries)" on a line of its own when that happened, and
 // "(and N token chunks)" when there were any.
