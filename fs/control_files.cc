@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "errno_map.h"
+#include "file_util.h"
 #include "kvcache/report.h"
 #include "kvcache/requests.h"
 #include "kvcache/snapshot.h"
@@ -53,8 +54,7 @@ Result<std::string> SnapshotPath(Manager& manager, const std::string& pool,
     }
     rest = slash == std::string_view::npos ? std::string_view() : rest.substr(slash + 1);
   }
-  std::string dir = manager.DefaultSnapshotPath(pool);
-  dir.resize(dir.rfind('/'));
+  std::string dir = DirName(manager.DefaultSnapshotPath(pool));
   // As for the default path, the snapshot directory is made on first use.
   if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
     return Status::IOError("cannot make the snapshot directory " + dir + ": " +

@@ -359,8 +359,7 @@ Result<std::unique_ptr<Catalog>> Catalog::OpenReadOnly(const std::string& path,
 
 Result<std::unique_ptr<Catalog>> Catalog::Open(const std::string& path) {
   if (path.empty()) return Status::InvalidArgument("catalog path is empty");
-  size_t slash = path.rfind('/');
-  if (slash != std::string::npos) KVC_RETURN_IF_ERROR(MakeTrustedDir(path.substr(0, slash)));
+  if (path.find('/') != std::string::npos) KVC_RETURN_IF_ERROR(MakeTrustedDir(DirName(path)));
   KVC_RETURN_IF_ERROR(CreateFilePrivate(path));
   // SQLite opens these by name, following symlinks: check them first. Nobody else can
   // add or swap one afterwards, since the directory is the caller's alone.

@@ -15,6 +15,8 @@ namespace kvcache {
 
 // The directory part of `path`: "a/b" -> "a", "/a" -> "/", "b" -> ".".
 std::string DirName(std::string_view path);
+// The name after the last '/' of `path`: "a/b" -> "b", "b" -> "b", "a/" -> "".
+std::string BaseName(std::string_view path);
 
 // mkdir -p: creates the missing directories of `dir` with mode 0700.
 Status MakeDirs(const std::string& dir);

@@ -28,11 +28,6 @@ constexpr size_t kDirectWrite = 1u << 20;
 // and the final fsync has little left to do.
 constexpr uint64_t kWritebackChunk = 64u << 20;
 
-std::string BaseName(const std::string& path) {
-  size_t slash = path.rfind('/');
-  return slash == std::string::npos ? path : path.substr(slash + 1);
-}
-
 // Writes every byte of `iov` at `offset`, retrying short writes and EINTR.
 int WriteAll(int fd, struct iovec* iov, int count, uint64_t offset) {
   while (count > 0) {
