@@ -129,7 +129,8 @@ PutReservation::PutReservation(PutReservation&& other) noexcept
       generation_(other.generation_),
       epoch_(other.epoch_),
       extent_(other.extent_),
-      size_(other.size_) {
+      size_(other.size_),
+      notify_(other.notify_) {
   other.pool_ = nullptr;
 }
 
@@ -143,6 +144,7 @@ PutReservation& PutReservation::operator=(PutReservation&& other) noexcept {
     epoch_ = other.epoch_;
     extent_ = other.extent_;
     size_ = other.size_;
+    notify_ = other.notify_;
   }
   return *this;
 }
@@ -157,7 +159,7 @@ Status PutReservation::Commit() {
     pool_.reset();
     return Status::InvalidArgument("reservation was made by another process (before a fork)");
   }
-  Status s = pool_->Commit(slot_, generation_);
+  Status s = pool_->Commit(slot_, generation_, notify_);
   pool_.reset();
   return s;
 }

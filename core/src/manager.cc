@@ -424,7 +424,16 @@ Result<PoolConfig> Manager::GetConfig(std::string_view pool) {
 
 Status Manager::Put(std::string_view pool, uint64_t seq, std::span<const std::byte> data,
                     uint64_t token_count, const PutOptions& options) {
-  KVC_ASSIGN_OR_RETURN(PutReservation r, Reserve(pool, seq, data.size(), token_count, options));
+  KVC_RETURN_IF_ERROR(ValidatePutOptions(options));
+  KVC_ASSIGN_OR_RETURN(auto handle, Open(pool));
+  // As Reserve. The commit follows a copy later, well within the second for which the
+  // hub keeps its answer, so without a write-through tier here the commit does not
+  // ask again: the lookup (a mutex, a map, a clock read) was a tenth of a small put.
+  std::shared_ptr<remote::RemoteTier> tier = impl_->hub->TierFor(pool);
+  const bool writes_through =
+      tier != nullptr && tier->options().config.mode == RemoteMode::kWriteThrough;
+  KVC_ASSIGN_OR_RETURN(PutReservation r, handle->Reserve(seq, data.size(), token_count, options,
+                                                         std::nullopt, writes_through));
   if (!data.empty()) std::memcpy(r.data().data(), data.data(), data.size());
   return r.Commit();
 }

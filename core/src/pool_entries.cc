@@ -29,7 +29,8 @@ Status PoolHandle::SeqNotFound(uint64_t seq) const {
 
 Result<PutReservation> PoolHandle::Reserve(uint64_t seq, size_t size, uint64_t token_count,
                                            const PutOptions& options,
-                                           const std::optional<EntryStats>& stats) {
+                                           const std::optional<EntryStats>& stats,
+                                           bool notify) {
   if (options.metadata.size() > kMaxMetadataBytes) {
     return Status::InvalidArgument("metadata of " + std::to_string(options.metadata.size()) +
                                    " bytes exceeds the limit of 65536");
@@ -111,6 +112,7 @@ Result<PutReservation> PoolHandle::Reserve(uint64_t seq, size_t size, uint64_t t
     r.epoch_ = ForkEpoch();
     r.extent_ = Extent(s);
     r.size_ = size;
+    r.notify_ = notify;
   }
   // The slot is ours until Commit: fill the tail (tokens, metadata) without the lock.
   std::byte* tail = r.extent_ + size;
@@ -132,11 +134,11 @@ bool PoolHandle::IsMyReservationLocked(uint32_t i, uint64_t generation) const {
          s.owner == me.row && s.owner_generation == me.generation;
 }
 
-Status PoolHandle::Commit(uint32_t i, uint64_t generation) {
+Status PoolHandle::Commit(uint32_t i, uint64_t generation, bool notify) {
   uint64_t seq = 0;
   bool published = false;
   Status s = CommitLocked(i, generation, &seq, &published);
-  if (published) {
+  if (published && notify) {
     if (std::shared_ptr<PoolListener> listener = listener_.lock()) {
       listener->Committed(name_, seq, generation);
     }

@@ -76,10 +76,12 @@ class PoolHandle : public std::enable_shared_from_this<PoolHandle> {
   // before the handle is shared; held weakly.
   void set_listener(std::weak_ptr<PoolListener> listener) { listener_ = std::move(listener); }
 
+  // `notify`: whether the commit tells the listener (false: the caller found, as it
+  // reserved, that no remote tier takes copies of commits).
   Result<PutReservation> Reserve(uint64_t seq, size_t size, uint64_t token_count,
                                  const PutOptions& options,
-                                 const std::optional<EntryStats>& stats);
-  Status Commit(uint32_t slot, uint64_t generation);
+                                 const std::optional<EntryStats>& stats, bool notify = true);
+  Status Commit(uint32_t slot, uint64_t generation, bool notify = true);
   // See PutReservation::OpenFileRange; `at` points into this pool's mapping.
   Result<std::pair<int, uint64_t>> OpenFileRange(const std::byte* at) const;
   // Frees the reservation if this process made it; does nothing otherwise.

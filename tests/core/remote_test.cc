@@ -360,6 +360,29 @@ TEST_F(RemoteTierTest, ReadOnlyNeverSends) {
   EXPECT_EQ(Counters(manager(), "p").sent, 0u);
 }
 
+// A put asks for the pool's remote once, as it reserves; it is sent exactly when that
+// remote writes through, whether the put copies (Put) or is filled in place (Reserve).
+TEST_F(RemoteTierTest, PutsAreSentExactlyWhileTheRemoteWritesThrough) {
+  CreatePool("p", 1 << 20);
+  ASSERT_TRUE(manager().Put("p", 1, Pattern(1, 4096), 1).ok());  // no remote yet
+  ASSERT_TRUE(manager().SetRemote("p", RemoteConfig{redis_->unix_url(),
+                                                    RemoteMode::kWriteThrough, "m"}).ok());
+  ASSERT_TRUE(manager().Put("p", 2, Pattern(2, 4096), 1).ok());
+  auto r = manager().Reserve("p", 3, 4096, 1);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  std::vector<std::byte> three = Pattern(3, 4096);
+  std::memcpy(r->data().data(), three.data(), three.size());
+  ASSERT_TRUE(r->Commit().ok());
+  ASSERT_TRUE(manager().SetRemote("p", RemoteConfig{redis_->unix_url(),
+                                                    RemoteMode::kReadOnly, "m"}).ok());
+  ASSERT_TRUE(manager().Put("p", 4, Pattern(4, 4096), 1).ok());
+  ASSERT_TRUE(manager().FlushRemote("p", 2000).ok());
+  EXPECT_FALSE(redis_->Get("kvc:{m:1}").has_value());
+  EXPECT_TRUE(redis_->Get("kvc:{m:2}").has_value());
+  EXPECT_TRUE(redis_->Get("kvc:{m:3}").has_value());
+  EXPECT_FALSE(redis_->Get("kvc:{m:4}").has_value());
+}
+
 TEST_F(RemoteTierTest, ARemoteThatDiesNeverSlowsLocalOperationsAndIsUsedAgainWhenBack) {
   MakePool(manager(), "p", 8 << 20, RemoteMode::kWriteThrough, redis_->tcp_url());
   ASSERT_TRUE(manager().Put("p", 1, Pattern(1, 4096), 1).ok());

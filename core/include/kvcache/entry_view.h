@@ -155,6 +155,9 @@ class KVCACHE_EXPORT PutReservation {
   uint64_t epoch_ = 0;  // ForkEpoch() of the process that made it
   std::byte* extent_ = nullptr;
   size_t size_ = 0;
+  // False when the put was found, as it reserved, to have no remote tier to copy it
+  // to: Commit then skips asking for one again.
+  bool notify_ = true;
 };
 
 }  // namespace kvcache
