@@ -66,9 +66,14 @@ class CAPABILITY("mutex") Mutex {
   bool TryLock() TRY_ACQUIRE(true) { return mu_.try_lock(); }
   // Tells the analysis the caller holds the lock (no run-time check).
   void AssertHeld() const ASSERT_CAPABILITY(this) {}
-  // For a fork's child, whose only thread holds the lock: makes it a fresh, free lock
-  // (the parent's waiters may have left marks in it that an unlock would trip on).
-  void ResetInForkChild() RELEASE() { new (&mu_) std::mutex(); }
+  // For a fork's child, whose only thread holds the lock: makes it a fresh, free lock.
+  // Unlocked first, so that a sanitizer tracking the lock sees it free (the constructor
+  // initialises it statically, unseen), then made anew, since the parent's waiters may
+  // have left marks in it that a later lock would trip on.
+  void ResetInForkChild() RELEASE() {
+    mu_.unlock();
+    new (&mu_) std::mutex();
+  }
 
  private:
   friend class CondVar;
@@ -140,7 +145,10 @@ class CAPABILITY("shared mutex") SharedMutex {
   void LockShared() ACQUIRE_SHARED() { mu_.lock_shared(); }
   void UnlockShared() RELEASE_SHARED() { mu_.unlock_shared(); }
   // As Mutex::ResetInForkChild, for a lock the child holds exclusively.
-  void ResetInForkChild() RELEASE() { new (&mu_) std::shared_mutex(); }
+  void ResetInForkChild() RELEASE() {
+    mu_.unlock();
+    new (&mu_) std::shared_mutex();
+  }
 
  private:
   std::shared_mutex mu_;
