@@ -1,4 +1,5 @@
-// null_fuse MOUNTPOINT [-f] [-o timeout=SECONDS]: the do-nothing FUSE reference daemon.
+// null_fuse MOUNTPOINT [-f] [-o timeout=SECONDS] [-o writeback] [-o noxattr]: the
+// do-nothing FUSE reference daemon.
 //
 // It answers every request a mount benchmark makes (lookup, getattr, mkdir, create,
 // open, write, read, flush, release, readdir(plus), unlink, rmdir, statfs) from a tree
@@ -16,6 +17,12 @@
 //
 //   -o timeout=SECONDS  entry and attribute timeout given to the kernel (default 1.0,
 //                       libfuse's default)
+//   -o writeback        asks for the kernel's writeback cache (kvcachefs does not: a
+//                       write must fail at once when the pool cannot hold it). Shows
+//                       what buffering small writes in the page cache would reach.
+//   -o noxattr          has no getxattr operation at all, so the kernel stops asking
+//                       (kvcachefs serves user.kvcache.* attributes, so the kernel keeps
+//                       asking it for security.capability before every cached write).
 #include <fuse_lowlevel.h>
 #include <limits.h>
 #include <signal.h>
@@ -203,8 +210,11 @@ const std::vector<char>& Zeros() {
   return zeros;
 }
 
+// Set from -o writeback before the session starts; read by OpInit.
+bool g_writeback = false;
+
 void OpInit(void* /*userdata*/, fuse_conn_info* conn) {
-  // As kvcachefs's OpInit (fs/fuse_adapters.cc).
+  // As kvcachefs's OpInit (fs/fuse_adapters.cc), unless -o writeback.
   conn->max_write = kMaxIo;
   conn->max_read = kMaxIo;
   conn->max_readahead = kMaxIo;
@@ -212,7 +222,11 @@ void OpInit(void* /*userdata*/, fuse_conn_info* conn) {
   conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
   if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC) conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
   conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
-  conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+  if (g_writeback && (conn->capable & FUSE_CAP_WRITEBACK_CACHE)) {
+    conn->want |= FUSE_CAP_WRITEBACK_CACHE;
+  } else {
+    conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+  }
   if (conn->capable & FUSE_CAP_PARALLEL_DIROPS) conn->want |= FUSE_CAP_PARALLEL_DIROPS;
 }
 
@@ -372,7 +386,7 @@ void OpGetxattr(fuse_req_t req, fuse_ino_t /*ino*/, const char* /*name*/, size_t
   fuse_reply_err(req, ENOTSUP);
 }
 
-fuse_lowlevel_ops MakeOperations() {
+fuse_lowlevel_ops MakeOperations(bool with_xattr) {
   fuse_lowlevel_ops ops{};
   ops.init = OpInit;
   ops.lookup = OpLookup;
@@ -395,16 +409,20 @@ fuse_lowlevel_ops MakeOperations() {
   ops.readdirplus = OpReaddirplus;
   ops.releasedir = OpReleasedir;
   ops.statfs = OpStatfs;
-  ops.getxattr = OpGetxattr;
+  if (with_xattr) ops.getxattr = OpGetxattr;
   return ops;
 }
 
 struct Options {
   char* timeout = nullptr;
+  int writeback = 0;
+  int noxattr = 0;
 };
 
 const fuse_opt kOptionSpec[] = {
     {"timeout=%s", offsetof(Options, timeout), 0},
+    {"writeback", offsetof(Options, writeback), 1},
+    {"noxattr", offsetof(Options, noxattr), 1},
     FUSE_OPT_END,
 };
 
@@ -415,7 +433,8 @@ int Run(int argc, char** argv) {
   fuse_cmdline_opts cmdline{};
   if (fuse_parse_cmdline(&args, &cmdline) != 0) return 2;
   if (cmdline.show_help || cmdline.mountpoint == nullptr) {
-    std::printf("usage: %s MOUNTPOINT [-f] [-o timeout=SECONDS]\n", argv[0]);
+    std::printf("usage: %s MOUNTPOINT [-f] [-o timeout=SECONDS] [-o writeback] [-o noxattr]\n",
+                argv[0]);
     return cmdline.show_help ? 0 : 2;
   }
   double timeout = 1.0;
@@ -432,7 +451,8 @@ int Run(int argc, char** argv) {
 
   fuse_opt_add_arg(&args, "-odefault_permissions,fsname=null_fuse,subtype=null_fuse,max_read=1048576");
   Tree tree(timeout);
-  const fuse_lowlevel_ops ops = MakeOperations();
+  g_writeback = options.writeback != 0;
+  const fuse_lowlevel_ops ops = MakeOperations(options.noxattr == 0);
   fuse_session* session = fuse_session_new(&args, &ops, sizeof(ops), &tree);
   if (session == nullptr) return 1;
   int rc = 1;
