@@ -512,13 +512,27 @@ Result<ChunkStoreResult> Manager::StoreChunks(std::string_view pool, std::string
                                    std::to_string(kMaxChunkNamespaceBytes));
   }
   KVC_ASSIGN_OR_RETURN(auto handle, Open(pool));
-  return handle->StoreChunks(name_space, tokens, chunks);
+  // Known before anything is evicted (see Reserve); a write-through tier sends each
+  // chunk newly stored, chunks cached already were sent by whoever stored them.
+  std::shared_ptr<remote::RemoteTier> tier = impl_->hub->TierFor(pool);
+  const bool writes_through =
+      tier != nullptr && tier->options().config.mode == RemoteMode::kWriteThrough;
+  std::vector<std::pair<uint64_t, uint64_t>> stored;
+  Result<ChunkStoreResult> result =
+      handle->StoreChunks(name_space, tokens, chunks, writes_through ? &stored : nullptr);
+  // Chunks stored before a failure stay stored: they are sent as well.
+  for (const auto& [hash, generation] : stored) tier->EnqueueChunk(hash, generation);
+  return result;
 }
 
 Result<ChunkMatch> Manager::Match(std::string_view pool, std::string_view name_space,
                                   std::span<const uint32_t> tokens) {
   KVC_ASSIGN_OR_RETURN(auto handle, Open(pool));
-  return handle->MatchChunks(ChunkChainSeed(name_space), tokens);
+  KVC_ASSIGN_OR_RETURN(ChunkMatch match, handle->MatchChunks(ChunkChainSeed(name_space), tokens));
+  if (match.chunk_tokens != 0 && match.chunks.size() < tokens.size() / match.chunk_tokens) {
+    MatchThrough(pool, *handle, name_space, tokens, match);
+  }
+  return match;
 }
 
 Result<std::vector<ChunkInfo>> Manager::Chunks(std::string_view pool) {

@@ -1,8 +1,10 @@
 // Manager's remote tier: configuration, status and read-through.
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
 #include "kvcache/manager.h"
+#include "kvcache/prefix.h"
 #include "manager_impl.h"
 #include "redis_client.h"
 #include "remote_format.h"
@@ -81,6 +83,58 @@ Result<std::vector<std::byte>> Manager::ReadThrough(std::string_view pool, PoolH
     }
   }
   return std::move(record->data);
+}
+
+void Manager::MatchThrough(std::string_view pool, PoolHandle& handle,
+                           std::string_view name_space, std::span<const uint32_t> tokens,
+                           ChunkMatch& match) {
+  std::shared_ptr<remote::RemoteTier> tier = impl_->hub->TierFor(pool);
+  if (tier == nullptr) return;
+  const auto deadline = std::chrono::steady_clock::now() + tier->options().timeout;
+  const uint32_t bt = match.chunk_tokens;
+  const size_t whole = tokens.size() / bt;
+  const uint64_t seed = ChunkChainSeed(name_space);
+  // The hashes of the chunks past the match, continuing its chain.
+  const size_t start = match.chunks.size();
+  std::vector<uint64_t> hashes(whole - start);
+  uint64_t h = start == 0 ? seed : match.chunks.back().hash;
+  for (size_t c = start; c < whole; ++c) {
+    hashes[c - start] = h = ChainHash(h, tokens.subspan(c * uint64_t{bt}, bt));
+  }
+  size_t next = start;
+  // A first batch of a few chunks (most asks miss at once, or want a short run), then
+  // batches of about kBatchBytes, as the first tells how large this pool's chunks are:
+  // each batch is one pipelined round trip, stored before the next is asked for.
+  constexpr size_t kFirstBatch = 32;
+  constexpr uint64_t kBatchBytes = 64ull << 20;
+  size_t batch = kFirstBatch;
+  RemoteHub::Warming warming;  // what is stored here came from the remote
+  while (next < whole) {
+    const size_t count = std::min(batch, whole - next);
+    remote::RemoteTier::ChunkAsk ask;
+    ask.name_space = name_space;
+    ask.seed = seed;
+    ask.parent = next == 0 ? seed : match.chunks.back().hash;
+    ask.first_position = static_cast<uint32_t>(next + 1);
+    ask.chunk_tokens = bt;
+    ask.hashes = std::span<const uint64_t>(hashes).subspan(next - start, count);
+    ask.tokens = tokens.subspan(next * uint64_t{bt}, count * uint64_t{bt});
+    bool complete = false;
+    std::vector<remote::ChunkRecord> got = tier->FetchChunks(ask, deadline, &complete);
+    if (got.empty()) return;
+    std::vector<std::span<const std::byte>> bytes;
+    bytes.reserve(got.size());
+    uint64_t largest = 1;
+    for (const remote::ChunkRecord& r : got) {
+      bytes.emplace_back(r.data);
+      largest = std::max<uint64_t>(largest, r.data.size());
+    }
+    Result<size_t> added =
+        handle.ExtendMatch(match, name_space, ask.tokens.first(got.size() * uint64_t{bt}), bytes);
+    if (!added.ok() || *added < got.size() || !complete) return;  // no room, or the end
+    next += got.size();
+    batch = static_cast<size_t>(std::max<uint64_t>(1, kBatchBytes / largest));
+  }
 }
 
 void ProbeRemote(RemoteStatus& status, uint32_t timeout_ms) {

@@ -172,7 +172,8 @@ Result<PoolHandle::PlacedChunk> PoolHandle::PlaceChunk(const ChunkSpec& spec,
 
 Result<ChunkStoreResult> PoolHandle::StoreChunks(
     std::string_view name_space, std::span<const uint32_t> tokens,
-    std::span<const std::span<const std::byte>> chunks) {
+    std::span<const std::span<const std::byte>> chunks,
+    std::vector<std::pair<uint64_t, uint64_t>>* stored) {
   const uint32_t bt = prefix_block_tokens_;  // fixed at creation
   const uint64_t seed = ChunkChainSeed(name_space);
   // Each chunk's extent ends with its namespace, so that any chunk tells whose it is.
@@ -230,9 +231,68 @@ Result<ChunkStoreResult> PoolHandle::StoreChunks(
     parent_slot = placed.slot;
     parent_generation = placed.generation;
     (placed.stored ? result.stored : result.present)++;
+    if (placed.stored && stored != nullptr) stored->emplace_back(spec.hash, placed.generation);
     parent = spec.hash;
   }
   return result;
+}
+
+Result<size_t> PoolHandle::ExtendMatch(ChunkMatch& match, std::string_view name_space,
+                                       std::span<const uint32_t> tokens,
+                                       std::span<const std::span<const std::byte>> chunks) {
+  const uint32_t bt = prefix_block_tokens_;
+  if (match.pool_.get() != this || match.pins_.size() != match.chunks.size() ||
+      tokens.size() != uint64_t{chunks.size()} * bt) {
+    return Status::InvalidArgument("chunks do not continue this match of pool '" + name_ + "'");
+  }
+  const uint64_t pool_bytes = layout_.block_count * layout_.block_size;
+  const uint64_t tail = 4 * uint64_t{bt} + name_space.size();
+  uint64_t parent = ChunkChainSeed(name_space);
+  uint32_t parent_slot = kNil;
+  uint64_t parent_generation = 0;
+  if (!match.chunks.empty()) {
+    // Pinned by the match: live, and the same chunk as when it was matched.
+    const MatchedChunk& last = match.chunks.back();
+    Locked lk(*this);
+    KVC_RETURN_IF_ERROR(lk.status());
+    parent_slot = FindChunkLocked(last.hash);
+    if (parent_slot == kNil || slots_[parent_slot].generation != last.generation) {
+      return Status::Busy("the last matched chunk of pool '" + name_ + "' is gone");
+    }
+    parent = last.hash;
+    parent_generation = last.generation;
+  }
+  // Nothing may throw while a new pin is not in the match yet.
+  match.chunks.reserve(match.chunks.size() + chunks.size());
+  match.pins_.reserve(match.pins_.size() + chunks.size());
+  size_t added = 0;
+  for (size_t j = 0; j < chunks.size(); ++j) {
+    std::span<const std::byte> bytes = chunks[j];
+    if (bytes.size() > pool_bytes || tail > pool_bytes - bytes.size()) break;
+    std::span<const uint32_t> block = tokens.subspan(j * uint64_t{bt}, bt);
+    auto copy = [bytes](std::span<std::byte> out) {
+      if (!bytes.empty()) std::memcpy(out.data(), bytes.data(), bytes.size());
+      return Status::Ok();
+    };
+    const uint32_t position = static_cast<uint32_t>(match.chunks.size() + 1);
+    ChunkSpec spec{parent, ChainHash(parent, block), position, block, name_space, bytes.size(),
+                   copy, nullptr};
+    Result<PlacedChunk> placed = PlaceChunk(spec, parent_slot, parent_generation);
+    if (!placed.ok()) break;  // no room: the match ends at what is here
+    {
+      Locked lk(*this);
+      KVC_RETURN_IF_ERROR(lk.status());
+      const seg::Slot& c = slots_[placed->slot];
+      match.chunks.push_back({spec.hash, placed->generation, Extent(c), c.size_bytes});
+      match.pins_.push_back({placed->lease.index, placed->lease.generation});
+    }
+    match.matched_tokens += bt;
+    parent = spec.hash;
+    parent_slot = placed->slot;
+    parent_generation = placed->generation;
+    ++added;
+  }
+  return added;
 }
 
 // ---------------------------------------------------------------- match

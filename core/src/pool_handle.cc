@@ -532,6 +532,19 @@ bool PoolHandle::EvictOneLocked() {
                            {bytes, v.size_bytes});
       }
     }
+    if (slots_[victim].kind == seg::kChunkSlot && CheckSlotLocked(victim).ok()) {
+      if (std::shared_ptr<PoolListener> listener = listener_.lock()) {
+        // A chunk's extent: its bytes, its tokens, its namespace (metadata_len bytes).
+        const seg::Slot& v = slots_[victim];
+        const std::byte* bytes = Extent(v);
+        const std::byte* tokens = bytes + v.size_bytes;
+        const uint64_t token_bytes = 4 * uint64_t{v.prefix_len};
+        const char* ns = reinterpret_cast<const char*>(tokens + token_bytes);
+        listener->EvictingChunk(name_, v.chain_hash, v.parent_hash, v.chain_blocks,
+                                {tokens, token_bytes}, {ns, v.metadata_len},
+                                {bytes, v.size_bytes});
+      }
+    }
     UnpublishLocked(victim);
     header_->evictions++;
     evicted = true;

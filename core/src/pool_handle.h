@@ -99,10 +99,21 @@ class PoolHandle : public std::enable_shared_from_this<PoolHandle> {
   Result<PrefixMatch> LongestPrefix(std::span<const uint32_t> tokens);
   Status Remove(uint64_t seq);
   // See Manager::StoreChunks and Manager::Match (pool_chunks.cc).
-  Result<ChunkStoreResult> StoreChunks(std::string_view name_space,
-                                       std::span<const uint32_t> tokens,
-                                       std::span<const std::span<const std::byte>> chunks);
+  // Each chunk newly stored (not one cached already) is added to `stored`, when given,
+  // as its hash and generation: the chunks a write-through remote is to send.
+  Result<ChunkStoreResult> StoreChunks(
+      std::string_view name_space, std::span<const uint32_t> tokens,
+      std::span<const std::span<const std::byte>> chunks,
+      std::vector<std::pair<uint64_t, uint64_t>>* stored = nullptr);
   Result<ChunkMatch> MatchChunks(uint64_t seed, std::span<const uint32_t> tokens);
+  // Continues `match` (made by MatchChunks with `seed`) with chunks served from
+  // elsewhere: stores chunk j of `chunks`, holding tokens [j * chunk size, (j + 1) *
+  // chunk size) of `tokens`, as the next chunk of the matched chain (one cached
+  // meanwhile is confirmed, not copied), pins it and adds it to the match, until all
+  // are in or one cannot be stored. Returns how many were added. Counts nothing.
+  Result<size_t> ExtendMatch(ChunkMatch& match, std::string_view name_space,
+                             std::span<const uint32_t> tokens,
+                             std::span<const std::span<const std::byte>> chunks);
   // Releases every pin of `match` this process holds, in one hold of the lock.
   Status ReleaseMatch(const ChunkMatch& match);
   // One view per chunk of `match`, each taking over that chunk's pin.

@@ -167,12 +167,22 @@ Status RedisClient::Broken(Node& node, const std::string& what) {
   return Status::IOError(Describe(node) + ": " + detail);
 }
 
+std::chrono::milliseconds RedisClient::WaitLimit() const {
+  if (!deadline_) return options_.timeout;
+  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+      *deadline_ - std::chrono::steady_clock::now());
+  if (left.count() <= 0) return std::chrono::milliseconds(0);
+  return std::min(left, options_.timeout);
+}
+
 Status RedisClient::Ensure(Node& node) {
   if (node.ctx != nullptr) return Status::Ok();
   if (std::chrono::steady_clock::now() < node.retry_at) {
     return Status::IOError(Describe(node) + " is down (retrying after a backoff)");
   }
-  const timeval tv = ToTimeval(options_.timeout);
+  const std::chrono::milliseconds limit = WaitLimit();
+  if (limit.count() == 0) return Status::IOError(Describe(node) + ": out of time to connect");
+  const timeval tv = ToTimeval(limit);
   if (!node.host.empty()) {
     node.ctx = redisConnectWithTimeout(node.host.c_str(), node.port, tv);
   } else if (options_.url.is_unix()) {
@@ -183,6 +193,7 @@ Status RedisClient::Ensure(Node& node) {
   if (node.ctx == nullptr) return Broken(node, "cannot allocate a connection");
   if (node.ctx->err != 0) return Broken(node, "connect");
   if (redisSetTimeout(node.ctx, tv) != REDIS_OK) return Broken(node, "set timeout");
+  node.timeout = limit;
   SigpipeGuard guard;
   auto simple = [&](std::vector<std::string> argv, const char* what) -> Status {
     std::vector<const char*> args;
@@ -215,6 +226,15 @@ Status RedisClient::RunOn(Node& node, const std::vector<Command>& commands,
                           const std::vector<size_t>& which, const std::vector<bool>& asking,
                           std::vector<Reply>& replies) {
   KVC_RETURN_IF_ERROR(Ensure(node));
+  // Nothing is sent yet: a call out of time leaves the connection as it is.
+  const std::chrono::milliseconds limit = WaitLimit();
+  if (limit.count() == 0) return Status::IOError(Describe(node) + ": out of time");
+  if (limit != node.timeout) {
+    if (redisSetTimeout(node.ctx, ToTimeval(limit)) != REDIS_OK) {
+      return Broken(node, "set timeout");
+    }
+    node.timeout = limit;
+  }
   SigpipeGuard guard;
   static constexpr std::string_view kAsking = "ASKING";
   for (size_t i : which) {
@@ -308,7 +328,14 @@ Status RedisClient::SetAll(const std::vector<std::string>& keys,
 }
 
 Result<std::vector<std::optional<std::string>>> RedisClient::GetAll(
-    const std::vector<std::string>& keys) {
+    const std::vector<std::string>& keys,
+    std::optional<std::chrono::steady_clock::time_point> deadline) {
+  // For this call only.
+  struct Scope {
+    std::optional<std::chrono::steady_clock::time_point>* slot;
+    ~Scope() { slot->reset(); }
+  } scope{&deadline_};
+  deadline_ = deadline;
   std::vector<Command> commands;
   commands.reserve(keys.size());
   for (const std::string& key : keys) commands.push_back({"GET", key});

@@ -49,8 +49,12 @@ class RedisClient {
   // SET keys[i] values[i] for every i, pipelined. IOError (with the server's words for
   // an error reply, e.g. OOM when it is full) when any one failed.
   Status SetAll(const std::vector<std::string>& keys, const std::vector<std::string>& values);
-  // GET of every key, pipelined: nullopt where a key has no value.
-  Result<std::vector<std::optional<std::string>>> GetAll(const std::vector<std::string>& keys);
+  // GET of every key, pipelined: nullopt where a key has no value. With a deadline,
+  // connecting and each reply wait at most until then (and at most the timeout): a
+  // caller making several calls bounds them all together.
+  Result<std::vector<std::optional<std::string>>> GetAll(
+      const std::vector<std::string>& keys,
+      std::optional<std::chrono::steady_clock::time_point> deadline = std::nullopt);
   Status Ping();
 
   // True while a failed connection waits for its backoff to pass: calls to that node
@@ -66,6 +70,7 @@ class RedisClient {
     redisContext* ctx = nullptr;
     std::chrono::steady_clock::time_point retry_at{};
     std::chrono::milliseconds backoff{0};
+    std::chrono::milliseconds timeout{0};  // the socket's timeout as last set
   };
   // A command's argv; argv[1] is its key (none for PING).
   using Command = std::vector<std::string_view>;
@@ -88,12 +93,16 @@ class RedisClient {
   std::string Describe(const Node& node) const;
   // Connects `node` unless connected; IOError while backing off or when it fails.
   Status Ensure(Node& node);
+  // How long the next wait may take: the timeout, or less when the call's deadline is
+  // nearer; zero when the deadline has passed.
+  std::chrono::milliseconds WaitLimit() const;
   // Drops the node's connection and backs off (100 ms, doubling up to 2 s).
   Status Broken(Node& node, const std::string& what);
 
   Options options_;
   std::map<std::string, Node> nodes_;               // by address; "" is the URL's node
   std::map<uint16_t, std::string> slot_owner_;      // learned from MOVED replies
+  std::optional<std::chrono::steady_clock::time_point> deadline_;  // of the call running
 };
 
 }  // namespace kvcache::remote

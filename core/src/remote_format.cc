@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "kvcache/prefix.h"
+
 namespace kvcache::remote {
 namespace {
 
@@ -65,19 +67,11 @@ std::string PieceKey(std::string_view base, uint32_t index) {
   return std::string(base) + ":" + std::to_string(index);
 }
 
-std::vector<std::string> EncodePieces(std::string_view base_key, uint64_t token_count,
-                                      int32_t priority,
-                                      std::span<const std::byte> prefix_tokens,
-                                      std::string_view metadata,
-                                      std::span<const std::byte> data, uint64_t piece_bytes) {
-  RecordHeader rh{};
-  rh.token_count = token_count;
-  rh.priority = priority;
-  rh.prefix_len = static_cast<uint32_t>(prefix_tokens.size() / 4);
-  rh.metadata_len = static_cast<uint32_t>(metadata.size());
-  rh.data_bytes = data.size();
-  Gather record({std::as_bytes(std::span(&rh, 1)), prefix_tokens,
-                 std::as_bytes(std::span(metadata.data(), metadata.size())), data});
+namespace {
+
+// Cuts `record` into pieces of at most piece_bytes, each behind its piece header.
+std::vector<std::string> EncodeRecord(std::string_view base_key, const Gather& record,
+                                      uint64_t piece_bytes) {
   const uint64_t total = record.size();
   const uint64_t checksum = record.Checksum();
   if (piece_bytes == 0) piece_bytes = kDefaultPieceBytes;
@@ -107,6 +101,43 @@ std::vector<std::string> EncodePieces(std::string_view base_key, uint64_t token_
     pieces.push_back(std::move(value));
   }
   return pieces;
+}
+
+}  // namespace
+
+std::vector<std::string> EncodePieces(std::string_view base_key, uint64_t token_count,
+                                      int32_t priority,
+                                      std::span<const std::byte> prefix_tokens,
+                                      std::string_view metadata,
+                                      std::span<const std::byte> data, uint64_t piece_bytes) {
+  RecordHeader rh{};
+  rh.token_count = token_count;
+  rh.priority = priority;
+  rh.prefix_len = static_cast<uint32_t>(prefix_tokens.size() / 4);
+  rh.metadata_len = static_cast<uint32_t>(metadata.size());
+  rh.data_bytes = data.size();
+  Gather record({std::as_bytes(std::span(&rh, 1)), prefix_tokens,
+                 std::as_bytes(std::span(metadata.data(), metadata.size())), data});
+  return EncodeRecord(base_key, record, piece_bytes);
+}
+
+std::vector<std::string> EncodeChunkPieces(std::string_view base_key, uint64_t chain_hash,
+                                           uint64_t parent_hash, uint32_t position,
+                                           std::span<const std::byte> tokens,
+                                           std::string_view name_space,
+                                           std::span<const std::byte> data,
+                                           uint64_t piece_bytes) {
+  ChunkRecordHeader ch{};
+  ch.magic = kChunkRecordMagic;
+  ch.position = position;
+  ch.chain_hash = chain_hash;
+  ch.parent_hash = parent_hash;
+  ch.token_count = static_cast<uint32_t>(tokens.size() / 4);
+  ch.namespace_len = static_cast<uint32_t>(name_space.size());
+  ch.data_bytes = data.size();
+  Gather record({std::as_bytes(std::span(&ch, 1)), tokens,
+                 std::as_bytes(std::span(name_space.data(), name_space.size())), data});
+  return EncodeRecord(base_key, record, piece_bytes);
 }
 
 namespace {
@@ -153,7 +184,7 @@ Result<PieceHeader> CheckFirstPiece(std::string_view base_key, std::string_view 
   return CheckPiece(base_key, value, 0);
 }
 
-Result<Record> DecodePieces(std::string_view base_key, const std::vector<std::string>& pieces) {
+Result<std::string> JoinPieces(std::string_view base_key, const std::vector<std::string>& pieces) {
   if (pieces.empty()) return Bad(base_key, 0, "no pieces");
   KVC_ASSIGN_OR_RETURN(PieceHeader first, CheckPiece(base_key, pieces[0], 0));
   if (pieces.size() != first.piece_count) {
@@ -176,6 +207,12 @@ Result<Record> DecodePieces(std::string_view base_key, const std::vector<std::st
   if (XXH3_64bits(record.data(), record.size()) != first.record_checksum) {
     return Bad(base_key, 0, "record checksum mismatch");
   }
+  return record;
+}
+
+Result<Record> DecodePieces(std::string_view base_key, const std::vector<std::string>& pieces) {
+  KVC_ASSIGN_OR_RETURN(std::string record, JoinPieces(base_key, pieces));
+  if (record.size() < sizeof(RecordHeader)) return Bad(base_key, 0, "record too short");
   RecordHeader rh{};
   std::memcpy(&rh, record.data(), sizeof(rh));
   uint64_t want = sizeof(rh) + uint64_t{rh.prefix_len} * 4 + rh.metadata_len + rh.data_bytes;
@@ -195,6 +232,37 @@ Result<Record> DecodePieces(std::string_view base_key, const std::vector<std::st
   out.data.resize(rh.data_bytes);
   if (rh.data_bytes > 0) std::memcpy(out.data.data(), p, rh.data_bytes);
   return out;
+}
+
+Result<ChunkRecord> DecodeChunkPieces(std::string_view base_key,
+                                      const std::vector<std::string>& pieces) {
+  KVC_ASSIGN_OR_RETURN(std::string record, JoinPieces(base_key, pieces));
+  ChunkRecordHeader ch{};
+  if (record.size() < sizeof(ch)) return Bad(base_key, 0, "shorter than a chunk record header");
+  std::memcpy(&ch, record.data(), sizeof(ch));
+  if (ch.magic != kChunkRecordMagic) return Bad(base_key, 0, "not a chunk record");
+  uint64_t want = sizeof(ch) + uint64_t{ch.token_count} * 4 + ch.namespace_len + ch.data_bytes;
+  if (ch.data_bytes > kMaxRecordBytes || want != record.size() || ch.reserved != 0) {
+    return Bad(base_key, 0, "chunk record lengths do not add up");
+  }
+  ChunkRecord out;
+  out.chain_hash = ch.chain_hash;
+  out.parent_hash = ch.parent_hash;
+  out.position = ch.position;
+  const char* p = record.data() + sizeof(ch);
+  out.tokens.resize(ch.token_count);
+  if (ch.token_count > 0) std::memcpy(out.tokens.data(), p, uint64_t{ch.token_count} * 4);
+  p += uint64_t{ch.token_count} * 4;
+  out.name_space.assign(p, ch.namespace_len);
+  p += ch.namespace_len;
+  out.data.resize(ch.data_bytes);
+  if (ch.data_bytes > 0) std::memcpy(out.data.data(), p, ch.data_bytes);
+  return out;
+}
+
+std::string ChunkKey(std::string_view name_space, uint64_t seed, uint64_t chain_hash) {
+  return "kvc:{" + std::string(name_space) + ":chunk:" + PrefixHashToHex(seed) + ":" +
+         PrefixHashToHex(chain_hash) + "}";
 }
 
 }  // namespace kvcache::remote

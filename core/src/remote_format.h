@@ -7,6 +7,10 @@
 // key), the record's length and checksum, its index and the piece count, so a reader
 // refuses a value that is damaged, foreign (another entry's, another program's) or
 // mixed from two writes of the same entry.
+//
+// A token chunk is stored the same way, as a *chunk record* (a 48-byte chunk record
+// header, its tokens, its namespace, then its KV bytes) under ChunkKey: the piece
+// header is the same, the key tells which record a value holds.
 #pragma once
 
 #include <bit>
@@ -66,9 +70,37 @@ static_assert(offsetof(RecordHeader, prefix_len) == 12);
 static_assert(offsetof(RecordHeader, metadata_len) == 16);
 static_assert(offsetof(RecordHeader, data_bytes) == 24);
 
+// A chunk record (Manager::StoreChunks): everything a reader needs to check that a
+// value is the chunk it asked for, not only an intact one.
+inline constexpr uint32_t kChunkRecordMagic = 0x4B43564B;  // "KVCK" in file order
+
+struct ChunkRecordHeader {
+  uint32_t magic;          // @0  kChunkRecordMagic
+  uint32_t position;       // @4  1-based position in its chain (chain_blocks)
+  uint64_t chain_hash;     // @8  H_i
+  uint64_t parent_hash;    // @16 H_{i-1}; the namespace's seed for position 1
+  uint32_t token_count;    // @24 tokens after this header
+  uint32_t namespace_len;  // @28 namespace bytes after the tokens
+  uint64_t data_bytes;     // @32 KV bytes after the namespace
+  uint64_t reserved;       // @40 zero
+};
+static_assert(sizeof(ChunkRecordHeader) == 48);
+static_assert(offsetof(ChunkRecordHeader, position) == 4);
+static_assert(offsetof(ChunkRecordHeader, chain_hash) == 8);
+static_assert(offsetof(ChunkRecordHeader, parent_hash) == 16);
+static_assert(offsetof(ChunkRecordHeader, token_count) == 24);
+static_assert(offsetof(ChunkRecordHeader, namespace_len) == 28);
+static_assert(offsetof(ChunkRecordHeader, data_bytes) == 32);
+static_assert(offsetof(ChunkRecordHeader, reserved) == 40);
+
 // "kvc:{<namespace>:<seq>}": the braces are the Redis Cluster hash tag, so every piece
 // of an entry lands on the same slot while different entries spread over the cluster.
 std::string EntryKey(std::string_view name_space, uint64_t seq);
+// "kvc:{<namespace>:chunk:<seed>:<hash>}": `name_space` is the pool's remote namespace,
+// `seed` the chunk namespace's chain seed (ChunkChainSeed) and `chain_hash` the chunk's
+// H_i, both as 16 hex digits. Each chunk is a hash tag of its own, so the chunks of a
+// prompt spread over a cluster.
+std::string ChunkKey(std::string_view name_space, uint64_t seed, uint64_t chain_hash);
 // Piece 0 is the base key itself; piece i > 0 is "<base>:<i>".
 std::string PieceKey(std::string_view base, uint32_t index);
 
@@ -89,11 +121,35 @@ std::vector<std::string> EncodePieces(std::string_view base_key, uint64_t token_
                                       std::string_view metadata,
                                       std::span<const std::byte> data, uint64_t piece_bytes);
 
+// A token chunk as stored remotely.
+struct ChunkRecord {
+  uint64_t chain_hash = 0;
+  uint64_t parent_hash = 0;
+  uint32_t position = 0;
+  std::vector<uint32_t> tokens;
+  std::string name_space;
+  std::vector<std::byte> data;
+};
+
+// The pieces of a chunk. `tokens` are the u32 LE tokens as bytes.
+std::vector<std::string> EncodeChunkPieces(std::string_view base_key, uint64_t chain_hash,
+                                           uint64_t parent_hash, uint32_t position,
+                                           std::span<const std::byte> tokens,
+                                           std::string_view name_space,
+                                           std::span<const std::byte> data,
+                                           uint64_t piece_bytes);
+
 // Checks piece 0 (its header, its bytes, that it belongs to `base_key`) and returns
 // its header: how many pieces to fetch. Corruption naming what is wrong otherwise.
 Result<PieceHeader> CheckFirstPiece(std::string_view base_key, std::string_view value);
 // Checks every piece against the first's header and reassembles the record.
 // Corruption naming the first thing wrong.
 Result<Record> DecodePieces(std::string_view base_key, const std::vector<std::string>& pieces);
+// The same for a chunk record. Only the record is checked here: whether it is the chunk
+// the reader asked for (hash, parent, position, tokens, namespace) is the reader's check.
+Result<ChunkRecord> DecodeChunkPieces(std::string_view base_key,
+                                      const std::vector<std::string>& pieces);
+// Checks every piece and returns the record they hold (without piece headers).
+Result<std::string> JoinPieces(std::string_view base_key, const std::vector<std::string>& pieces);
 
 }  // namespace kvcache::remote

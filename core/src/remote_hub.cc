@@ -72,6 +72,7 @@ std::shared_ptr<remote::RemoteTier> RemoteHub::Make(const std::string& pool,
   remote::TierHooks hooks;
   Manager* manager = manager_;
   hooks.pin = [manager, pool](uint64_t seq) { return manager->Pin(pool, seq); };
+  hooks.pin_chunk = [manager, pool](uint64_t hash) { return manager->PinChunk(pool, hash); };
   hooks.record = [manager, pool](const RemoteCounters& d, const std::string& error,
                                  double error_at) -> Status {
     KVC_ASSIGN_OR_RETURN(Catalog * cat, ManagerInternals::catalog(*manager));
@@ -187,6 +188,23 @@ void RemoteHub::Evicting(const std::string& pool, uint64_t seq, uint64_t token_c
   }
   if (tier != nullptr && tier->options().config.mode == RemoteMode::kWriteBack) {
     tier->EnqueueEvicted(seq, token_count, priority, prefix_tokens, metadata, data);
+  }
+}
+
+void RemoteHub::EvictingChunk(const std::string& pool, uint64_t hash, uint64_t parent,
+                              uint32_t position, std::span<const std::byte> tokens,
+                              std::string_view name_space,
+                              std::span<const std::byte> data) noexcept {
+  // As Evicting: under the pool lock, only the tier already known.
+  std::shared_ptr<remote::RemoteTier> tier;
+  {
+    MutexLock lk(&mu_);
+    if (epoch_ != ForkEpoch()) return;
+    auto it = known_.find(pool);
+    if (it != known_.end()) tier = it->second.tier;
+  }
+  if (tier != nullptr && tier->options().config.mode == RemoteMode::kWriteBack) {
+    tier->EnqueueEvictedChunk(hash, parent, position, tokens, name_space, data);
   }
 }
 

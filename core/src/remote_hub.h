@@ -1,6 +1,6 @@
 // RemoteHub: a Manager's remote tiers, one per pool that has a remote, and the glue
 // between them and the pools: it hears commits (write-through) and evictions
-// (write-back) and serves local misses (read-through).
+// (write-back) and serves local misses (read-through), for entries and token chunks.
 //
 // A pool's remote is read from the catalog at most once a second per Manager, so a
 // change made by `cortex cache remote` reaches long-lived processes (the kvcachefs
@@ -58,6 +58,9 @@ class RemoteHub : public PoolListener {
   void Evicting(const std::string& pool, uint64_t seq, uint64_t token_count, int32_t priority,
                 std::span<const std::byte> prefix_tokens, std::string_view metadata,
                 std::span<const std::byte> data) noexcept override;
+  void EvictingChunk(const std::string& pool, uint64_t hash, uint64_t parent, uint32_t position,
+                     std::span<const std::byte> tokens, std::string_view name_space,
+                     std::span<const std::byte> data) noexcept override;
 
  private:
   struct Known {

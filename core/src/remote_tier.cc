@@ -1,9 +1,11 @@
 #include "remote_tier.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <new>
 
 #include "clock.h"
+#include "kvcache/prefix.h"
 
 namespace kvcache::remote {
 namespace {
@@ -66,11 +68,25 @@ void RemoteTier::EnqueuePut(uint64_t seq, uint64_t generation) {
   wake_.Signal();
 }
 
-void RemoteTier::EnqueueEvicted(uint64_t seq, uint64_t token_count, int32_t priority,
-                                std::span<const std::byte> prefix_tokens,
-                                std::string_view metadata,
-                                std::span<const std::byte> data) noexcept {
-  const uint64_t bytes = data.size() + prefix_tokens.size() + metadata.size() + 64;
+void RemoteTier::EnqueueChunk(uint64_t hash, uint64_t generation) {
+  {
+    MutexLock lk(&mu_);
+    if (stop_ || queue_.size() >= options_.queue_entries) {
+      dropped_.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    Item item;
+    item.seq = hash;
+    item.generation = generation;
+    item.chunk = true;
+    queue_.push_back(std::move(item));
+  }
+  wake_.Signal();
+}
+
+template <typename Encode>
+void RemoteTier::EnqueueEncoded(Item item, Encode encode) noexcept {
+  const uint64_t bytes = item.bytes;
   {
     MutexLock lk(&mu_);
     if (stop_ || queue_.size() >= options_.queue_entries ||
@@ -80,10 +96,8 @@ void RemoteTier::EnqueueEvicted(uint64_t seq, uint64_t token_count, int32_t prio
     }
     queued_bytes_ += bytes;  // held while encoding, so concurrent evictions stay bounded
   }
-  Item item{seq, 0, {}, bytes};
   try {
-    item.pieces = EncodePieces(EntryKey(base_prefix_, seq), token_count, priority,
-                               prefix_tokens, metadata, data, options_.piece_bytes);
+    encode(item);
   } catch (const std::bad_alloc&) {
     MutexLock lk(&mu_);
     queued_bytes_ -= bytes;
@@ -108,6 +122,34 @@ void RemoteTier::EnqueueEvicted(uint64_t seq, uint64_t token_count, int32_t prio
   wake_.Signal();
 }
 
+void RemoteTier::EnqueueEvicted(uint64_t seq, uint64_t token_count, int32_t priority,
+                                std::span<const std::byte> prefix_tokens,
+                                std::string_view metadata,
+                                std::span<const std::byte> data) noexcept {
+  Item item;
+  item.seq = seq;
+  item.bytes = data.size() + prefix_tokens.size() + metadata.size() + 64;
+  EnqueueEncoded(std::move(item), [&](Item& it) {
+    it.pieces = EncodePieces(EntryKey(base_prefix_, seq), token_count, priority, prefix_tokens,
+                             metadata, data, options_.piece_bytes);
+  });
+}
+
+void RemoteTier::EnqueueEvictedChunk(uint64_t hash, uint64_t parent, uint32_t position,
+                                     std::span<const std::byte> tokens,
+                                     std::string_view name_space,
+                                     std::span<const std::byte> data) noexcept {
+  Item item;
+  item.seq = hash;
+  item.chunk = true;
+  item.bytes = data.size() + tokens.size() + name_space.size() + 112;
+  EnqueueEncoded(std::move(item), [&](Item& it) {
+    it.key = ChunkKey(base_prefix_, ChunkChainSeed(name_space), hash);
+    it.pieces = EncodeChunkPieces(it.key, hash, parent, position, tokens, name_space, data,
+                                  options_.piece_bytes);
+  });
+}
+
 void RemoteTier::NoteFailure(const Status& s) {
   failures_.fetch_add(1, std::memory_order_relaxed);
   MutexLock lk(&error_mu_);
@@ -117,10 +159,13 @@ void RemoteTier::NoteFailure(const Status& s) {
 
 Status RemoteTier::Send(Item& item, bool* retry) {
   *retry = false;
-  const std::string base = EntryKey(base_prefix_, item.seq);
+  std::string base = item.chunk ? item.key : EntryKey(base_prefix_, item.seq);
   std::vector<std::string> encoded;
   const std::vector<std::string>* pieces = &item.pieces;
-  if (item.pieces.empty()) {
+  if (item.pieces.empty() && item.chunk) {
+    if (!EncodeChunkRef(item, &base, &encoded)) return Status::Ok();
+    pieces = &encoded;
+  } else if (item.pieces.empty()) {
     Result<EntryView> view = hooks_.pin(item.seq);
     if (!view.ok()) {
       // Gone (evicted or removed) before its turn came.
@@ -213,6 +258,126 @@ void RemoteTier::Flush(Clock::time_point deadline) {
   while (!(queue_.empty() && !sending_) && idle_.WaitUntil(&mu_, deadline)) {
   }
   --flushers_;
+}
+
+bool RemoteTier::EncodeChunkRef(Item& item, std::string* base,
+                                std::vector<std::string>* pieces) {
+  Result<PinnedChunk> chunk =
+      hooks_.pin_chunk ? hooks_.pin_chunk(item.seq) : Result<PinnedChunk>(Status::NotFound(""));
+  if (!chunk.ok()) {
+    dropped_.fetch_add(1, std::memory_order_relaxed);  // evicted before its turn
+    return false;
+  }
+  const ChunkInfo& info = chunk->info;
+  if (info.generation != item.generation) {  // removed and stored again: its own turn
+    chunk->view.Release().IgnoreError();
+    return false;
+  }
+  std::vector<uint32_t> tokens = chunk->view.prefix_tokens();
+  *base = ChunkKey(base_prefix_, ChunkChainSeed(info.name_space), info.hash);
+  *pieces = EncodeChunkPieces(*base, info.hash, info.parent_hash, info.position,
+                              std::as_bytes(std::span(tokens)), info.name_space,
+                              chunk->view.data(), options_.piece_bytes);
+  chunk->view.Release().IgnoreError();
+  return true;
+}
+
+std::vector<ChunkRecord> RemoteTier::FetchChunks(const ChunkAsk& ask,
+                                                 Clock::time_point deadline, bool* complete) {
+  *complete = false;
+  std::vector<ChunkRecord> out;
+  const size_t n = ask.hashes.size();
+  if (n == 0) {
+    *complete = true;
+    return out;
+  }
+  std::vector<std::string> keys;
+  keys.reserve(n);
+  for (uint64_t h : ask.hashes) keys.push_back(ChunkKey(base_prefix_, ask.seed, h));
+  MutexLock lk(&fetch_mu_);
+  Result<std::vector<std::optional<std::string>>> first = fetch_client_.GetAll(keys, deadline);
+  if (!first.ok()) {
+    NoteFailure(first.status());
+    return out;
+  }
+  // The leading run whose piece 0 is there and sound; the first gap ends it.
+  std::vector<std::vector<std::string>> pieces;
+  std::vector<uint32_t> counts;
+  bool stopped = false;
+  for (size_t j = 0; j < n; ++j) {
+    std::optional<std::string>& v = (*first)[j];
+    if (!v.has_value()) {
+      misses_.fetch_add(1, std::memory_order_relaxed);
+      stopped = true;
+      break;
+    }
+    Result<PieceHeader> header = CheckFirstPiece(keys[j], *v);
+    if (!header.ok()) {
+      refused_.fetch_add(1, std::memory_order_relaxed);
+      stopped = true;
+      break;
+    }
+    counts.push_back(header->piece_count);
+    pieces.emplace_back();
+    pieces.back().push_back(std::move(*v));
+  }
+  // The other pieces of the chunks that have more, in a second pipeline.
+  std::vector<std::string> rest_keys;
+  for (size_t j = 0; j < counts.size(); ++j) {
+    for (uint32_t i = 1; i < counts[j]; ++i) rest_keys.push_back(PieceKey(keys[j], i));
+  }
+  if (!rest_keys.empty()) {
+    Result<std::vector<std::optional<std::string>>> rest =
+        fetch_client_.GetAll(rest_keys, deadline);
+    if (!rest.ok()) {
+      NoteFailure(rest.status());
+      return out;
+    }
+    size_t k = 0;
+    for (size_t j = 0; j < counts.size(); ++j) {
+      for (uint32_t i = 1; i < counts[j]; ++i) {
+        std::optional<std::string>& v = (*rest)[k++];
+        if (v.has_value()) pieces[j].push_back(std::move(*v));
+      }
+    }
+  }
+  for (size_t j = 0; j < pieces.size(); ++j) {
+    if (pieces[j].size() != counts[j]) {  // a piece Redis evicted: the chunk is gone
+      misses_.fetch_add(1, std::memory_order_relaxed);
+      stopped = true;
+      break;
+    }
+    Result<ChunkRecord> record = DecodeChunkPieces(keys[j], pieces[j]);
+    Status wrong;
+    if (!record.ok()) {
+      wrong = record.status();
+    } else {
+      const uint64_t parent = j == 0 ? ask.parent : ask.hashes[j - 1];
+      std::span<const uint32_t> block =
+          ask.tokens.subspan(j * uint64_t{ask.chunk_tokens}, ask.chunk_tokens);
+      const std::string what = "remote value " + keys[j] + ": ";
+      if (record->chain_hash != ask.hashes[j] || record->parent_hash != parent ||
+          record->position != ask.first_position + j) {
+        wrong = Status::Corruption(what + "another chunk's (hash, parent or position)");
+      } else if (record->name_space != ask.name_space) {
+        wrong = Status::Corruption(what + "a chunk of another namespace");
+      } else if (record->tokens.size() != block.size() ||
+                 !std::equal(block.begin(), block.end(), record->tokens.begin())) {
+        wrong = Status::Corruption(what + "holds other tokens than its hash names");
+      }
+    }
+    if (!wrong.ok()) {
+      refused_.fetch_add(1, std::memory_order_relaxed);
+      stopped = true;
+      break;
+    }
+    out.push_back(std::move(record).value());
+    pieces[j].clear();
+    pieces[j].shrink_to_fit();
+  }
+  hits_.fetch_add(out.size(), std::memory_order_relaxed);
+  *complete = !stopped && out.size() == n;
+  return out;
 }
 
 Result<Record> RemoteTier::Fetch(uint64_t seq) {

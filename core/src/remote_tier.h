@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "kvcache/entry_view.h"
+#include "kvcache/manager.h"
 #include "kvcache/remote.h"
 #include "redis_client.h"
 #include "remote_format.h"
@@ -47,6 +48,8 @@ struct TierOptions {
 struct TierHooks {
   // Pins entry `seq` of the pool without counting an access; NotFound when it is gone.
   std::function<Result<EntryView>(uint64_t seq)> pin;
+  // Pins the chunk `hash` the same way; NotFound when it is gone.
+  std::function<Result<PinnedChunk>(uint64_t hash)> pin_chunk;
   // Adds counts (and the latest failure, if any) to the catalog.
   std::function<Status(const RemoteCounters& delta, const std::string& last_error,
                        double last_error_at)>
@@ -72,6 +75,34 @@ class RemoteTier {
                       std::span<const std::byte> prefix_tokens, std::string_view metadata,
                       std::span<const std::byte> data) noexcept;
 
+  // Queues chunk `hash` as stored with `generation`, like EnqueuePut.
+  void EnqueueChunk(uint64_t hash, uint64_t generation);
+  // Queues a copy of a chunk being evicted, like EnqueueEvicted. `tokens` are u32 LE.
+  void EnqueueEvictedChunk(uint64_t hash, uint64_t parent, uint32_t position,
+                           std::span<const std::byte> tokens, std::string_view name_space,
+                           std::span<const std::byte> data) noexcept;
+
+  // The chunks a match asks for: chunk j (j < hashes.size()) is H = hashes[j] at chain
+  // position first_position + j, holding tokens [j * chunk_tokens, (j + 1) *
+  // chunk_tokens) of `tokens`; chunk 0's parent is `parent`.
+  struct ChunkAsk {
+    std::string_view name_space;  // the chunk namespace
+    uint64_t seed = 0;            // ChunkChainSeed(name_space)
+    uint64_t parent = 0;
+    uint32_t first_position = 1;
+    uint32_t chunk_tokens = 0;
+    std::span<const uint64_t> hashes;
+    std::span<const uint32_t> tokens;
+  };
+  // The leading chunks of `ask` the remote has, in order, in one or two pipelined round
+  // trips that end by `deadline`. Each is checked: intact (pieces and checksums), and
+  // the chunk asked for (hash, parent, position, tokens, namespace); the first that is
+  // missing, refused (counted) or not read in time ends the answer. *complete says
+  // whether every chunk asked for is in it.
+  std::vector<ChunkRecord> FetchChunks(const ChunkAsk& ask,
+                                       std::chrono::steady_clock::time_point deadline,
+                                       bool* complete);
+
   // The entry `seq` from the remote, checked. NotFound when the remote does not have it
   // (whole); Corruption when what it has is damaged or foreign (counted as refused);
   // IOError when it did not answer in time or is down.
@@ -88,11 +119,18 @@ class RemoteTier {
 
  private:
   struct Item {
-    uint64_t seq = 0;
+    uint64_t seq = 0;                 // an entry's id, or a chunk's hash
     uint64_t generation = 0;          // put reference: the published generation
     std::vector<std::string> pieces;  // evicted entry: its values; empty for a put
     uint64_t bytes = 0;
+    bool chunk = false;
+    std::string key;                  // evicted chunk: its base key
   };
+  // Queues an evicted entry's or chunk's values made by `encode`.
+  template <typename Encode>
+  void EnqueueEncoded(Item item, Encode encode) noexcept;
+  // Encodes the chunk `item` refers to; false when it is gone or replaced.
+  bool EncodeChunkRef(Item& item, std::string* base, std::vector<std::string>* pieces);
   RemoteTier(TierOptions options, TierHooks hooks, RedisClient::Options client);
   void Run();
   // Stores one item. Ok, or the failure; *retry when the connection broke (the item

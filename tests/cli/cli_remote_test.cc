@@ -92,6 +92,39 @@ TEST_F(CliRemoteTest, APutFromTheCliReachesRedisAndAnotherHostGetsIt) {
   EXPECT_EQ(nlohmann::json::parse(status.out)["remote"]["sent"], 1);
 }
 
+TEST_F(CliRemoteTest, ChunksPutOnOneHostAreMatchedOnAnotherThroughRedis) {
+  ASSERT_TRUE(Succeeded(Cache({"create", "p", "--size", "4M", "--remote", redis_->unix_url()})));
+  std::string tokens;
+  for (int t = 1; t <= 1000; ++t) tokens += (t > 1 ? "," : "") + std::to_string(t * 3);
+  std::string kv;
+  for (int c = 0; c < 62; ++c) kv += std::string(100, static_cast<char>('A' + c % 26));
+  {
+    std::ofstream(files_.Join("prompt.txt")) << tokens;
+    std::ofstream(files_.Join("kv.bin"), std::ios::binary) << kv;
+  }
+  // cortex exits as soon as the chunks are stored: their write-through is not lost.
+  ASSERT_TRUE(Succeeded(Cache({"put-chunks", "p", "--tokens-file", files_.Join("prompt.txt"),
+                               "--file", files_.Join("kv.bin"), "--namespace", "llama/fp16"})));
+  EXPECT_EQ(redis_->Keys("kvc:{p:chunk:*").size(), 62u);
+
+  OtherHost b(b_home_.path(), b_prefix_);
+  ASSERT_TRUE(Succeeded(Cache({"create", "p", "--size", "4M", "--remote", redis_->tcp_url(),
+                               "--remote-mode", "read-only"})));
+  const std::vector<std::string> match = {"match", "p", "--tokens-file", files_.Join("prompt.txt"),
+                                          "--namespace", "llama/fp16"};
+  CliResult first = Cache(match);
+  ASSERT_TRUE(Succeeded(first));
+  EXPECT_EQ(first.out, "Matched 992 of 1000 tokens in 'p' (62 chunks of 16 tokens)\n");
+  CliResult status = Cache({"status", "p", "--json"});
+  ASSERT_TRUE(Succeeded(status));
+  EXPECT_EQ(nlohmann::json::parse(status.out)["remote"]["hits"], 62);
+  // The chunks are host B's own now: with Redis gone, the answer is the same.
+  redis_->Kill();
+  CliResult local = Cache(match);
+  ASSERT_TRUE(Succeeded(local));
+  EXPECT_EQ(local.out, first.out);
+}
+
 TEST_F(CliRemoteTest, APasswordInTheUrlIsRefusedAndNothingIsCreated) {
   CliResult r = Cache({"create", "p", "--size", "1M", "--remote", "redis://:hunter2@127.0.0.1:1"});
   EXPECT_TRUE(FailedWith(r, "CORTEX_REMOTE_PASSWORD"));

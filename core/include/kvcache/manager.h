@@ -179,7 +179,15 @@ class KVCACHE_EXPORT Manager {
   // How many leading tokens of `tokens` are cached as chunks under `name_space`, with
   // those chunks pinned (see ChunkMatch). A partial last chunk never matches. Chunks
   // are found by hash, then confirmed token by token. Counts the asked and matched
-  // tokens in the pool's statistics. O(query length).
+  // tokens in the pool's statistics (chunks served by the remote are counted as the
+  // remote's hits, not as matched here). O(query length).
+  //
+  // When the pool has a remote and the local chain stops short of the prompt's whole
+  // chunks, the remote is asked for the next chunks (in pipelined batches, all within
+  // the remote timeout); each one it has is checked (intact, and this chunk: hash,
+  // parent, position, tokens and namespace), stored locally (evicting by policy, as
+  // any store) and added to the answer, until the first it lacks or refuses. The
+  // remote's failures never fail the match: it then answers what is local.
   Result<ChunkMatch> Match(std::string_view pool, std::string_view name_space,
                            std::span<const uint32_t> tokens);
   // Metadata of every live chunk, in hash order. Counts nothing.
@@ -265,6 +273,10 @@ class KVCACHE_EXPORT Manager {
   // (best effort) and returned; `miss` when there is none or the remote fails.
   Result<std::vector<std::byte>> ReadThrough(std::string_view pool, PoolHandle& handle,
                                              uint64_t seq, const Status& miss);
+  // After a local match of `tokens` that ended short: continues `match` with the chunks
+  // the pool's remote has (see Match).
+  void MatchThrough(std::string_view pool, PoolHandle& handle, std::string_view name_space,
+                    std::span<const uint32_t> tokens, ChunkMatch& match);
   // Ok, or why options_ cannot be used (a bad shm prefix): every operation returns it.
   Status CheckOptions() const;
   ManagerOptions options_;

@@ -58,14 +58,16 @@ struct KVCACHE_EXPORT RemoteConfig {
 };
 
 // What the remote tier did for a pool, added up over every process (each process adds
-// its counts to the catalog about once a second and when it exits).
+// its counts to the catalog about once a second and when it exits). Token chunks are
+// counted with entries: one each sent, dropped, served or refused.
 struct KVCACHE_EXPORT RemoteCounters {
   uint64_t sent = 0;      // entries stored in the remote
   uint64_t dropped = 0;   // entries that were to be sent and never were (queue full,
                           // remote down until the deadline, evicted before sending)
   uint64_t failures = 0;  // calls that failed: connection, timeout, error reply
   uint64_t hits = 0;      // local misses served from the remote
-  uint64_t misses = 0;    // local misses the remote did not have either
+  uint64_t misses = 0;    // local misses the remote did not have either (for a chunk
+                          // match: one per match the remote could not continue)
   uint64_t refused = 0;   // values read back that were corrupt or not ours
 };
 
