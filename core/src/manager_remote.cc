@@ -110,6 +110,8 @@ void Manager::MatchThrough(std::string_view pool, PoolHandle& handle,
   size_t batch = kFirstBatch;
   RemoteHub::Warming warming;  // what is stored here came from the remote
   while (next < whole) {
+    // Out of time between batches: the answer is what came so far (not a failure).
+    if (std::chrono::steady_clock::now() >= deadline) return;
     const size_t count = std::min(batch, whole - next);
     remote::RemoteTier::ChunkAsk ask;
     ask.name_space = name_space;

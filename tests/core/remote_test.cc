@@ -609,6 +609,43 @@ TEST_F(RedisClusterTest, EntriesSpreadOverTheNodesAndAreReadThroughFromAnyNode) 
   EXPECT_EQ(B().Get("q", kEntries + 1).status().code(), Code::kNotFound);
 }
 
+// Token chunks too: each chunk hashes to a slot of its own (its pieces with it), so a
+// prompt's chunks spread over the nodes; a match on another host pointed at another
+// node reads them all back in pipelines that follow MOVED, pieces and all.
+TEST_F(RedisClusterTest, ChunksSpreadOverTheNodesAndAreMatchedFromAnyNode) {
+  ManagerOptions small_pieces = options();
+  small_pieces.remote_piece_bytes = 64 << 10;  // three pieces per chunk
+  manager_ = std::make_unique<Manager>(small_pieces);
+  MakePool(manager(), "p", 32 << 20, RemoteMode::kWriteThrough, NodeUrl(0));
+  std::vector<uint32_t> prompt(480);
+  for (size_t t = 0; t < prompt.size(); ++t) prompt[t] = static_cast<uint32_t>(t * 13 + 1);
+  std::vector<std::vector<std::byte>> bytes;
+  for (int c = 0; c < 30; ++c) bytes.push_back(Pattern(900 + c, 150000));
+  std::vector<std::span<const std::byte>> spans(bytes.begin(), bytes.end());
+  ASSERT_TRUE(manager().StoreChunks("p", "m", prompt, spans).ok());
+  ASSERT_TRUE(manager().FlushRemote("p", 5000).ok());
+  EXPECT_EQ(Counters(manager(), "p").sent, 30u);
+  std::set<int> used;
+  for (int i : NodesHolding("kvc:{model-x:chunk:*")) used.insert(i);
+  EXPECT_EQ(used.size(), 3u) << "30 chunks use every node";
+
+  ManagerOptions b = BOptions();
+  b.remote_piece_bytes = 64 << 10;
+  b.remote_timeout_ms = 2000;  // routing is tested here, not speed on a loaded machine
+  b_ = std::make_unique<Manager>(b);
+  MakePool(B(), "q", 32 << 20, RemoteMode::kReadOnly, NodeUrl(2));
+  auto m = B().Match("q", "m", prompt);
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_EQ(m->matched_tokens, 480u);
+  ASSERT_EQ(m->chunks.size(), 30u);
+  for (size_t c = 0; c < 30; ++c) {
+    EXPECT_TRUE(std::ranges::equal(m->chunks[c].data(), bytes[c])) << c;
+  }
+  RemoteCounters got = Counters(B(), "q");
+  EXPECT_EQ(got.hits, 30u);
+  EXPECT_EQ(got.failures, 0u);
+}
+
 // A slot being migrated: its old node answers ASK for keys it does not hold, and the
 // entry is stored on, and read back from, the node importing the slot.
 TEST_F(RedisClusterTest, ASlotBeingMigratedIsFollowedThroughAsk) {

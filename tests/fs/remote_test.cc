@@ -1,9 +1,16 @@
 // The mount with a pool that has a remote: a file another host put is read through from
-// Redis on open, and files written through the mount reach Redis from the daemon.
+// Redis on open, files written through the mount reach Redis from the daemon, and the
+// match file continues a prompt with chunks another host stored.
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <chrono>
+#include <numeric>
 #include <thread>
+
+#include "kvcache/prefix.h"
 
 #include "mount_fixture.h"
 #include "support/redis_server.h"
@@ -75,6 +82,38 @@ TEST_F(MountRemoteTest, TheDaemonSendsFilesWrittenThroughTheMount) {
   auto got = A().Get("p", 9);
   ASSERT_TRUE(got.ok()) << got.status().ToString();
   EXPECT_TRUE(*got == data);
+}
+
+TEST_F(MountRemoteTest, TheMatchFileServesChunksAnotherHostStored) {
+  std::vector<uint32_t> prompt(1000);
+  std::iota(prompt.begin(), prompt.end(), 5);
+  std::vector<std::vector<std::byte>> bytes;
+  for (int c = 0; c < 62; ++c) bytes.push_back(Pattern(700 + c, 2000));
+  std::vector<std::span<const std::byte>> spans(bytes.begin(), bytes.end());
+  ASSERT_TRUE(A().StoreChunks("p", "model-a", prompt, spans).ok());
+  ASSERT_TRUE(A().FlushRemote("p", 5000).ok());
+
+  int fd = open(Path("p/match").c_str(), O_RDWR);
+  ASSERT_GE(fd, 0) << errno;
+  const std::string request = "namespace=model-a\n" + FormatTokenList(prompt) + "\n";
+  ASSERT_EQ(write(fd, request.data(), request.size()), static_cast<ssize_t>(request.size()));
+  std::string answer(1 << 16, '\0');
+  ssize_t n = pread(fd, answer.data(), answer.size(), 0);
+  close(fd);
+  ASSERT_GT(n, 0) << errno;
+  answer.resize(static_cast<size_t>(n));
+  EXPECT_EQ(answer.substr(0, answer.find("chunk ")),
+            "matched_tokens 992\nasked_tokens 1000\nchunk_tokens 16\nchunks 62\n");
+  // Served from Redis and kept: the daemon's pool holds them now, byte for byte.
+  auto chunks = manager().Chunks("p");
+  ASSERT_TRUE(chunks.ok());
+  EXPECT_EQ(chunks->size(), 62u);
+  auto m = manager().Match("p", "model-a", prompt);
+  ASSERT_TRUE(m.ok());
+  ASSERT_EQ(m->chunks.size(), 62u);
+  for (size_t c = 0; c < 62; ++c) {
+    EXPECT_TRUE(std::ranges::equal(m->chunks[c].data(), bytes[c])) << c;
+  }
 }
 
 }  // namespace
