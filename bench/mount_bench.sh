@@ -17,6 +17,7 @@
 # Needs root (drop_caches, mounts). Counts can be made small for a quick check:
 #   BUILD_DIR=build RUNS=5 bench/mount_bench.sh                       # the full table
 #   RUNS=1 SMALL_N=200 BIG_N=8 LIST_N=1000 MEM_LISTINGS=2 bench/mount_bench.sh   # quick
+#   KVCACHEFS_OPTS=name_timeout=1 bench/mount_bench.sh     # with names kept for 1 s
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD_DIR:-$root/build}
@@ -29,6 +30,8 @@ list_n=${LIST_N:-100000}
 mem_listings=${MEM_LISTINGS:-20}
 null_timeout=${NULL_TIMEOUT:-1.0}
 kvcachefs=${KVCACHEFS:-$build/fs/kvcachefs}  # another build of it may be compared
+# Extra kvcachefs options, space-separated, e.g. KVCACHEFS_OPTS=name_timeout=1
+KVCACHEFS_OPTS=${KVCACHEFS_OPTS:-}
 null_fuse=$build/bench/null_fuse
 io=$build/bench/mount_io
 cortex=$build/cli/cortex
@@ -67,7 +70,9 @@ wait_mount() {  # mountpoint fstype
 "$cortex" cache create b --size $((big_n * big_mb * 5 / 4 + small_n * small_kb / 512 + 64))M \
   --max-sequences $((small_n > big_n ? small_n : big_n)) > /dev/null
 "$cortex" cache create l --size $((list_n * 4 / 1024 + 64))M --max-sequences "$list_n" > /dev/null
-"$kvcachefs" "$work/kv" -f -o home="$CORTEX_HOME" &
+kv_opts=()
+for o in $KVCACHEFS_OPTS; do kv_opts+=(-o "$o"); done
+"$kvcachefs" "$work/kv" -f -o home="$CORTEX_HOME" "${kv_opts[@]}" &
 kv_pid=$!
 "$null_fuse" "$work/null" -f -o timeout="$null_timeout" &
 null_pid=$!

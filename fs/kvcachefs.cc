@@ -294,7 +294,7 @@ int KvcacheFs::LookupSeq(const std::string& pool, uint64_t seq, pid_t caller_pid
   } else {
     SeqAttr(ino, *info, &attr);
   }
-  FillEntry(ino, attr, entry, 0);
+  FillEntry(ino, attr, entry, options_.seq_name_timeout);
   entry->attr_timeout = options_.seq_attr_timeout;
   return 0;
 }

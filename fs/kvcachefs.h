@@ -72,6 +72,17 @@ struct FsOptions {
   // kernel then no longer asks for is the GETATTR of each permission check, open and
   // read of a file it has just looked up.
   double seq_attr_timeout = 1.0;
+  // How long the kernel may trust the name of a sequence file (`-o name_timeout=`):
+  // 0, the default, keeps the rule above, names never cached. Above 0, a lookup or
+  // listing lets the kernel keep the name that long, so `ls -l` and `rm` of many files
+  // need no LOOKUP each. Bytes stay as coherent as ever: an open through a kept name
+  // reaches its inode, which stands for one generation; if the entry has new bytes
+  // since, the open fails with ESTALE and the kernel looks the name up again (which
+  // finds the new inode), and if the entry is gone it fails with ENOENT. What may be
+  // old, for at most that long, is what stat() shows of a name another process
+  // replaced or deleted. Names never cached by the daemon's own unlink, rename or
+  // create, which the kernel sees itself.
+  double seq_name_timeout = 0;
 };
 
 // A file being written: its bytes are staged here and published whole as entry `seq`

@@ -236,10 +236,11 @@ void KvcacheFs::SeqEntryFor(const DirHandle& dir, const SeqRow& row, fuse_entry_
   Ino ino = inodes_.AcquireSeq(dir.pool, row.seq, row.generation, nullptr, row.attrs);
   struct stat attr;
   SeqAttr(ino, row.attrs, dir.owner, &attr);
-  // The name is never cached, as a lookup's (see FsOptions::dir_timeout): an entry
-  // removed or replaced by another process right after this listing is gone or new at
-  // the next stat. `ls -l` thus costs a LOOKUP per file, but no GETATTR.
-  FillEntry(ino, attr, entry, 0);
+  // The name is kept as long as a lookup's (FsOptions::seq_name_timeout; by default
+  // never): then an entry removed or replaced by another process right after this
+  // listing is gone or new at the next stat, and `ls -l` costs a LOOKUP per file, but
+  // no GETATTR.
+  FillEntry(ino, attr, entry, options_.seq_name_timeout);
   entry->attr_timeout = options_.seq_attr_timeout;
 }
 

@@ -230,6 +230,13 @@ int KvcacheFs::OpenSeq(const Caller& caller, Ino ino, const Node& node, int flag
   if (Writing(flags)) {
     // Published bytes are write-once: only a whole replacement may be staged.
     if (!(flags & O_TRUNC)) return EPERM;
+    // A replacement through a name the kernel kept (FsOptions::seq_name_timeout) opens
+    // the published inode, which the kernel would then truncate under its readers.
+    // ESTALE makes it look the name up again, which a replacement's lookup answers
+    // with ENOENT, so that it creates a new inode, as without kept names.
+    if (options_.seq_name_timeout > 0 && OpenIntentOf(caller.pid) == OpenIntent::kReplace) {
+      return ESTALE;
+    }
     Result<std::shared_ptr<WriteState>> write =
         NewWrite(ino, node.pool, node.seq, ScratchKind::kNone, ThreadGroupOf(caller.pid));
     if (!write.ok()) return ToErrno(write.status());

@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <stdlib.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstddef>
 #include <cstdio>
@@ -31,6 +32,7 @@ struct DaemonOptions {
   char* home = nullptr;
   char* pool_size = nullptr;
   char* policy = nullptr;
+  char* name_timeout = nullptr;
   int restore = 0;
   // The arguments that are not options: [SOURCE] MOUNTPOINT.
   std::vector<std::string> positional;
@@ -48,6 +50,7 @@ const fuse_opt kDaemonOptionSpec[] = {
     KVC_OPT("home=%s", home, 0),
     KVC_OPT("pool_size=%s", pool_size, 0),
     KVC_OPT("policy=%s", policy, 0),
+    KVC_OPT("name_timeout=%s", name_timeout, 0),
     KVC_OPT("restore", restore, 1),
     FUSE_OPT_END,
 };
@@ -64,6 +67,9 @@ void PrintUsage(const char* program) {
       "    -o pool_size=SIZE      size of pools created with mkdir (default 1G)\n"
       "    -o policy=POLICY       their eviction policy: lru|lfu|fifo|priority (default lru)\n"
       "    -o restore             restore pools without a segment from their snapshots\n"
+      "    -o name_timeout=SECS   how long the kernel may keep sequence files' names\n"
+      "                           (default 0: never; faster ls -l and rm, while stat may\n"
+      "                           show an entry another process changed for that long)\n"
       "    -o allow_other         allow access by other users\n\n",
       program);
   fuse_cmdline_help();
@@ -124,6 +130,19 @@ int Run(int argc, char** argv) {
       return 2;
     }
     fs_options.pool_defaults.policy = *policy;
+  }
+
+  if (daemon.name_timeout != nullptr) {
+    char* end = nullptr;
+    errno = 0;
+    double seconds = std::strtod(daemon.name_timeout, &end);
+    if (end == daemon.name_timeout || *end != '\0' || errno != 0 || !(seconds >= 0) ||
+        seconds > 3600) {
+      std::fprintf(stderr, "kvcachefs: name_timeout: '%s' is not a number of seconds from 0 to 3600\n",
+                   daemon.name_timeout);
+      return 2;
+    }
+    fs_options.seq_name_timeout = seconds;
   }
 
   std::string error;

@@ -1,4 +1,6 @@
-// Many readers at once, and entries changed by another process while open.
+// Many readers at once, and entries changed by another process while open; each test
+// both with names never cached (the default) and with names the kernel keeps
+// (-o name_timeout=30): bytes are as coherent either way.
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -10,9 +12,11 @@
 namespace kvcache::testing {
 namespace {
 
-class CoherenceTest : public MountedTest {
+class CoherenceTest : public MountedTest, public ::testing::WithParamInterface<bool> {
  protected:
+  bool KeptNames() const { return GetParam(); }
   void SetUp() override {
+    if (KeptNames()) daemon_args_.push_back("name_timeout=30");
     MountedTest::SetUp();
     CreatePool("p", 256ull << 20);
   }
@@ -25,7 +29,7 @@ class CoherenceTest : public MountedTest {
   }
 };
 
-TEST_F(CoherenceTest, ConcurrentCatAndCpFromSeveralProcesses) {
+TEST_P(CoherenceTest, ConcurrentCatAndCpFromSeveralProcesses) {
   constexpr int kEntries = 4;
   for (int i = 0; i < kEntries; ++i) {
     std::vector<std::byte> data = Pattern(i, 8 << 20);
@@ -47,7 +51,7 @@ TEST_F(CoherenceTest, ConcurrentCatAndCpFromSeveralProcesses) {
   EXPECT_NE(access(dir_->Join("failed").c_str(), F_OK), 0) << "a reader saw wrong bytes";
 }
 
-TEST_F(CoherenceTest, ReaderKeepsOldBytesWhenAnotherProcessReplacesTheEntry) {
+TEST_P(CoherenceTest, ReaderKeepsOldBytesWhenAnotherProcessReplacesTheEntry) {
   std::vector<std::byte> old_bytes = Pattern(1, 8 << 20), new_bytes = Pattern(2, 3 << 20);
   ASSERT_TRUE(manager().Put("p", 5, old_bytes, 0).ok());
   std::vector<std::byte> warm;
@@ -66,7 +70,7 @@ TEST_F(CoherenceTest, ReaderKeepsOldBytesWhenAnotherProcessReplacesTheEntry) {
   EXPECT_TRUE(later == new_bytes) << "a later open got stale bytes";
 }
 
-TEST_F(CoherenceTest, ReaderKeepsBytesWhenTheEntryIsDeletedOrEvicted) {
+TEST_P(CoherenceTest, ReaderKeepsBytesWhenTheEntryIsDeletedOrEvicted) {
   std::vector<std::byte> a = Pattern(3, 2 << 20), b = Pattern(4, 2 << 20);
   ASSERT_TRUE(manager().Put("p", 1, a, 0).ok());
   ASSERT_TRUE(manager().Put("p", 2, b, 0).ok());
@@ -89,7 +93,7 @@ TEST_F(CoherenceTest, ReaderKeepsBytesWhenTheEntryIsDeletedOrEvicted) {
   EXPECT_EQ(ReadFile(Path("p/2"), &back), ENOENT);
 }
 
-TEST_F(CoherenceTest, EntryDeletedAndPutAgainIsNotServedStale) {
+TEST_P(CoherenceTest, EntryDeletedAndPutAgainIsNotServedStale) {
   ASSERT_TRUE(manager().Put("p", 8, Pattern(5, 1 << 20), 0).ok());
   std::vector<std::byte> back;
   ASSERT_EQ(ReadFile(Path("p/8"), &back), 0);
@@ -103,8 +107,9 @@ TEST_F(CoherenceTest, EntryDeletedAndPutAgainIsNotServedStale) {
 // The kernel keeps a sequence file's attributes for a while (FsOptions::
 // seq_attr_timeout): a name stat-ed, opened or listed right after another process
 // replaced or deleted the entry must still show the entry as it is now, and an open
-// descriptor its own version.
-TEST_F(CoherenceTest, AttributesAfterAReplaceOrDeleteByAnotherProcessAreCurrent) {
+// descriptor its own version. With kept names, stat() may show the old version for
+// name_timeout, but opens and reads never do.
+TEST_P(CoherenceTest, AttributesAfterAReplaceOrDeleteByAnotherProcessAreCurrent) {
   ASSERT_TRUE(manager().Put("p", 6, Pattern(1, 5000), 0).ok());
   struct stat st;
   ASSERT_EQ(stat(Path("p/6").c_str(), &st), 0);
@@ -116,7 +121,9 @@ TEST_F(CoherenceTest, AttributesAfterAReplaceOrDeleteByAnotherProcessAreCurrent)
 
   ASSERT_TRUE(manager().Put("p", 6, Pattern(2, 7000), 0).ok());
   ASSERT_EQ(stat(Path("p/6").c_str(), &st), 0);
-  EXPECT_EQ(st.st_size, 7000);
+  if (!KeptNames()) {
+    EXPECT_EQ(st.st_size, 7000);
+  }
   ASSERT_EQ(fstat(fd, &st), 0);
   EXPECT_EQ(st.st_size, 5000) << "an open descriptor's size is its own version's";
   EXPECT_TRUE(ReadAll(fd) == Pattern(1, 5000));
@@ -126,10 +133,51 @@ TEST_F(CoherenceTest, AttributesAfterAReplaceOrDeleteByAnotherProcessAreCurrent)
   EXPECT_TRUE(back == Pattern(2, 7000));
 
   ASSERT_TRUE(manager().Remove("p", 6).ok());
-  EXPECT_NE(stat(Path("p/6").c_str(), &st), 0);
-  EXPECT_EQ(errno, ENOENT);
+  if (!KeptNames()) {
+    EXPECT_NE(stat(Path("p/6").c_str(), &st), 0);
+    EXPECT_EQ(errno, ENOENT);
+  }
   EXPECT_EQ(ReadFile(Path("p/6"), &back), ENOENT);
+  EXPECT_EQ(ReadFile(Path("p/6"), &back), ENOENT) << "asked twice";
 }
+
+// With kept names, a name listed or read before is reached without a lookup; what
+// another process did to the entry since still decides what an open gets.
+TEST_P(CoherenceTest, AKeptNameOpensWhatTheEntryIsNow) {
+  ASSERT_TRUE(manager().Put("p", 3, Pattern(1, 6000), 0).ok());
+  ASSERT_EQ(Shell("ls -l '" + Path("p") + "' >/dev/null"), 0);
+  std::vector<std::byte> back;
+  ASSERT_EQ(ReadFile(Path("p/3"), &back), 0);
+  ASSERT_TRUE(back == Pattern(1, 6000));
+  // Replaced, then replaced through the mount by a writer that keeps the old name.
+  ASSERT_TRUE(manager().Put("p", 3, Pattern(2, 9000), 0).ok());
+  ASSERT_EQ(ReadFile(Path("p/3"), &back), 0);
+  EXPECT_TRUE(back == Pattern(2, 9000)) << "stale bytes through a kept name";
+  int reader = open(Path("p/3").c_str(), O_RDONLY);
+  ASSERT_GE(reader, 0);
+  ASSERT_EQ(WriteFile(Path("p/3"), Pattern(3, 4000)), 0);
+  EXPECT_TRUE(ReadAll(reader) == Pattern(2, 9000)) << "a replacement truncated a reader's version";
+  close(reader);
+  ASSERT_EQ(ReadFile(Path("p/3"), &back), 0);
+  EXPECT_TRUE(back == Pattern(3, 4000));
+  // Deleted by another process: gone; put again: the new bytes.
+  ASSERT_TRUE(manager().Remove("p", 3).ok());
+  EXPECT_EQ(ReadFile(Path("p/3"), &back), ENOENT);
+  ASSERT_TRUE(manager().Put("p", 3, Pattern(4, 6000), 0).ok());
+  ASSERT_EQ(ReadFile(Path("p/3"), &back), 0);
+  EXPECT_TRUE(back == Pattern(4, 6000));
+  // Listings are never kept: an entry deleted elsewhere is not listed.
+  ASSERT_TRUE(manager().Remove("p", 3).ok());
+  std::string listing;
+  ASSERT_EQ(Shell("ls '" + Path("p") + "' > '" + dir_->Join("ls") + "'"), 0);
+  ASSERT_EQ(ReadText(dir_->Join("ls"), &listing), 0);
+  EXPECT_EQ(listing.find('3'), std::string::npos) << listing;
+}
+
+INSTANTIATE_TEST_SUITE_P(Names, CoherenceTest, ::testing::Values(false, true),
+                         [](const ::testing::TestParamInfo<bool>& p) {
+                           return p.param ? "Kept" : "NeverCached";
+                         });
 
 }  // namespace
 }  // namespace kvcache::testing

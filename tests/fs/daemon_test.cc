@@ -22,6 +22,24 @@ namespace {
 
 class DaemonTest : public MountedTest {};
 
+// A bad name_timeout is refused with a message before anything is mounted.
+TEST_F(DaemonTest, ABadNameTimeoutIsRefusedBeforeMounting) {
+  daemon_.reset();  // the fixture's mount
+  ASSERT_FALSE(IsMounted(mountpoint_));
+  for (std::string bad : {"abc", "-1", "3601", "1s", "nan"}) {
+    std::string err = dir_->Join("err");
+    int status = Shell("'" + BuildDir() + "/fs/kvcachefs' '" + mountpoint_ + "' -f -o home='" +
+                       home_->path() + "' -o name_timeout=" + bad + " 2>'" + err + "'");
+    EXPECT_EQ(status, 2) << bad;
+    std::string message;
+    ASSERT_EQ(ReadText(err, &message), 0);
+    EXPECT_NE(message.find("name_timeout: '" + bad + "' is not a number of seconds"),
+              std::string::npos)
+        << message;
+    EXPECT_FALSE(IsMounted(mountpoint_)) << bad;
+  }
+}
+
 TEST_F(DaemonTest, SigtermUnmountsCleanly) {
   int status = daemon_->Kill(SIGTERM);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
