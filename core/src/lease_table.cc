@@ -28,6 +28,25 @@ Result<LeaseTable::Ticket> LeaseTable::Acquire(uint32_t slot, Owner owner, uint6
   return Ticket{l, generation};
 }
 
+size_t LeaseTable::AcquireRun(std::span<const uint32_t> slots, Owner owner,
+                              uint64_t first_generation, Ticket* out) {
+  // The free-list head stays in a register for the whole run: each pop then waits on
+  // the link it reads, not on a store to the header and a load of it back.
+  uint32_t l = *free_head_;
+  size_t k = 0;
+  for (; k < slots.size(); ++k) {
+    if (l >= capacity_ || leases_[l].slot != kNil) break;  // empty or damaged: see Acquire
+    seg::Lease& lease = leases_[l];
+    const uint32_t next = lease.next;
+    lease = seg::Lease{slots[k], owner.row, kNil, 0, owner.generation, first_generation + k};
+    out[k] = Ticket{l, first_generation + k};
+    l = next;
+  }
+  *free_head_ = l;
+  *live_ += static_cast<uint32_t>(k);
+  return k;
+}
+
 Result<uint32_t> LeaseTable::Release(Ticket ticket, Owner owner) {
   if (ticket.index >= capacity_ || owner.row == kNil) return kNil;
   seg::Lease& lease = leases_[ticket.index];

@@ -10,7 +10,9 @@
 // Not synchronized: the caller holds the pool lock.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string>
 
 #include "kvcache/status.h"
@@ -48,6 +50,14 @@ class LeaseTable {
   // Busy when every lease is taken; Corruption when the free list is damaged.
   // REQUIRES: slot < slot_capacity.
   Result<Ticket> Acquire(uint32_t slot, Owner owner, uint64_t generation);
+  // Acquire for a run of slots, for pinning many at once (a prompt's chunks): takes
+  // leases on slots[k] for `owner`, named by first_generation + k, into out[k], in
+  // order, while the free list has a sound lease to give. Returns how many it took;
+  // fewer than slots.size() when the table ran out or its free list is damaged (then
+  // Acquire on the next slot tells which). REQUIRES: every slot < slot_capacity,
+  // out has room for slots.size() tickets, the generations unique and non-zero.
+  size_t AcquireRun(std::span<const uint32_t> slots, Owner owner, uint64_t first_generation,
+                    Ticket* out);
   // Frees the lease `ticket` names if `owner` holds it; returns the slot it pinned, or
   // kNil when the ticket names no lease of `owner` (already released, reaped, or taken
   // by another process). Corruption when the lease names no slot.

@@ -2,6 +2,7 @@
 // prompt's longest cached prefix, and the parent/child bookkeeping that keeps eviction
 // leaves first (segment_format.h, SlotKind).
 #include <algorithm>
+#include <cstddef>
 #include <cstring>
 #include <optional>
 
@@ -300,133 +301,176 @@ Result<size_t> PoolHandle::ExtendMatch(ChunkMatch& match, std::string_view name_
 Result<ChunkMatch> PoolHandle::MatchChunks(uint64_t seed, std::span<const uint32_t> tokens) {
   const uint32_t bt = prefix_block_tokens_;
   const size_t n = tokens.size() / bt;
-  // The walk below runs kAhead chunks ahead of itself (prefetching), and hashes the
-  // prompt only as far as that: hashing is compute and the walk waits on memory, so
-  // they overlap, and a prompt that misses early is not hashed to its end.
-  constexpr size_t kAhead = 16;
+  // The prompt is matched in runs of chunks, each run twice as long as the one before:
+  // a run is hashed without the lock, then looked up and pinned in one hold of it, then
+  // confirmed token by token without it. So a prompt that misses early is hashed no
+  // further than its first run, the lock is never held while hashing or comparing, and
+  // a long prompt takes the lock a handful of times (9 for 8,192 chunks). Pins taken
+  // in one hold stay through the next: a chunk found stays found (what others store or
+  // evict meanwhile can only move where the part not yet looked up ends).
+  constexpr size_t kFirstRun = 32;
   std::vector<uint64_t> chain(n);
-  size_t hashed = 0;
-  uint64_t h = seed;
-  auto hash_through = [&](size_t end) {
-    for (end = std::min(end, n); hashed < end; ++hashed) {
-      chain[hashed] = h = ChainHash(h, tokens.subspan(hashed * bt, bt));
-    }
-  };
-  hash_through(kAhead);  // before the lock
-
   ChunkMatch match;
   match.chunk_tokens = bt;
   match.chunks.reserve(n);
   match.pins_.reserve(n);
-  LeaseTable::Owner me;
-  {
-    Locked lk(*this);
-    KVC_RETURN_IF_ERROR(lk.status());
-    me = MyProcessLocked();
-    if (me.row == kNil) return Status::Busy("process table of pool '" + name_ + "' is full");
-    // The walk prefetches in three stages, so that the cache misses of many lookups
-    // overlap instead of adding up: the bucket heads kAhead chunks on, all four cache
-    // lines of the slots they name half as far (a match reads or writes each of them),
-    // and, a quarter as far, the next slot of a bucket whose first slot is another
-    // chunk's.
-    auto prefetch_slot_at = [&](uint32_t i) {
-      if (i >= layout_.slot_capacity) return;
-      const char* at = reinterpret_cast<const char*>(&slots_[i]);
-      for (size_t line = 0; line < sizeof(seg::Slot); line += 64) Prefetch(at + line);
-    };
-    auto prefetch_bucket = [&](size_t c) {
-      if (c < n) Prefetch(index_->BucketHead(SlotIndex::kBlockChain, chain[c]));
-    };
-    auto prefetch_slot = [&](size_t c) {
-      if (c < n) prefetch_slot_at(*index_->BucketHead(SlotIndex::kBlockChain, chain[c]));
-    };
-    auto prefetch_next = [&](size_t c) {
-      if (c >= n) return;
-      uint32_t head = *index_->BucketHead(SlotIndex::kBlockChain, chain[c]);
-      if (head < layout_.slot_capacity && slots_[head].chain_hash != chain[c]) {
-        prefetch_slot_at(slots_[head].chain_next);
-      }
-    };
-    for (size_t c = 0; c < kAhead; ++c) prefetch_bucket(c);
-    for (size_t c = 0; c < kAhead / 2; ++c) prefetch_slot(c);
-    for (size_t c = 0; c < kAhead / 4; ++c) prefetch_next(c);
-    // One clock read for the whole match. Leaves get the older tick, so under LRU an
-    // ancestor is never older than its descendants. Plain loads and stores, not
-    // Touch's read-modify-writes: only lock-free gets touch without the lock, and they
-    // find entries by id, never chunks.
-    const double now_s = NowSeconds();
-    const uint64_t now_ns = MonotonicNs();
-    Status failure;
-    // Chains are prefix-closed, so the first miss ends the match. Each chunk found is
-    // pinned by a lease of its own (recovery, health and the owner checks on release
-    // know leases), all in this one hold of the lock.
-    for (size_t c = 0; c < n; ++c) {
-      hash_through(c + kAhead + 1);
-      prefetch_bucket(c + kAhead);
-      prefetch_slot(c + kAhead / 2);
-      prefetch_next(c + kAhead / 4);
-      uint32_t i = FindChunkLocked(chain[c]);
-      if (i == kNil) break;
-      seg::Slot& s = slots_[i];
-      if (s.parent_hash != (c == 0 ? seed : chain[c - 1]) || s.chain_blocks != c + 1 ||
-          s.prefix_len != bt || !seg::SlotFits(s, layout_.block_count, layout_.block_size)) {
-        break;
-      }
-      Result<LeaseTable::Ticket> lease = leases_->Acquire(i, me, NextGenerationLocked());
-      if (lease.ok()) {
-        s.pins++;
-      } else {
-        lease = AcquireLeaseLocked(i);  // reaps dead processes' leases and retries
-        if (!lease.ok()) {
-          failure = lease.status();
-          break;
-        }
-      }
-      seg::StoreRelaxed(s.access_count, seg::LoadRelaxed(s.access_count) + 1);
-      seg::StoreRelaxed(s.last_accessed, now_s);
-      const uint64_t tick = now_ns + (n - c);
-      if (seg::LoadRelaxed(s.access_tick) < tick) seg::StoreRelaxed(s.access_tick, tick);
-      match.chunks.push_back({chain[c], s.generation, Extent(s), s.size_bytes});
-      match.pins_.push_back({lease->index, lease->generation});
-    }
-    if (!failure.ok()) {
-      for (const ChunkMatch::Pin& p : match.pins_) {
-        ReleaseLeaseAsLocked({p.lease, p.generation}, me).IgnoreError();
-      }
-      match.pins_.clear();
-      return failure;
-    }
-    header_->chunk_tokens_asked += tokens.size();
-    header_->chunk_tokens_matched += uint64_t{match.chunks.size()} * bt;
-  }
-  // From here on, whatever way this returns, the match releases its pins.
+  // From here on, whatever way this returns, the match releases the pins it holds.
   match.pool_ = shared_from_this();
   match.epoch_ = ForkEpoch();
-  // Confirm token by token without the lock: pinned chunks cannot change.
-  const size_t found = match.chunks.size();
-  size_t confirmed = 0;
-  for (; confirmed < found; ++confirmed) {
-    if (confirmed + 8 < found) {
-      const MatchedChunk& ahead = match.chunks[confirmed + 8];
-      Prefetch(ahead.bytes + ahead.size);
+  // One clock read for the whole match. Leaves get the older tick, so under LRU an
+  // ancestor is never older than its descendants.
+  const double now_s = NowSeconds();
+  const uint64_t now_ns = MonotonicNs();
+  LeaseTable::Owner me;
+  uint64_t h = seed;
+  size_t begin = 0;  // chunks [0, begin) are pinned and confirmed
+  // At least one run, even for a prompt of no whole chunk: it counts as asked.
+  for (size_t run = kFirstRun;; run *= 2) {
+    const size_t end = std::min(n, begin + run);
+    for (size_t c = begin; c < end; ++c) {
+      chain[c] = h = ChainHash(h, tokens.subspan(c * bt, bt));
     }
-    const MatchedChunk& f = match.chunks[confirmed];
-    if (std::memcmp(f.bytes + f.size, &tokens[confirmed * bt], 4 * uint64_t{bt}) != 0) break;
-  }
-  if (confirmed < found) {
-    // A hash collision (or tokens stored under a forged hash): keep what was confirmed.
-    Locked lk(*this);
-    KVC_RETURN_IF_ERROR(lk.status());
-    for (size_t j = confirmed; j < found; ++j) {
-      const ChunkMatch::Pin& p = match.pins_[j];
-      ReleaseLeaseAsLocked({p.lease, p.generation}, me).IgnoreError();
+    size_t pinned = begin;  // chunks [begin, pinned) are pinned by this run
+    {
+      Locked lk(*this);
+      KVC_RETURN_IF_ERROR(lk.status());
+      LeaseTable::Owner owner = MyProcessLocked();
+      if (begin == 0) {
+        me = owner;
+        if (me.row == kNil) return Status::Busy("process table of pool '" + name_ + "' is full");
+        header_->chunk_tokens_asked += tokens.size();
+      }
+      // A match that fails counts nothing: what the runs before this one counted is
+      // taken back.
+      auto uncount = [&] {
+        header_->chunk_tokens_asked -= tokens.size();
+        header_->chunk_tokens_matched -= uint64_t{begin} * bt;
+      };
+      if (owner.row != me.row || owner.generation != me.generation) {
+        // This process's row was taken from it, and its pins with it.
+        uncount();
+        match.pins_.clear();
+        return Status::Busy("the process table row of this process in pool '" + name_ +
+                            "' was reclaimed during a match");
+      }
+      Result<size_t> through = PinChainLocked(seed, chain, begin, end, me, now_s, now_ns, match);
+      if (!through.ok()) {
+        uncount();
+        for (const ChunkMatch::Pin& p : match.pins_) {
+          ReleaseLeaseAsLocked({p.lease, p.generation}, me).IgnoreError();
+        }
+        match.pins_.clear();
+        return through.status();
+      }
+      pinned = *through;
+      header_->chunk_tokens_matched += uint64_t{pinned - begin} * bt;
     }
-    header_->chunk_tokens_matched -= uint64_t{found - confirmed} * bt;
-    match.chunks.resize(confirmed);
-    match.pins_.resize(confirmed);
+    // Confirm token by token without the lock: pinned chunks cannot change.
+    size_t confirmed = begin;
+    for (; confirmed < pinned; ++confirmed) {
+      if (confirmed + 8 < pinned) {
+        const MatchedChunk& ahead = match.chunks[confirmed + 8];
+        Prefetch(ahead.bytes + ahead.size);
+      }
+      const MatchedChunk& f = match.chunks[confirmed];
+      if (std::memcmp(f.bytes + f.size, &tokens[confirmed * bt], 4 * uint64_t{bt}) != 0) break;
+    }
+    if (confirmed < pinned) {
+      // A hash collision (or tokens stored under a forged hash): keep what was confirmed.
+      Locked lk(*this);
+      KVC_RETURN_IF_ERROR(lk.status());
+      for (size_t j = confirmed; j < pinned; ++j) {
+        const ChunkMatch::Pin& p = match.pins_[j];
+        ReleaseLeaseAsLocked({p.lease, p.generation}, me).IgnoreError();
+      }
+      header_->chunk_tokens_matched -= uint64_t{pinned - confirmed} * bt;
+      match.chunks.resize(confirmed);
+      match.pins_.resize(confirmed);
+    }
+    begin = confirmed;
+    // Chains are prefix-closed: the first miss ends the match.
+    if (confirmed < end || begin == n) break;
   }
-  match.matched_tokens = uint64_t{confirmed} * bt;
+  match.matched_tokens = uint64_t{match.chunks.size()} * bt;
   return match;
+}
+
+Result<size_t> PoolHandle::PinChainLocked(uint64_t seed, std::span<const uint64_t> chain,
+                                          size_t begin, size_t end, LeaseTable::Owner me,
+                                          double now_s, uint64_t now_ns, ChunkMatch& match) {
+  const uint32_t bt = prefix_block_tokens_;
+  const uint32_t cap = layout_.slot_capacity;
+  const size_t n = chain.size();
+  // Blocks of chunks go through three passes, so that each pass's loads are independent
+  // of one another and many cache misses are in flight at once, instead of one lookup's
+  // misses after the other's (a lookup in a large pool misses on its bucket head, its
+  // slot and, a quarter of the time, another chunk's slot before it in the bucket):
+  //   1. read each bucket head, start loading the chain-link line of the slot it names;
+  //   2. look each chunk up (FindChunkLocked: the checked walk) and check it continues
+  //      the chain, up to the first that does not;
+  //   3. take their leases in one run, pin them, count the accesses.
+  // (Prefetching more than pass 1 does, the slots' other lines or the tokens, measured
+  // slower: the loads they would hide are sequential for a chain stored in one go.)
+  constexpr size_t kBlock = 32;
+  uint32_t found[kBlock];
+  LeaseTable::Ticket tickets[kBlock];
+  for (size_t b = begin; b < end;) {
+    const size_t e = std::min(end, b + kBlock);
+    for (size_t c = b; c < e; ++c) {
+      const uint32_t i = *index_->BucketHead(SlotIndex::kBlockChain, chain[c]);
+      if (i < cap) {
+        Prefetch(reinterpret_cast<const char*>(&slots_[i]) + offsetof(seg::Slot, chain_hash));
+      }
+    }
+    size_t e_found = b;
+    for (; e_found < e; ++e_found) {
+      const uint32_t i = FindChunkLocked(chain[e_found]);
+      if (i == kNil) break;
+      const seg::Slot& s = slots_[i];
+      if (s.parent_hash != (e_found == 0 ? seed : chain[e_found - 1]) ||
+          s.chain_blocks != e_found + 1 || s.prefix_len != bt ||
+          !seg::SlotFits(s, layout_.block_count, layout_.block_size)) {
+        break;
+      }
+      found[e_found - b] = i;
+    }
+    // Each chunk is pinned by a lease of its own (recovery, health and the owner checks
+    // on release know leases), taken for the whole block at once.
+    const size_t count = e_found - b;
+    const size_t leased = leases_->AcquireRun(std::span<const uint32_t>(found, count), me,
+                                              header_->generation + 1, tickets);
+    header_->generation += leased;
+    // Pins (unless its lease did), counts and records chunks [b + from, b + to).
+    auto record = [&](size_t from, size_t to, bool pin) {
+      for (size_t c = b + from; c < b + to; ++c) {
+        seg::Slot& s = slots_[found[c - b]];
+        if (pin) s.pins++;
+        // Plain loads and stores, not Touch's read-modify-writes: only lock-free gets
+        // touch without the lock, and they find entries by id, never chunks.
+        seg::StoreRelaxed(s.access_count, seg::LoadRelaxed(s.access_count) + 1);
+        seg::StoreRelaxed(s.last_accessed, now_s);
+        const uint64_t tick = now_ns + (n - c);
+        if (seg::LoadRelaxed(s.access_tick) < tick) seg::StoreRelaxed(s.access_tick, tick);
+        match.chunks.push_back({chain[c], s.generation, Extent(s), s.size_bytes});
+        match.pins_.push_back({tickets[c - b].index, tickets[c - b].generation});
+      }
+    };
+    record(0, leased, true);
+    if (leased < count) {
+      // The table ran out (or its free list is damaged): AcquireLeaseLocked reaps dead
+      // processes' leases and retries, or says why not. Recovery may change the index,
+      // so the chunks after this one are looked up again, in a block of their own.
+      Result<LeaseTable::Ticket> lease = AcquireLeaseLocked(found[leased]);
+      if (!lease.ok()) return lease.status();
+      tickets[leased] = *lease;
+      record(leased, leased + 1, false);
+      b += leased + 1;
+      continue;
+    }
+    if (e_found < e) return e_found;
+    b = e;
+  }
+  return end;
 }
 
 Status PoolHandle::ReleaseMatch(const ChunkMatch& match) {

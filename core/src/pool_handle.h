@@ -215,6 +215,14 @@ class PoolHandle : public std::enable_shared_from_this<PoolHandle> {
   // lookup like its end: not found (health reports the damage).
   uint32_t FindLocked(uint64_t seq) const;
   uint32_t FindChunkLocked(uint64_t hash) const;
+  // MatchChunks' locked part: looks up the chunks chain[begin, end) name, in order,
+  // and pins into `match` each that continues the chain (its parent is chain[c - 1],
+  // `seed` for the first), stopping at the first that does not. Returns where it
+  // stopped (`end` when it pinned them all). An error when a pin could not be taken;
+  // the pins already in `match` are the caller's to release.
+  Result<size_t> PinChainLocked(uint64_t seed, std::span<const uint64_t> chain, size_t begin,
+                                size_t end, LeaseTable::Owner me, double now_s, uint64_t now_ns,
+                                ChunkMatch& match);
   // True when slot i is a reservation of this process with `generation`.
   bool IsMyReservationLocked(uint32_t i, uint64_t generation) const;
   // Counts an access. Needs no lock (lock-free gets call it too).

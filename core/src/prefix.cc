@@ -1,6 +1,9 @@
 #include "kvcache/prefix.h"
 
 #include <openssl/sha.h>
+// Inlined: a chained hash is one short XXH3 call per chunk, thousands per match, and
+// the call into the shared library costs as much as the hashing of 16 tokens.
+#define XXH_INLINE_ALL
 #include <xxhash.h>
 
 #include <array>

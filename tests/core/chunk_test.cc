@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 #include <numeric>
 #include <string>
 #include <vector>
@@ -235,6 +236,69 @@ TEST_F(ChunkTest, ASegmentOfTheFormatBeforeChunksIsRefusedWithAClearMessage) {
   EXPECT_NE(st.status().message().find("format version 3, expected 4"), std::string::npos)
       << st.status().ToString();
   EXPECT_FALSE(manager().Match("old", "m", Iota(32, 1)).ok());
+}
+
+// A long prompt is matched in runs of growing length, each looked up in blocks: a
+// prompt that leaves the cached chain at any chunk, on either side of a run's or a
+// block's edge, matches exactly the chunks before it and pins exactly those.
+TEST_F(ChunkTest, ALongPromptMatchesUpToWhereItLeavesTheChainWhereverThatIs) {
+  CreateChunkPool("p", 16 << 20, 16);
+  const std::vector<uint32_t> prompt = Iota(300 * 16, 1);
+  ASSERT_TRUE(Store("p", "m", prompt, 16, 64).ok());
+  uint64_t asked = 0, matched = 0;
+  for (size_t chunks : {0, 1, 31, 32, 33, 63, 64, 95, 96, 97, 160, 223, 224, 225, 299, 300}) {
+    SCOPED_TRACE("leaves the chain after chunk " + std::to_string(chunks));
+    std::vector<uint32_t> asking = Sharing(prompt, chunks * 16, 300 * 16 + 5);
+    {
+      auto m = manager().Match("p", "m", asking);
+      ASSERT_TRUE(m.ok()) << m.status().ToString();
+      EXPECT_EQ(m->matched_tokens, chunks * 16);
+      ASSERT_EQ(m->chunks.size(), chunks);
+      std::vector<uint64_t> chain = Chain("m", prompt, 16);
+      for (size_t c = 0; c < chunks; ++c) ASSERT_EQ(m->chunks[c].hash, chain[c]) << c;
+      EXPECT_EQ(manager().Stats("p")->pinned, chunks * 4096);
+    }
+    EXPECT_EQ(manager().Stats("p")->pinned, 0u);
+    asked += asking.size();
+    matched += chunks * 16;
+  }
+  auto st = manager().Stats("p");
+  EXPECT_EQ(st->chunk_tokens_asked, asked);
+  EXPECT_EQ(st->chunk_tokens_matched, matched);
+  ExpectHealthy("p");
+}
+
+// Tokens stored under a chunk's hash that are not the prompt's (a hash collision, or
+// tokens written under a forged hash) end the match before that chunk, in whichever
+// run it falls, and the pins of the chunks after it are let go.
+TEST_F(ChunkTest, AChunkWhoseTokensAreNotThePromptsEndsTheMatchThere) {
+  CreateChunkPool("p", 16 << 20, 16);
+  const std::vector<uint32_t> prompt = Iota(300 * 16, 1);
+  ASSERT_TRUE(Store("p", "m", prompt, 16, 64).ok());
+  const std::vector<uint64_t> chain = Chain("m", prompt, 16);
+  uint64_t matched = 0;
+  for (size_t bad : {150, 40, 0}) {  // each earlier than the one before
+    SCOPED_TRACE("chunk " + std::to_string(bad) + " holds other tokens");
+    {
+      // The chunk's tokens follow its 64 bytes of KV in the shared segment, mapped
+      // writable in this process: change one.
+      auto pinned = manager().PinChunk("p", chain[bad]);
+      ASSERT_TRUE(pinned.ok()) << pinned.status().ToString();
+      auto* tokens = const_cast<std::byte*>(pinned->view.data().data()) + 64;
+      uint32_t other = 7777777;
+      std::memcpy(tokens + 4 * 5, &other, sizeof other);
+    }
+    {
+      auto m = manager().Match("p", "m", prompt);
+      ASSERT_TRUE(m.ok()) << m.status().ToString();
+      EXPECT_EQ(m->matched_tokens, bad * 16);
+      EXPECT_EQ(m->chunks.size(), bad);
+      EXPECT_EQ(manager().Stats("p")->pinned, bad * 4096);
+    }
+    EXPECT_EQ(manager().Stats("p")->pinned, 0u);
+    matched += bad * 16;
+    EXPECT_EQ(manager().Stats("p")->chunk_tokens_matched, matched);
+  }
 }
 
 TEST_F(ChunkTest, AMatchPinsItsChunksUntilReleased) {

@@ -51,6 +51,39 @@ TEST_F(LeaseTableTest, FullTableIsBusy) {
   EXPECT_EQ(table_.Acquire(0, {0, 1}, 20).status().code(), Code::kBusy);
 }
 
+TEST_F(LeaseTableTest, RunTakesWhatTheTableHasAndStopsWhenFull) {
+  LeaseTable::Owner me{1, 9};
+  ASSERT_TRUE(table_.Acquire(7, me, 3).ok());  // one of the four taken already
+  const std::vector<uint32_t> slots{4, 5, 6, 7, 0};
+  LeaseTable::Ticket out[5];
+  EXPECT_EQ(table_.AcquireRun(slots, me, 100, out), 3u);  // three were left
+  EXPECT_EQ(live_, 4u);
+  EXPECT_EQ(free_head_, kNil);
+  EXPECT_EQ(table_.Acquire(0, me, 200).status().code(), Code::kBusy);
+  for (size_t k = 0; k < 3; ++k) {
+    EXPECT_EQ(out[k].generation, 100 + k);
+    EXPECT_EQ(leases_[out[k].index].slot, slots[k]);
+    EXPECT_EQ(leases_[out[k].index].process, 1u);
+    EXPECT_EQ(leases_[out[k].index].owner_generation, 9u);
+  }
+  // Every lease of the run is its own, released by its own ticket only.
+  EXPECT_EQ(*table_.Release(out[1], {2, 9}), kNil);
+  for (size_t k = 0; k < 3; ++k) EXPECT_EQ(*table_.Release(out[k], me), slots[k]);
+  EXPECT_EQ(live_, 1u);
+}
+
+TEST_F(LeaseTableTest, RunStopsAtADamagedFreeList) {
+  LeaseTable::Ticket out[4];
+  const std::vector<uint32_t> slots{1, 2, 3, 4};
+  leases_[2].slot = 5;  // on the free list (0 -> 1 -> 2) but in use
+  EXPECT_EQ(table_.AcquireRun(slots, {0, 1}, 10, out), 2u);
+  EXPECT_EQ(free_head_, 2u);  // left where the damage is, for Acquire to report
+  EXPECT_EQ(table_.Acquire(3, {0, 1}, 20).status().code(), Code::kCorruption);
+  free_head_ = 77;
+  EXPECT_EQ(table_.AcquireRun(slots, {0, 1}, 30, out), 0u);
+  EXPECT_EQ(live_, 2u);
+}
+
 TEST_F(LeaseTableTest, DamagedFreeListIsCorruptionNamingThePool) {
   free_head_ = 77;
   auto t = table_.Acquire(0, {0, 1}, 1);

@@ -74,6 +74,18 @@ TEST(ChainHashTest, EmptyFirstBlockIsPlainXxh3) {
   EXPECT_EQ(ChainHash(0, Tokens{}), 0x2D06800538D394C2ull);
 }
 
+TEST(ChainHashTest, ChunkSizedBlocksKeepTheirValues) {
+  // Chained hashes are stored in segments and snapshots: a block of 16 and one of 256
+  // tokens hash to what libxxhash 0.8's XXH3_64bits_withSeed gives for their
+  // little-endian bytes, however ChainHash calls it.
+  Tokens sixteen(16);
+  for (uint32_t i = 0; i < 16; ++i) sixteen[i] = 1000 * i + 7;
+  EXPECT_EQ(ChainHash(0x0123456789ABCDEFull, sixteen), 0xA85F1DD24F2C887Aull);
+  Tokens many(256);
+  for (uint32_t i = 0; i < 256; ++i) many[i] = 31 * i;
+  EXPECT_EQ(ChainHash(42, many), 0xFFA81B8A05CCBAEAull);
+}
+
 TEST(ChainHashTest, DependsOnParentAndEveryToken) {
   Tokens a{1, 2, 3, 4};
   Tokens b{1, 2, 3, 5};
