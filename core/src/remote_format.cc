@@ -210,6 +210,26 @@ Result<std::string> JoinPieces(std::string_view base_key, const std::vector<std:
   return record;
 }
 
+namespace {
+
+// Reads what follows a record's header, in this order: `token_count` u32 tokens,
+// `text_len` bytes of text and `data_len` bytes of data. The caller has checked that
+// they are all there.
+void ReadRecordTail(const char* p, uint64_t token_count, uint64_t text_len, uint64_t data_len,
+                    std::vector<uint32_t>& tokens, std::string& text,
+                    std::vector<std::byte>& data) {
+  // (memcpy only when there is something: an empty vector's data() may be null.)
+  tokens.resize(token_count);
+  if (token_count > 0) std::memcpy(tokens.data(), p, token_count * 4);
+  p += token_count * 4;
+  text.assign(p, text_len);
+  p += text_len;
+  data.resize(data_len);
+  if (data_len > 0) std::memcpy(data.data(), p, data_len);
+}
+
+}  // namespace
+
 Result<Record> DecodePieces(std::string_view base_key, const std::vector<std::string>& pieces) {
   KVC_ASSIGN_OR_RETURN(std::string record, JoinPieces(base_key, pieces));
   if (record.size() < sizeof(RecordHeader)) return Bad(base_key, 0, "record too short");
@@ -222,15 +242,8 @@ Result<Record> DecodePieces(std::string_view base_key, const std::vector<std::st
   Record out;
   out.token_count = rh.token_count;
   out.priority = rh.priority;
-  const char* p = record.data() + sizeof(rh);
-  // (memcpy only when there is something: an empty vector's data() may be null.)
-  out.prefix_tokens.resize(rh.prefix_len);
-  if (rh.prefix_len > 0) std::memcpy(out.prefix_tokens.data(), p, uint64_t{rh.prefix_len} * 4);
-  p += uint64_t{rh.prefix_len} * 4;
-  out.metadata.assign(p, rh.metadata_len);
-  p += rh.metadata_len;
-  out.data.resize(rh.data_bytes);
-  if (rh.data_bytes > 0) std::memcpy(out.data.data(), p, rh.data_bytes);
+  ReadRecordTail(record.data() + sizeof(rh), rh.prefix_len, rh.metadata_len, rh.data_bytes,
+                 out.prefix_tokens, out.metadata, out.data);
   return out;
 }
 
@@ -249,14 +262,8 @@ Result<ChunkRecord> DecodeChunkPieces(std::string_view base_key,
   out.chain_hash = ch.chain_hash;
   out.parent_hash = ch.parent_hash;
   out.position = ch.position;
-  const char* p = record.data() + sizeof(ch);
-  out.tokens.resize(ch.token_count);
-  if (ch.token_count > 0) std::memcpy(out.tokens.data(), p, uint64_t{ch.token_count} * 4);
-  p += uint64_t{ch.token_count} * 4;
-  out.name_space.assign(p, ch.namespace_len);
-  p += ch.namespace_len;
-  out.data.resize(ch.data_bytes);
-  if (ch.data_bytes > 0) std::memcpy(out.data.data(), p, ch.data_bytes);
+  ReadRecordTail(record.data() + sizeof(ch), ch.token_count, ch.namespace_len, ch.data_bytes,
+                 out.tokens, out.name_space, out.data);
   return out;
 }
 
