@@ -36,6 +36,31 @@ struct DaemonOptions {
   int restore = 0;
   // The arguments that are not options: [SOURCE] MOUNTPOINT.
   std::vector<std::string> positional;
+
+  DaemonOptions() = default;
+  DaemonOptions(const DaemonOptions&) = delete;
+  DaemonOptions& operator=(const DaemonOptions&) = delete;
+  // fuse_opt_parse strdup()s the values; freed on every return of Run.
+  ~DaemonOptions() {
+    free(home);
+    free(pool_size);
+    free(policy);
+    free(name_timeout);
+  }
+};
+
+// libfuse's parsed command line, freed on every return of Run.
+struct ParsedArgs {
+  fuse_args args;
+  fuse_cmdline_opts cmdline{};
+
+  ParsedArgs(int argc, char** argv) : args(FUSE_ARGS_INIT(argc, argv)) {}
+  ParsedArgs(const ParsedArgs&) = delete;
+  ParsedArgs& operator=(const ParsedArgs&) = delete;
+  ~ParsedArgs() {
+    free(cmdline.mountpoint);
+    fuse_opt_free_args(&args);
+  }
 };
 
 // Keeps the positional arguments out of fuse_parse_cmdline, which takes one only.
@@ -89,10 +114,11 @@ void RestorePools(kvcache::Manager& manager) {
 }
 
 int Run(int argc, char** argv) {
-  fuse_args args = FUSE_ARGS_INIT(argc, argv);
+  ParsedArgs parsed(argc, argv);
+  fuse_args& args = parsed.args;
+  fuse_cmdline_opts& cmdline = parsed.cmdline;
   DaemonOptions daemon;
   if (fuse_opt_parse(&args, &daemon, kDaemonOptionSpec, CollectPositional) != 0) return 2;
-  fuse_cmdline_opts cmdline{};
   if (fuse_parse_cmdline(&args, &cmdline) != 0) return 2;
   if (cmdline.show_help) {
     PrintUsage(argv[0]);
@@ -206,11 +232,6 @@ int Run(int argc, char** argv) {
     fuse_remove_signal_handlers(session);
   }
   fuse_session_destroy(session);
-  free(cmdline.mountpoint);
-  fuse_opt_free_args(&args);
-  free(daemon.home);
-  free(daemon.pool_size);
-  free(daemon.policy);
   return failed ? 1 : 0;
 }
 
