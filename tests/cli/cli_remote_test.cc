@@ -10,6 +10,7 @@
 #include "cli_runner.h"
 #include "support/redis_server.h"
 #include "support/test_env.h"
+#include "support/two_hosts.h"
 
 namespace kvcache::testing {
 namespace {
@@ -38,23 +39,9 @@ class OtherHost {
   std::string prefix_;
 };
 
-class CliRemoteTest : public IsolatedTest {
+// Host A is the fixture's home and prefix; host B (OtherHost) has its own.
+class CliRemoteTest : public TwoHostsTest {
  protected:
-  void SetUp() override {
-    if (!RedisServer::Available()) GTEST_SKIP() << "redis-server is not installed";
-    IsolatedTest::SetUp();
-    redis_ = std::make_unique<RedisServer>(RedisServer::Options{.tcp = true});
-    ASSERT_TRUE(redis_->Start());
-    b_prefix_ = shm_prefix_ + "b_";
-  }
-  void TearDown() override {
-    UnlinkSegmentsWithPrefix(b_prefix_);
-    IsolatedTest::TearDown();
-    redis_.reset();
-  }
-  std::unique_ptr<RedisServer> redis_;
-  TempDir b_home_;
-  std::string b_prefix_;
   TempDir files_;
 };
 
@@ -71,7 +58,7 @@ TEST_F(CliRemoteTest, APutFromTheCliReachesRedisAndAnotherHostGetsIt) {
 
   std::string out = files_.Join("out.bin");
   {
-    OtherHost b(b_home_.path(), b_prefix_);
+    OtherHost b(b_home_->path(), b_prefix_);
     ASSERT_TRUE(Succeeded(Cache({"create", "p", "--size", "4M", "--remote", redis_->tcp_url(),
                                  "--remote-mode", "read-only"})));
     ASSERT_TRUE(Succeeded(Cache({"get", "p", "1", "-o", out})));
@@ -107,7 +94,7 @@ TEST_F(CliRemoteTest, ChunksPutOnOneHostAreMatchedOnAnotherThroughRedis) {
                                "--file", files_.Join("kv.bin"), "--namespace", "llama/fp16"})));
   EXPECT_EQ(redis_->Keys("kvc:{p:chunk:*").size(), 62u);
 
-  OtherHost b(b_home_.path(), b_prefix_);
+  OtherHost b(b_home_->path(), b_prefix_);
   ASSERT_TRUE(Succeeded(Cache({"create", "p", "--size", "4M", "--remote", redis_->tcp_url(),
                                "--remote-mode", "read-only"})));
   const std::vector<std::string> match = {"match", "p", "--tokens-file", files_.Join("prompt.txt"),

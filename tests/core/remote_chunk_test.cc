@@ -13,6 +13,7 @@
 #include "remote_format.h"
 #include "support/redis_server.h"
 #include "support/test_env.h"
+#include "support/two_hosts.h"
 
 namespace kvcache::testing {
 namespace {
@@ -70,48 +71,8 @@ TEST(RemoteChunkFormatTest, ChunkRecordsRoundTripInPiecesAndForeignValuesAreRefu
       << as_chunk.status().ToString();
 }
 
-class RemoteChunkTest : public IsolatedTest {
+class RemoteChunkTest : public TwoHostsTest {
  protected:
-  void SetUp() override {
-    if (!RedisServer::Available()) GTEST_SKIP() << "redis-server is not installed";
-    IsolatedTest::SetUp();
-    redis_ = std::make_unique<RedisServer>(RedisServer::Options{.tcp = true});
-    ASSERT_TRUE(redis_->Start());
-    b_prefix_ = shm_prefix_ + "b_";
-  }
-  void TearDown() override {
-    b_.reset();
-    UnlinkSegmentsWithPrefix(b_prefix_);
-    IsolatedTest::TearDown();
-    redis_.reset();
-  }
-
-  Manager& B() {
-    if (b_ == nullptr) {
-      ManagerOptions o;
-      o.home = b_home_.path();
-      o.shm_prefix = b_prefix_;
-      b_ = std::make_unique<Manager>(o);
-    }
-    return *b_;
-  }
-
-  void MakePool(Manager& m, const std::string& name, uint64_t size, RemoteMode mode,
-                const std::string& url) {
-    PoolConfig config;
-    config.name = name;
-    config.size_bytes = size;
-    ASSERT_TRUE(m.CreatePool(config).ok());
-    Status s = m.SetRemote(name, RemoteConfig{url, mode, "model-x"});
-    ASSERT_TRUE(s.ok()) << s.ToString();
-  }
-
-  RemoteCounters Counters(Manager& m, const std::string& pool) {
-    auto st = m.GetRemoteStatus(pool);
-    EXPECT_TRUE(st.ok()) << st.status().ToString();
-    return st.ok() ? st->counters : RemoteCounters{};
-  }
-
   // H_c of `tokens` under chunk namespace `ns`, and its Redis key.
   static uint64_t HashOf(std::string_view ns, std::span<const uint32_t> tokens, size_t c) {
     uint64_t h = ChunkChainSeed(ns);
@@ -121,11 +82,6 @@ class RemoteChunkTest : public IsolatedTest {
   static std::string KeyOf(std::string_view ns, std::span<const uint32_t> tokens, size_t c) {
     return remote::ChunkKey("model-x", ChunkChainSeed(ns), HashOf(ns, tokens, c));
   }
-
-  std::unique_ptr<RedisServer> redis_;
-  TempDir b_home_;
-  std::string b_prefix_;
-  std::unique_ptr<Manager> b_;
 };
 
 TEST_F(RemoteChunkTest, ChunksStoredOnOneHostAreMatchedOnAnotherThroughRedis) {
