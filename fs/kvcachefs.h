@@ -80,8 +80,8 @@ struct FsOptions {
   // since, the open fails with ESTALE and the kernel looks the name up again (which
   // finds the new inode), and if the entry is gone it fails with ENOENT. What may be
   // old, for at most that long, is what stat() shows of a name another process
-  // replaced or deleted. Names never cached by the daemon's own unlink, rename or
-  // create, which the kernel sees itself.
+  // replaced or deleted, and the size of a file another process is creating (its
+  // bytes are never readable before they are published). A created name is kept too.
   double seq_name_timeout = 0;
 };
 

@@ -405,8 +405,15 @@ int KvcacheFs::CreateFile(const Caller& caller, Ino parent, std::string_view nam
   // Nobody but the writer reaches this inode until it is published (no lookup finds
   // it), and the kernel keeps the size of what the writer writes itself: attributes it
   // may trust spare the GETATTR that opening the new file (its permission check) sends
-  // otherwise. The name is still never cached.
+  // otherwise.
   entry->attr_timeout = options_.seq_attr_timeout;
+  // With kept names (FsOptions::seq_name_timeout), the new name is kept as a lookup's
+  // would be, so that the writer's next open, stat or unlink of it (a save and then a
+  // `rm`) needs no LOOKUP. Another process that reaches the pending inode through the
+  // kept name before the publish is refused with ESTALE (OpenSeq) and looks the name
+  // up again, which finds the published version or nothing; so does everyone after a
+  // publish that failed.
+  entry->entry_timeout = options_.seq_name_timeout;
   return 0;
 }
 

@@ -174,6 +174,58 @@ TEST_P(CoherenceTest, AKeptNameOpensWhatTheEntryIsNow) {
   EXPECT_EQ(listing.find('3'), std::string::npos) << listing;
 }
 
+// A file being created is its writer's alone until it is published: another process
+// that opens the name (which the kernel may keep from the create) gets the published
+// version or nothing, and a create that failed leaves nothing behind.
+TEST_P(CoherenceTest, AFileBeingCreatedIsNobodyElsesUntilPublished) {
+  ASSERT_TRUE(manager().Put("p", 8, Pattern(1, 5000), 0).ok());
+  std::string out = dir_->Join("seen");
+  auto other_reads = [&](const std::string& name) {
+    return Shell("cat '" + Path("p/" + name) + "' > '" + out + "' 2>/dev/null");
+  };
+  for (const char* name : {"8", "9"}) {
+    SCOPED_TRACE(name);
+    int w = open(Path(std::string("p/") + name).c_str(), O_CREAT | O_WRONLY | O_TRUNC, 0644);
+    ASSERT_GE(w, 0);
+    std::vector<std::byte> fresh = Pattern(2, 7000);
+    ASSERT_EQ(write(w, fresh.data(), 3000), 3000);
+    std::vector<std::byte> seen;
+    if (std::string(name) == "8") {
+      ASSERT_EQ(other_reads(name), 0);
+      ASSERT_EQ(ReadFile(out, &seen), 0);
+      EXPECT_TRUE(seen == Pattern(1, 5000)) << "another process saw bytes being written";
+    } else {
+      EXPECT_NE(other_reads(name), 0) << "another process opened a file being created";
+    }
+    ASSERT_EQ(write(w, fresh.data() + 3000, 4000), 4000);
+    ASSERT_EQ(close(w), 0);
+    ASSERT_EQ(other_reads(name), 0);
+    ASSERT_EQ(ReadFile(out, &seen), 0);
+    EXPECT_TRUE(seen == fresh) << "the published bytes are not what was written";
+  }
+  // Larger than the pool: the write fails, nothing is published, and the name the
+  // create gave leads nowhere, for this process and for others.
+  CreatePool("small", 1 << 20);
+  std::string big = Path("small/4");
+  int w = open(big.c_str(), O_CREAT | O_WRONLY | O_TRUNC, 0644);
+  ASSERT_GE(w, 0);
+  std::vector<std::byte> too_big = Pattern(3, 2 << 20);
+  size_t written = 0;
+  ssize_t n = 0;
+  while (written < too_big.size() &&
+         (n = write(w, too_big.data() + written, too_big.size() - written)) > 0) {
+    written += static_cast<size_t>(n);
+  }
+  EXPECT_EQ(n, -1) << "all of 2 MiB was written into a 1 MiB pool";
+  EXPECT_EQ(errno, EFBIG) << "larger than the whole pool";
+  close(w);
+  std::vector<std::byte> back;
+  EXPECT_EQ(ReadFile(big, &back), ENOENT);
+  EXPECT_NE(Shell("cat '" + big + "' > /dev/null 2>&1"), 0);
+  struct stat st;
+  EXPECT_NE(stat(big.c_str(), &st), 0) << "a failed create left a name";
+}
+
 INSTANTIATE_TEST_SUITE_P(Names, CoherenceTest, ::testing::Values(false, true),
                          [](const ::testing::TestParamInfo<bool>& p) {
                            return p.param ? "Kept" : "NeverCached";
