@@ -1,7 +1,8 @@
 // Core engine benchmark: put, copy-out get and zero-copy get of 4 KiB and 2 MiB
 // entries, beside memcpy of the same bytes measured in the same run, and gets from one
 // vs two processes, and puts from one vs two processes beside memcpy from one vs two
-// processes. Prints medians of several repetitions and the ratios the design sets goals
+// processes, and a model of a put's two holds of one process-shared lock (LockModel).
+// Prints medians of several repetitions and the ratios the design sets goals
 // for (DESIGN section 9).
 //
 //   core_bench [--reps N] [--seconds S] [--only put|get|view|process|prefix]
@@ -9,6 +10,7 @@
 //
 // "--only process" runs the multi-process rows (gets and puts); "--only put" the puts
 // of one and of two processes.
+#include <pthread.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -22,6 +24,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -243,6 +246,49 @@ ProcessesRate MultiProcessMemcpy(std::byte* shared, const SizeCase& sc, int proc
   });
 }
 
+// What one process-shared lock costs puts, on this machine, with nothing else in the
+// way: the shape of a put (hold the lock and write `kLines` shared cache lines, copy
+// the bytes without it, hold it again and write the lines again) done on a robust,
+// process-shared pthread mutex (as the pool lock is) and an array of counters in
+// shared memory, from `procs` processes at once. Its 2-process / 1-process ratio is
+// the most any put can scale to while each put takes the pool's one lock twice.
+ProcessesRate LockModel(std::byte* shared, const SizeCase& sc, int procs) {
+  constexpr int kLines = 8;
+  struct alignas(64) Line {
+    uint64_t v[8];
+  };
+  struct Shared {
+    pthread_mutex_t mu;
+    alignas(64) Line lines[kLines];
+  };
+  static_assert(sizeof(Shared) <= 4096);
+  auto* sh = new (shared) Shared{};
+  pthread_mutexattr_t a;
+  pthread_mutexattr_init(&a);
+  pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+  pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+  pthread_mutex_init(&sh->mu, &a);
+  std::byte* data = shared + 4096;
+  ProcessesRate r = InProcesses(procs, sc.entries / static_cast<uint64_t>(procs), [&](int p) -> std::function<void(uint64_t)> {
+    auto src = std::make_shared<std::vector<std::byte>>(sc.bytes, std::byte(p + 1));
+    const uint64_t share = sc.entries / static_cast<uint64_t>(procs);
+    std::byte* base = data + share * static_cast<uint64_t>(p) * sc.bytes;
+    const size_t bytes = sc.bytes;
+    return [=](uint64_t i) {
+      auto hold = [&] {
+        pthread_mutex_lock(&sh->mu);
+        for (Line& l : sh->lines) l.v[0] += i;
+        pthread_mutex_unlock(&sh->mu);
+      };
+      hold();
+      std::memcpy(base + (i % share) * bytes, src->data(), bytes);
+      hold();
+    };
+  });
+  pthread_mutex_destroy(&sh->mu);
+  return r;
+}
+
 // Longest-prefix lookup of a 32k-token query in a pool of 100k entries, each with a
 // 256-token prefix; the query starts with the whole prefix of one of them.
 int PrefixLookups(Manager& m) {
@@ -365,7 +411,7 @@ int main(int argc, char** argv) {
     if (Selected("put, processes") || Selected("process")) {
       // Puts and memcpy alternate, one process then two, so that load from elsewhere on
       // the machine falls on both sides alike.
-      size_t region = sc.bytes * sc.entries;
+      size_t region = sc.bytes * sc.entries + 4096;
       void* mapped = mmap(nullptr, region, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
                           -1, 0);
       if (mapped == MAP_FAILED) std::abort();
@@ -375,6 +421,8 @@ int main(int argc, char** argv) {
       ProcessesRate p1 = MultiProcessPuts(m, pool, sc, 1);
       ProcessesRate c2 = MultiProcessMemcpy(shared, sc, 2);
       ProcessesRate p2 = MultiProcessPuts(m, pool, sc, 2);
+      ProcessesRate l1 = LockModel(shared, sc, 1);
+      ProcessesRate l2 = LockModel(shared, sc, 2);
       munmap(mapped, region);
       double copy1 = c1.ops, put1 = p1.ops, copy2 = c2.ops, put2 = p2.ops;
       char ref1[40], ref2[40];
@@ -388,8 +436,12 @@ int main(int argc, char** argv) {
       Row("put, 2 processes", sc.label, put2, sc.bytes, ref2, ratio(put2, copy2), "-");
       Row("put, 2 vs 1 process", sc.label, put2, sc.bytes, "put 1 process", ratio(put2, put1),
           ">= 1.6x");
-      std::printf("%-22s %-7s CPUs busy: memcpy %.2f / %.2f, put %.2f / %.2f (1 / 2 processes)\n",
-                  "", sc.label, c1.cpus, c2.cpus, p1.cpus, p2.cpus);
+      Row("lock model, 1 process", sc.label, l1.ops, sc.bytes, "-", "-", "-");
+      Row("lock model, 2 vs 1", sc.label, l2.ops, sc.bytes, "model 1 process",
+          ratio(l2.ops, l1.ops), "(ceiling)");
+      std::printf("%-22s %-7s CPUs busy: memcpy %.2f / %.2f, put %.2f / %.2f, model %.2f / %.2f "
+                  "(1 / 2 processes)\n",
+                  "", sc.label, c1.cpus, c2.cpus, p1.cpus, p2.cpus, l1.cpus, l2.cpus);
     }
     (void)m.DestroyPool(pool);
   }

@@ -9,7 +9,9 @@
 #   cold read of those files (page cache dropped)   files/s
 #   ls -l of the SMALL_N entries (warm)             ms
 #   rm of the SMALL_N files                         ms
-#   cold read of BIG_N files of 2 MiB, 1 and 4 readers   GB/s
+#   cold read of BIG_N files of 2 MiB, 1 and 4 readers   GB/s, also against null_fuse
+#                                                   serving distinct bytes from memory
+#                                                   (-o distinct: no cache-resident source)
 #   ls -l of LIST_N entries (warm)                  ms, and its cost per entry against
 #                                                   the SMALL_N listing
 #   daemon anonymous memory after MEM_LISTINGS more listings of LIST_N entries
@@ -45,13 +47,13 @@ work=$(mktemp -d /tmp/mount-bench.XXXXXX)
 tmpfs=$(mktemp -d /dev/shm/mount-bench.XXXXXX)
 export CORTEX_HOME=$work/home
 export CORTEX_SHM_PREFIX=kvmb_$$_
-mkdir -p "$work/kv" "$work/null" "$CORTEX_HOME"
-kv_pid= null_pid=
+mkdir -p "$work/kv" "$work/null" "$work/nulld" "$CORTEX_HOME"
+kv_pid= null_pid= nulld_pid=
 cleanup() {
-  for m in "$work/kv" "$work/null"; do
+  for m in "$work/kv" "$work/null" "$work/nulld"; do
     grep -q " $m " /proc/self/mountinfo && fusermount3 -u -z "$m" 2>/dev/null
   done
-  for p in $kv_pid $null_pid; do wait "$p" 2>/dev/null || true; done
+  for p in $kv_pid $null_pid $nulld_pid; do wait "$p" 2>/dev/null || true; done
   rm -rf "$work" "$tmpfs"
   rm -f /dev/shm/"$CORTEX_SHM_PREFIX"*
 }
@@ -76,11 +78,15 @@ for o in $KVCACHEFS_OPTS; do kv_opts+=(-o "$o"); done
 kv_pid=$!
 "$null_fuse" "$work/null" -f -o timeout="$null_timeout" &
 null_pid=$!
+# The same daemon answering reads from as many distinct bytes as the big files hold.
+"$null_fuse" "$work/nulld" -f -o timeout="$null_timeout" -o distinct=$((big_n * big_mb + 2)) &
+nulld_pid=$!
 wait_mount "$work/kv" kvcachefs
 wait_mount "$work/null" null_fuse
-declare -A dir=([kv]=$work/kv [null]=$work/null [tmpfs]=$tmpfs)
+wait_mount "$work/nulld" null_fuse
+declare -A dir=([kv]=$work/kv [null]=$work/null [nulld]=$work/nulld [tmpfs]=$tmpfs)
 targets=(kv null tmpfs)
-for t in null tmpfs; do mkdir "${dir[$t]}/b" "${dir[$t]}/l"; done
+for t in null nulld tmpfs; do mkdir "${dir[$t]}/b" "${dir[$t]}/l"; done
 
 now() { date +%s%N; }
 drop() { sync; echo 3 > /proc/sys/vm/drop_caches; }
@@ -112,6 +118,13 @@ for r in $(seq "$runs"); do
     add "big4.$t" "$(io_ns read "$d" "$big_n" 4)"
     rm_ns "$d" "$big_n" > /dev/null
   done
+  d=${dir[nulld]}/b
+  "$io" write "$d" "$big_n" $((big_mb << 20)) > /dev/null
+  drop
+  add "big1.nulld" "$(io_ns read "$d" "$big_n" 1)"
+  drop
+  add "big4.nulld" "$(io_ns read "$d" "$big_n" 4)"
+  rm_ns "$d" "$big_n" > /dev/null
   echo "run $r of $runs done" >&2
 done
 
@@ -153,6 +166,13 @@ row "create+write $small_n x ${small_kb} KiB" write files/s 0.8 null "$small_n" 
 row "cold read $small_n x ${small_kb} KiB" read files/s 0.8 null "$small_n" 0
 row "cold read $big_n x ${big_mb} MiB, 1 reader" big1 GB/s 0.8 null 0 "$big_bytes"
 row "cold read $big_n x ${big_mb} MiB, 4 readers" big4 GB/s 0.8 null 0 "$big_bytes"
+for k in big1 big4; do
+  readers=$([ $k = big1 ] && echo "1 reader" || echo "4 readers")
+  awk -v l="cold read $big_n x ${big_mb} MiB, $readers" -v kv="$(med $k.kv)" -v nd="$(med $k.nulld)" \
+      -v bytes="$big_bytes" 'BEGIN {
+    printf "%-38s %11s %11s %11s %7.2fx %8s  (null_fuse -o distinct: reads from distinct memory)\n", l,
+           sprintf("%.2f GB/s", bytes / kv), sprintf("%.2f GB/s", bytes / nd), "-", nd / kv, "-" }'
+done
 row "ls -l of $small_n entries" ls ms 0.8 tmpfs
 row "ls -l of $list_n entries" lsbig ms 0.8 tmpfs
 row "rm of $small_n files" rm ms 0.8 null

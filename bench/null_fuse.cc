@@ -1,5 +1,5 @@
-// null_fuse MOUNTPOINT [-f] [-o timeout=SECONDS] [-o writeback] [-o noxattr]: the
-// do-nothing FUSE reference daemon.
+// null_fuse MOUNTPOINT [-f] [-o timeout=SECONDS] [-o writeback] [-o noxattr]
+//           [-o distinct=MIB]: the do-nothing FUSE reference daemon.
 //
 // It answers every request a mount benchmark makes (lookup, getattr, mkdir, create,
 // open, write, read, flush, release, readdir(plus), unlink, rmdir, statfs) from a tree
@@ -23,6 +23,12 @@
 //   -o noxattr          has no getxattr operation at all, so the kernel stops asking
 //                       (kvcachefs serves user.kvcache.* attributes, so the kernel keeps
 //                       asking it for security.capability before every cached write).
+//   -o distinct=MIB     answers reads from a buffer of MIB MiB in memory instead of the
+//                       static 1 MiB one, each file from its own place in it (file
+//                       number i at i x 2 MiB, wrapping), so that reading many files
+//                       copies as many distinct bytes as a filesystem serving real
+//                       contents does: the ceiling for reads whose source is memory,
+//                       not the cache (kvcachefs serves from the pool's shared memory).
 #include <fuse_lowlevel.h>
 #include <limits.h>
 #include <signal.h>
@@ -210,6 +216,12 @@ const std::vector<char>& Zeros() {
   return zeros;
 }
 
+// Set from -o distinct before the session starts: the buffer reads are served from
+// (nullptr: Zeros()) and its usable length (a whole read fits past any start).
+const char* g_distinct = nullptr;
+uint64_t g_distinct_span = 0;
+constexpr uint64_t kDistinctStride = 2u << 20;
+
 // Set from -o writeback before the session starts; read by OpInit.
 bool g_writeback = false;
 
@@ -309,6 +321,11 @@ void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset,
   uint64_t file_size = T(req).Size(ino);
   uint64_t off = static_cast<uint64_t>(offset);
   size_t n = off >= file_size ? 0 : static_cast<size_t>(std::min<uint64_t>(size, file_size - off));
+  if (g_distinct != nullptr) {
+    uint64_t at = (ino * kDistinctStride + off) % g_distinct_span;
+    fuse_reply_buf(req, g_distinct + at, std::min<size_t>(n, kMaxIo));
+    return;
+  }
   fuse_reply_buf(req, Zeros().data(), std::min<size_t>(n, Zeros().size()));
 }
 
@@ -417,12 +434,14 @@ struct Options {
   char* timeout = nullptr;
   int writeback = 0;
   int noxattr = 0;
+  char* distinct = nullptr;
 };
 
 const fuse_opt kOptionSpec[] = {
     {"timeout=%s", offsetof(Options, timeout), 0},
     {"writeback", offsetof(Options, writeback), 1},
     {"noxattr", offsetof(Options, noxattr), 1},
+    {"distinct=%s", offsetof(Options, distinct), 0},
     FUSE_OPT_END,
 };
 
@@ -433,7 +452,8 @@ int Run(int argc, char** argv) {
   fuse_cmdline_opts cmdline{};
   if (fuse_parse_cmdline(&args, &cmdline) != 0) return 2;
   if (cmdline.show_help || cmdline.mountpoint == nullptr) {
-    std::printf("usage: %s MOUNTPOINT [-f] [-o timeout=SECONDS] [-o writeback] [-o noxattr]\n",
+    std::printf("usage: %s MOUNTPOINT [-f] [-o timeout=SECONDS] [-o writeback] [-o noxattr] "
+                "[-o distinct=MIB]\n",
                 argv[0]);
     return cmdline.show_help ? 0 : 2;
   }
@@ -445,6 +465,20 @@ int Run(int argc, char** argv) {
       std::fprintf(stderr, "null_fuse: bad timeout '%s'\n", options.timeout);
       return 2;
     }
+  }
+  std::vector<char> distinct;
+  if (options.distinct != nullptr) {
+    char* end = nullptr;
+    unsigned long long mib = std::strtoull(options.distinct, &end, 10);
+    if (end == options.distinct || *end != '\0' || mib < 2 || mib > (1ull << 20)) {
+      std::fprintf(stderr, "null_fuse: bad distinct '%s' (MiB, 2 or more)\n", options.distinct);
+      return 2;
+    }
+    // Filled, so every page is really there before the first read.
+    distinct.resize(mib << 20);
+    for (size_t i = 0; i < distinct.size(); i += 4096) distinct[i] = static_cast<char>(i >> 12);
+    g_distinct = distinct.data();
+    g_distinct_span = distinct.size() - kMaxIo;
   }
   char resolved[PATH_MAX];
   std::string mount_path = realpath(cmdline.mountpoint, resolved) ? resolved : cmdline.mountpoint;
@@ -479,6 +513,7 @@ int Run(int argc, char** argv) {
   fuse_session_destroy(session);
   free(cmdline.mountpoint);
   free(options.timeout);
+  free(options.distinct);
   fuse_opt_free_args(&args);
   return rc;
 }
