@@ -6,7 +6,10 @@
 //          faulted in. Goal: >= 0.8x memcpy.
 // Prints medians of several repetitions and the ratios.
 //
-//   chunk_bench [--chunks N] [--prompt-tokens T] [--reps R] [--only match|store]
+// --cleared fills the match pool, clears it and fills it again, so that its chains sit
+// in the slots a clear gives back (in descending order) rather than a fresh pool's.
+//
+//   chunk_bench [--chunks N] [--prompt-tokens T] [--reps R] [--only match|store] [--cleared]
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -33,6 +36,7 @@ uint64_t g_chunks = 1 << 20;
 uint64_t g_prompt_tokens = 128 * 1024;
 int g_reps = 21;
 std::string g_only;
+bool g_cleared = false;
 constexpr uint32_t kChunkTokens = 16;
 
 double Seconds(Clock::time_point a, Clock::time_point b) {
@@ -84,22 +88,31 @@ void BenchMatch(Manager& m) {
   c.prefix_block_tokens = kChunkTokens;
   if (kvcache::Status s = m.CreatePool(c); !s.ok()) Die("create pool", s);
 
-  std::mt19937_64 rng(42);
+  std::mt19937_64 rng;
   std::vector<std::byte> payload(64, std::byte{7});
   std::vector<std::span<const std::byte>> spans(per_chain, payload);
   std::vector<uint32_t> prompt;
+  auto fill = [&] {
+    rng.seed(42);
+    for (uint64_t k = 0; k < chains; ++k) {
+      std::vector<uint32_t> tokens = RandomTokens(rng, per_chain * kChunkTokens);
+      auto r = m.StoreChunks(c.name, "bench-model", tokens, spans);
+      if (!r.ok()) Die("store chunks", r.status());
+      if (k == chains / 2) prompt = std::move(tokens);
+    }
+  };
   auto fill_start = Clock::now();
-  for (uint64_t k = 0; k < chains; ++k) {
-    std::vector<uint32_t> tokens = RandomTokens(rng, per_chain * kChunkTokens);
-    auto r = m.StoreChunks(c.name, "bench-model", tokens, spans);
-    if (!r.ok()) Die("store chunks", r.status());
-    if (k == chains / 2) prompt = std::move(tokens);
+  fill();
+  if (g_cleared) {
+    if (auto cleared = m.Clear(c.name); !cleared.ok()) Die("clear", cleared.status());
+    fill();
   }
   auto stats = m.Stats(c.name);
   if (!stats.ok()) Die("stats", stats.status());
-  std::printf("pool: %llu chunks of %u tokens in %llu chains, filled in %.1f s\n",
+  std::printf("pool: %llu chunks of %u tokens in %llu chains, filled in %.1f s%s\n",
               static_cast<unsigned long long>(stats->chunk_count), kChunkTokens,
-              static_cast<unsigned long long>(chains), Seconds(fill_start, Clock::now()));
+              static_cast<unsigned long long>(chains), Seconds(fill_start, Clock::now()),
+              g_cleared ? " (filled, cleared and filled again)" : "");
 
   // The prompt: a cached chain, plus a few tokens of no whole chunk.
   prompt.resize(g_prompt_tokens);
@@ -214,10 +227,12 @@ int main(int argc, char** argv) {
       g_reps = std::stoi(next());
     } else if (a == "--only") {
       g_only = next();
+    } else if (a == "--cleared") {
+      g_cleared = true;
     } else {
       std::fprintf(stderr,
                    "usage: chunk_bench [--chunks N] [--prompt-tokens T] [--reps R] "
-                   "[--only match|store]\n");
+                   "[--only match|store] [--cleared]\n");
       return 2;
     }
   }

@@ -401,39 +401,59 @@ Result<size_t> PoolHandle::PinChainLocked(uint64_t seed, std::span<const uint64_
   const uint32_t bt = prefix_block_tokens_;
   const uint32_t cap = layout_.slot_capacity;
   const size_t n = chain.size();
+  // Whether slot i holds chunk c of the prompt: a live chunk with its hash that continues
+  // the chain (its parent and position) and whose extent fits.
+  auto continues = [&](uint32_t i, size_t c) {
+    const seg::Slot& s = slots_[i];
+    return s.chain_hash == chain[c] && s.kind == seg::kChunkSlot && s.state == seg::kLive &&
+           s.parent_hash == (c == 0 ? seed : chain[c - 1]) && s.chain_blocks == c + 1 &&
+           s.prefix_len == bt && seg::SlotFits(s, layout_.block_count, layout_.block_size);
+  };
   // Blocks of chunks go through three passes, so that each pass's loads are independent
   // of one another and many cache misses are in flight at once, instead of one lookup's
-  // misses after the other's (a lookup in a large pool misses on its bucket head, its
-  // slot and, a quarter of the time, another chunk's slot before it in the bucket):
-  //   1. read each bucket head, start loading the chain-link line of the slot it names;
-  //   2. look each chunk up (FindChunkLocked: the checked walk) and check it continues
-  //      the chain, up to the first that does not;
+  // misses after the other's:
+  //   1. try each chunk in the slot as far from its parent's as the parent's was from
+  //      its own parent's (1 to begin with): a chain stored in one go sits in slots one
+  //      apart, in the order the free list gives them (ascending in a fresh pool,
+  //      descending after a clear), so the match reads slots in order and no index at
+  //      all; where that slot is not it, read the chunk's bucket head and start loading
+  //      the slot it names (and guess the next chunk from there);
+  //   2. look up the chunks pass 1 did not find (FindChunkLocked: the checked walk) and
+  //      check they continue the chain, up to the first that does not;
   //   3. take their leases in one run, pin them, count the accesses.
-  // (Prefetching more than pass 1 does, the slots' other lines or the tokens, measured
-  // slower: the loads they would hide are sequential for a chain stored in one go.)
+  // A slot tried in pass 1 is checked exactly as a lookup's answer is, and a pool holds
+  // one live chunk per hash, so pass 1 finds what a lookup would. (Prefetching more, the
+  // slots' other lines or the tokens, measured slower: the loads they would hide are
+  // sequential for a chain stored in one go.)
   constexpr size_t kBlock = 32;
   uint32_t found[kBlock];
   LeaseTable::Ticket tickets[kBlock];
+  uint32_t last = kNil;  // the slot of the chunk before the block, when known
+  uint32_t stride = 1;   // from it to the next chunk's, modulo 2^32
   for (size_t b = begin; b < end;) {
     const size_t e = std::min(end, b + kBlock);
     for (size_t c = b; c < e; ++c) {
+      const uint32_t guess = last + stride;  // from kNil: a guess like any other
+      if (guess < cap && continues(guess, c)) {
+        found[c - b] = last = guess;
+        continue;
+      }
+      found[c - b] = kNil;
       const uint32_t i = *index_->BucketHead(SlotIndex::kBlockChain, chain[c]);
       if (i < cap) {
         Prefetch(reinterpret_cast<const char*>(&slots_[i]) + offsetof(seg::Slot, chain_hash));
       }
+      last = i;
     }
     size_t e_found = b;
     for (; e_found < e; ++e_found) {
+      if (found[e_found - b] != kNil) continue;
       const uint32_t i = FindChunkLocked(chain[e_found]);
-      if (i == kNil) break;
-      const seg::Slot& s = slots_[i];
-      if (s.parent_hash != (e_found == 0 ? seed : chain[e_found - 1]) ||
-          s.chain_blocks != e_found + 1 || s.prefix_len != bt ||
-          !seg::SlotFits(s, layout_.block_count, layout_.block_size)) {
-        break;
-      }
+      if (i == kNil || !continues(i, e_found)) break;
       found[e_found - b] = i;
     }
+    last = e_found > b ? found[e_found - b - 1] : kNil;
+    if (e_found > b + 1) stride = last - found[e_found - b - 2];
     // Each chunk is pinned by a lease of its own (recovery, health and the owner checks
     // on release know leases), taken for the whole block at once.
     const size_t count = e_found - b;
@@ -464,6 +484,8 @@ Result<size_t> PoolHandle::PinChainLocked(uint64_t seed, std::span<const uint64_
       if (!lease.ok()) return lease.status();
       tickets[leased] = *lease;
       record(leased, leased + 1, false);
+      last = found[leased];
+      if (leased > 0) stride = last - found[leased - 1];
       b += leased + 1;
       continue;
     }

@@ -238,6 +238,38 @@ TEST_F(ChunkTest, ASegmentOfTheFormatBeforeChunksIsRefusedWithAClearMessage) {
   EXPECT_FALSE(manager().Match("old", "m", Iota(32, 1)).ok());
 }
 
+// A chain whose chunks are not in consecutive slots (stored one chunk at a time,
+// alternating with another chain) is matched as one that is: the slot after a chunk's
+// is tried first and, holding another chain's chunk, is passed over for the index.
+TEST_F(ChunkTest, AChainInScatteredSlotsMatchesLikeOneInConsecutiveSlots) {
+  CreateChunkPool("p", 16 << 20, 16);
+  const std::vector<uint32_t> a = Iota(1000, 1);
+  const std::vector<uint32_t> b = Sharing(a, 48, 1000);  // forks from a after 3 chunks
+  const std::vector<uint32_t> c = Iota(1000, 5000);
+  for (size_t len = 16; len <= 1000; len += 16) {
+    for (const auto* p : {&a, &b, &c}) {
+      std::vector<uint32_t> head(p->begin(), p->begin() + static_cast<long>(len));
+      ASSERT_TRUE(Store("p", "m", head, 16).ok());
+    }
+  }
+  EXPECT_EQ(MatchChecked("p", "m", a, 16), 992u);
+  EXPECT_EQ(MatchChecked("p", "m", b, 16), 992u);
+  EXPECT_EQ(MatchChecked("p", "m", c, 16), 992u);
+  EXPECT_EQ(MatchChecked("p", "m", Sharing(a, 500, 1000), 16), 496u);
+  EXPECT_EQ(MatchChecked("p", "m", Sharing(c, 17, 1000), 16), 16u);
+  EXPECT_EQ(MatchChecked("p", "m", a, 16, 1024), 992u);
+  EXPECT_EQ(MatchChecked("p", "other", a, 16), 0u);
+  ExpectHealthy("p");
+  EXPECT_EQ(manager().Health("p")->pinned_entries, 0u);  // every match released its pins
+  // After a clear, chains stored in one go sit in descending slots.
+  ASSERT_TRUE(manager().Clear("p").ok());
+  for (const auto* p : {&c, &a, &b}) ASSERT_TRUE(Store("p", "m", *p, 16).ok());
+  EXPECT_EQ(MatchChecked("p", "m", a, 16), 992u);
+  EXPECT_EQ(MatchChecked("p", "m", b, 16), 992u);
+  EXPECT_EQ(MatchChecked("p", "m", Sharing(c, 700, 1000), 16), 688u);
+  ExpectHealthy("p");
+}
+
 // A long prompt is matched in runs of growing length, each looked up in blocks: a
 // prompt that leaves the cached chain at any chunk, on either side of a run's or a
 // block's edge, matches exactly the chunks before it and pins exactly those.
