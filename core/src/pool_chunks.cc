@@ -480,8 +480,13 @@ Result<size_t> PoolHandle::PinChainLocked(uint64_t seed, std::span<const uint64_
       // The table ran out (or its free list is damaged): AcquireLeaseLocked reaps dead
       // processes' leases and retries, or says why not. Recovery may change the index,
       // so the chunks after this one are looked up again, in a block of their own.
+      // When every lease is held by a live process, the match ends at the chunks it
+      // pinned: a shorter prefix, still the prompt's, rather than no answer.
       Result<LeaseTable::Ticket> lease = AcquireLeaseLocked(found[leased]);
-      if (!lease.ok()) return lease.status();
+      if (!lease.ok()) {
+        if (lease.status().code() == Code::kBusy) return b + leased;
+        return lease.status();
+      }
       tickets[leased] = *lease;
       record(leased, leased + 1, false);
       last = found[leased];

@@ -218,8 +218,9 @@ class PoolHandle : public std::enable_shared_from_this<PoolHandle> {
   // MatchChunks' locked part: looks up the chunks chain[begin, end) name, in order,
   // and pins into `match` each that continues the chain (its parent is chain[c - 1],
   // `seed` for the first), stopping at the first that does not. Returns where it
-  // stopped (`end` when it pinned them all). An error when a pin could not be taken;
-  // the pins already in `match` are the caller's to release.
+  // stopped (`end` when it pinned them all), which is also where it stops when every
+  // lease of the table is held. An error when a pin could not be taken otherwise (a
+  // damaged lease table); the pins already in `match` are the caller's to release.
   Result<size_t> PinChainLocked(uint64_t seed, std::span<const uint64_t> chain, size_t begin,
                                 size_t end, LeaseTable::Owner me, double now_s, uint64_t now_ns,
                                 ChunkMatch& match);

@@ -621,5 +621,52 @@ TEST_F(ChunkTest, StatsCountTheBytesChunksHoldAndTheMatchedTokens) {
   EXPECT_EQ(manager().Stats("p")->chunk_bytes, 0u);
 }
 
+// When the lease table runs out in the middle of a block of lookups, the match ends at
+// the chunks it could pin: a shorter prefix, correct, with exactly the pinned chunks
+// reported, and nothing left pinned once everything is released.
+TEST_F(ChunkTest, AMatchThatRunsOutOfLeasesMidBlockReturnsThePrefixItPinned) {
+  PoolConfig c;
+  c.name = "p";
+  c.size_bytes = 1 << 20;
+  c.max_sequences = 16;  // a small lease table: 2 * 16 + 1024 leases
+  c.prefix_block_tokens = 16;
+  ASSERT_TRUE(manager().CreatePool(c).ok());
+  const std::vector<uint32_t> prompt = Iota(16 * 16, 1);  // 16 chunks: one block
+  ASSERT_TRUE(Store("p", "m", prompt, 16).ok());
+  const std::vector<uint64_t> chain = Chain("m", prompt, 16);
+  // Every lease taken, on the first chunk, then 5 given back.
+  std::vector<PinnedChunk> held;
+  for (;;) {
+    auto pinned = manager().PinChunk("p", chain[0]);
+    if (!pinned.ok()) {
+      ASSERT_EQ(pinned.status().code(), Code::kBusy) << pinned.status().ToString();
+      break;
+    }
+    held.push_back(std::move(*pinned));
+  }
+  ASSERT_GT(held.size(), 1000u);
+  held.resize(held.size() - 5);
+
+  auto m = manager().Match("p", "m", prompt);
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_EQ(m->matched_tokens, 5u * 16);
+  ASSERT_EQ(m->chunks.size(), 5u);
+  for (size_t k = 0; k < m->chunks.size(); ++k) {
+    auto data = m->chunks[k].data();
+    EXPECT_EQ(std::vector<std::byte>(data.begin(), data.end()), ChunkBytes(chain[k], 1024))
+        << "chunk " << k;
+  }
+  // Only those five are pinned by the match: the table is full again.
+  EXPECT_EQ(manager().PinChunk("p", chain[0]).status().code(), Code::kBusy);
+  EXPECT_TRUE(m->Release().ok());
+  held.clear();
+  auto h = manager().Health("p");
+  ASSERT_TRUE(h.ok()) << h.status().ToString();
+  EXPECT_TRUE(h->healthy);
+  EXPECT_EQ(h->pinned_entries, 0u);
+  // With the leases back, the whole prompt matches.
+  EXPECT_EQ(MatchChecked("p", "m", prompt, 16), 16u * 16);
+}
+
 }  // namespace
 }  // namespace kvcache

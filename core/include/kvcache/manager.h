@@ -180,7 +180,8 @@ class KVCACHE_EXPORT Manager {
   // those chunks pinned (see ChunkMatch). A partial last chunk never matches. Chunks
   // are found by hash, then confirmed token by token. Counts the asked and matched
   // tokens in the pool's statistics (chunks served by the remote are counted as the
-  // remote's hits, not as matched here). O(query length).
+  // remote's hits, not as matched here). O(query length). When the pool's pins run out
+  // (every lease held), the answer is the chunks that could be pinned: a shorter prefix.
   //
   // When the pool has a remote and the local chain stops short of the prompt's whole
   // chunks, the remote is asked for the next chunks (in pipelined batches, all within
