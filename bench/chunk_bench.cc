@@ -8,8 +8,12 @@
 //
 // --cleared fills the match pool, clears it and fills it again, so that its chains sit
 // in the slots a clear gives back (in descending order) rather than a fresh pool's.
+// --scattered stores the prompt's chain one chunk at a time, each after 0 to 3 chunks
+// of other prompts, so that its chunks sit in slots at no fixed distance (the match
+// then finds each through the index); the fill takes tens of seconds.
 //
-//   chunk_bench [--chunks N] [--prompt-tokens T] [--reps R] [--only match|store] [--cleared]
+//   chunk_bench [--chunks N] [--prompt-tokens T] [--reps R] [--only match|store]
+//               [--cleared] [--scattered]
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -37,6 +41,7 @@ uint64_t g_prompt_tokens = 128 * 1024;
 int g_reps = 21;
 std::string g_only;
 bool g_cleared = false;
+bool g_scattered = false;
 constexpr uint32_t kChunkTokens = 16;
 
 double Seconds(Clock::time_point a, Clock::time_point b) {
@@ -83,8 +88,9 @@ void BenchMatch(Manager& m) {
   kvcache::PoolConfig c;
   c.name = "bench-match";
   c.block_size = 512;  // a 16-token chunk with 64 bytes of KV takes one block
-  c.max_sequences = static_cast<uint32_t>(chains * per_chain + 16);
-  c.size_bytes = (chains * per_chain + 1024) * c.block_size;
+  const uint64_t others = g_scattered ? 3 * per_chain : 0;  // the chunks between
+  c.max_sequences = static_cast<uint32_t>(chains * per_chain + others + 16);
+  c.size_bytes = (chains * per_chain + others + 1024) * c.block_size;
   c.prefix_block_tokens = kChunkTokens;
   if (kvcache::Status s = m.CreatePool(c); !s.ok()) Die("create pool", s);
 
@@ -96,8 +102,24 @@ void BenchMatch(Manager& m) {
     rng.seed(42);
     for (uint64_t k = 0; k < chains; ++k) {
       std::vector<uint32_t> tokens = RandomTokens(rng, per_chain * kChunkTokens);
-      auto r = m.StoreChunks(c.name, "bench-model", tokens, spans);
-      if (!r.ok()) Die("store chunks", r.status());
+      if (g_scattered && k == chains / 2) {
+        std::span<const uint32_t> all(tokens);
+        std::span<const std::span<const std::byte>> bytes(spans);
+        for (uint64_t p = 1; p <= per_chain; ++p) {
+          // Its first p chunks: all but the last are present already.
+          auto r = m.StoreChunks(c.name, "bench-model", all.first(p * kChunkTokens),
+                                 bytes.first(p));
+          if (!r.ok()) Die("store chunks", r.status());
+          for (uint64_t o = rng() % 4; o > 0; --o) {
+            auto other = m.StoreChunks(c.name, "bench-model", RandomTokens(rng, kChunkTokens),
+                                       bytes.first(1));
+            if (!other.ok()) Die("store chunks", other.status());
+          }
+        }
+      } else {
+        auto r = m.StoreChunks(c.name, "bench-model", tokens, spans);
+        if (!r.ok()) Die("store chunks", r.status());
+      }
       if (k == chains / 2) prompt = std::move(tokens);
     }
   };
@@ -113,6 +135,7 @@ void BenchMatch(Manager& m) {
               static_cast<unsigned long long>(stats->chunk_count), kChunkTokens,
               static_cast<unsigned long long>(chains), Seconds(fill_start, Clock::now()),
               g_cleared ? " (filled, cleared and filled again)" : "");
+  if (g_scattered) std::printf("the prompt's chain is scattered among other chunks\n");
 
   // The prompt: a cached chain, plus a few tokens of no whole chunk.
   prompt.resize(g_prompt_tokens);
@@ -229,10 +252,12 @@ int main(int argc, char** argv) {
       g_only = next();
     } else if (a == "--cleared") {
       g_cleared = true;
+    } else if (a == "--scattered") {
+      g_scattered = true;
     } else {
       std::fprintf(stderr,
                    "usage: chunk_bench [--chunks N] [--prompt-tokens T] [--reps R] "
-                   "[--only match|store] [--cleared]\n");
+                   "[--only match|store] [--cleared] [--scattered]\n");
       return 2;
     }
   }
