@@ -12,7 +12,8 @@
 #   asan*   build-asan/  clang (-Werror, -Wthread-safety), ASan+UBSan+LeakSanitizer,
 #                        the whole suite
 #   tsan*   build-tsan/  clang (-Werror, -Wthread-safety), ThreadSanitizer, the core and
-#                        multi-process suites (ctest -L core)
+#                        multi-process suites and the mount's (ctest -L 'core|fs': the
+#                        daemon serves each mount from 8 threads)
 #   fuzz*   build-fuzz/  clang, libFuzzer+ASan+UBSan: each fuzzer for FUZZ_SECONDS (30)
 #                        from its seed corpus in tests/fuzz/corpus/<fuzzer>/
 #   package* build-package/ prefix /usr, `cpack -G DEB`; installs the .deb into this machine
@@ -126,13 +127,13 @@ run_asan() {
 
 run_tsan() {
   local dir=$base/build-tsan
-  configure_clang "$dir" -DKVC_SANITIZE=thread -DKVC_BUILD_FS=OFF
-  cmake --build "$dir" -j"$jobs" --target tests_core
+  configure_clang "$dir" -DKVC_SANITIZE=thread -DKVC_BUILD_FS=ON
+  cmake --build "$dir" -j"$jobs" --target tests_core tests_fs kvcachefs cortex
   (
     sanitizer_env "$dir/sanitizer-logs"
     cd "$dir"
     status=0
-    ctest --output-on-failure -j"$jobs" --timeout 900 -L core "${ctest_args[@]}" || status=$?
+    ctest --output-on-failure -j"$jobs" --timeout 900 -L 'core|fs' "${ctest_args[@]}" || status=$?
     check_sanitizer_logs "$dir/sanitizer-logs" || status=1
     exit $status
   )
