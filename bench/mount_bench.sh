@@ -102,6 +102,15 @@ anon_kb() { awk '/^RssAnon:/ {print $2}' "/proc/$1/status"; }
 
 declare -A samples
 add() { samples[$1]+="$2 "; }  # key ns
+big_reads() {  # target: writes the big files, reads them cold with 1 and 4 readers
+  local d=${dir[$1]}/b
+  "$io" write "$d" "$big_n" $((big_mb << 20)) > /dev/null
+  drop
+  add "big1.$1" "$(io_ns read "$d" "$big_n" 1)"
+  drop
+  add "big4.$1" "$(io_ns read "$d" "$big_n" 4)"
+  rm_ns "$d" "$big_n" > /dev/null
+}
 for r in $(seq "$runs"); do
   for t in "${targets[@]}"; do
     d=${dir[$t]}/b
@@ -111,20 +120,9 @@ for r in $(seq "$runs"); do
     ls -l "$d" > /dev/null
     add "ls.$t" "$(ls_ns "$d")"
     add "rm.$t" "$(rm_ns "$d" "$small_n")"
-    "$io" write "$d" "$big_n" $((big_mb << 20)) > /dev/null
-    drop
-    add "big1.$t" "$(io_ns read "$d" "$big_n" 1)"
-    drop
-    add "big4.$t" "$(io_ns read "$d" "$big_n" 4)"
-    rm_ns "$d" "$big_n" > /dev/null
+    big_reads "$t"
   done
-  d=${dir[nulld]}/b
-  "$io" write "$d" "$big_n" $((big_mb << 20)) > /dev/null
-  drop
-  add "big1.nulld" "$(io_ns read "$d" "$big_n" 1)"
-  drop
-  add "big4.nulld" "$(io_ns read "$d" "$big_n" 4)"
-  rm_ns "$d" "$big_n" > /dev/null
+  big_reads nulld
   echo "run $r of $runs done" >&2
 done
 
