@@ -435,6 +435,7 @@ Status Manager::Put(std::string_view pool, uint64_t seq, std::span<const std::by
   KVC_ASSIGN_OR_RETURN(PutReservation r, handle->Reserve(seq, data.size(), token_count, options,
                                                          std::nullopt, writes_through));
   if (!data.empty()) std::memcpy(r.data().data(), data.data(), data.size());
+  RemoteHub::Known known(pool, tier.get());  // the commit sends to it without asking again
   return r.Commit();
 }
 

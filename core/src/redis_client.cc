@@ -312,16 +312,18 @@ Result<std::vector<RedisClient::Reply>> RedisClient::Run(const std::vector<Comma
   return replies;
 }
 
-Status RedisClient::SetAll(const std::vector<std::string>& keys,
-                           const std::vector<std::string>& values) {
+Status RedisClient::SetAll(std::span<const std::string_view> keys,
+                           std::span<const std::string_view> values,
+                           std::vector<std::string>* refused) {
   std::vector<Command> commands;
   commands.reserve(keys.size());
   for (size_t i = 0; i < keys.size(); ++i) commands.push_back({"SET", keys[i], values[i]});
   KVC_ASSIGN_OR_RETURN(std::vector<Reply> replies, Run(commands));
-  for (const Reply& r : replies) {
-    if (r->type == REDIS_REPLY_ERROR) {
-      return Status::IOError("remote " + options_.url.ToString() + " refused SET: " +
-                             ReplyText(r.get()));
+  refused->assign(replies.size(), std::string());
+  for (size_t i = 0; i < replies.size(); ++i) {
+    if (replies[i]->type == REDIS_REPLY_ERROR) {
+      (*refused)[i] = "remote " + options_.url.ToString() + " refused SET: " +
+                      ReplyText(replies[i].get());
     }
   }
   return Status::Ok();

@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -46,9 +47,12 @@ class RedisClient {
   RedisClient(const RedisClient&) = delete;
   RedisClient& operator=(const RedisClient&) = delete;
 
-  // SET keys[i] values[i] for every i, pipelined. IOError (with the server's words for
-  // an error reply, e.g. OOM when it is full) when any one failed.
-  Status SetAll(const std::vector<std::string>& keys, const std::vector<std::string>& values);
+  // SET keys[i] values[i] for every i, pipelined. IOError when the connection failed
+  // (then whether any was stored is unknown). Otherwise Ok, and (*refused)[i] holds the
+  // server's words when it refused SET i (e.g. OOM when it is full), empty when it
+  // stored it. The values are not copied but into the connection's output buffer.
+  Status SetAll(std::span<const std::string_view> keys, std::span<const std::string_view> values,
+                std::vector<std::string>* refused);
   // GET of every key, pipelined: nullopt where a key has no value. With a deadline,
   // connecting and each reply wait at most until then (and at most the timeout): a
   // caller making several calls bounds them all together.

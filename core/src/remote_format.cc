@@ -95,7 +95,8 @@ std::vector<std::string> EncodeRecord(std::string_view base_key, const Gather& r
     h.piece_index = static_cast<uint32_t>(i);
     h.piece_count = static_cast<uint32_t>(count);
     h.piece_bytes = n;
-    h.piece_checksum = XXH3_64bits(body, n);
+    // One piece holds the whole record: its checksum is the record's.
+    h.piece_checksum = count == 1 ? checksum : XXH3_64bits(body, n);
     h.header_checksum = HeaderChecksum(h);
     std::memcpy(value.data(), &h, sizeof(h));
     pieces.push_back(std::move(value));

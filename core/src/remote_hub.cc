@@ -1,5 +1,7 @@
 #include "remote_hub.h"
 
+#include <time.h>
+
 #include "kvcache/catalog.h"
 #include "manager_internals.h"
 #include "process_table.h"
@@ -11,6 +13,18 @@ using Clock = std::chrono::steady_clock;
 constexpr std::chrono::seconds kRereadEvery{1};
 
 thread_local int warming_depth = 0;
+// Set by RemoteHub::Known: the tier of the pool a put on this thread is committing to.
+thread_local bool known_set = false;
+thread_local std::string_view known_pool;
+thread_local remote::RemoteTier* known_tier = nullptr;
+
+// For the once-a-second re-read: a clock read costs a tenth of a small put, the coarse
+// clock (ticks of a few milliseconds) a small part of that.
+Clock::time_point CoarseNow() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return Clock::time_point(std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec));
+}
 
 // Tiers inherited across a fork. mu is a leaf, taken under RemoteHub::mu_ (hubs of
 // several Managers may forget theirs at once).
@@ -29,6 +43,18 @@ bool SameConfig(const std::optional<RemoteConfig>& a, const std::optional<Remote
 
 RemoteHub::Warming::Warming() { ++warming_depth; }
 RemoteHub::Warming::~Warming() { --warming_depth; }
+
+RemoteHub::Known::Known(std::string_view pool, remote::RemoteTier* tier)
+    : saved_pool_(known_pool), saved_tier_(known_tier), saved_set_(known_set) {
+  known_set = true;
+  known_pool = pool;
+  known_tier = tier;
+}
+RemoteHub::Known::~Known() {
+  known_set = saved_set_;
+  known_pool = saved_pool_;
+  known_tier = saved_tier_;
+}
 
 RemoteHub::RemoteHub(Manager* manager, const ManagerOptions& options)
     : manager_(manager), options_(options), epoch_(ForkEpoch()) {}
@@ -49,7 +75,7 @@ void RemoteHub::ForgetInheritedLocked() {
 }
 
 RemoteHub::~RemoteHub() {
-  std::map<std::string, Known, std::less<>> known;
+  std::map<std::string, Entry, std::less<>> known;
   std::vector<std::shared_ptr<remote::RemoteTier>> retired;
   {
     MutexLock lk(&mu_);
@@ -87,7 +113,7 @@ std::shared_ptr<remote::RemoteTier> RemoteHub::Make(const std::string& pool,
 }
 
 std::shared_ptr<remote::RemoteTier> RemoteHub::TierFor(std::string_view pool) {
-  const Clock::time_point now = Clock::now();
+  const Clock::time_point now = CoarseNow();
   {
     MutexLock lk(&mu_);
     ForgetInheritedLocked();
@@ -112,7 +138,7 @@ std::shared_ptr<remote::RemoteTier> RemoteHub::TierFor(std::string_view pool) {
   bool replace = false;
   {
     MutexLock lk(&mu_);
-    Known& k = known_[std::string(pool)];
+    Entry& k = known_[std::string(pool)];
     k.checked = now;
     k.fresh = true;
     if (!read || SameConfig(k.config, config)) return k.tier;  // unreadable: keep what we had
@@ -121,7 +147,7 @@ std::shared_ptr<remote::RemoteTier> RemoteHub::TierFor(std::string_view pool) {
   if (replace && config.has_value()) tier = Make(std::string(pool), *config);
   {
     MutexLock lk(&mu_);
-    Known& k = known_[std::string(pool)];
+    Entry& k = known_[std::string(pool)];
     if (k.tier != nullptr) retired_.push_back(std::move(k.tier));
     k.config = config;
     k.tier = tier;
@@ -168,6 +194,13 @@ RemoteCounters RemoteHub::Unrecorded(std::string_view pool,
 
 void RemoteHub::Committed(const std::string& pool, uint64_t seq, uint64_t generation) {
   if (warming_depth > 0) return;
+  if (known_set && known_pool == pool) {
+    if (known_tier != nullptr &&
+        known_tier->options().config.mode == RemoteMode::kWriteThrough) {
+      known_tier->EnqueuePut(seq, generation);
+    }
+    return;
+  }
   std::shared_ptr<remote::RemoteTier> tier = TierFor(pool);
   if (tier != nullptr && tier->options().config.mode == RemoteMode::kWriteThrough) {
     tier->EnqueuePut(seq, generation);

@@ -54,6 +54,21 @@ class RemoteHub : public PoolListener {
     Warming& operator=(const Warming&) = delete;
   };
 
+  // While a Known exists on the thread, commits to `pool` go to `tier` (the caller
+  // looked it up as it reserved; null: the pool has none) without a second lookup.
+  class Known {
+   public:
+    Known(std::string_view pool, remote::RemoteTier* tier);
+    ~Known();
+    Known(const Known&) = delete;
+    Known& operator=(const Known&) = delete;
+
+   private:
+    std::string_view saved_pool_;
+    remote::RemoteTier* saved_tier_;
+    bool saved_set_;
+  };
+
   void Committed(const std::string& pool, uint64_t seq, uint64_t generation) override;
   void Evicting(const std::string& pool, uint64_t seq, uint64_t token_count, int32_t priority,
                 std::span<const std::byte> prefix_tokens, std::string_view metadata,
@@ -63,7 +78,7 @@ class RemoteHub : public PoolListener {
                      std::span<const std::byte> data) noexcept override;
 
  private:
-  struct Known {
+  struct Entry {
     std::optional<RemoteConfig> config;  // as the catalog had it, name_space resolved
     std::shared_ptr<remote::RemoteTier> tier;
     std::chrono::steady_clock::time_point checked{};
@@ -83,7 +98,7 @@ class RemoteHub : public PoolListener {
   // flushed and destroyed outside it).
   Mutex mu_;
   ForkGuard mu_across_fork_{&mu_, ForkRank::kRemoteHub};
-  std::map<std::string, Known, std::less<>> known_ GUARDED_BY(mu_);
+  std::map<std::string, Entry, std::less<>> known_ GUARDED_BY(mu_);
   std::vector<std::shared_ptr<remote::RemoteTier>> retired_ GUARDED_BY(mu_);
   uint64_t epoch_ GUARDED_BY(mu_);  // the ForkEpoch() known_ belongs to
 };

@@ -1,5 +1,10 @@
 #include "remote_tier.h"
 
+#include <pthread.h>
+#include <sched.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdlib>
 #include <new>
@@ -12,6 +17,12 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 constexpr std::chrono::seconds kRecordEvery{1};
+// The sender takes at most this many queued items at a time, and sends them in
+// pipelines of at most kPipelineItems items or about kPipelineBytes: one round trip
+// per pipeline rather than per item.
+constexpr size_t kBatchItems = 1024;
+constexpr size_t kPipelineItems = 256;
+constexpr uint64_t kPipelineBytes = 8ull << 20;
 
 }  // namespace
 
@@ -57,6 +68,7 @@ void RemoteTier::DropQueuedLocked() {
 }
 
 void RemoteTier::EnqueuePut(uint64_t seq, uint64_t generation) {
+  bool wake = false;
   {
     MutexLock lk(&mu_);
     if (stop_ || queue_.size() >= options_.queue_entries) {
@@ -64,11 +76,13 @@ void RemoteTier::EnqueuePut(uint64_t seq, uint64_t generation) {
       return;
     }
     queue_.push_back(Item{seq, generation, {}, 0});
+    wake = sender_waiting_;
   }
-  wake_.Signal();
+  if (wake) wake_.Signal();
 }
 
 void RemoteTier::EnqueueChunk(uint64_t hash, uint64_t generation) {
+  bool wake = false;
   {
     MutexLock lk(&mu_);
     if (stop_ || queue_.size() >= options_.queue_entries) {
@@ -80,13 +94,15 @@ void RemoteTier::EnqueueChunk(uint64_t hash, uint64_t generation) {
     item.generation = generation;
     item.chunk = true;
     queue_.push_back(std::move(item));
+    wake = sender_waiting_;
   }
-  wake_.Signal();
+  if (wake) wake_.Signal();
 }
 
 template <typename Encode>
 void RemoteTier::EnqueueEncoded(Item item, Encode encode) noexcept {
   const uint64_t bytes = item.bytes;
+  bool wake = false;
   {
     MutexLock lk(&mu_);
     if (stop_ || queue_.size() >= options_.queue_entries ||
@@ -118,8 +134,9 @@ void RemoteTier::EnqueueEncoded(Item item, Encode encode) noexcept {
       dropped_.fetch_add(1, std::memory_order_relaxed);
       return;
     }
+    wake = sender_waiting_;
   }
-  wake_.Signal();
+  if (wake) wake_.Signal();
 }
 
 void RemoteTier::EnqueueEvicted(uint64_t seq, uint64_t token_count, int32_t priority,
@@ -157,57 +174,115 @@ void RemoteTier::NoteFailure(const Status& s) {
   last_error_at_ = NowSeconds();
 }
 
-Status RemoteTier::Send(Item& item, bool* retry) {
-  *retry = false;
-  std::string base = item.chunk ? item.key : EntryKey(base_prefix_, item.seq);
-  std::vector<std::string> encoded;
-  const std::vector<std::string>* pieces = &item.pieces;
-  if (item.pieces.empty() && item.chunk) {
-    if (!EncodeChunkRef(item, &base, &encoded)) return Status::Ok();
-    pieces = &encoded;
-  } else if (item.pieces.empty()) {
-    Result<EntryView> view = hooks_.pin(item.seq);
-    if (!view.ok()) {
-      // Gone (evicted or removed) before its turn came.
-      dropped_.fetch_add(1, std::memory_order_relaxed);
-      return Status::Ok();
-    }
-    const EntryInfo& info = view->info();
-    if (info.generation != item.generation) return Status::Ok();  // replaced: sent in its turn
-    std::vector<uint32_t> prefix = view->prefix_tokens();
-    encoded = EncodePieces(base, info.token_count, info.priority, std::as_bytes(std::span(prefix)),
-                           info.metadata, view->data(), options_.piece_bytes);
+bool RemoteTier::Prepare(Item& item, Outgoing* out) {
+  out->encoded.clear();
+  if (!item.pieces.empty()) {
+    out->base = item.chunk ? item.key : EntryKey(base_prefix_, item.seq);
+    out->own = &item.pieces;
+    return true;
+  }
+  out->own = nullptr;
+  if (item.chunk) return EncodeChunkRef(item, &out->base, &out->encoded);
+  Result<EntryView> view = hooks_.pin(item.seq);
+  if (!view.ok()) {
+    // Gone (evicted or removed) before its turn came.
+    dropped_.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+  const EntryInfo& info = view->info();
+  if (info.generation != item.generation) {  // replaced: sent in its own turn
     view->Release().IgnoreError();
-    pieces = &encoded;
+    return false;
   }
-  // Piece 0 goes last: a reader that finds it finds every other piece of that write
-  // (unless Redis evicted some since, which reads as a miss).
-  std::vector<std::string> keys;
-  std::vector<std::string> values;
-  for (uint32_t i = 1; i < pieces->size(); ++i) {
-    keys.push_back(PieceKey(base, i));
-    values.push_back((*pieces)[i]);
+  out->base = EntryKey(base_prefix_, item.seq);
+  std::vector<uint32_t> prefix = view->prefix_tokens();
+  out->encoded = EncodePieces(out->base, info.token_count, info.priority,
+                              std::as_bytes(std::span(prefix)), info.metadata, view->data(),
+                              options_.piece_bytes);
+  view->Release().IgnoreError();
+  return true;
+}
+
+size_t RemoteTier::SendSome(std::vector<Item>& batch, size_t first, bool* retry) {
+  *retry = false;
+  // The items' values, and for each item the range of its commands.
+  std::vector<Outgoing> out;
+  std::vector<std::pair<size_t, size_t>> commands;  // [begin, end) per prepared item
+  std::vector<size_t> which;                        // the item each prepared one is
+  std::vector<std::string> piece_keys;
+  std::vector<std::string_view> keys, values;
+  uint64_t bytes = 0;
+  size_t end = first;
+  out.reserve(std::min<size_t>(batch.size() - first, kPipelineItems));
+  while (end < batch.size() && bytes < kPipelineBytes && out.size() < kPipelineItems) {
+    Outgoing o;
+    if (Prepare(batch[end], &o)) {
+      for (const std::string& p : o.pieces()) bytes += p.size();
+      out.push_back(std::move(o));
+      which.push_back(end);
+    }
+    ++end;
   }
-  keys.push_back(base);
-  values.push_back((*pieces)[0]);
-  Status s = sender_client_.SetAll(keys, values);
-  if (s.ok()) {
-    sent_.fetch_add(1, std::memory_order_relaxed);
-    return s;
+  // Piece keys are made before any view into them is taken (the vector may grow).
+  for (const Outgoing& o : out) {
+    for (uint32_t i = 1; i < o.pieces().size(); ++i) piece_keys.push_back(PieceKey(o.base, i));
   }
-  NoteFailure(s);
-  *retry = sender_client_.backing_off();
-  if (!*retry) dropped_.fetch_add(1, std::memory_order_relaxed);  // refused, e.g. full
-  return s;
+  size_t k = 0;
+  for (const Outgoing& o : out) {
+    const size_t begin = keys.size();
+    // Piece 0 goes last: a reader that finds it finds every other piece of that write
+    // (unless Redis evicted some since, which reads as a miss).
+    for (uint32_t i = 1; i < o.pieces().size(); ++i) {
+      keys.push_back(piece_keys[k++]);
+      values.push_back((o.pieces())[i]);
+    }
+    keys.push_back(o.base);
+    values.push_back((o.pieces())[0]);
+    commands.emplace_back(begin, keys.size());
+  }
+  if (keys.empty()) return end;
+  std::vector<std::string> refused;
+  Status s = sender_client_.SetAll(keys, values, &refused);
+  if (!s.ok()) {
+    NoteFailure(s);
+    *retry = sender_client_.backing_off();
+    if (*retry) return first;
+    dropped_.fetch_add(out.size(), std::memory_order_relaxed);
+    return end;
+  }
+  for (size_t j = 0; j < out.size(); ++j) {
+    const auto [begin, stop] = commands[j];
+    auto bad = std::find_if(refused.begin() + static_cast<std::ptrdiff_t>(begin),
+                            refused.begin() + static_cast<std::ptrdiff_t>(stop),
+                            [](const std::string& e) { return !e.empty(); });
+    if (bad == refused.begin() + static_cast<std::ptrdiff_t>(stop)) {
+      sent_.fetch_add(1, std::memory_order_relaxed);
+    } else {
+      // Refused, e.g. full: counted, not retried.
+      NoteFailure(Status::IOError(*bad));
+      dropped_.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+  return end;
 }
 
 void RemoteTier::Run() {
+  pthread_setname_np(pthread_self(), "kvc-remote-send");
+  // Background work: the lowest priority, so that on a busy machine the sender (and
+  // the remote server it wakes) take the time the local puts leave. A flush (a process
+  // on its way out) sends from the flushing thread itself, at that thread's priority.
+  setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), 19);
   Clock::time_point last_record = Clock::now();
+  std::vector<Item> batch;
   MutexLock lk(&mu_);
   for (;;) {
     // Until there is work, a stop, or the time to record.
     const Clock::time_point record_at = last_record + kRecordEvery;
-    while (queue_.empty() && !stop_ && wake_.WaitUntil(&mu_, record_at)) {
+    while (queue_.empty() && !stop_) {
+      sender_waiting_ = true;
+      const bool woken = wake_.WaitUntil(&mu_, record_at);
+      sender_waiting_ = false;
+      if (!woken) break;
     }
     if (Clock::now() >= last_record + kRecordEvery) {
       lk.Unlock();
@@ -220,9 +295,13 @@ void RemoteTier::Run() {
       if (stop_) return;
       continue;
     }
+    if (flushers_ > 0 || sending_) {
+      // A flushing thread sends (see Flush); it wakes this one when it is done.
+      wake_.WaitUntil(&mu_, record_at);
+      continue;
+    }
     if (sender_client_.backing_off()) {
-      // A flush (a process on its way out) does not wait for the remote to come back.
-      if (flushers_ > 0 || stop_) {
+      if (stop_) {
         DropQueuedLocked();
         idle_.SignalAll();
         continue;
@@ -230,34 +309,65 @@ void RemoteTier::Run() {
       wake_.WaitUntil(&mu_, Clock::now() + std::chrono::milliseconds(20));
       continue;
     }
-    Item item = std::move(queue_.front());
-    queue_.pop_front();
-    sending_ = true;
-    lk.Unlock();
-    bool retry = false;
-    Status s = Send(item, &retry);
-    lk.Lock();
-    sending_ = false;
-    queued_bytes_ -= item.bytes;
-    if (!s.ok() && retry) {
-      if (stop_) {
-        dropped_.fetch_add(1, std::memory_order_relaxed);
-      } else {
-        queued_bytes_ += item.bytes;
-        queue_.push_front(std::move(item));
-      }
-    }
-    if (queue_.empty()) idle_.SignalAll();
+    SendBatchLocked(batch);
+    if (queue_.empty() || flushers_ > 0) idle_.SignalAll();
   }
 }
 
+void RemoteTier::SendBatchLocked(std::vector<Item>& batch) {
+  // Everything queued so far, up to kBatchItems, goes out in pipelines.
+  const size_t take = std::min(queue_.size(), kBatchItems);
+  batch.clear();
+  for (size_t i = 0; i < take; ++i) {
+    batch.push_back(std::move(queue_.front()));
+    queue_.pop_front();
+  }
+  sending_ = true;
+  mu_.Unlock();
+  size_t done = 0;
+  bool retry = false;
+  while (done < batch.size()) {
+    const size_t end = SendSome(batch, done, &retry);
+    if (end == done) break;  // the connection broke: the rest waits for the backoff
+    done = end;
+  }
+  mu_.Lock();
+  sending_ = false;
+  for (size_t i = 0; i < done; ++i) queued_bytes_ -= batch[i].bytes;
+  // What was not sent goes back to the front, in order (or is dropped on a stop).
+  for (size_t i = batch.size(); i-- > done;) {
+    if (stop_) {
+      queued_bytes_ -= batch[i].bytes;
+      dropped_.fetch_add(1, std::memory_order_relaxed);
+    } else {
+      queue_.push_front(std::move(batch[i]));
+    }
+  }
+  batch.clear();
+}
+
 void RemoteTier::Flush(Clock::time_point deadline) {
+  std::vector<Item> batch;
   MutexLock lk(&mu_);
   ++flushers_;
-  wake_.SignalAll();
-  while (!(queue_.empty() && !sending_) && idle_.WaitUntil(&mu_, deadline)) {
+  // This thread sends what is queued itself, at its own priority, rather than wait for
+  // the sender thread at its lowest one. One sender at a time, the connection's user:
+  // whoever set sending_ (under mu_); the others wait for it.
+  while (!(queue_.empty() && !sending_) && Clock::now() < deadline) {
+    if (sending_) {
+      idle_.WaitUntil(&mu_, std::min(deadline, Clock::now() + std::chrono::milliseconds(20)));
+      continue;
+    }
+    if (sender_client_.backing_off()) {
+      // A process on its way out does not wait for the remote to come back.
+      DropQueuedLocked();
+      break;
+    }
+    SendBatchLocked(batch);
   }
   --flushers_;
+  idle_.SignalAll();  // other flushers
+  wake_.SignalAll();  // the sender thread, for what may be left
 }
 
 bool RemoteTier::EncodeChunkRef(Item& item, std::string* base,

@@ -2,8 +2,11 @@
 //
 // Sending is never on the caller's path: puts (write-through) and evicted entries
 // (write-back) are queued, bounded in entries and bytes (what does not fit is dropped
-// and counted), and a sender thread stores them. Destroying the tier first flushes its
-// queue for at most flush_deadline, so a process that puts and exits at once still
+// and counted), and a sender thread at the lowest priority stores them, in pipelines
+// of many items. A put queues a reference to its entry, which the sender reads when its
+// turn comes (an entry replaced meanwhile is sent once, as its latest version).
+// Destroying the tier first flushes its queue for at most flush_deadline, the
+// destroying thread sending it itself, so a process that puts and exits at once still
 // sends what it put unless the remote is down or the machine dies. Fetching (read-
 // through) is synchronous with the caller, bounded by the timeout, and fails at once
 // while a broken connection waits out its backoff.
@@ -39,7 +42,10 @@ struct TierOptions {
   RemoteConfig config;  // name_space resolved (never empty)
   std::chrono::milliseconds timeout{100};
   uint64_t piece_bytes = kDefaultPieceBytes;
-  size_t queue_entries = 4096;
+  // Most items queued. A put or a stored chunk queues a reference (its bytes stay in
+  // the pool until sent), about a hundred bytes: 65,536 of them are under 7 MiB, and
+  // room for a 128k-token prompt stored as 16-token chunks (8,192) eight times over.
+  size_t queue_entries = 65536;
   uint64_t queue_bytes = 256ull << 20;  // bytes of evicted entries held for sending
   std::chrono::milliseconds flush_deadline{3000};
 };
@@ -131,11 +137,28 @@ class RemoteTier {
   void EnqueueEncoded(Item item, Encode encode) noexcept;
   // Encodes the chunk `item` refers to; false when it is gone or replaced.
   bool EncodeChunkRef(Item& item, std::string* base, std::vector<std::string>* pieces);
+  // An item's values ready to send: its base key and pieces (the item's own, or
+  // encoded from the entry or chunk it refers to, in `encoded`).
+  struct Outgoing {
+    std::string base;
+    std::vector<std::string> encoded;
+    const std::vector<std::string>* own = nullptr;  // the item's pieces, if it has them
+    const std::vector<std::string>& pieces() const { return own != nullptr ? *own : encoded; }
+  };
   RemoteTier(TierOptions options, TierHooks hooks, RedisClient::Options client);
   void Run();
-  // Stores one item. Ok, or the failure; *retry when the connection broke (the item
-  // may be tried again once the backoff passes).
-  Status Send(Item& item, bool* retry);
+  // Prepares `item` for sending; false when there is nothing to send (the entry or
+  // chunk it refers to is gone, counted as dropped, or was replaced).
+  bool Prepare(Item& item, Outgoing* out);
+  // Stores batch[first, ...) in one pipeline of up to about kPipelineBytes, and returns
+  // the end of the items it is done with (sent, skipped, or refused and counted). On a
+  // broken connection it returns `first`, with *retry when those items may be tried
+  // again once the backoff passes (otherwise they are dropped and counted).
+  size_t SendSome(std::vector<Item>& batch, size_t first, bool* retry);
+  // Takes up to kBatchItems queued items into `batch` and sends them, with mu_ released
+  // meanwhile (sending_ marks the connection as in use); what could not be sent goes
+  // back to the front of the queue. REQUIRES: !sending_.
+  void SendBatchLocked(std::vector<Item>& batch) REQUIRES(mu_);
   void NoteFailure(const Status& s);
   void RecordCounters();
   // Drops every queued item, counting them.
@@ -152,10 +175,14 @@ class RemoteTier {
   CondVar idle_;  // flushers: the queue became empty or gave up
   std::deque<Item> queue_ GUARDED_BY(mu_);
   uint64_t queued_bytes_ GUARDED_BY(mu_) = 0;
-  bool sending_ GUARDED_BY(mu_) = false;  // an item is out of the queue
+  bool sending_ GUARDED_BY(mu_) = false;  // items are out of the queue
+  // The sender waits for work: an enqueue signals it. While it is busy it takes what
+  // was queued meanwhile in its next batch, so a put then pays no wakeup.
+  bool sender_waiting_ GUARDED_BY(mu_) = false;
   int flushers_ GUARDED_BY(mu_) = 0;
   bool stop_ GUARDED_BY(mu_) = false;
-  // Used by the sender thread only (so no lock).
+  // Used by one thread at a time: the one that set sending_ (the sender thread, or a
+  // flushing one), or, with mu_ held, any while sending_ is false.
   RedisClient sender_client_;
 
   // Serialises fetches over the one fetch connection; held across the round trips.

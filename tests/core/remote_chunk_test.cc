@@ -153,6 +153,23 @@ TEST_F(RemoteChunkTest, AWriteThroughHostReadsChunksThroughAsWell) {
   EXPECT_EQ(Counters(B(), "p").sent, 0u) << "chunks read from the remote are not sent back";
 }
 
+TEST_F(RemoteChunkTest, ALongPromptStoredInChunksReachesAHealthyRemoteWithoutDrops) {
+  // A 128k-token prompt in 16-token chunks is 8,192 chunks queued at once: every one is
+  // sent, none dropped for want of room in the send queue.
+  constexpr size_t kChunks = 8192;
+  const std::vector<uint32_t> prompt = Prompt(kChunks * kChunk, 3);
+  const auto bytes = ChunkBytes(9, kChunks, 256);
+  MakePool(manager(), "p", 64 << 20, RemoteMode::kWriteThrough, redis_->unix_url(), "model-x",
+           2 * kChunks);
+  auto stored = manager().StoreChunks("p", "n", prompt, Spans(bytes));
+  ASSERT_TRUE(stored.ok()) << stored.status().ToString();
+  ASSERT_TRUE(manager().FlushRemote("p", 30000).ok());
+  RemoteCounters c = Counters(manager(), "p");
+  EXPECT_EQ(c.dropped, 0u);
+  EXPECT_EQ(c.sent, kChunks);
+  EXPECT_EQ(redis_->Keys("kvc:{model-x:chunk:*").size(), kChunks);
+}
+
 TEST_F(RemoteChunkTest, WriteBackSendsEvictedChunksWhichComeBackByteForByte) {
   // Room for about 60 chunks of 4 KiB.
   MakePool(manager(), "p", 256 << 10, RemoteMode::kWriteBack, redis_->unix_url());

@@ -42,7 +42,7 @@ struct KVCACHE_EXPORT ManagerOptions {
   // Remote tiers (kvcache/remote.h): the timeout of every call to a remote, how long
   // this Manager's destruction waits at most to send what it queued, the size of the
   // pieces a large entry is cut into (0: 4 MiB), and the most entries queued for
-  // sending (0: 4096).
+  // sending (0: 65,536).
   uint32_t remote_timeout_ms = 100;
   uint32_t remote_flush_ms = 3000;
   uint64_t remote_piece_bytes = 0;
