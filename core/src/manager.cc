@@ -460,15 +460,14 @@ Status Manager::GetInto(std::string_view pool, uint64_t seq, std::vector<std::by
   KVC_ASSIGN_OR_RETURN(auto handle, Open(pool));
   Status s = handle->GetInto(seq, out);
   if (s.code() != Code::kNotFound) return s;
-  KVC_ASSIGN_OR_RETURN(out, ReadThrough(pool, *handle, seq, s));
-  return Status::Ok();
+  return ReadThrough(pool, *handle, seq, s, &out);
 }
 
 Result<EntryView> Manager::View(std::string_view pool, uint64_t seq) {
   KVC_ASSIGN_OR_RETURN(auto handle, Open(pool));
   Result<EntryView> view = handle->View(seq);
   if (view.status().code() != Code::kNotFound) return view;
-  KVC_RETURN_IF_ERROR(ReadThrough(pool, *handle, seq, view.status()).status());
+  KVC_RETURN_IF_ERROR(ReadThrough(pool, *handle, seq, view.status(), nullptr));
   // Stored locally by the read-through; its miss is counted already.
   Result<EntryView> warmed = handle->View(seq, /*count_access=*/false);
   if (!warmed.ok()) return view.status();  // no room for it here, or evicted at once

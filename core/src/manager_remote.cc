@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 
 #include "kvcache/manager.h"
 #include "kvcache/prefix.h"
@@ -60,29 +61,39 @@ Status Manager::FlushRemote(std::string_view pool, uint32_t timeout_ms) {
   return Status::Ok();
 }
 
-Result<std::vector<std::byte>> Manager::ReadThrough(std::string_view pool, PoolHandle& handle,
-                                                    uint64_t seq, const Status& miss) {
+Status Manager::ReadThrough(std::string_view pool, PoolHandle& handle, uint64_t seq,
+                            const Status& miss, std::vector<std::byte>* out) {
   std::shared_ptr<remote::RemoteTier> tier = impl_->hub->TierFor(pool);
   if (tier == nullptr) return miss;
-  Result<remote::Record> record = tier->Fetch(seq);
-  if (!record.ok()) return miss;  // not there, refused, or no answer in time
-  PutOptions options;
-  options.prefix_tokens = std::move(record->prefix_tokens);
-  options.priority = record->priority;
-  options.metadata = std::move(record->metadata);
-  if (ValidatePutOptions(options).ok()) {
-    // Best effort: with no room here the bytes are still served.
-    RemoteHub::Warming warming;
+  RemoteHub::Warming warming;  // what is stored here came from the remote
+  // The payload goes from the socket into the reservation, which is committed only
+  // once the value checks out (aborted otherwise: a refused value is never visible).
+  std::optional<PutReservation> reservation;
+  auto target = [&](const remote::RemoteTier::Head& head) -> std::span<std::byte> {
+    PutOptions options;
+    options.prefix_tokens = head.prefix_tokens;
+    options.priority = head.priority;
+    options.metadata = head.metadata;
+    if (!ValidatePutOptions(options).ok()) return {};
     Result<PutReservation> r =
-        handle.Reserve(seq, record->data.size(), record->token_count, options, std::nullopt);
-    if (r.ok()) {
-      if (!record->data.empty()) {
-        std::memcpy(r->data().data(), record->data.data(), record->data.size());
-      }
-      r->Commit().IgnoreError();
-    }
+        handle.Reserve(seq, head.data_bytes, head.token_count, options, std::nullopt);
+    if (!r.ok()) return {};  // no room here: the bytes are still served
+    reservation.emplace(std::move(r).value());
+    return reservation->data();
+  };
+  std::vector<std::byte> held;
+  Result<remote::RemoteTier::Head> head = tier->FetchInto(seq, target, &held);
+  if (!head.ok()) {
+    if (reservation.has_value()) reservation->Abort().IgnoreError();
+    return miss;  // not there, refused, or no answer in time
   }
-  return std::move(record->data);
+  if (reservation.has_value() && reservation->data().size() == head->data_bytes) {
+    if (out != nullptr) out->assign(reservation->data().begin(), reservation->data().end());
+    reservation->Commit().IgnoreError();
+  } else if (out != nullptr) {
+    *out = std::move(held);
+  }
+  return Status::Ok();
 }
 
 void Manager::MatchThrough(std::string_view pool, PoolHandle& handle,

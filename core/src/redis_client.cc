@@ -3,9 +3,11 @@
 #include <hiredis/hiredis.h>
 #include <signal.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
 #include <ctime>
 #include <map>
 #include <optional>
@@ -74,9 +76,7 @@ struct Redirect {
   std::string address;  // "host:port"; an empty host means the replying node's host
 };
 
-std::optional<Redirect> RedirectOf(const redisReply* r, const std::string& replying_host) {
-  if (r->type != REDIS_REPLY_ERROR || r->str == nullptr) return std::nullopt;
-  std::string_view text(r->str, r->len);
+std::optional<Redirect> RedirectOf(std::string_view text, const std::string& replying_host) {
   Redirect out;
   if (text.starts_with("MOVED ")) {
     text.remove_prefix(6);
@@ -95,7 +95,62 @@ std::optional<Redirect> RedirectOf(const redisReply* r, const std::string& reply
   return out;
 }
 
+std::optional<Redirect> RedirectOf(const redisReply* r, const std::string& replying_host) {
+  if (r->type != REDIS_REPLY_ERROR || r->str == nullptr) return std::nullopt;
+  return RedirectOf(std::string_view(r->str, r->len), replying_host);
+}
+
 constexpr int kMaxHops = 5;
+
+// Reads a reply from a socket by hand: its first line through a buffer, then a bulk
+// string's bytes straight where they go. The socket's timeouts (SO_RCVTIMEO, set by
+// hiredis) bound every read.
+class RawReader {
+ public:
+  explicit RawReader(int fd) : fd_(fd) {}
+  // The next line, without its CRLF. False when the connection failed or timed out.
+  bool Line(std::string* line) {
+    for (;;) {
+      std::string_view have(buf_ + pos_, len_ - pos_);
+      if (size_t eol = have.find("\r\n"); eol != std::string_view::npos) {
+        line->assign(have.substr(0, eol));
+        pos_ += eol + 2;
+        return true;
+      }
+      if (len_ - pos_ == sizeof(buf_)) return false;  // no line this long in a reply
+      std::memmove(buf_, buf_ + pos_, len_ - pos_);
+      len_ -= pos_;
+      pos_ = 0;
+      ssize_t n = ReadSome(buf_ + len_, sizeof(buf_) - len_);
+      if (n <= 0) return false;
+      len_ += static_cast<size_t>(n);
+    }
+  }
+  // Reads exactly `n` bytes to `out`: what is buffered first, then from the socket.
+  bool Exactly(std::byte* out, size_t n) {
+    const size_t buffered = std::min(n, len_ - pos_);
+    std::memcpy(out, buf_ + pos_, buffered);
+    pos_ += buffered;
+    for (size_t got = buffered; got < n;) {
+      ssize_t r = ReadSome(reinterpret_cast<char*>(out) + got, n - got);
+      if (r <= 0) return false;
+      got += static_cast<size_t>(r);
+    }
+    return true;
+  }
+
+ private:
+  ssize_t ReadSome(char* out, size_t n) {
+    for (;;) {
+      ssize_t r = ::read(fd_, out, n);
+      if (r < 0 && errno == EINTR) continue;
+      return r;
+    }
+  }
+  const int fd_;
+  char buf_[4096];
+  size_t pos_ = 0, len_ = 0;
+};
 
 }  // namespace
 
@@ -356,6 +411,84 @@ Result<std::vector<std::optional<std::string>>> RedisClient::GetAll(
     }
   }
   return out;
+}
+
+Status RedisClient::GetStreamed(std::string_view key, ValueSink& sink, bool* found) {
+  *found = false;
+  const uint16_t slot = KeyHashSlot(key);
+  std::string target;
+  if (auto it = slot_owner_.find(slot); it != slot_owner_.end()) target = it->second;
+  bool asking = false;
+  for (int hop = 0; hop <= kMaxHops; ++hop) {
+    Node& node = NodeAt(target);
+    KVC_RETURN_IF_ERROR(Ensure(node));
+    if (options_.timeout != node.timeout) {
+      if (redisSetTimeout(node.ctx, ToTimeval(options_.timeout)) != REDIS_OK) {
+        return Broken(node, "set timeout");
+      }
+      node.timeout = options_.timeout;
+    }
+    SigpipeGuard guard;
+    static constexpr std::string_view kAsking = "ASKING";
+    static constexpr std::string_view kGet = "GET";
+    if (asking) {
+      const char* argv[] = {kAsking.data()};
+      const size_t lens[] = {kAsking.size()};
+      if (redisAppendCommandArgv(node.ctx, 1, argv, lens) != REDIS_OK) {
+        return Broken(node, "queue ASKING");
+      }
+    }
+    const char* argv[] = {kGet.data(), key.data()};
+    const size_t lens[] = {kGet.size(), key.size()};
+    if (redisAppendCommandArgv(node.ctx, 2, argv, lens) != REDIS_OK) {
+      return Broken(node, "queue GET");
+    }
+    for (int done = 0; done == 0;) {
+      if (redisBufferWrite(node.ctx, &done) != REDIS_OK) return Broken(node, "send GET");
+    }
+    RawReader in(node.ctx->fd);
+    std::string line;
+    const std::string lost = "no reply within the timeout, or the connection was lost";
+    if (asking && !in.Line(&line)) return Broken(node, lost);  // ASKING's +OK
+    if (!in.Line(&line) || line.empty()) return Broken(node, lost);
+    if (line[0] == '-') {
+      const std::string& host = node.host.empty() ? options_.url.host : node.host;
+      std::optional<Redirect> redirect = RedirectOf(std::string_view(line).substr(1), host);
+      if (!redirect) {
+        return Status::IOError("remote " + options_.url.ToString() + " refused GET: " +
+                               line.substr(1));
+      }
+      target = redirect->address;
+      asking = redirect->ask;
+      // MOVED: the slot lives there from now on. ASK: only this command goes there.
+      if (!redirect->ask) slot_owner_[slot] = redirect->address;
+      continue;
+    }
+    if (line[0] != '$') return Broken(node, "unexpected reply to GET: " + line);
+    if (line == "$-1") return Status::Ok();  // no such key
+    uint64_t length = 0;
+    std::string_view digits = std::string_view(line).substr(1);
+    if (digits.empty() || digits.size() > 19 ||
+        !std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+      return Broken(node, "malformed reply to GET: " + line);
+    }
+    for (char c : digits) length = length * 10 + static_cast<uint64_t>(c - '0');
+    sink.Begin(length);
+    for (uint64_t offset = 0; offset < length;) {
+      std::span<std::byte> into = sink.Into(offset);
+      const size_t n = static_cast<size_t>(std::min<uint64_t>(into.size(), length - offset));
+      if (!in.Exactly(into.data(), n)) return Broken(node, lost);
+      offset += n;
+    }
+    std::byte crlf[2];
+    if (!in.Exactly(crlf, 2) || crlf[0] != std::byte{'\r'} || crlf[1] != std::byte{'\n'}) {
+      return Broken(node, "malformed reply to GET");
+    }
+    *found = true;
+    return Status::Ok();
+  }
+  return Status::IOError("remote " + options_.url.ToString() + ": GET still redirected after " +
+                         std::to_string(kMaxHops) + " hops");
 }
 
 Status RedisClient::Ping() {

@@ -61,6 +61,22 @@ class RedisClient {
       std::optional<std::chrono::steady_clock::time_point> deadline = std::nullopt);
   Status Ping();
 
+  // Where a value read by GetStreamed goes as it arrives. Into(offset) says where bytes
+  // [offset, ...) of the value go: a span of at least one byte, of which the client
+  // fills at most what is left of the value, then asks again from where it stopped. A
+  // sink that does not want the bytes still takes them (into scratch), so that the
+  // connection stays in step.
+  class ValueSink {
+   public:
+    virtual ~ValueSink() = default;
+    // The value's length, before any Into.
+    virtual void Begin(uint64_t length) = 0;
+    virtual std::span<std::byte> Into(uint64_t offset) = 0;
+  };
+  // GET `key`, its value read from the socket straight into `sink`: the client holds no
+  // copy of it. *found is false when the key has no value. IOError as GetAll.
+  Status GetStreamed(std::string_view key, ValueSink& sink, bool* found);
+
   // True while a failed connection waits for its backoff to pass: calls to that node
   // fail at once.
   bool backing_off() const;

@@ -145,12 +145,31 @@ namespace {
 
 Result<PieceHeader> CheckPiece(std::string_view base_key, std::string_view value,
                                uint32_t index) {
-  PieceHeader h{};
-  if (value.size() < sizeof(h)) {
+  if (value.size() < sizeof(PieceHeader)) {
     return Bad(base_key, index, "shorter (" + std::to_string(value.size()) +
                                     " bytes) than a piece header: not a kvcache value");
   }
-  std::memcpy(&h, value.data(), sizeof(h));
+  KVC_ASSIGN_OR_RETURN(
+      PieceHeader h,
+      CheckPieceHeader(base_key, std::as_bytes(std::span(value.data(), sizeof(PieceHeader))),
+                       value.size(), index));
+  if (XXH3_64bits(value.data() + sizeof(h), h.piece_bytes) != h.piece_checksum) {
+    return Bad(base_key, index, "checksum mismatch");
+  }
+  return h;
+}
+
+}  // namespace
+
+Result<PieceHeader> CheckPieceHeader(std::string_view base_key,
+                                     std::span<const std::byte> header, uint64_t value_bytes,
+                                     uint32_t index) {
+  PieceHeader h{};
+  if (header.size() < sizeof(h) || value_bytes < sizeof(h)) {
+    return Bad(base_key, index, "shorter (" + std::to_string(value_bytes) +
+                                    " bytes) than a piece header: not a kvcache value");
+  }
+  std::memcpy(&h, header.data(), sizeof(h));
   if (h.magic != kPieceMagic) return Bad(base_key, index, "bad magic: not a kvcache value");
   if (h.version != kFormatVersion) {
     return Bad(base_key, index, "format version " + std::to_string(h.version) + ", expected " +
@@ -170,16 +189,26 @@ Result<PieceHeader> CheckPiece(std::string_view base_key, std::string_view value
       h.piece_count > h.record_bytes) {
     return Bad(base_key, index, "impossible piece count or length");
   }
-  if (h.piece_bytes != value.size() - sizeof(h)) {
+  if (h.piece_bytes != value_bytes - sizeof(h)) {
     return Bad(base_key, index, "length differs from its header's");
-  }
-  if (XXH3_64bits(value.data() + sizeof(h), h.piece_bytes) != h.piece_checksum) {
-    return Bad(base_key, index, "checksum mismatch");
   }
   return h;
 }
 
-}  // namespace
+Result<RecordHeader> CheckRecordHeader(std::string_view base_key,
+                                       std::span<const std::byte> header,
+                                       uint64_t record_bytes) {
+  RecordHeader rh{};
+  if (header.size() < sizeof(rh) || record_bytes < sizeof(rh)) {
+    return Bad(base_key, 0, "record too short");
+  }
+  std::memcpy(&rh, header.data(), sizeof(rh));
+  uint64_t want = sizeof(rh) + uint64_t{rh.prefix_len} * 4 + rh.metadata_len + rh.data_bytes;
+  if (rh.data_bytes > kMaxRecordBytes || want != record_bytes || rh.reserved != 0) {
+    return Bad(base_key, 0, "record lengths do not add up");
+  }
+  return rh;
+}
 
 Result<PieceHeader> CheckFirstPiece(std::string_view base_key, std::string_view value) {
   return CheckPiece(base_key, value, 0);
@@ -233,13 +262,9 @@ void ReadRecordTail(const char* p, uint64_t token_count, uint64_t text_len, uint
 
 Result<Record> DecodePieces(std::string_view base_key, const std::vector<std::string>& pieces) {
   KVC_ASSIGN_OR_RETURN(std::string record, JoinPieces(base_key, pieces));
-  if (record.size() < sizeof(RecordHeader)) return Bad(base_key, 0, "record too short");
-  RecordHeader rh{};
-  std::memcpy(&rh, record.data(), sizeof(rh));
-  uint64_t want = sizeof(rh) + uint64_t{rh.prefix_len} * 4 + rh.metadata_len + rh.data_bytes;
-  if (rh.data_bytes > kMaxRecordBytes || want != record.size() || rh.reserved != 0) {
-    return Bad(base_key, 0, "record lengths do not add up");
-  }
+  KVC_ASSIGN_OR_RETURN(RecordHeader rh,
+                       CheckRecordHeader(base_key, std::as_bytes(std::span(record)),
+                                         record.size()));
   Record out;
   out.token_count = rh.token_count;
   out.priority = rh.priority;

@@ -142,6 +142,17 @@ std::vector<std::string> EncodeChunkPieces(std::string_view base_key, uint64_t c
 // Checks piece 0 (its header, its bytes, that it belongs to `base_key`) and returns
 // its header: how many pieces to fetch. Corruption naming what is wrong otherwise.
 Result<PieceHeader> CheckFirstPiece(std::string_view base_key, std::string_view value);
+// Checks piece `index`'s header (its first sizeof(PieceHeader) bytes in `header`) of a
+// value of `value_bytes` bytes in all: everything CheckFirstPiece checks but the
+// checksum of its bytes, which the caller computes as they arrive.
+Result<PieceHeader> CheckPieceHeader(std::string_view base_key,
+                                     std::span<const std::byte> header, uint64_t value_bytes,
+                                     uint32_t index);
+// Checks a record's header (its first sizeof(RecordHeader) bytes in `header`) against
+// the record's length: Corruption when its lengths do not add up to it.
+Result<RecordHeader> CheckRecordHeader(std::string_view base_key,
+                                       std::span<const std::byte> header,
+                                       uint64_t record_bytes);
 // Checks every piece against the first's header and reassembles the record.
 // Corruption naming the first thing wrong.
 Result<Record> DecodePieces(std::string_view base_key, const std::vector<std::string>& pieces);

@@ -5,7 +5,11 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <xxhash.h>
+
 #include <algorithm>
+#include <array>
+#include <cstring>
 #include <cstdlib>
 #include <new>
 
@@ -492,19 +496,30 @@ std::vector<ChunkRecord> RemoteTier::FetchChunks(const ChunkAsk& ask,
 
 Result<Record> RemoteTier::Fetch(uint64_t seq) {
   const std::string base = EntryKey(base_prefix_, seq);
-  MutexLock lk(&fetch_mu_);
-  Result<std::vector<std::optional<std::string>>> first = fetch_client_.GetAll({base});
-  if (!first.ok()) {
-    NoteFailure(first.status());
-    return first.status();
+  std::optional<std::string> first;
+  {
+    MutexLock lk(&fetch_mu_);
+    Result<std::vector<std::optional<std::string>>> got = fetch_client_.GetAll({base});
+    if (!got.ok()) {
+      NoteFailure(got.status());
+      return got.status();
+    }
+    first = std::move((*got)[0]);
   }
+  if (!first.has_value()) {
+    misses_.fetch_add(1, std::memory_order_relaxed);
+    return Status::NotFound("remote has no entry " + base);
+  }
+  return FetchRest(base, std::move(*first));
+}
+
+Result<Record> RemoteTier::FetchRest(const std::string& base, std::string first) {
   auto miss = [&]() -> Status {
     misses_.fetch_add(1, std::memory_order_relaxed);
     return Status::NotFound("remote has no entry " + base);
   };
-  if (!(*first)[0].has_value()) return miss();
   std::vector<std::string> pieces;
-  pieces.push_back(std::move(*(*first)[0]));
+  pieces.push_back(std::move(first));
   Result<PieceHeader> header = CheckFirstPiece(base, pieces[0]);
   if (!header.ok()) {
     refused_.fetch_add(1, std::memory_order_relaxed);
@@ -513,6 +528,7 @@ Result<Record> RemoteTier::Fetch(uint64_t seq) {
   if (header->piece_count > 1) {
     std::vector<std::string> keys;
     for (uint32_t i = 1; i < header->piece_count; ++i) keys.push_back(PieceKey(base, i));
+    MutexLock lk(&fetch_mu_);
     Result<std::vector<std::optional<std::string>>> rest = fetch_client_.GetAll(keys);
     if (!rest.ok()) {
       NoteFailure(rest.status());
@@ -530,6 +546,173 @@ Result<Record> RemoteTier::Fetch(uint64_t seq) {
   }
   hits_.fetch_add(1, std::memory_order_relaxed);
   return record;
+}
+
+namespace {
+
+// Reads an entry's value as it arrives: piece and record headers, tokens and metadata
+// into a buffer of its own, then the payload where the target says. A value in several
+// pieces (or one not even a piece header long) is read whole instead, for Fetch's
+// checks; one whose headers are wrong is read into scratch and refused.
+class EntrySink final : public RedisClient::ValueSink {
+ public:
+  static constexpr uint64_t kHeads = sizeof(PieceHeader) + sizeof(RecordHeader);
+
+  EntrySink(std::string_view base, const RemoteTier::PayloadTarget& target,
+            std::vector<std::byte>* held)
+      : base_(base), target_(target), held_(held) {}
+
+  void Begin(uint64_t length) override {
+    length_ = length;
+    if (length < kHeads) whole_.resize(length);
+    head_.resize(std::min(length, kHeads));
+  }
+  std::span<std::byte> Into(uint64_t offset) override {
+    if (length_ < kHeads) return std::span(whole_).subspan(offset);
+    if (offset < kHeads) return std::span(head_).subspan(offset);
+    if (!parsed_) Parse();
+    if (!error_.ok()) return std::span(scratch_);
+    if (!whole_.empty()) return std::span(whole_).subspan(offset);
+    if (offset < data_start_) return std::span(head_).subspan(offset);
+    if (!targeted_) Target();
+    return data_.subspan(offset - data_start_);
+  }
+
+  // After the read: Ok and the entry's head when it is sound, else what is wrong.
+  // *whole is set (to the value) when it is to be checked as pieces instead.
+  Result<RemoteTier::Head> Finish(std::string* whole) {
+    if (length_ < kHeads || (parsed_ && error_.ok() && !whole_.empty())) {
+      whole->assign(reinterpret_cast<const char*>(whole_.data()), whole_.size());
+      return Status::NotFound("");  // not an error: see *whole
+    }
+    if (!parsed_) Parse();  // a value of exactly the two headers
+    KVC_RETURN_IF_ERROR(error_);
+    if (!targeted_) Target();
+    XXH3_state_t* st = XXH3_createState();
+    if (st == nullptr) return Status::IOError("out of memory for a checksum");
+    XXH3_64bits_reset(st);
+    XXH3_64bits_update(st, head_.data() + sizeof(PieceHeader), head_.size() - sizeof(PieceHeader));
+    XXH3_64bits_update(st, data_.data(), data_.size());
+    const uint64_t sum = XXH3_64bits_digest(st);
+    XXH3_freeState(st);
+    if (sum != piece_.piece_checksum) {
+      return Status::Corruption("remote value " + std::string(base_) + ": checksum mismatch");
+    }
+    return std::move(head_out_);
+  }
+
+ private:
+  // The headers are in head_: checks them, and makes room for the tokens and metadata.
+  void Parse() {
+    parsed_ = true;
+    Result<PieceHeader> piece = CheckPieceHeader(base_, head_, length_, 0);
+    if (!piece.ok()) {
+      error_ = piece.status();
+      return;
+    }
+    piece_ = *piece;
+    if (piece_.piece_count > 1) {
+      whole_.resize(length_);
+      std::memcpy(whole_.data(), head_.data(), kHeads);
+      return;
+    }
+    // One piece holds the whole record, and its checksum is the record's.
+    if (piece_.record_bytes != piece_.piece_bytes ||
+        piece_.record_checksum != piece_.piece_checksum) {
+      error_ = Status::Corruption("remote value " + std::string(base_) +
+                                  ": its one piece is not its whole record");
+      return;
+    }
+    Result<RecordHeader> record =
+        CheckRecordHeader(base_, std::span(head_).subspan(sizeof(PieceHeader)),
+                          piece_.record_bytes);
+    if (!record.ok()) {
+      error_ = record.status();
+      return;
+    }
+    head_out_.token_count = record->token_count;
+    head_out_.priority = record->priority;
+    head_out_.data_bytes = record->data_bytes;
+    prefix_len_ = record->prefix_len;
+    metadata_len_ = record->metadata_len;
+    data_start_ = kHeads + uint64_t{prefix_len_} * 4 + metadata_len_;
+    head_.resize(data_start_);
+  }
+  // The tokens and metadata are in head_: asks the target where the payload goes.
+  void Target() {
+    targeted_ = true;
+    const std::byte* p = head_.data() + kHeads;
+    head_out_.prefix_tokens.resize(prefix_len_);
+    if (prefix_len_ > 0) std::memcpy(head_out_.prefix_tokens.data(), p, prefix_len_ * 4ull);
+    p += prefix_len_ * 4ull;
+    head_out_.metadata.assign(reinterpret_cast<const char*>(p), metadata_len_);
+    data_ = target_(head_out_);
+    if (data_.size() != head_out_.data_bytes) {
+      held_->resize(head_out_.data_bytes);
+      data_ = std::span(*held_);
+    }
+  }
+
+  const std::string_view base_;
+  const RemoteTier::PayloadTarget& target_;
+  std::vector<std::byte>* const held_;
+  uint64_t length_ = 0;
+  std::vector<std::byte> head_;   // the headers, then the tokens and metadata
+  std::vector<std::byte> whole_;  // a value read whole
+  std::array<std::byte, 64 << 10> scratch_;  // a refused value's bytes
+  bool parsed_ = false, targeted_ = false;
+  Status error_;
+  PieceHeader piece_{};
+  uint32_t prefix_len_ = 0, metadata_len_ = 0;
+  uint64_t data_start_ = 0;
+  RemoteTier::Head head_out_;
+  std::span<std::byte> data_;
+};
+
+}  // namespace
+
+Result<RemoteTier::Head> RemoteTier::FetchInto(uint64_t seq, const PayloadTarget& target,
+                                               std::vector<std::byte>* held) {
+  const std::string base = EntryKey(base_prefix_, seq);
+  std::string whole;
+  {
+    auto sink = std::make_unique<EntrySink>(base, target, held);
+    MutexLock lk(&fetch_mu_);
+    bool found = false;
+    Status s = fetch_client_.GetStreamed(base, *sink, &found);
+    if (!s.ok()) {
+      NoteFailure(s);
+      return s;
+    }
+    if (!found) {
+      misses_.fetch_add(1, std::memory_order_relaxed);
+      return Status::NotFound("remote has no entry " + base);
+    }
+    Result<Head> head = sink->Finish(&whole);
+    if (head.ok()) {
+      hits_.fetch_add(1, std::memory_order_relaxed);
+      return head;
+    }
+    if (head.status().code() != Code::kNotFound) {
+      refused_.fetch_add(1, std::memory_order_relaxed);
+      return head.status();
+    }
+  }
+  // In several pieces: checked whole as Fetch does, then copied to the target.
+  KVC_ASSIGN_OR_RETURN(Record record, FetchRest(base, std::move(whole)));
+  Head head;
+  head.token_count = record.token_count;
+  head.priority = record.priority;
+  head.prefix_tokens = std::move(record.prefix_tokens);
+  head.metadata = std::move(record.metadata);
+  head.data_bytes = record.data.size();
+  std::span<std::byte> into = target(head);
+  if (into.size() == record.data.size()) {
+    if (!into.empty()) std::memcpy(into.data(), record.data.data(), into.size());
+  } else {
+    *held = std::move(record.data);
+  }
+  return head;
 }
 
 Status RemoteTier::Probe() {

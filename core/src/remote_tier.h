@@ -11,10 +11,10 @@
 // through) is synchronous with the caller, bounded by the timeout, and fails at once
 // while a broken connection waits out its backoff.
 //
-// Thread-safe. Lock order: a pool's lock, then mu_ (EnqueueEvicted runs under the pool
-// lock); nothing here takes a pool lock while holding mu_ or fetch_mu_. fetch_mu_ comes
-// before error_mu_ (a failed fetch notes its error); mu_ and fetch_mu_ are never held
-// together; error_mu_ is a leaf.
+// Thread-safe. Lock order: fetch_mu_, then a pool's lock (FetchInto's target reserves in
+// the pool), then mu_ (EnqueueEvicted runs under the pool lock); nothing here takes a
+// pool lock while holding mu_, nor fetch_mu_ while holding a pool lock. fetch_mu_ comes
+// before error_mu_ (a failed fetch notes its error); error_mu_ is a leaf.
 #pragma once
 
 #include <atomic>
@@ -113,6 +113,26 @@ class RemoteTier {
   // (whole); Corruption when what it has is damaged or foreign (counted as refused);
   // IOError when it did not answer in time or is down.
   Result<Record> Fetch(uint64_t seq);
+
+  // An entry being fetched by FetchInto: its attributes, read before its payload.
+  struct Head {
+    uint64_t token_count = 0;
+    int32_t priority = 0;
+    std::vector<uint32_t> prefix_tokens;
+    std::string metadata;
+    uint64_t data_bytes = 0;
+  };
+  // Where FetchInto puts an entry's payload: given its head, a span of head.data_bytes
+  // bytes (e.g. a reservation in the pool), or an empty one for FetchInto to put it in
+  // *held. Called at most once; what it returns must stay valid until FetchInto returns.
+  using PayloadTarget = std::function<std::span<std::byte>(const Head& head)>;
+  // As Fetch, the payload read from the socket straight into what `target` gives (one
+  // copy, by the kernel) and checked there: the head and what was read are only good
+  // when FetchInto returns Ok. Otherwise (Fetch's errors) the caller must not use or
+  // publish what was read into its target. An entry in several pieces is read whole
+  // and checked before `target` is called.
+  Result<Head> FetchInto(uint64_t seq, const PayloadTarget& target,
+                         std::vector<std::byte>* held);
   // Asks the remote for a PING over a fresh connection: whether it answers now.
   Status Probe();
   // Waits until the queue is sent, the remote fails, or `deadline`.
@@ -159,6 +179,9 @@ class RemoteTier {
   // meanwhile (sending_ marks the connection as in use); what could not be sent goes
   // back to the front of the queue. REQUIRES: !sending_.
   void SendBatchLocked(std::vector<Item>& batch) REQUIRES(mu_);
+  // Fetch's checks of an entry whose piece 0 is `first`, and the fetch of its other
+  // pieces (fetch_mu_ is taken for that).
+  Result<Record> FetchRest(const std::string& base, std::string first);
   void NoteFailure(const Status& s);
   void RecordCounters();
   // Drops every queued item, counting them.

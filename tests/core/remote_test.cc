@@ -217,13 +217,20 @@ TEST_F(RemoteTierTest, ACorruptOrForeignValueIsRefusedAndCounted) {
   ASSERT_TRUE(redis_->Set("kvc:{model-x:2}", "not a kvcache value"));
   // Entry 1's value under entry 3's key: well formed, but not entry 3's.
   ASSERT_TRUE(redis_->Set("kvc:{model-x:3}", *stored));
+  // Cut short, and damaged in its record header: refused before or after the payload
+  // was read into a reservation, which is then never published.
+  ASSERT_TRUE(redis_->Set("kvc:{model-x:4}", stored->substr(0, 6000)));
+  std::string bad_header = *stored;
+  bad_header[64 + 8] = static_cast<char>(bad_header[64 + 8] ^ 1);  // the priority
+  ASSERT_TRUE(redis_->Set("kvc:{model-x:5}", bad_header));
 
   MakePool(B(), "p", 8 << 20, RemoteMode::kReadOnly, redis_->unix_url());
-  for (uint64_t seq : {1, 2, 3}) {
+  for (uint64_t seq : {1, 2, 3, 4, 5}) {
     EXPECT_EQ(B().Get("p", seq).status().code(), Code::kNotFound) << seq;
+    EXPECT_EQ(B().View("p", seq).status().code(), Code::kNotFound) << seq;
     EXPECT_EQ(B().Stat("p", seq).status().code(), Code::kNotFound) << "stored " << seq;
   }
-  EXPECT_EQ(Counters(B(), "p").refused, 3u);
+  EXPECT_EQ(Counters(B(), "p").refused, 10u);
   EXPECT_EQ(Counters(B(), "p").hits, 0u);
 }
 

@@ -270,10 +270,12 @@ class KVCACHE_EXPORT Manager {
   Result<Catalog*> catalog();
   // Opens (maps) the pool's segment, cached per Manager.
   Result<std::shared_ptr<PoolHandle>> Open(std::string_view pool);
-  // After a local miss of `seq`: the entry from the pool's remote, stored locally
-  // (best effort) and returned; `miss` when there is none or the remote fails.
-  Result<std::vector<std::byte>> ReadThrough(std::string_view pool, PoolHandle& handle,
-                                             uint64_t seq, const Status& miss);
+  // After a local miss of `seq`: the entry from the pool's remote, read straight into a
+  // reservation in the pool and stored there once checked (best effort: with no room,
+  // into *out only), and its bytes copied to *out unless `out` is null; `miss` when
+  // there is none or the remote fails or is refused (nothing is stored then).
+  Status ReadThrough(std::string_view pool, PoolHandle& handle, uint64_t seq,
+                     const Status& miss, std::vector<std::byte>* out);
   // After a local match of `tokens` that ended short: continues `match` with the chunks
   // the pool's remote has (see Match).
   void MatchThrough(std::string_view pool, PoolHandle& handle, std::string_view name_space,
