@@ -363,8 +363,8 @@ void RemoteTier::Flush(Clock::time_point deadline) {
       continue;
     }
     if (sender_client_.backing_off()) {
-      // A process on its way out does not wait for the remote to come back.
-      DropQueuedLocked();
+      // Nobody waits for the remote to come back. What is queued stays queued: the
+      // sender thread sends it after the backoff (a tier being destroyed drops it).
       break;
     }
     SendBatchLocked(batch);

@@ -135,7 +135,8 @@ class RemoteTier {
                          std::vector<std::byte>* held);
   // Asks the remote for a PING over a fresh connection: whether it answers now.
   Status Probe();
-  // Waits until the queue is sent, the remote fails, or `deadline`.
+  // Sends what is queued from the calling thread until the queue is sent, the remote
+  // fails (what is left stays queued for the sender thread), or `deadline`.
   void Flush(std::chrono::steady_clock::time_point deadline);
 
   // Counts of this tier not yet added to the catalog.

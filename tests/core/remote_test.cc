@@ -410,6 +410,35 @@ TEST_F(RemoteTierTest, ARemoteThatStopsAnsweringCostsAtMostTheTimeout) {
   EXPECT_TRUE(redis_->Get("kvc:{model-x:39}").has_value());
 }
 
+// A flush while the remote is down returns at once (nothing waits for the remote to come
+// back), and what was queued stays queued: the sender sends it when the remote is back.
+TEST_F(RemoteTierTest, AFlushWhileTheRemoteIsDownKeepsWhatIsQueued) {
+  MakePool(manager(), "p", 8 << 20, RemoteMode::kWriteThrough, redis_->tcp_url());
+  redis_->Kill();  // refused at once: the sender backs off without waiting out a timeout
+  for (uint64_t seq = 1; seq <= 20; ++seq) {
+    ASSERT_TRUE(manager().Put("p", seq, Pattern(seq, 4096), 1).ok());
+  }
+  auto down = Clock::now() + std::chrono::seconds(5);
+  while (Clock::now() < down && Counters(manager(), "p").failures == 0) {
+    std::this_thread::sleep_for(milliseconds(10));
+  }
+  ASSERT_GT(Counters(manager(), "p").failures, 0u);
+  auto t0 = Clock::now();
+  ASSERT_TRUE(manager().FlushRemote("p", 5000).ok());
+  EXPECT_LT(std::chrono::duration_cast<milliseconds>(Clock::now() - t0).count(), 600)
+      << "a flush waited for a remote that is down";
+  EXPECT_EQ(Counters(manager(), "p").dropped, 0u);
+
+  ASSERT_TRUE(redis_->Start());
+  auto deadline = Clock::now() + std::chrono::seconds(10);
+  while (Clock::now() < deadline && !redis_->Get("kvc:{model-x:20}").has_value()) {
+    std::this_thread::sleep_for(milliseconds(50));
+  }
+  for (uint64_t seq = 1; seq <= 20; ++seq) {
+    EXPECT_TRUE(redis_->Get("kvc:{model-x:" + std::to_string(seq) + "}").has_value()) << seq;
+  }
+}
+
 TEST_F(RemoteTierTest, PasswordComesFromTheEnvironment) {
   RedisServer locked({.tcp = false, .password = "s3cret pass"});
   ASSERT_TRUE(locked.Start());

@@ -16,7 +16,8 @@ FuzzHome::FuzzHome() {
     std::abort();
   }
   dir_ = tmpl;
-  shm_prefix_ = "kvcf_" + std::to_string(getpid()) + "_";
+  // The home's unique suffix too: pids wrap, and an earlier run's leftovers are not ours.
+  shm_prefix_ = "kvcf_" + std::to_string(getpid()) + "_" + dir_.substr(dir_.size() - 6) + "_";
 }
 
 FuzzHome::~FuzzHome() {

@@ -7,6 +7,9 @@
 #include <atomic>
 #include <cstdlib>
 #include <filesystem>
+#include <random>
+
+#include <fmt/format.h>
 
 namespace kvcache::testing {
 
@@ -38,7 +41,9 @@ void UnlinkSegmentsWithPrefix(const std::string& prefix) {
 void IsolatedTest::SetUp() {
   static std::atomic<int> counter{0};
   home_ = std::make_unique<TempDir>();
-  shm_prefix_ = "kvct_" + std::to_string(getpid()) + "_" + std::to_string(counter++) + "_";
+  // The pid alone is not unique over a run: pids wrap (pid_max is often 32768), and a
+  // segment some earlier process left behind must never be taken for this test's.
+  shm_prefix_ = fmt::format("kvct_{}_{}_{:08x}_", getpid(), counter++, std::random_device{}());
   setenv("CORTEX_HOME", home_->path().c_str(), 1);
   setenv("CORTEX_SHM_PREFIX", shm_prefix_.c_str(), 1);
   manager_ = std::make_unique<Manager>(options());

@@ -52,8 +52,9 @@ class TwoHostsTest : public IsolatedTest {
     config.name = name;
     config.size_bytes = size;
     config.max_sequences = max_sequences;
-    ASSERT_TRUE(m.CreatePool(config).ok());
-    Status s = m.SetRemote(name, RemoteConfig{url, mode, name_space});
+    Status s = m.CreatePool(config);
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    s = m.SetRemote(name, RemoteConfig{url, mode, name_space});
     ASSERT_TRUE(s.ok()) << s.ToString();
   }
 

@@ -229,7 +229,8 @@ class KVCACHE_EXPORT Manager {
   // recorded yet included). Stats and Health include it too.
   Result<RemoteStatus> GetRemoteStatus(std::string_view pool);
   // Waits (at most `timeout_ms`) until what this Manager queued for the pool's remote is
-  // sent, or the remote fails. The destructor does this for every pool.
+  // sent, or the remote fails (what is left stays queued and is sent once the remote is
+  // back). The destructor does this for every pool, then drops what is left.
   Status FlushRemote(std::string_view pool, uint32_t timeout_ms);
 
   // ---- observation ----
