@@ -540,19 +540,21 @@ int KvcacheFs::DoRelease(FileHandle* handle) {
   int err = 0;
   if (handle->kind == FileHandle::Kind::kWrite) {
     std::shared_ptr<WriteState> write = handle->write;
-    bool scratch;
+    bool drop;
     {
       MutexLock lock(&write->mu);
-      scratch = write->scratch != ScratchKind::kNone;
       // The last close of the writer's open file: what a process that inherited the
       // descriptor wrote after the writer's close goes out too. A file its writer
       // never closed (the kernel dropping an open that a kill cut short) holds
       // nothing the writer meant to save: it is never published.
-      if (!scratch && write->closed_by_owner) err = Publish(*write);
-    }
-    bool drop;
-    {
-      MutexLock lock(&writes_mu_);
+      if (write->scratch == ScratchKind::kNone && write->closed_by_owner) {
+        err = Publish(*write);
+      }
+      // Whether it is (still) a scratch file is read under the same locks as the count:
+      // a rename publishing it (under mu) either ran before, and it is dropped here, or
+      // runs after, and finds no handle left and drops it itself.
+      const bool scratch = write->scratch != ScratchKind::kNone;
+      MutexLock map_lock(&writes_mu_);
       drop = --write->handles == 0 && !scratch;
     }
     // Scratch files stay until renamed or unlinked.

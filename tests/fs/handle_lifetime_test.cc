@@ -7,7 +7,9 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cstddef>
+#include <thread>
 #include <vector>
 
 #include "kvcachefs.h"
@@ -60,6 +62,46 @@ TEST_F(HandleLifetimeTest, DestroyingTheFsReleasesWhatTheKernelLeftOpen) {
   Result<PoolStats> stats = manager().Stats("p");
   ASSERT_TRUE(stats.ok()) << stats.status().ToString();
   EXPECT_EQ(stats->used, 0u);
+}
+
+
+// The kernel sends a file's release after close() has returned, so an engine's atomic
+// save (write a temp file, close, rename onto the id) has the release and the rename
+// arrive together, on two daemon threads. Whichever comes first, the temp file's
+// staging goes once both are done: none of its bytes stay counted against the pool,
+// so save after save of more than half the pool keeps fitting.
+TEST_F(HandleLifetimeTest, ATempFileReleasedWhileRenamedLeavesNothingStaged) {
+  constexpr uint64_t kPool = 1 << 20;
+  CreatePool("p", kPool);
+  KvcacheFs fs(manager(), {});
+  Caller caller{getuid(), getgid(), getpid()};
+  fuse_entry_param e{};
+  ASSERT_EQ(fs.DoLookup(caller, fs::kRootIno, "p", &e), 0);
+  const Ino pool = e.ino;
+  const std::vector<std::byte> bytes = Pattern(7, kPool * 6 / 10);
+  for (int round = 0; round < 300; ++round) {
+    OpenResult writer;
+    ASSERT_EQ(fs.DoCreate(caller, pool, ".save.tmp", O_WRONLY | O_CREAT | O_TRUNC, &e, &writer),
+              0) << "round " << round;
+    ASSERT_EQ(fs.DoWrite(writer.handle, 0, bytes), 0)
+        << "round " << round << ": an earlier save's staging is still counted";
+    ASSERT_EQ(fs.DoFlush(writer.handle, getpid()), 0);
+    std::atomic<int> ready{0};
+    int renamed = -1;
+    std::thread release([&] {
+      ready.fetch_add(1);
+      while (ready.load() < 2) {
+      }
+      fs.DoRelease(writer.handle);
+    });
+    ready.fetch_add(1);
+    while (ready.load() < 2) {
+    }
+    renamed = fs.DoRename(pool, ".save.tmp", pool, "1", 0);
+    release.join();
+    ASSERT_EQ(renamed, 0) << "round " << round;
+    ASSERT_TRUE(manager().Remove("p", 1).ok()) << "round " << round;
+  }
 }
 
 }  // namespace
