@@ -67,6 +67,24 @@ Status EntryView::Release() {
   return s;
 }
 
+Status EntryView::ReleaseAll(std::span<EntryView> views) {
+  Status first;
+  for (size_t k = 0; k < views.size();) {
+    if (!views[k].valid()) {
+      ++k;
+      continue;
+    }
+    // Held here: ReleaseViews empties the views, which may hold the last references.
+    const std::shared_ptr<PoolHandle> pool = views[k].pool_;
+    size_t end = k + 1;
+    while (end < views.size() && (views[end].pool_ == pool || !views[end].valid())) ++end;
+    Status s = pool->ReleaseViews(views.subspan(k, end - k));
+    if (!s.ok() && first.ok()) first = std::move(s);
+    k = end;
+  }
+  return first;
+}
+
 ChunkMatch::ChunkMatch(ChunkMatch&& other) noexcept
     : matched_tokens(other.matched_tokens),
       chunk_tokens(other.chunk_tokens),

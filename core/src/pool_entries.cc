@@ -322,6 +322,53 @@ Result<EntryView> PoolHandle::View(uint64_t seq, bool count_access) {
   return v;
 }
 
+Result<std::vector<EntryView>> PoolHandle::PinEach(std::span<const uint64_t> seqs) {
+  std::vector<EntryView> views(seqs.size());  // declared before the lock: released after it
+  const std::shared_ptr<PoolHandle> self = shared_from_this();
+  const uint64_t epoch = ForkEpoch();
+  Locked lk(*this);
+  KVC_RETURN_IF_ERROR(lk.status());
+  for (size_t k = 0; k < seqs.size(); ++k) {
+    const uint32_t i = FindLocked(seqs[k]);
+    if (i == kNil) continue;
+    // Before the pin: nothing may throw once it is taken.
+    KVC_ASSIGN_OR_RETURN(EntryInfo info, InfoLocked(i));
+    Result<LeaseTable::Ticket> lease = AcquireLeaseLocked(i);
+    if (!lease.ok()) break;  // no lease left: the rest stay unpinned
+    EntryView& v = views[k];
+    v.info_ = std::move(info);
+    v.lease_ = lease->index;
+    v.lease_generation_ = lease->generation;
+    v.extent_ = Extent(slots_[i]);
+    v.epoch_ = epoch;
+    v.pool_ = self;
+  }
+  return views;
+}
+
+Status PoolHandle::ReleaseViews(std::span<EntryView> views) {
+  Status first;
+  {
+    Locked lk(*this);
+    first = lk.status();
+    // A process without a row holds no lease here; views inherited across fork() are
+    // only forgotten.
+    const LeaseTable::Owner me = first.ok() ? MyRowLocked() : LeaseTable::Owner{};
+    const uint64_t epoch = ForkEpoch();
+    for (EntryView& v : views) {
+      if (!first.ok() || me.row == kNil) break;
+      if (v.pool_.get() != this || v.epoch_ != epoch) continue;
+      Status s = ReleaseLeaseAsLocked({v.lease_, v.lease_generation_}, me);
+      if (!s.ok() && first.ok()) first = std::move(s);
+    }
+  }
+  // Outside the lock: the last reference to a pool unmaps it.
+  for (EntryView& v : views) {
+    if (v.pool_.get() == this) v.pool_.reset();
+  }
+  return first;
+}
+
 std::vector<EntryView> PoolHandle::MakeViews(std::vector<PinnedEntry> pinned) {
   std::vector<EntryView> views(pinned.size());
   auto self = shared_from_this();

@@ -92,6 +92,13 @@ class PoolHandle : public std::enable_shared_from_this<PoolHandle> {
   Result<EntryView> View(uint64_t seq, bool count_access = true);
   // Releases the lease if this process holds it; does nothing otherwise.
   Status ReleaseLease(uint32_t lease, uint64_t generation);
+  // Pins each entry of `seqs` that is cached, in one hold of the lock, counting no
+  // access: views[k] pins seqs[k], or is not valid() when that id is not cached (or no
+  // lease was left for it). For a reader of many entries at once (the remote sender).
+  Result<std::vector<EntryView>> PinEach(std::span<const uint64_t> seqs);
+  // Releases, in one hold of the lock, the pins of `views` on this pool that this
+  // process holds, and empties those views (see EntryView::ReleaseAll).
+  Status ReleaseViews(std::span<EntryView> views);
   Result<EntryInfo> Stat(uint64_t seq);
   Result<std::vector<EntryView>> ViewByPrefix(uint64_t prefix_hash);
   Result<std::vector<EntryInfo>> InfoByPrefix(uint64_t prefix_hash);

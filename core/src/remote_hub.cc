@@ -4,6 +4,7 @@
 
 #include "kvcache/catalog.h"
 #include "manager_internals.h"
+#include "pool_handle.h"
 #include "process_table.h"
 
 namespace kvcache {
@@ -97,7 +98,11 @@ std::shared_ptr<remote::RemoteTier> RemoteHub::Make(const std::string& pool,
   if (options_.remote_queue_entries != 0) o.queue_entries = options_.remote_queue_entries;
   remote::TierHooks hooks;
   Manager* manager = manager_;
-  hooks.pin = [manager, pool](uint64_t seq) { return manager->Pin(pool, seq); };
+  hooks.pin_each = [manager, pool](std::span<const uint64_t> seqs)
+      -> Result<std::vector<EntryView>> {
+    KVC_ASSIGN_OR_RETURN(auto handle, ManagerInternals::Open(*manager, pool));
+    return handle->PinEach(seqs);
+  };
   hooks.pin_chunk = [manager, pool](uint64_t hash) { return manager->PinChunk(pool, hash); };
   hooks.record = [manager, pool](const RemoteCounters& d, const std::string& error,
                                  double error_at) -> Status {

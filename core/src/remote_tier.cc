@@ -27,6 +27,8 @@ constexpr std::chrono::seconds kRecordEvery{1};
 constexpr size_t kBatchItems = 1024;
 constexpr size_t kPipelineItems = 256;
 constexpr uint64_t kPipelineBytes = 8ull << 20;
+// Puts' entries pinned per hold of the pool lock.
+constexpr size_t kPinAhead = 64;
 
 }  // namespace
 
@@ -178,7 +180,28 @@ void RemoteTier::NoteFailure(const Status& s) {
   last_error_at_ = NowSeconds();
 }
 
-bool RemoteTier::Prepare(Item& item, Outgoing* out) {
+std::vector<EntryView> RemoteTier::PinAhead(const std::vector<Item>& batch, size_t from) {
+  const size_t to = std::min(batch.size(), from + kPinAhead);
+  std::vector<uint64_t> seqs;
+  std::vector<size_t> at;  // the batch index of seqs[j]
+  for (size_t k = from; k < to; ++k) {
+    if (batch[k].chunk || !batch[k].pieces.empty()) continue;
+    seqs.push_back(batch[k].seq);
+    at.push_back(k);
+  }
+  std::vector<EntryView> views(to - from);
+  if (seqs.empty()) return views;
+  // A pool that cannot be pinned (destroyed, or its lock unusable) has nothing to send:
+  // its items read as gone.
+  Result<std::vector<EntryView>> pinned =
+      hooks_.pin_each ? hooks_.pin_each(seqs) : Result<std::vector<EntryView>>(Status::NotFound(""));
+  if (pinned.ok()) {
+    for (size_t j = 0; j < at.size(); ++j) views[at[j] - from] = std::move((*pinned)[j]);
+  }
+  return views;
+}
+
+bool RemoteTier::Prepare(Item& item, const EntryView& view, Outgoing* out) {
   out->encoded.clear();
   if (!item.pieces.empty()) {
     out->base = item.chunk ? item.key : EntryKey(base_prefix_, item.seq);
@@ -187,23 +210,18 @@ bool RemoteTier::Prepare(Item& item, Outgoing* out) {
   }
   out->own = nullptr;
   if (item.chunk) return EncodeChunkRef(item, &out->base, &out->encoded);
-  Result<EntryView> view = hooks_.pin(item.seq);
-  if (!view.ok()) {
+  if (!view.valid()) {
     // Gone (evicted or removed) before its turn came.
     dropped_.fetch_add(1, std::memory_order_relaxed);
     return false;
   }
-  const EntryInfo& info = view->info();
-  if (info.generation != item.generation) {  // replaced: sent in its own turn
-    view->Release().IgnoreError();
-    return false;
-  }
+  const EntryInfo& info = view.info();
+  if (info.generation != item.generation) return false;  // replaced: sent in its own turn
   out->base = EntryKey(base_prefix_, item.seq);
-  std::vector<uint32_t> prefix = view->prefix_tokens();
+  std::vector<uint32_t> prefix = view.prefix_tokens();
   out->encoded = EncodePieces(out->base, info.token_count, info.priority,
-                              std::as_bytes(std::span(prefix)), info.metadata, view->data(),
+                              std::as_bytes(std::span(prefix)), info.metadata, view.data(),
                               options_.piece_bytes);
-  view->Release().IgnoreError();
   return true;
 }
 
@@ -218,15 +236,25 @@ size_t RemoteTier::SendSome(std::vector<Item>& batch, size_t first, bool* retry)
   uint64_t bytes = 0;
   size_t end = first;
   out.reserve(std::min<size_t>(batch.size() - first, kPipelineItems));
+  // Puts' entries are pinned kPinAhead at a time, in one hold of the pool lock each
+  // (a put waits for that lock), and let go before anything is sent.
+  std::vector<EntryView> views;
+  size_t views_from = first;
   while (end < batch.size() && bytes < kPipelineBytes && out.size() < kPipelineItems) {
+    if (end >= views_from + views.size()) {
+      EntryView::ReleaseAll(views).IgnoreError();
+      views = PinAhead(batch, end);
+      views_from = end;
+    }
     Outgoing o;
-    if (Prepare(batch[end], &o)) {
+    if (Prepare(batch[end], views[end - views_from], &o)) {
       for (const std::string& p : o.pieces()) bytes += p.size();
       out.push_back(std::move(o));
       which.push_back(end);
     }
     ++end;
   }
+  EntryView::ReleaseAll(views).IgnoreError();
   // Piece keys are made before any view into them is taken (the vector may grow).
   for (const Outgoing& o : out) {
     for (uint32_t i = 1; i < o.pieces().size(); ++i) piece_keys.push_back(PieceKey(o.base, i));

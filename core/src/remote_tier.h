@@ -52,8 +52,9 @@ struct TierOptions {
 
 // What the tier asks of its Manager.
 struct TierHooks {
-  // Pins entry `seq` of the pool without counting an access; NotFound when it is gone.
-  std::function<Result<EntryView>(uint64_t seq)> pin;
+  // Pins the entries `seqs` of the pool in one hold of its lock, without counting an
+  // access: views[k] pins seqs[k], or is not valid() when that entry is gone.
+  std::function<Result<std::vector<EntryView>>(std::span<const uint64_t> seqs)> pin_each;
   // Pins the chunk `hash` the same way; NotFound when it is gone.
   std::function<Result<PinnedChunk>(uint64_t hash)> pin_chunk;
   // Adds counts (and the latest failure, if any) to the catalog.
@@ -169,8 +170,12 @@ class RemoteTier {
   RemoteTier(TierOptions options, TierHooks hooks, RedisClient::Options client);
   void Run();
   // Prepares `item` for sending; false when there is nothing to send (the entry or
-  // chunk it refers to is gone, counted as dropped, or was replaced).
-  bool Prepare(Item& item, Outgoing* out);
+  // chunk it refers to is gone, counted as dropped, or was replaced). `view` pins the
+  // entry a put's item refers to (not valid() when it is gone); unused for the others.
+  bool Prepare(Item& item, const EntryView& view, Outgoing* out);
+  // The entries that batch[from, from + kPinAhead) refer to (puts' items), pinned in
+  // one hold of the pool lock: views[k - from] for item k (not valid() for the others).
+  std::vector<EntryView> PinAhead(const std::vector<Item>& batch, size_t from);
   // Stores batch[first, ...) in one pipeline of up to about kPipelineBytes, and returns
   // the end of the items it is done with (sent, skipped, or refused and counted). On a
   // broken connection it returns `first`, with *retry when those items may be tried

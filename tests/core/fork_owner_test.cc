@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <vector>
 
 #include "kvcache/manager.h"
 #include "support/test_env.h"
@@ -57,6 +58,30 @@ TEST_F(ForkOwnerTest, ViewDestroyedInForkedChildKeepsParentsPin) {
   ExpectHealthy("fork");
   ASSERT_TRUE(view->Release().ok());
   EXPECT_EQ(manager().Health("fork")->pinned_entries, 0u);
+}
+
+TEST_F(ForkOwnerTest, ReleaseAllInForkedChildKeepsParentsPins) {
+  CreatePool("all", 1 << 20);
+  std::vector<EntryView> views;
+  for (uint64_t i = 0; i < 4; ++i) {
+    ASSERT_TRUE(manager().Put("all", i, Pattern(i, kEntry), 1).ok());
+    auto v = manager().View("all", i);
+    ASSERT_TRUE(v.ok());
+    views.push_back(std::move(*v));
+  }
+  int code = InChild([&] {
+    if (!EntryView::ReleaseAll(views).ok()) return 1;  // only forgets them
+    for (const EntryView& v : views) {
+      if (v.valid()) return 2;
+    }
+    return 0;
+  });
+  ASSERT_EQ(code, 0);
+  EXPECT_EQ(manager().Health("all")->pinned_entries, 4u);
+  EXPECT_EQ(*manager().Evict("all", 100), 0u);
+  ExpectHealthy("all");
+  ASSERT_TRUE(EntryView::ReleaseAll(views).ok());
+  EXPECT_EQ(manager().Health("all")->pinned_entries, 0u);
 }
 
 TEST_F(ForkOwnerTest, ChildPinsAreItsOwnAndGoWithIt) {

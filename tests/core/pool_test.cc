@@ -13,6 +13,7 @@
 #include "kvcache/catalog.h"
 #include "kvcache/manager.h"
 #include "manager_internals.h"
+#include "pool_handle.h"
 #include "kvcache/prefix.h"
 #include "support/test_env.h"
 
@@ -284,6 +285,47 @@ TEST_F(PoolTest, PinCountsNothingButHoldsTheBytes) {
   EXPECT_EQ(st->hits, 0u);
   EXPECT_EQ(st->misses, 0u);
   EXPECT_EQ(manager().Stat("quiet", 1)->access_count, 0u);
+}
+
+// Pinning many entries in one hold of the lock (what the remote sender reads): each
+// cached id is pinned as Pin would (no access counted, never evicted while held), a
+// missing one gives a view that is not valid, and ReleaseAll lets them all go.
+TEST_F(PoolTest, PinEachPinsWhatIsCachedAndReleaseAllLetsGo) {
+  CreatePool("many", 1 * kMiB);
+  for (uint64_t seq : {1, 2, 4}) {
+    ASSERT_TRUE(manager().Put("many", seq, Pattern(seq, 4096), 1, {.prefix_tokens = {9}}).ok());
+  }
+  auto handle = ManagerInternals::Open(manager(), "many");
+  ASSERT_TRUE(handle.ok()) << handle.status().ToString();
+  const std::vector<uint64_t> seqs = {4, 3, 1, 2, 4};
+  auto views = (*handle)->PinEach(seqs);
+  ASSERT_TRUE(views.ok()) << views.status().ToString();
+  ASSERT_EQ(views->size(), seqs.size());
+  for (size_t k = 0; k < seqs.size(); ++k) {
+    if (seqs[k] == 3) {
+      EXPECT_FALSE((*views)[k].valid());
+      continue;
+    }
+    ASSERT_TRUE((*views)[k].valid()) << k;
+    EXPECT_EQ((*views)[k].info().sequence_id, seqs[k]);
+    EXPECT_EQ((*views)[k].prefix_tokens(), std::vector<uint32_t>{9});
+    EXPECT_TRUE(std::memcmp((*views)[k].data().data(), Pattern(seqs[k], 4096).data(), 4096) == 0);
+  }
+  EXPECT_EQ(manager().Health("many")->pinned_entries, 3u);
+  EXPECT_EQ(*manager().Evict("many", 100), 0u) << "a pinned entry was evicted";
+  const uint64_t used = manager().Stats("many")->used;  // three entries of one size
+  ASSERT_TRUE(manager().Remove("many", 2).ok());
+  EXPECT_EQ(manager().Stats("many")->used, used) << "a removed pinned entry's bytes";
+
+  ASSERT_TRUE(EntryView::ReleaseAll(*views).ok());
+  for (const EntryView& v : *views) EXPECT_FALSE(v.valid());
+  EXPECT_EQ(manager().Health("many")->pinned_entries, 0u);
+  EXPECT_EQ(manager().Stats("many")->used, used / 3 * 2) << "freed at the last release";
+  auto st = manager().Stats("many");
+  EXPECT_EQ(st->hits, 0u);
+  EXPECT_EQ(st->misses, 0u);
+  EXPECT_EQ(*manager().Evict("many", 100), 2u);
+  ExpectHealthy("many");
 }
 
 TEST_F(PoolTest, RemoveOfPinnedEntryFreesOnRelease) {

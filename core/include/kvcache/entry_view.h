@@ -49,6 +49,10 @@ class KVCACHE_EXPORT EntryView {
   // process other than the one that made the view, only forgets it. An error (the pool
   // lock unusable) leaves the pin held; the view is released anyway.
   Status Release();
+  // Releases every view of `views` (as Release does each), those of one pool next to
+  // each other in one hold of its lock. Returns the first error; every view is
+  // released (not valid()) afterwards.
+  static Status ReleaseAll(std::span<EntryView> views);
 
  private:
   friend class PoolHandle;
