@@ -234,6 +234,38 @@ TEST_F(RemoteTierTest, ACorruptOrForeignValueIsRefusedAndCounted) {
   EXPECT_EQ(Counters(B(), "p").hits, 0u);
 }
 
+// A one-piece value of several MiB is read from the socket straight into the pool:
+// intact, GetInto hands out the same bytes as the pool then holds; damaged near its
+// start or its end, it is refused and the pool never holds it.
+TEST_F(RemoteTierTest, ALargeOnePieceValueIsServedOrRefusedWhole) {
+  MakePool(manager(), "p", 32 << 20, RemoteMode::kWriteThrough, redis_->unix_url());
+  const std::vector<std::byte> data = Pattern(11, (3 << 20) + 4321);
+  for (uint64_t seq : {1, 2, 3}) ASSERT_TRUE(manager().Put("p", seq, data, 1).ok());
+  ASSERT_TRUE(manager().FlushRemote("p", 5000).ok());
+  auto stored = redis_->Get("kvc:{model-x:2}");
+  ASSERT_TRUE(stored.has_value());
+  ASSERT_EQ(redis_->Keys("kvc:{model-x:2}*").size(), 1u) << "meant as one piece";
+  for (auto [seq, at] : {std::pair<uint64_t, size_t>{2, 200}, {3, stored->size() - 10}}) {
+    std::string damaged = *stored;
+    damaged[at] = static_cast<char>(damaged[at] ^ 0x40);
+    ASSERT_TRUE(redis_->Set("kvc:{model-x:" + std::to_string(seq) + "}", damaged));
+  }
+
+  MakePool(B(), "p", 32 << 20, RemoteMode::kReadOnly, redis_->unix_url());
+  std::vector<std::byte> out(100, std::byte{1});
+  ASSERT_TRUE(B().GetInto("p", 1, out).ok());
+  EXPECT_TRUE(out == data);
+  auto view = B().View("p", 1);
+  ASSERT_TRUE(view.ok());
+  EXPECT_TRUE(std::equal(data.begin(), data.end(), view->data().begin(), view->data().end()));
+  for (uint64_t seq : {2, 3}) {
+    EXPECT_EQ(B().GetInto("p", seq, out).code(), Code::kNotFound) << seq;
+    EXPECT_EQ(B().Stat("p", seq).status().code(), Code::kNotFound) << "stored " << seq;
+  }
+  EXPECT_EQ(Counters(B(), "p").refused, 2u);
+  EXPECT_EQ(Counters(B(), "p").hits, 1u);
+}
+
 TEST_F(RemoteTierTest, AProcessThatPutsAndExitsAtOnceStillSends) {
   MakePool(manager(), "p", 8 << 20, RemoteMode::kWriteThrough, redis_->unix_url());
   std::vector<std::byte> data = Pattern(11, 4096);
