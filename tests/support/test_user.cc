@@ -8,7 +8,10 @@
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <random>
 #include <thread>
+
+#include <fmt/format.h>
 
 #include "support/child_process.h"
 
@@ -28,7 +31,9 @@ bool RunRetrying(const std::vector<std::string>& argv) {
 
 TestUser::TestUser() {
   static std::atomic<int> counter{0};
-  name_ = "kvct" + std::to_string(getpid()) + "u" + std::to_string(counter++);
+  // With a random part: pids wrap, and a user an earlier process failed to delete must
+  // not make this one's useradd fail.
+  name_ = fmt::format("kvct{}u{}r{:04x}", getpid(), counter++, std::random_device{}() & 0xffff);
   if (geteuid() != 0 || access("/usr/sbin/useradd", X_OK) != 0) return;
   if (!RunRetrying({"/usr/sbin/useradd", "--no-create-home", "--user-group", "--shell",
                     "/usr/sbin/nologin", name_})) {
