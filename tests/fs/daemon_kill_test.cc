@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -50,11 +51,23 @@ char ProcState(pid_t pid) {
   return paren != std::string::npos && paren + 2 < content.size() ? content[paren + 2] : '?';
 }
 
+// Mounts the fuse control filesystem where it belongs when nothing has yet (a machine
+// without systemd, which otherwise mounts it at boot): the tests read each
+// connection's count of waiting requests there. True when it is mounted.
+bool EnsureFusectl() {
+  constexpr const char* kDir = "/sys/fs/fuse/connections";
+  constexpr long kFusectlMagic = 0x65735543;  // FUSE_CTL_SUPER_MAGIC
+  struct statfs fs;
+  if (statfs(kDir, &fs) == 0 && fs.f_type == kFusectlMagic) return true;
+  return mount("fusectl", kDir, "fusectl", 0, nullptr) == 0 ||
+         (statfs(kDir, &fs) == 0 && fs.f_type == kFusectlMagic);
+}
+
 // The fusectl directory of the connection mounted at `path` (named by the mount's
 // device number), or "" when there is none.
 std::string ConnectionDir(const std::string& path) {
   struct stat st;
-  if (stat(path.c_str(), &st) != 0) return "";
+  if (!EnsureFusectl() || stat(path.c_str(), &st) != 0) return "";
   unsigned dev = (major(st.st_dev) << 20) | minor(st.st_dev);
   std::string dir = "/sys/fs/fuse/connections/" + std::to_string(dev);
   return access((dir + "/waiting").c_str(), R_OK) == 0 ? dir : "";
