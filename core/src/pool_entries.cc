@@ -346,6 +346,48 @@ Result<std::vector<EntryView>> PoolHandle::PinEach(std::span<const uint64_t> seq
   return views;
 }
 
+void PoolHandle::ReadEach(std::span<const EntryRef> refs, const PublishedReader& read,
+                          std::span<ReadOutcome> outcomes) const {
+  for (size_t k = 0; k < refs.size(); ++k) {
+    outcomes[k] = ReadOutcome::kUnsure;
+    for (int attempt = 0; attempt < 3; ++attempt) {
+      UnlockedRead r;
+      if (!FindUnlocked(refs[k].seq, &r)) break;
+      if (r.generation != refs[k].generation) {
+        outcomes[k] = ReadOutcome::kReplaced;
+        break;
+      }
+      // The slot's other fields, read as the payload is: kept only if the generation
+      // is unchanged after the copy.
+      seg::Slot s;
+      CopyOptimistic(reinterpret_cast<std::byte*>(&s),
+                     reinterpret_cast<const std::byte*>(&slots_[r.slot]), sizeof s);
+      std::atomic_thread_fence(std::memory_order_acquire);
+      if (AtomicGeneration(slots_[r.slot]).load(std::memory_order_relaxed) != r.generation) {
+        continue;
+      }
+      const uint64_t tokens_bytes = uint64_t{4} * s.prefix_len;
+      if (s.kind != seg::kEntrySlot || s.size_bytes != r.size ||
+          r.size + tokens_bytes + s.metadata_len > s.extent_blocks * layout_.block_size) {
+        break;  // not an entry as FindUnlocked saw it: the locked path decides
+      }
+      {
+        OptimisticReads reads;
+        const std::byte* tail = r.bytes + r.size;
+        read(k, PublishedEntry{s.token_count, s.priority, {tail, tokens_bytes},
+                               {reinterpret_cast<const char*>(tail + tokens_bytes),
+                                s.metadata_len},
+                               {r.bytes, r.size}});
+      }
+      std::atomic_thread_fence(std::memory_order_acquire);
+      if (AtomicGeneration(slots_[r.slot]).load(std::memory_order_relaxed) == r.generation) {
+        outcomes[k] = ReadOutcome::kRead;
+        break;
+      }
+    }
+  }
+}
+
 Status PoolHandle::ReleaseViews(std::span<EntryView> views) {
   Status first;
   {

@@ -31,6 +31,7 @@
 #include "lease_table.h"
 #include "pool_listener.h"
 #include "process_table.h"
+#include "published_entry.h"
 #include "segment_format.h"
 #include "shm_segment.h"
 #include "slot_index.h"
@@ -99,6 +100,12 @@ class PoolHandle : public std::enable_shared_from_this<PoolHandle> {
   // Releases, in one hold of the lock, the pins of `views` on this pool that this
   // process holds, and empties those views (see EntryView::ReleaseAll).
   Status ReleaseViews(std::span<EntryView> views);
+  // Reads each entry refs[k] (if it is published with that generation) without the
+  // lock, pinning nothing and counting no access, and sets outcomes[k] (see
+  // PublishedReader and ReadOutcome). For a reader that must never make a put wait
+  // (the remote sender): it falls back to PinEach for the kUnsure ones.
+  void ReadEach(std::span<const EntryRef> refs, const PublishedReader& read,
+                std::span<ReadOutcome> outcomes) const;
   Result<EntryInfo> Stat(uint64_t seq);
   Result<std::vector<EntryView>> ViewByPrefix(uint64_t prefix_hash);
   Result<std::vector<EntryInfo>> InfoByPrefix(uint64_t prefix_hash);

@@ -98,6 +98,12 @@ std::shared_ptr<remote::RemoteTier> RemoteHub::Make(const std::string& pool,
   if (options_.remote_queue_entries != 0) o.queue_entries = options_.remote_queue_entries;
   remote::TierHooks hooks;
   Manager* manager = manager_;
+  hooks.read_each = [manager, pool](std::span<const EntryRef> refs, const PublishedReader& read,
+                                    std::span<ReadOutcome> outcomes) -> Status {
+    KVC_ASSIGN_OR_RETURN(auto handle, ManagerInternals::Open(*manager, pool));
+    handle->ReadEach(refs, read, outcomes);
+    return Status::Ok();
+  };
   hooks.pin_each = [manager, pool](std::span<const uint64_t> seqs)
       -> Result<std::vector<EntryView>> {
     KVC_ASSIGN_OR_RETURN(auto handle, ManagerInternals::Open(*manager, pool));

@@ -27,8 +27,9 @@ constexpr std::chrono::seconds kRecordEvery{1};
 constexpr size_t kBatchItems = 1024;
 constexpr size_t kPipelineItems = 256;
 constexpr uint64_t kPipelineBytes = 8ull << 20;
-// Puts' entries pinned per hold of the pool lock.
-constexpr size_t kPinAhead = 64;
+// Puts' entries read (or, when that is unsure, pinned in one hold of the pool lock) at
+// a time.
+constexpr size_t kReadAhead = 64;
 
 }  // namespace
 
@@ -180,28 +181,51 @@ void RemoteTier::NoteFailure(const Status& s) {
   last_error_at_ = NowSeconds();
 }
 
-std::vector<EntryView> RemoteTier::PinAhead(const std::vector<Item>& batch, size_t from) {
-  const size_t to = std::min(batch.size(), from + kPinAhead);
-  std::vector<uint64_t> seqs;
-  std::vector<size_t> at;  // the batch index of seqs[j]
+RemoteTier::Ahead RemoteTier::ReadAhead(const std::vector<Item>& batch, size_t from) {
+  const size_t to = std::min(batch.size(), from + kReadAhead);
+  Ahead ahead;
+  ahead.outcomes.assign(to - from, ReadOutcome::kUnsure);
+  ahead.encoded.resize(to - from);
+  ahead.views.resize(to - from);
+  std::vector<EntryRef> refs;
+  std::vector<size_t> at;  // the index in `ahead` of refs[j]
   for (size_t k = from; k < to; ++k) {
     if (batch[k].chunk || !batch[k].pieces.empty()) continue;
-    seqs.push_back(batch[k].seq);
-    at.push_back(k);
+    refs.push_back({batch[k].seq, batch[k].generation});
+    at.push_back(k - from);
   }
-  std::vector<EntryView> views(to - from);
-  if (seqs.empty()) return views;
+  if (refs.empty()) return ahead;
+  std::vector<ReadOutcome> outcomes(refs.size(), ReadOutcome::kUnsure);
+  if (hooks_.read_each) {
+    const PublishedReader read = [&](size_t j, const PublishedEntry& e) {
+      ahead.encoded[at[j]] =
+          EncodePieces(EntryKey(base_prefix_, refs[j].seq), e.token_count, e.priority,
+                       e.prefix_tokens, e.metadata, e.data, options_.piece_bytes);
+    };
+    hooks_.read_each(refs, read, outcomes).IgnoreError();  // what failed stays kUnsure
+  }
+  std::vector<uint64_t> unsure;
+  std::vector<size_t> unsure_at;
+  for (size_t j = 0; j < refs.size(); ++j) {
+    ahead.outcomes[at[j]] = outcomes[j];
+    if (outcomes[j] != ReadOutcome::kUnsure) continue;
+    ahead.encoded[at[j]].clear();  // whatever a torn read made of it
+    unsure.push_back(refs[j].seq);
+    unsure_at.push_back(at[j]);
+  }
+  if (unsure.empty()) return ahead;
   // A pool that cannot be pinned (destroyed, or its lock unusable) has nothing to send:
   // its items read as gone.
-  Result<std::vector<EntryView>> pinned =
-      hooks_.pin_each ? hooks_.pin_each(seqs) : Result<std::vector<EntryView>>(Status::NotFound(""));
+  Result<std::vector<EntryView>> pinned = hooks_.pin_each
+                                              ? hooks_.pin_each(unsure)
+                                              : Result<std::vector<EntryView>>(Status::NotFound(""));
   if (pinned.ok()) {
-    for (size_t j = 0; j < at.size(); ++j) views[at[j] - from] = std::move((*pinned)[j]);
+    for (size_t j = 0; j < unsure.size(); ++j) ahead.views[unsure_at[j]] = std::move((*pinned)[j]);
   }
-  return views;
+  return ahead;
 }
 
-bool RemoteTier::Prepare(Item& item, const EntryView& view, Outgoing* out) {
+bool RemoteTier::Prepare(Item& item, Ahead& ahead, size_t a, Outgoing* out) {
   out->encoded.clear();
   if (!item.pieces.empty()) {
     out->base = item.chunk ? item.key : EntryKey(base_prefix_, item.seq);
@@ -210,6 +234,13 @@ bool RemoteTier::Prepare(Item& item, const EntryView& view, Outgoing* out) {
   }
   out->own = nullptr;
   if (item.chunk) return EncodeChunkRef(item, &out->base, &out->encoded);
+  if (ahead.outcomes[a] == ReadOutcome::kReplaced) return false;  // sent in its own turn
+  out->base = EntryKey(base_prefix_, item.seq);
+  if (ahead.outcomes[a] == ReadOutcome::kRead) {
+    out->encoded = std::move(ahead.encoded[a]);
+    return true;
+  }
+  const EntryView& view = ahead.views[a];
   if (!view.valid()) {
     // Gone (evicted or removed) before its turn came.
     dropped_.fetch_add(1, std::memory_order_relaxed);
@@ -217,7 +248,6 @@ bool RemoteTier::Prepare(Item& item, const EntryView& view, Outgoing* out) {
   }
   const EntryInfo& info = view.info();
   if (info.generation != item.generation) return false;  // replaced: sent in its own turn
-  out->base = EntryKey(base_prefix_, item.seq);
   std::vector<uint32_t> prefix = view.prefix_tokens();
   out->encoded = EncodePieces(out->base, info.token_count, info.priority,
                               std::as_bytes(std::span(prefix)), info.metadata, view.data(),
@@ -236,25 +266,26 @@ size_t RemoteTier::SendSome(std::vector<Item>& batch, size_t first, bool* retry)
   uint64_t bytes = 0;
   size_t end = first;
   out.reserve(std::min<size_t>(batch.size() - first, kPipelineItems));
-  // Puts' entries are pinned kPinAhead at a time, in one hold of the pool lock each
-  // (a put waits for that lock), and let go before anything is sent.
-  std::vector<EntryView> views;
-  size_t views_from = first;
+  // Puts' entries are read kReadAhead at a time without the pool lock; the few that
+  // could not be (changing meanwhile) are pinned in one hold of the lock, and let go
+  // before anything is sent.
+  Ahead ahead;
+  size_t ahead_from = first;
   while (end < batch.size() && bytes < kPipelineBytes && out.size() < kPipelineItems) {
-    if (end >= views_from + views.size()) {
-      EntryView::ReleaseAll(views).IgnoreError();
-      views = PinAhead(batch, end);
-      views_from = end;
+    if (end >= ahead_from + ahead.size()) {
+      EntryView::ReleaseAll(ahead.views).IgnoreError();
+      ahead = ReadAhead(batch, end);
+      ahead_from = end;
     }
     Outgoing o;
-    if (Prepare(batch[end], views[end - views_from], &o)) {
+    if (Prepare(batch[end], ahead, end - ahead_from, &o)) {
       for (const std::string& p : o.pieces()) bytes += p.size();
       out.push_back(std::move(o));
       which.push_back(end);
     }
     ++end;
   }
-  EntryView::ReleaseAll(views).IgnoreError();
+  EntryView::ReleaseAll(ahead.views).IgnoreError();
   // Piece keys are made before any view into them is taken (the vector may grow).
   for (const Outgoing& o : out) {
     for (uint32_t i = 1; i < o.pieces().size(); ++i) piece_keys.push_back(PieceKey(o.base, i));

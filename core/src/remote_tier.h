@@ -4,7 +4,8 @@
 // (write-back) are queued, bounded in entries and bytes (what does not fit is dropped
 // and counted), and a sender thread at the lowest priority stores them, in pipelines
 // of many items. A put queues a reference to its entry, which the sender reads when its
-// turn comes (an entry replaced meanwhile is sent once, as its latest version).
+// turn comes, without the pool lock (an entry replaced meanwhile is sent once, as its
+// latest version).
 // Destroying the tier first flushes its queue for at most flush_deadline, the
 // destroying thread sending it itself, so a process that puts and exits at once still
 // sends what it put unless the remote is down or the machine dies. Fetching (read-
@@ -31,6 +32,7 @@
 #include "kvcache/entry_view.h"
 #include "kvcache/manager.h"
 #include "kvcache/remote.h"
+#include "published_entry.h"
 #include "redis_client.h"
 #include "remote_format.h"
 #include "thread_annotations.h"
@@ -52,8 +54,15 @@ struct TierOptions {
 
 // What the tier asks of its Manager.
 struct TierHooks {
+  // Reads the entries `refs` of the pool without its lock (PoolHandle::ReadEach): the
+  // sender's way to read what puts queued, so a put never waits for the sender. An
+  // error (the pool cannot be opened) leaves every outcome kUnsure.
+  std::function<Status(std::span<const EntryRef> refs, const PublishedReader& read,
+                       std::span<ReadOutcome> outcomes)>
+      read_each;
   // Pins the entries `seqs` of the pool in one hold of its lock, without counting an
-  // access: views[k] pins seqs[k], or is not valid() when that entry is gone.
+  // access: views[k] pins seqs[k], or is not valid() when that entry is gone. For the
+  // entries read_each was unsure of.
   std::function<Result<std::vector<EntryView>>(std::span<const uint64_t> seqs)> pin_each;
   // Pins the chunk `hash` the same way; NotFound when it is gone.
   std::function<Result<PinnedChunk>(uint64_t hash)> pin_chunk;
@@ -169,13 +178,21 @@ class RemoteTier {
   };
   RemoteTier(TierOptions options, TierHooks hooks, RedisClient::Options client);
   void Run();
+  // What the sender read of the entries that batch[from, from + kReadAhead) refer to
+  // (puts' items), index k - from for item k: each one's values, encoded, when it was
+  // read without the pool lock (kRead); otherwise, when that read was unsure, its pin,
+  // taken with the others' in one hold of the pool lock (not valid() when it is gone).
+  struct Ahead {
+    std::vector<ReadOutcome> outcomes;
+    std::vector<std::vector<std::string>> encoded;
+    std::vector<EntryView> views;
+    size_t size() const { return outcomes.size(); }
+  };
+  Ahead ReadAhead(const std::vector<Item>& batch, size_t from);
   // Prepares `item` for sending; false when there is nothing to send (the entry or
-  // chunk it refers to is gone, counted as dropped, or was replaced). `view` pins the
-  // entry a put's item refers to (not valid() when it is gone); unused for the others.
-  bool Prepare(Item& item, const EntryView& view, Outgoing* out);
-  // The entries that batch[from, from + kPinAhead) refer to (puts' items), pinned in
-  // one hold of the pool lock: views[k - from] for item k (not valid() for the others).
-  std::vector<EntryView> PinAhead(const std::vector<Item>& batch, size_t from);
+  // chunk it refers to is gone, counted as dropped, or was replaced). For a put's item,
+  // ahead.*[a] is what ReadAhead learned of its entry; unused for the others.
+  bool Prepare(Item& item, Ahead& ahead, size_t a, Outgoing* out);
   // Stores batch[first, ...) in one pipeline of up to about kPipelineBytes, and returns
   // the end of the items it is done with (sent, skipped, or refused and counted). On a
   // broken connection it returns `first`, with *retry when those items may be tried

@@ -6,10 +6,14 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 
 #include <chrono>
+#include <thread>
 
 #include "kvcache/manager.h"
+#include "manager_internals.h"
+#include "pool_handle.h"
 #include "support/child_process.h"
 #include "support/test_env.h"
 
@@ -70,6 +74,57 @@ TEST_F(MultiProcessTest, LockFreeGetsRaceReplacementsOfAFewIds) {
   EXPECT_EQ(a.Wait(), 0) << a.output();
   EXPECT_EQ(b.Wait(), 0) << b.output();
   ExpectHealthy("race");
+}
+
+TEST_F(MultiProcessTest, LockFreeSendReadsRaceReplacementsOfAFewIds) {
+  // What the remote sender reads without the lock (ReadEach), racing two processes that
+  // replace four ids all the time (pool_worker's self-describing payloads) in a pool
+  // small enough that freed blocks are soon reused: a read it reports whole (kRead) is
+  // one version of that id, never a mix or another id's bytes. The reader copies the
+  // header, pauses (a sender preempted mid-copy), then copies the rest.
+  CreatePool("send", 4 << 20);
+  Child a({Worker(), "stress", "send", "2", "0", "4"});
+  Child b({Worker(), "stress", "send", "2", "1", "4"});
+  auto handle = ManagerInternals::Open(manager(), "send");
+  ASSERT_TRUE(handle.ok()) << handle.status().ToString();
+  uint64_t whole = 0, bad = 0;
+  std::vector<std::vector<std::byte>> copies(4);
+  const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(1800);
+  while (std::chrono::steady_clock::now() < end) {
+    std::vector<EntryRef> refs;
+    for (uint64_t seq = 0; seq < 4; ++seq) {
+      auto info = manager().Stat("send", seq);
+      if (info.ok()) refs.push_back({seq, info->generation});
+    }
+    std::vector<ReadOutcome> outcomes(refs.size());
+    (*handle)->ReadEach(
+        refs,
+        [&](size_t k, const PublishedEntry& e) {
+          const size_t head = std::min<size_t>(e.data.size(), 32);
+          copies[k].assign(e.data.begin(), e.data.begin() + static_cast<std::ptrdiff_t>(head));
+          std::this_thread::sleep_for(std::chrono::microseconds(200));
+          copies[k].insert(copies[k].end(), e.data.begin() + static_cast<std::ptrdiff_t>(head),
+                           e.data.end());
+        },
+        outcomes);
+    for (size_t k = 0; k < refs.size(); ++k) {
+      if (outcomes[k] != ReadOutcome::kRead) continue;
+      ++whole;
+      const std::vector<std::byte>& got = copies[k];
+      uint64_t fields[4] = {};
+      std::memcpy(fields, got.data(), std::min(got.size(), sizeof(fields)));
+      const bool ok = got.size() >= 32 && fields[0] == refs[k].seq && fields[3] + 32 == got.size() &&
+                      std::memcmp(Pattern(fields[2], got.size()).data() + 32, got.data() + 32,
+                                  got.size() - 32) == 0;
+      if (!ok) ++bad;
+    }
+  }
+  // Their own entries may be evicted in a pool this small, so only data errors (2) fail.
+  EXPECT_NE(a.Wait(), 2) << a.output();
+  EXPECT_NE(b.Wait(), 2) << b.output();
+  EXPECT_EQ(bad, 0u) << "of " << whole << " reads reported whole";
+  EXPECT_GT(whole, 100u);
+  ExpectHealthy("send");
 }
 
 TEST_F(MultiProcessTest, ConcurrentProcessesUnderEvictionPressure) {

@@ -1,6 +1,7 @@
 // Manager behaviour on one pool, in one process: lifecycle, header fields, puts and
 // gets, pins, prefixes, eviction under pressure, health and corruption.
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -15,6 +16,7 @@
 #include "manager_internals.h"
 #include "pool_handle.h"
 #include "kvcache/prefix.h"
+#include "support/child_process.h"
 #include "support/test_env.h"
 
 namespace kvcache {
@@ -326,6 +328,62 @@ TEST_F(PoolTest, PinEachPinsWhatIsCachedAndReleaseAllLetsGo) {
   EXPECT_EQ(st->misses, 0u);
   EXPECT_EQ(*manager().Evict("many", 100), 2u);
   ExpectHealthy("many");
+}
+
+// The remote sender's read (ReadEach): an entry published with the generation asked
+// for is read whole, with its attributes, without the pool lock (a process holds it
+// throughout), pinning nothing and counting no access; another generation reads as
+// replaced, a missing id as unsure (for the locked path to decide).
+TEST_F(PoolTest, ReadEachReadsPublishedEntriesWithoutTheLock) {
+  CreatePool("sender", 1 * kMiB);
+  ASSERT_TRUE(manager()
+                  .Put("sender", 1, Pattern(1, 4099), 77,
+                       {.prefix_tokens = {9, 10, 11}, .priority = -3, .metadata = R"({"m":1})"})
+                  .ok());
+  ASSERT_TRUE(manager().Put("sender", 2, Pattern(2, 100), 1).ok());
+  const uint64_t gen1 = manager().Stat("sender", 1)->generation;
+  const uint64_t gen2 = manager().Stat("sender", 2)->generation;
+  auto handle = ManagerInternals::Open(manager(), "sender");
+  ASSERT_TRUE(handle.ok()) << handle.status().ToString();
+
+  testing::Child holder({testing::BuildDir() + "/tests/core/pool_worker", "hold-lock", "sender"});
+  ASSERT_TRUE(holder.WaitForLine("ready"));
+  const std::vector<EntryRef> refs = {{1, gen1}, {2, gen2 + 1}, {3, gen1}, {1, gen1}};
+  std::vector<ReadOutcome> outcomes(refs.size());
+  std::vector<PublishedEntry> seen(refs.size());
+  std::vector<std::vector<std::byte>> data(refs.size()), tokens(refs.size());
+  std::vector<std::string> meta(refs.size());
+  const auto start = std::chrono::steady_clock::now();
+  (*handle)->ReadEach(
+      refs,
+      [&](size_t k, const PublishedEntry& e) {
+        seen[k] = e;
+        data[k].assign(e.data.begin(), e.data.end());
+        tokens[k].assign(e.prefix_tokens.begin(), e.prefix_tokens.end());
+        meta[k] = e.metadata;
+      },
+      outcomes);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(500));
+  holder.Kill(SIGKILL);
+  holder.Wait();
+
+  for (size_t k : {size_t{0}, size_t{3}}) {
+    ASSERT_EQ(outcomes[k], ReadOutcome::kRead) << k;
+    EXPECT_EQ(data[k], Pattern(1, 4099));
+    const std::vector<uint32_t> want = {9, 10, 11};
+    ASSERT_EQ(tokens[k].size(), want.size() * 4);
+    EXPECT_EQ(std::memcmp(tokens[k].data(), want.data(), tokens[k].size()), 0);
+    EXPECT_EQ(meta[k], R"({"m":1})");
+    EXPECT_EQ(seen[k].token_count, 77u);
+    EXPECT_EQ(seen[k].priority, -3);
+  }
+  EXPECT_EQ(outcomes[1], ReadOutcome::kReplaced);
+  EXPECT_EQ(outcomes[2], ReadOutcome::kUnsure);
+  auto st = manager().Stats("sender");
+  EXPECT_EQ(st->hits, 0u);
+  EXPECT_EQ(st->misses, 0u);
+  EXPECT_EQ(manager().Health("sender")->pinned_entries, 0u);
+  ExpectHealthy("sender");
 }
 
 TEST_F(PoolTest, RemoveOfPinnedEntryFreesOnRelease) {
