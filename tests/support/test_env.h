@@ -45,7 +45,7 @@ class IsolatedTest : public ::testing::Test {
   std::unique_ptr<Manager> manager_;
 };
 
-// Removes /dev/shm/<prefix>* (best effort).
+// Removes /dev/shm/<prefix>* (best effort); an empty prefix removes nothing.
 void UnlinkSegmentsWithPrefix(const std::string& prefix);
 
 // Directory holding the built binaries (KVC_BUILD_DIR, set by CTest).
