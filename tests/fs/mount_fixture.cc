@@ -84,12 +84,13 @@ void MountedTest::StartDaemon(const std::vector<std::string>& extra_args) {
   }
   args.insert(args.end(), extra_args.begin(), extra_args.end());
   daemon_.reset();
+  // Made before the fork: the child allocates nothing until exec (see child_process.cc).
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
   pid_t pid = fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
-    std::vector<char*> argv;
-    for (std::string& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
     execv(binary.c_str(), argv.data());
     _exit(127);
   }

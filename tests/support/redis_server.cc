@@ -60,13 +60,14 @@ RedisServer::Launch RedisServer::TryStart() {
     }
   }
   pid_t parent = getpid();
+  // Made before the fork: the child allocates nothing until exec (see child_process.cc).
+  std::vector<char*> args;
+  for (std::string& a : argv) args.push_back(a.data());
+  args.push_back(nullptr);
   pid_ = fork();
   if (pid_ == 0) {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent) _exit(127);
-    std::vector<char*> args;
-    for (std::string& a : argv) args.push_back(a.data());
-    args.push_back(nullptr);
     execv(args[0], args.data());
     _exit(127);
   }
