@@ -568,9 +568,14 @@ uint64_t PoolHandle::AllocateExtentLocked(uint64_t blocks) {
       }
     }
     // Space held by dead processes goes back before live entries are evicted; the
-    // scan reads /proc, so it runs at most every 100 ms.
-    if (!recovered && NowSeconds() - header_->last_reap >= 0.1) {
-      header_->last_reap = NowSeconds();
+    // scan reads /proc, so it runs at most every 100 ms. A last scan "later" than now
+    // (the wall clock stepped back since, or another process's clock reads ahead) is
+    // taken as long ago (as is a damaged one): the limit may let an extra scan
+    // through, never hold one off.
+    const double now = NowSeconds();
+    const double since = now - header_->last_reap;
+    if (!recovered && !(since >= 0 && since < 0.1)) {
+      header_->last_reap = now;
       recovered = RecoverDeadLocked() > 0;
       if (recovered) continue;
     }

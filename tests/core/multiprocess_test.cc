@@ -11,9 +11,12 @@
 #include <chrono>
 #include <thread>
 
+#include "clock.h"
 #include "kvcache/manager.h"
 #include "manager_internals.h"
 #include "pool_handle.h"
+#include "segment_format.h"
+#include "shm_segment.h"
 #include "support/child_process.h"
 #include "support/test_env.h"
 
@@ -282,6 +285,34 @@ TEST_F(MultiProcessTest, ProcessKilledMidPutLeavesNoTrace) {
   EXPECT_EQ(*manager().Get("half", 5), Pattern(5, 1000));
   auto health = manager().Health("half");
   EXPECT_TRUE(health->healthy);
+  EXPECT_EQ(manager().Stats("half")->entry_count, 2u);
+}
+
+// The scan for dead processes is rate-limited by a wall-clock time in the header. A
+// clock stepped back since the last scan (an NTP or VM clock correction), or a process
+// whose clock reads earlier, must not hold the scan off: the dead writer's space still
+// goes back before a live entry is evicted.
+TEST_F(MultiProcessTest, AClockSteppedBackStillReapsBeforeEvicting) {
+  CreatePool("half", 1 << 20);
+  ASSERT_TRUE(manager().Put("half", 5, Pattern(5, 1000), 1).ok());
+  Child writer({Worker(), "half-put", "half", "5", "900000"});
+  ASSERT_TRUE(writer.WaitForLine("ready"));
+  writer.Kill(SIGKILL);
+  writer.Wait();
+  {
+    auto seg = MappedSegment::Open("/dev/shm/" + manager().ShmName("half"),
+                                   SegmentOwner{geteuid(), 0});
+    ASSERT_TRUE(seg.ok()) << seg.status().ToString();
+    auto* header = reinterpret_cast<seg::Header*>(seg->base());
+    pthread_mutex_lock(&header->lock);
+    header->last_reap = NowSeconds() + 3600;  // the last scan, an hour "later"
+    pthread_mutex_unlock(&header->lock);
+  }
+  ASSERT_TRUE(manager().Put("half", 6, Pattern(6, 600000), 1).ok());
+  auto five = manager().Get("half", 5);
+  ASSERT_TRUE(five.ok()) << "a live entry was evicted while a dead writer held the room: "
+                         << five.status().ToString();
+  EXPECT_EQ(*five, Pattern(5, 1000));
   EXPECT_EQ(manager().Stats("half")->entry_count, 2u);
 }
 
