@@ -116,10 +116,21 @@ alive() {
   return 1
 }
 
+# Sets mono_us to the time since boot in microseconds (10 ms steps), a clock that never
+# steps: the wall clock of a VM can jump by seconds, either way, when it is corrected,
+# and an interval measured on it reads a process that exited in 100 ms as a wedge.
+# Builtins only, without a subshell.
+mono() {
+  local up _
+  read -r up _ </proc/uptime
+  mono_us=$((10#${up/./} * 10000))
+}
+
 # Keeps the longest time from SIGKILL to exit, for the daemon and for workers.
 note_exit_time() {
   alive "$1" && return
-  local ms=$(((${EPOCHREALTIME/./} - $2) / 1000))
+  mono
+  local ms=$(((mono_us - $2) / 1000))
   if [ "$1" = "$daemon" ]; then
     ((ms > exit_ms_daemon)) && exit_ms_daemon=$ms
   else
@@ -135,21 +146,23 @@ note_exit_time() {
 # polls every 5 ms and shares the CPUs: an upper bound.
 kill_wait() {
   local pid=$1 t0 stacks blocked
-  t0=${EPOCHREALTIME/./}
+  mono
+  t0=$mono_us
   kill -KILL "$pid" 2>/dev/null
-  while alive "$pid" && ((${EPOCHREALTIME/./} - t0 < 1000000)); do sleep 0.005; done
+  while alive "$pid" && mono && ((mono_us - t0 < 1000000)); do sleep 0.005; done
   if alive "$pid"; then
     stacks=$(thread_stacks "$pid") blocked=$(blocked_stacks)
     wedges_kill=$((wedges_kill + 1))
     printf 'wedge: pid %s (%s) still alive 1 s after SIGKILL; its threads:\n%s\n%s\n' \
       "$pid" "${role[$pid]:-daemon}" "$stacks" "$blocked" >&2
-    while alive "$pid" && ((${EPOCHREALTIME/./} - t0 < 10000000)); do sleep 0.01; done
+    while alive "$pid" && mono && ((mono_us - t0 < 10000000)); do sleep 0.01; done
     if alive "$pid"; then
       printf 'wedge: pid %s still alive 10 s after SIGKILL:\n%s\n' "$pid" \
         "$(thread_stacks "$pid")" >&2
       return
     fi
-    echo "wedge: pid $pid gone $(((${EPOCHREALTIME/./} - t0) / 1000)) ms after SIGKILL" >&2
+    mono
+    echo "wedge: pid $pid gone $(((mono_us - t0) / 1000)) ms after SIGKILL" >&2
   fi
   note_exit_time "$pid" "$t0"
   wait "$pid" 2>/dev/null
