@@ -10,6 +10,12 @@ namespace kvcache {
 // Unix time in seconds, with sub-second precision.
 double NowSeconds();
 
+// Unix time in seconds as the kernel stamps files (CLOCK_REALTIME_COARSE: as precise as
+// the scheduler tick, 1-10 ms, and several times cheaper to read): the creation, access
+// and modification times of entries, chunks and pools, read on every put and get. It may
+// be behind NowSeconds() by up to a tick.
+double StampSeconds();
+
 // CLOCK_MONOTONIC in nanoseconds: one order of events for every process on the machine.
 uint64_t MonotonicNs();
 

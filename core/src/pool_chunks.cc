@@ -101,7 +101,7 @@ Result<PoolHandle::PlacedChunk> PoolHandle::PlaceChunk(const ChunkSpec& spec,
                              FormatSizeLong(blocks * bs) + ", " + FormatSizeLong(header_->free) +
                              " are free and nothing more can be evicted");
     }
-    double now = NowSeconds();
+    double now = StampSeconds();
     seg::StoreRelaxed(s.sequence_id, spec.hash);
     seg::StoreRelaxed(s.first_block, first);
     seg::StoreRelaxed(s.extent_blocks, blocks);
@@ -166,7 +166,7 @@ Result<PoolHandle::PlacedChunk> PoolHandle::PlaceChunk(const ChunkSpec& spec,
   LinkLocked(slot);
   AdoptChunkLocked(slot);
   header_->puts++;
-  header_->modified = NowSeconds();
+  header_->modified = StampSeconds();
   KVC_ASSIGN_OR_RETURN(LeaseTable::Ticket lease, AcquireLeaseLocked(slot));
   return PlacedChunk{slot, gen, lease, true};
 }
@@ -319,7 +319,7 @@ Result<ChunkMatch> PoolHandle::MatchChunks(uint64_t seed, std::span<const uint32
   match.epoch_ = ForkEpoch();
   // One clock read for the whole match. Leaves get the older tick, so under LRU an
   // ancestor is never older than its descendants.
-  const double now_s = NowSeconds();
+  const double now_s = StampSeconds();
   const uint64_t now_ns = MonotonicNs();
   LeaseTable::Owner me;
   uint64_t h = seed;

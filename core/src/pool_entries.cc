@@ -63,7 +63,7 @@ Result<PutReservation> PoolHandle::Reserve(uint64_t seq, size_t size, uint64_t t
                                            .subspan(uint64_t{b} * block_tokens, block_tokens));
   }
   PutReservation r;
-  const double now = NowSeconds();  // read before the lock: it is held for metadata only
+  const double now = StampSeconds();  // read before the lock: it is held for metadata only
   {
     Locked lk(*this);
     KVC_RETURN_IF_ERROR(lk.status());
@@ -149,7 +149,7 @@ Status PoolHandle::Commit(uint32_t i, uint64_t generation, bool notify) {
 Status PoolHandle::CommitLocked(uint32_t i, uint64_t generation, uint64_t* seq,
                                 bool* published) {
   // The clocks are read before the lock, which is held for the index and heap only.
-  const double now = NowSeconds();
+  const double now = StampSeconds();
   uint64_t tick = MonotonicNs();
   Locked lk(*this);
   KVC_RETURN_IF_ERROR(lk.status());

@@ -72,7 +72,7 @@ Result<std::shared_ptr<PoolHandle>> PoolHandle::Create(const std::string& path,
     h->used = 0;
     h->free = h->size;
     h->block_count = l.block_count;
-    h->created = h->modified = NowSeconds();
+    h->created = h->modified = StampSeconds();
     h->policy = static_cast<uint8_t>(config.policy);
     h->header_size = seg::kHeaderSize;
     h->block_size = static_cast<uint32_t>(l.block_size);
@@ -348,7 +348,7 @@ void PoolHandle::LinkLocked(uint32_t i, bool in_heap) {
   if (chunk) header_->chunk_count++;
 }
 
-void PoolHandle::UnpublishLocked(uint32_t i) { UnpublishLocked(i, NowSeconds()); }
+void PoolHandle::UnpublishLocked(uint32_t i) { UnpublishLocked(i, StampSeconds()); }
 
 void PoolHandle::UnpublishLocked(uint32_t i, double now) {
   seg::Slot& s = slots_[i];
@@ -401,7 +401,7 @@ void PoolHandle::ClaimForWriteLocked(uint32_t i, LeaseTable::Owner me) {
   seg::StoreRelaxed(s.state, uint32_t{seg::kWriting});
 }
 
-void PoolHandle::Touch(uint32_t i) { TouchAt(i, NowSeconds(), MonotonicNs()); }
+void PoolHandle::Touch(uint32_t i) { TouchAt(i, StampSeconds(), MonotonicNs()); }
 
 void PoolHandle::TouchAt(uint32_t i, double now_s, uint64_t now) {
   // Atomic: lock-free gets touch concurrently. The heap catches up lazily

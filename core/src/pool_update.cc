@@ -97,7 +97,7 @@ Result<EntryInfo> PoolHandle::Update(uint64_t seq, uint64_t generation,
     s.priority = *update.priority;
     heap_->Update(i);  // the priority policy orders by it
   }
-  header_->modified = NowSeconds();
+  header_->modified = StampSeconds();
   KVC_RETURN_IF_ERROR(HeapStatusLocked());  // updated, but the eviction order needs repair
   return InfoLocked(i);
 }

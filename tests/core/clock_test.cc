@@ -20,6 +20,23 @@ TEST(ClockTest, ThisProcessExistsRunsAndIsAliveWithItsStartTime) {
   EXPECT_FALSE(ProcessAlive(me, start + 1));  // another process that had this pid
 }
 
+TEST(ClockTest, StampsFollowTheWallClockWithinATick) {
+  // The coarse clock moves in scheduler ticks (1-10 ms): never ahead of the precise
+  // clock read after it, and never more than a tick (here, generously, 50 ms) behind
+  // the one read before it.
+  for (int i = 0; i < 1000; ++i) {
+    const double before = NowSeconds();
+    const double stamp = StampSeconds();
+    const double after = NowSeconds();
+    ASSERT_LE(stamp, after + 1e-6) << i;
+    ASSERT_GE(stamp, before - 0.05) << i;
+  }
+  // And it moves: 20 ms later it reads later.
+  const double first = StampSeconds();
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_GT(StampSeconds(), first);
+}
+
 TEST(ClockTest, NoPidBelowOneExists) {
   // kill(0, 0) and kill(-1, 0) would succeed: they name process groups.
   for (pid_t pid : {0, -1}) {
