@@ -572,12 +572,14 @@ uint64_t PoolHandle::AllocateExtentLocked(uint64_t blocks) {
     // (the wall clock stepped back since, or another process's clock reads ahead) is
     // taken as long ago (as is a damaged one): the limit may let an extra scan
     // through, never hold one off.
-    const double now = NowSeconds();
-    const double since = now - header_->last_reap;
-    if (!recovered && !(since >= 0 && since < 0.1)) {
-      header_->last_reap = now;
-      recovered = RecoverDeadLocked() > 0;
-      if (recovered) continue;
+    if (!recovered) {
+      const double now = NowSeconds();
+      const double since = now - header_->last_reap;
+      if (!(since >= 0 && since < 0.1)) {
+        header_->last_reap = now;
+        recovered = RecoverDeadLocked() > 0;
+        if (recovered) continue;
+      }
     }
     if (EvictOneLocked()) continue;
     if (!recovered && RecoverDeadLocked() > 0) {
