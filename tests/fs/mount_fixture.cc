@@ -14,6 +14,8 @@
 #include <sstream>
 #include <thread>
 
+#include "support/child_process.h"
+
 namespace kvcache::testing {
 namespace {
 
@@ -84,10 +86,7 @@ void MountedTest::StartDaemon(const std::vector<std::string>& extra_args) {
   }
   args.insert(args.end(), extra_args.begin(), extra_args.end());
   daemon_.reset();
-  // Made before the fork: the child allocates nothing until exec (see child_process.cc).
-  std::vector<char*> argv;
-  for (std::string& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
+  std::vector<char*> argv = ExecArgv(args);
   pid_t pid = fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {

@@ -36,6 +36,11 @@ class Child {
   int status_ = 0;
 };
 
+// The argv of execv for `args`: pointers into `args` (which must outlive it), ending in
+// nullptr. Made before fork(), so that the child allocates nothing until exec: a malloc
+// in a child forked while another thread allocates may wait forever.
+std::vector<char*> ExecArgv(const std::vector<std::string>& args);
+
 // Runs argv to completion; returns its exit code (128 + signal if killed).
 int Run(const std::vector<std::string>& argv, std::string* output = nullptr);
 

@@ -12,6 +12,8 @@
 #include <chrono>
 #include <thread>
 
+#include "support/child_process.h"
+
 namespace kvcache::testing {
 
 uint16_t FreeLoopbackPort() {
@@ -60,10 +62,7 @@ RedisServer::Launch RedisServer::TryStart() {
     }
   }
   pid_t parent = getpid();
-  // Made before the fork: the child allocates nothing until exec (see child_process.cc).
-  std::vector<char*> args;
-  for (std::string& a : argv) args.push_back(a.data());
-  args.push_back(nullptr);
+  std::vector<char*> args = ExecArgv(argv);
   pid_ = fork();
   if (pid_ == 0) {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
