@@ -12,17 +12,19 @@
 
 namespace kvcache {
 
-double NowSeconds() {
+namespace {
+
+double SecondsOf(clockid_t clock) {
   timespec ts{};
-  clock_gettime(CLOCK_REALTIME, &ts);
+  clock_gettime(clock, &ts);
   return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
 }
 
-double StampSeconds() {
-  timespec ts{};
-  clock_gettime(CLOCK_REALTIME_COARSE, &ts);
-  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
-}
+}  // namespace
+
+double NowSeconds() { return SecondsOf(CLOCK_REALTIME); }
+
+double StampSeconds() { return SecondsOf(CLOCK_REALTIME_COARSE); }
 
 uint64_t MonotonicNs() {
   timespec ts{};
